@@ -1,0 +1,63 @@
+"""Best-of-N with prompt-aware weights: sample N candidates, keep argmax_y sum_i w_i(x) r~_i(x, y)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from preforch.data.schema import Message
+
+
+def combined_reward(normalized: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """R(x, y) = sum_i w_i r~_i(x, y) (paper Eq. 4 with w = f_phi(x) as in Eq. 9).
+
+    normalized: [..., K] normalised rewards; weights: [..., K] broadcastable to it. Returns [...].
+    """
+    return (normalized * weights).sum(-1)
+
+
+def select_best(normalized: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Index of the best candidate per prompt: normalized [B, N, K], weights [B, K] -> [B]."""
+    return combined_reward(normalized, weights.unsqueeze(1)).argmax(-1)
+
+
+@dataclass
+class SamplingConfig:
+    num_candidates: int = 4
+    max_new_tokens: int = 64
+    temperature: float = 0.8
+    top_p: float = 0.95
+    batch_size: int = 8
+
+
+@torch.no_grad()
+def sample_candidates(model, tokenizer, prompts: Sequence[Sequence[Message]], cfg: SamplingConfig,
+                      progress: bool = True) -> list[list[str]]:
+    """N sampled replies per chat prompt (the model's chat template), batched with left padding."""
+    out: list[list[str]] = []
+    bar = tqdm(total=len(prompts) * cfg.num_candidates, desc="generating", unit="resp", disable=not progress)
+    for s in range(0, len(prompts), cfg.batch_size):
+        chunk = prompts[s:s + cfg.batch_size]
+        texts = [tokenizer.apply_chat_template(list(p), tokenize=False, add_generation_prompt=True) for p in chunk]
+        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        gen = model.generate(**enc, do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p,
+                             max_new_tokens=cfg.max_new_tokens, num_return_sequences=cfg.num_candidates,
+                             pad_token_id=tokenizer.pad_token_id)
+        replies = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        out += [[r.strip() for r in replies[i * cfg.num_candidates:(i + 1) * cfg.num_candidates]] for i in range(len(chunk))]
+        bar.update(len(chunk) * cfg.num_candidates)
+    bar.close()
+    return out
+
+
+def best_of_n(candidates: list[list[str]], normalized: torch.Tensor, weights: torch.Tensor) -> list[dict]:
+    """Pick each prompt's best candidate. normalized: [B, N, K]; weights: [B, K]."""
+    best = select_best(normalized, weights)
+    return [
+        {"response": candidates[b][i], "index": i, "combined_reward": combined_reward(normalized[b, i], weights[b]).item(),
+         "rewards": normalized[b, i].tolist(), "weights": weights[b].tolist()}
+        for b, i in enumerate(best.tolist())
+    ]

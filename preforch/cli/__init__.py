@@ -1,0 +1,53 @@
+"""`preforch` command line: one sub-command per pipeline stage. Heavy libraries load only when a
+command runs, so `preforch --help` is instant."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from preforch.cli.parsing import parse_config
+from preforch.errors import PreforchError
+
+# name -> (module in preforch.cli.commands, config class name, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "quickstart": ("QuickstartConfig", "end to end on the bundled defaults: reward models, orchestrator, best-of-N report"),
+    "train-rm": ("RewardModelConfig", "train Bradley-Terry reward models (single- or multi-head)"),
+    "build-ensemble": ("EnsembleConfig", "combine reward models and rules, fit normalisation on a reference set"),
+    "train-orchestrator": ("OrchestratorConfig", "train the Preference Orchestrator on reward-derived targets (Eq. 6-8)"),
+    "eval-orchestrator": ("EvalOrchestratorConfig", "held-out KL vs baselines and prompt-source AUROC"),
+    "weights": ("WeightsConfig", "print the orchestrator's weight of each objective for prompts"),
+    "generate": ("GenerateConfig", "best-of-N generation reranked by orchestrator or user weights"),
+}
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: preforch <command> [--config recipe.yaml] [--option value ...]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {help}" for name, (_, help) in COMMANDS.items()]
+    lines += ["", "Run `preforch <command> --help` for its options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"preforch: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    from preforch import config as config_module
+
+    cls = getattr(config_module, COMMANDS[name][0])
+    try:
+        cfg = parse_config(cls, rest, prog=f"preforch {name}", description=COMMANDS[name][1])
+        from preforch.cli import commands
+
+        run: Callable = getattr(commands, name.replace("-", "_"))
+        run(cfg)
+    except PreforchError as e:
+        print(f"preforch {name}: error: {e}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,200 @@
+"""One config schema for Python, CLI flags and YAML recipes.
+
+Each command has a dataclass; `preforch.cli` turns its fields into `--flags` with HfArgumentParser and
+`--config recipe.yaml` sets defaults that flags then override (TRL's TrlParser pattern).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Optional
+
+from preforch.errors import ConfigError
+
+HH_TRAIN = ["hh-helpful:train", "hh-harmless:train"]
+HH_TEST = ["hh-helpful:test", "hh-harmless:test"]
+
+
+def _list(default: list[str], help: str):
+    return field(default_factory=lambda: list(default), metadata={"help": help})
+
+
+def _f(default, help: str):
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class RewardModelConfig:
+    """`preforch train-rm`: Bradley-Terry reward models, one head per objective."""
+
+    base_model: str = _f("minilm", "backbone: hub id, local path, or bundled alias 'minilm'")
+    objectives: list[str] = _list(["helpful", "harmless"], "objective names, one per training set")
+    train_data: list[str] = _list(HH_TRAIN, "pairwise data per objective (bundled name[:split] or file)")
+    eval_data: list[str] = _list(HH_TEST, "held-out pairwise data per objective, for accuracy")
+    output_dir: str = _f("runs/reward_model", "where the trained model is saved")
+    multi_head: bool = _f(True, "one backbone with K heads (True) or one single-head model per objective")
+    max_length: int = _f(128, "tokens per (prompt, response) input")
+    prompt_max_tokens: int = _f(64, "tokens kept from the end of the dialogue")
+    learning_rate: float = _f(5e-5, "AdamW learning rate")
+    weight_decay: float = _f(0.01, "AdamW weight decay")
+    warmup_ratio: float = _f(0.1, "linear warm-up fraction, then linear decay")
+    epochs: float = _f(1.0, "passes over the training pairs")
+    batch_size: int = _f(16, "pairs per step")
+    center_coefficient: float = _f(0.1, "weight of the reward-centering term (r_w + r_l)^2")
+    max_train_pairs: Optional[int] = _f(None, "cap on training pairs per objective")
+    max_eval_pairs: Optional[int] = _f(None, "cap on held-out pairs per objective")
+    seed: int = _f(0, "random seed")
+    trust_remote_code: bool = _f(False, "allow custom model code from the hub (off unless you trust it)")
+
+    def __post_init__(self):
+        _same_length(self, "objectives", "train_data")
+        if self.eval_data:
+            _same_length(self, "objectives", "eval_data")
+        _positive(self, "max_length", "batch_size", "learning_rate", "epochs")
+
+
+@dataclass
+class EnsembleConfig:
+    """`preforch build-ensemble`: reward sources + normalisation statistics fitted on a reference set."""
+
+    reward_models: list[str] = _list(["runs/reward_model"], "reward-model folders or hub ids (objectives from id2label)")
+    rules: list[str] = _list(["conciseness"], "rule objectives: 'name' (built-in) or 'objective=module:function'")
+    reference_data: list[str] = _list(HH_TRAIN, "preference data whose chosen+rejected responses fit the z-scores")
+    max_reference_pairs: Optional[int] = _f(None, "cap on reference pairs per data spec")
+    output_dir: str = _f("runs/rewards", "where ensemble.json is written")
+    trust_remote_code: bool = _f(False, "allow custom model code from the hub")
+
+
+@dataclass
+class OrchestratorConfig:
+    """`preforch train-orchestrator`: the Preference Orchestrator f_phi(x) (paper Eq. 8)."""
+
+    ensemble: str = _f("runs/quickstart/rewards", "folder of a saved reward ensemble (objectives + normalisation)")
+    encoder: str = _f("minilm", "prompt encoder: hub id, local path, or bundled alias 'minilm'")
+    train_data: list[str] = _list(HH_TRAIN, "preference data whose chosen responses give the targets")
+    eval_data: list[str] = _list(HH_TEST, "held-out preference data for KL and AUROC")
+    output_dir: str = _f("runs/orchestrator", "where the orchestrator is saved")
+    positive_source: Optional[str] = _f(None, "source label whose prompts are positives for the AUROC (default: last)")
+    tau: float = _f(1.0, "temperature of the targets softmax(r~(x, y_w) / tau) (Eq. 7)")
+    pooling: str = _f("mean", "how token states become one vector: mean | cls")
+    max_length: int = _f(64, "prompt tokens (the end of the dialogue is kept)")
+    train_encoder: bool = _f(False, "fine-tune the encoder too (slower); default trains the head on cached features")
+    learning_rate: float = _f(3e-3, "head learning rate")
+    encoder_learning_rate: float = _f(1e-5, "encoder learning rate when --train_encoder (paper: 1e-5)")
+    weight_decay: float = _f(1.0, "AdamW weight decay of the head (strong: targets are noisy)")
+    epochs: Optional[int] = _f(None, "passes over the prompts; default 100 with a frozen encoder, 3 when fine-tuning")
+    batch_size: int = _f(32, "prompts per step (paper: 32)")
+    max_train_pairs: Optional[int] = _f(None, "cap on training pairs per data spec")
+    max_eval_pairs: Optional[int] = _f(None, "cap on held-out pairs per data spec")
+    seed: int = _f(0, "random seed")
+    trust_remote_code: bool = _f(False, "allow custom model code from the hub")
+
+    def __post_init__(self):
+        _positive(self, "tau", "max_length", "batch_size", "learning_rate")
+        if self.pooling not in ("mean", "cls"):
+            raise ConfigError(f"pooling: expected 'mean' or 'cls', got {self.pooling!r}")
+
+    @property
+    def num_epochs(self) -> int:
+        return self.epochs if self.epochs is not None else (3 if self.train_encoder else 100)
+
+
+@dataclass
+class WeightsConfig:
+    """`preforch weights "<prompt>"`: the orchestrator's weight for each objective."""
+
+    prompt: list[str] = _list([], "prompt text(s)")
+    orchestrator: str = _f("runs/quickstart/orchestrator", "orchestrator folder")
+    json: bool = _f(False, "print JSON instead of a table")
+
+
+@dataclass
+class EvalOrchestratorConfig:
+    """`preforch eval-orchestrator`: held-out KL vs baselines and prompt-source AUROC."""
+
+    orchestrator: str = _f("runs/quickstart/orchestrator", "orchestrator folder")
+    ensemble: str = _f("runs/quickstart/rewards", "reward ensemble folder (gives the targets)")
+    eval_data: list[str] = _list(HH_TEST, "held-out preference data")
+    max_eval_pairs: Optional[int] = _f(None, "cap on pairs per data spec")
+    positive_source: Optional[str] = _f(None, "source label whose prompts are positives for the AUROC (default: last)")
+    output: Optional[str] = _f(None, "also write the metrics as JSON here")
+
+
+@dataclass
+class GenerateConfig:
+    """`preforch generate`: best-of-N sampling reranked by sum_i w_i(x) r~_i(x, y)."""
+
+    prompt: list[str] = _list([], "prompt(s) to answer; or use --prompts_file")
+    prompts_file: Optional[str] = _f(None, "JSONL/CSV/JSON preference file or .txt (one prompt per line)")
+    policy: str = _f("smollm2", "causal LM: hub id, local path, or bundled alias 'smollm2'")
+    ensemble: str = _f("runs/quickstart/rewards", "reward ensemble folder")
+    orchestrator: Optional[str] = _f("runs/quickstart/orchestrator", "orchestrator folder (weights per prompt)")
+    weights: Optional[str] = _f(None, "fixed weights, e.g. helpful=0.7,harmless=0.3 (overrides the orchestrator)")
+    num_candidates: int = _f(4, "N in best-of-N")
+    max_new_tokens: int = _f(64, "tokens per candidate")
+    temperature: float = _f(0.8, "sampling temperature")
+    top_p: float = _f(0.95, "nucleus sampling")
+    batch_size: int = _f(8, "prompts per generation batch")
+    seed: int = _f(0, "random seed")
+    output: Optional[str] = _f(None, "write results as JSONL here")
+    trust_remote_code: bool = _f(False, "allow custom model code from the hub")
+
+    def __post_init__(self):
+        _positive(self, "num_candidates", "max_new_tokens", "batch_size")
+
+
+@dataclass
+class QuickstartConfig:
+    """`preforch quickstart`: the whole PRO idea on the bundled defaults, on a CPU, in minutes."""
+
+    output_dir: str = _f("runs/quickstart", "run folder (report.md, metrics.json, plots, models)")
+    policy: str = _f("smollm2", "causal LM for best-of-N")
+    reward_base_model: str = _f("minilm", "backbone of the multi-head reward model")
+    encoder: str = _f("minilm", "orchestrator encoder")
+    rules: list[str] = _list(["conciseness"], "rule-based objectives added to helpful and harmless")
+    rm_epochs: float = _f(1.0, "reward-model epochs")
+    rm_learning_rate: float = _f(5e-5, "reward-model learning rate")
+    center_coefficient: float = _f(0.1, "reward-centering weight (pins the prompt offset BT leaves free)")
+    max_train_pairs: Optional[int] = _f(None, "cap on training pairs per source (for a faster smoke run)")
+    max_eval_pairs: Optional[int] = _f(None, "cap on held-out pairs per source")
+    tau: float = _f(1.0, "target temperature (Eq. 7)")
+    bon_prompts_per_source: int = _f(16, "held-out prompts per source for the best-of-N comparison")
+    num_candidates: int = _f(4, "N in best-of-N")
+    max_new_tokens: int = _f(48, "tokens per candidate")
+    seed: int = _f(0, "random seed")
+    overwrite: bool = _f(False, "retrain stages whose outputs already exist (default: reuse them, i.e. resume)")
+
+    def __post_init__(self):
+        _positive(self, "rm_epochs", "tau", "num_candidates", "max_new_tokens", "bon_prompts_per_source")
+
+
+def _same_length(cfg, a: str, b: str) -> None:
+    if len(getattr(cfg, a)) != len(getattr(cfg, b)):
+        raise ConfigError(f"{b}: needs one entry per objective ({len(getattr(cfg, a))} in {a}), got {len(getattr(cfg, b))}")
+
+
+def _positive(cfg, *names: str) -> None:
+    for n in names:
+        if not getattr(cfg, n) > 0:
+            raise ConfigError(f"{n}: must be > 0, got {getattr(cfg, n)!r}")
+
+
+def load_yaml(path: str | Path, cls) -> dict:
+    """Read a YAML recipe section for `cls`; unknown keys are an error naming the file and key."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of option: value")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown option(s) {unknown} for {cls.__name__}")
+    return data

@@ -1,0 +1,177 @@
+"""Load preference data from the bundled sets, JSONL/CSV files or `datasets` objects into one schema.
+
+Accepted record shapes (detected per record):
+- `{"prompt": str, "chosen": str, "rejected": str}` (UltraFeedback-style strings);
+- `{"prompt": [messages], "chosen": [messages] | str, "rejected": [messages] | str}` (TRL conversational);
+- `{"chosen": "\\n\\nHuman: ...\\n\\nAssistant: ...", "rejected": "..."}` (HH-RLHF dialogues, no prompt).
+An optional `source` field is kept as metadata for evaluation.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from preforch.data.hh import split_pair
+from preforch.data.schema import PreferenceDataset, PreferencePair, as_messages
+from preforch.errors import DataError
+
+# name -> (file stem, source label). Splits: "train" / "test" (see bundled/README.md).
+BUNDLED = {
+    "hh-helpful": ("hh_rlhf_helpful_base", "hh-helpful"),
+    "hh-harmless": ("hh_rlhf_harmless_base", "hh-harmless"),
+    "ultrafeedback": ("ultrafeedback_binarized", "ultrafeedback"),
+}
+
+
+def _reply(value: Any, field: str, where: str) -> str:
+    """A reply given as a string or as a one-assistant-message list."""
+    if isinstance(value, list):
+        if len(value) != 1 or not isinstance(value[0], dict) or value[0].get("role") != "assistant":
+            raise DataError(f"{where}: field '{field}' must be a string or a list with one assistant message")
+        value = value[0].get("content")
+    if not isinstance(value, str):
+        raise DataError(f"{where}: field '{field}' must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise DataError(f"{where}: field '{field}' is empty")
+    return value
+
+
+def record_to_pair(record: Mapping[str, Any], where: str, source: str = "") -> PreferencePair:
+    """Convert one raw record (any accepted shape) into a `PreferencePair`; `where` prefixes errors."""
+    if not isinstance(record, Mapping):
+        raise DataError(f"{where}: expected an object, got {type(record).__name__}")
+    missing = [f for f in ("chosen", "rejected") if f not in record or record[f] is None]
+    if missing:
+        raise DataError(f"{where}: missing field(s) {missing} (have {sorted(record)})")
+    src = str(record.get("source") or source)
+    prompt = record.get("prompt")
+    if prompt is None or (isinstance(prompt, str) and not prompt.strip() and isinstance(record["chosen"], str)
+                          and "\n\nHuman:" in record["chosen"]):
+        if not (isinstance(record["chosen"], str) and isinstance(record["rejected"], str)):
+            raise DataError(f"{where}: missing field 'prompt'")
+        msgs, chosen, rejected = split_pair(record["chosen"], record["rejected"], where)
+        return PreferencePair(as_messages(msgs, where), _reply(chosen, "chosen", where),
+                              _reply(rejected, "rejected", where), src)
+    return PreferencePair(
+        as_messages(prompt, f"{where}: field 'prompt'"),
+        _reply(record["chosen"], "chosen", where),
+        _reply(record["rejected"], "rejected", where),
+        src,
+    )
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+
+
+def _read_jsonl(path: Path) -> Iterable[tuple[str, Any]]:
+    with _open_text(path) as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                yield where, json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
+
+
+def _read_csv(path: Path) -> Iterable[tuple[str, Any]]:
+    with _open_text(path) as f:
+        reader = csv.DictReader(f)
+        for row in reader:
+            yield f"{path}:{reader.line_num}", {k: v for k, v in row.items() if k is not None}
+
+
+def load_file(path: str | Path, source: str = "", limit: int | None = None,
+              skip_invalid: bool = False) -> PreferenceDataset:
+    """Load a `.jsonl`, `.json` (list), `.csv` file (optionally `.gz`) into a `PreferenceDataset`.
+
+    A malformed record raises `DataError` naming file:line and field, unless `skip_invalid` (used for
+    the bundled upstream samples), which drops such records and warns once with the count.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    kind = path.name.removesuffix(".gz").rsplit(".", 1)[-1].lower()
+    if kind == "jsonl":
+        rows = _read_jsonl(path)
+    elif kind == "csv":
+        rows = _read_csv(path)
+    elif kind == "json":
+        with _open_text(path) as f:
+            try:
+                data = json.load(f)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None
+        if not isinstance(data, list):
+            raise DataError(f"{path}: a .json file must hold a list of records")
+        rows = ((f"{path}: record {i}", r) for i, r in enumerate(data))
+    else:
+        raise DataError(f"{path}: unsupported file type {kind!r} (use .jsonl, .json or .csv, optionally .gz)")
+    pairs, skipped = [], []
+    for where, record in rows:
+        try:
+            pairs.append(record_to_pair(record, where, source or path.name.split(".")[0]))
+        except DataError as e:
+            if not skip_invalid:
+                raise
+            skipped.append(str(e))
+        if limit is not None and len(pairs) >= limit:
+            break
+    if skipped:
+        warnings.warn(f"skipped {len(skipped)} malformed record(s), first: {skipped[0]}", stacklevel=2)
+    if not pairs:
+        raise DataError(f"{path}: no records")
+    return PreferenceDataset(pairs)
+
+
+def load_hf_dataset(dataset, source: str = "", limit: int | None = None) -> PreferenceDataset:
+    """Load a `datasets.Dataset` (or any sequence of dict records) in one of the accepted shapes."""
+    name = getattr(dataset, "info", None) and dataset.info.dataset_name or source or "dataset"
+    pairs = []
+    for i, record in enumerate(dataset):
+        pairs.append(record_to_pair(record, f"{name}: row {i}", source))
+        if limit is not None and len(pairs) >= limit:
+            break
+    if not pairs:
+        raise DataError(f"{name}: no records")
+    return PreferenceDataset(pairs)
+
+
+def load_bundled(name: str, split: str = "train", limit: int | None = None) -> PreferenceDataset:
+    """One of the preference sets shipped in the package (see `BUNDLED`); `split` is train or test."""
+    if name not in BUNDLED:
+        raise DataError(f"unknown bundled dataset {name!r}; choose from {sorted(BUNDLED)}")
+    if split not in ("train", "test"):
+        raise DataError(f"bundled dataset {name!r}: split must be 'train' or 'test', got {split!r}")
+    stem, source = BUNDLED[name]
+    path = Path(__file__).parent / "bundled" / f"{stem}_{split}.jsonl.gz"
+    return load_file(path, source=source, limit=limit, skip_invalid=True)
+
+
+def load_preferences(spec: str, limit: int | None = None) -> PreferenceDataset:
+    """Resolve a data spec: `bundled-name[:split]` (e.g. `hh-harmless:test`) or a file path.
+
+    Several specs can be joined with `+` (`hh-helpful:train+hh-harmless:train`); each keeps its source.
+    """
+    if "+" in spec and not Path(spec).exists():
+        return PreferenceDataset.concat(load_preferences(s, limit) for s in spec.split("+"))
+    name, _, split = spec.partition(":")
+    if name in BUNDLED:
+        return load_bundled(name, split or "train", limit)
+    return load_file(spec, limit=limit)
+
+
+def load_many(specs: Iterable[str], limit: int | None = None) -> PreferenceDataset:
+    """Concatenate several data specs (each capped at `limit` pairs), keeping each record's source."""
+    specs = list(specs)
+    if not specs:
+        raise DataError("no data given")
+    return PreferenceDataset.concat(load_preferences(s, limit) for s in specs)

@@ -1,0 +1,108 @@
+"""The one record type every stage consumes: a prompt (chat messages) with a preferred and a rejected reply."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Sequence
+
+from preforch.errors import DataError
+
+Message = dict  # {"role": "user" | "assistant" | "system", "content": str}
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    """One human judgement: `chosen` was preferred over `rejected` as the next assistant turn of `prompt`.
+
+    `prompt` is a list of chat messages ending with a user turn. `source` names where the record came
+    from (e.g. "hh-harmless"); it is metadata for evaluation only and never a training signal.
+    """
+
+    prompt: tuple[Message, ...]
+    chosen: str
+    rejected: str
+    source: str = ""
+
+    @property
+    def prompt_text(self) -> str:
+        """The last user turn: the part of the prompt a person would quote."""
+        return self.prompt[-1]["content"]
+
+
+def check_messages(messages: Sequence[Message], where: str) -> tuple[Message, ...]:
+    """Validate a chat prompt: non-empty, known roles, string contents, ends with a non-empty user turn."""
+    if not isinstance(messages, (list, tuple)) or not messages:
+        raise DataError(f"{where}: prompt is empty")
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or "role" not in m or "content" not in m:
+            raise DataError(f"{where}: message {i} must be an object with 'role' and 'content'")
+        if m["role"] not in ROLES:
+            raise DataError(f"{where}: message {i} has unknown role {m['role']!r} (expected one of {ROLES})")
+        if not isinstance(m["content"], str):
+            raise DataError(f"{where}: message {i} 'content' must be a string")
+    if messages[-1]["role"] != "user":
+        raise DataError(f"{where}: prompt must end with a user turn, got {messages[-1]['role']!r}")
+    if not messages[-1]["content"].strip():
+        raise DataError(f"{where}: prompt is empty (last user turn has no text)")
+    return tuple({"role": m["role"], "content": m["content"]} for m in messages)
+
+
+def as_messages(prompt: str | Sequence[Message], where: str) -> tuple[Message, ...]:
+    """A plain-string prompt becomes one user message; a message list is validated as is."""
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise DataError(f"{where}: prompt is empty")
+        return ({"role": "user", "content": prompt},)
+    return check_messages(prompt, where)
+
+
+@dataclass
+class PreferenceDataset:
+    """An ordered collection of `PreferencePair`s with the few views later stages need."""
+
+    pairs: list[PreferencePair] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __iter__(self) -> Iterator[PreferencePair]:
+        return iter(self.pairs)
+
+    def __getitem__(self, i):
+        return PreferenceDataset(self.pairs[i]) if isinstance(i, slice) else self.pairs[i]
+
+    @property
+    def prompts(self) -> list[tuple[Message, ...]]:
+        return [p.prompt for p in self.pairs]
+
+    @property
+    def sources(self) -> list[str]:
+        return [p.source for p in self.pairs]
+
+    @classmethod
+    def concat(cls, parts: Iterable["PreferenceDataset"]) -> "PreferenceDataset":
+        return cls([p for part in parts for p in part.pairs])
+
+    def shuffled(self, seed: int) -> "PreferenceDataset":
+        import random
+
+        pairs = list(self.pairs)
+        random.Random(seed).shuffle(pairs)
+        return PreferenceDataset(pairs)
+
+    def to_hf(self):
+        """A `datasets.Dataset` in TRL's conversational preference format, plus a `source` column."""
+        from datasets import Dataset
+
+        return Dataset.from_list(
+            [
+                {
+                    "prompt": list(p.prompt),
+                    "chosen": [{"role": "assistant", "content": p.chosen}],
+                    "rejected": [{"role": "assistant", "content": p.rejected}],
+                    "source": p.source,
+                }
+                for p in self.pairs
+            ]
+        )

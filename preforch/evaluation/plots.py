@@ -1,0 +1,75 @@
+"""PNG figures (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    """Render to a temp name, then rename: a reader never sees a half-written PNG."""
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    tmp.replace(path)
+
+
+def plot_weights_by_source(weights: torch.Tensor, sources: Sequence[str], objectives: Sequence[str], path: Path) -> None:
+    """One histogram panel per objective: the predicted weight for prompts of each source."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(objectives), figsize=(4 * len(objectives), 3.2), squeeze=False)
+    for k, (ax, objective) in enumerate(zip(axes[0], objectives)):
+        for src in dict.fromkeys(sources):
+            vals = weights[[s == src for s in sources], k].numpy()
+            ax.hist(vals, bins=30, range=(0, 1), alpha=0.55, label=f"{src} (n={len(vals)})")
+        ax.set_title(f"orchestrator weight: {objective}")
+        ax.set_xlabel("weight")
+    axes[0][0].set_ylabel("held-out prompts")
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_grouped_bars(table: dict[str, dict[str, dict[str, float]]], objectives: Sequence[str], path: Path, ylabel: str) -> None:
+    """table[group][series][objective] -> one panel per group, bars per objective and series."""
+    plt = _pyplot()
+    groups = list(table)
+    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.4), squeeze=False, sharey=True)
+    for ax, group in zip(axes[0], groups):
+        series = list(table[group])
+        width = 0.8 / len(series)
+        for j, name in enumerate(series):
+            xs = [i + (j - (len(series) - 1) / 2) * width for i in range(len(objectives))]
+            ax.bar(xs, [table[group][name][o] for o in objectives], width, label=name)
+        ax.set_xticks(range(len(objectives)), objectives)
+        ax.axhline(0, color="black", linewidth=0.6)
+        ax.set_title(f"prompts from {group}")
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_curve(values: Sequence[float], path: Path, title: str, xlabel: str, ylabel: str, smooth: int = 1) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ys = list(values)
+    if smooth > 1:
+        ys = [sum(ys[max(0, i - smooth + 1):i + 1]) / len(ys[max(0, i - smooth + 1):i + 1]) for i in range(len(ys))]
+    ax.plot(range(1, len(ys) + 1), ys)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)

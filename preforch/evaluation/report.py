@@ -1,0 +1,96 @@
+"""Markdown report + JSON metrics + PNG plots for a quickstart run folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from preforch.evaluation.plots import plot_curve, plot_grouped_bars, plot_weights_by_source
+from preforch.io import atomic_write_json, atomic_write_text
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3f}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(c) if isinstance(c, float) else str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_quickstart_report(run: Path, metrics: dict, heldout_weights: torch.Tensor, heldout_sources: Sequence[str]) -> None:
+    objectives = metrics["objectives"]
+    plot_weights_by_source(heldout_weights, heldout_sources, objectives, run / "weights_by_source.png")
+    plot_grouped_bars(metrics["best_of_n"]["by_source"], objectives, run / "best_of_n.png", "mean normalised reward of pick")
+    plot_curve(metrics["reward_models"]["loss_curve"], run / "reward_model_loss.png", "reward models (Bradley-Terry)",
+               "step", "loss (moving average of 20)", smooth=20)
+    plot_curve(metrics["orchestrator_training"]["loss_history"], run / "orchestrator_loss.png",
+               "orchestrator training (Eq. 8)", "epoch", "mean KL(w* || f_phi)")
+    atomic_write_json(run / "metrics.json", metrics)
+    atomic_write_text(run / "report.md", render_markdown(metrics))
+
+
+def render_markdown(m: dict) -> str:
+    objectives = m["objectives"]
+    orch, bon, rms = m["orchestrator"], m["best_of_n"], m["reward_models"]
+    kl = orch["kl"]
+    auroc = orch.get("auroc", {})
+    parts = [
+        "# preforch quickstart report",
+        "",
+        f"Objectives: {', '.join(objectives)}. Machine: {m['machine']['processor']} / {m['machine']['platform']}, "
+        f"{m['machine']['torch_threads']} torch threads, CUDA: {m['machine']['cuda']}.",
+        "",
+        "## Reward models",
+        f"One MiniLM backbone with a head per objective, Bradley-Terry loss with reward centering, "
+        f"{rms['train_pairs']} training pairs, {rms['steps']} steps.",
+        "",
+        _table(["objective", "held-out pairwise accuracy"], [[o, a] for o, a in rms["eval_accuracy"].items()]),
+        "",
+        "![reward model loss](reward_model_loss.png)",
+        "",
+        "## Preference Orchestrator",
+        f"Held-out KL(w* || predictor) over {orch['num_prompts']} prompts (lower is better):",
+        "",
+        _table(["predictor", "KL"], [["orchestrator", kl["orchestrator"]], ["uniform", kl["uniform"]],
+                                     ["constant mean target", kl["constant_mean_target"]]]),
+        "",
+    ]
+    if auroc:
+        parts += [
+            f"AUROC of each objective's predicted weight for telling `{auroc['positive_source']}` prompts from the others "
+            "(the orchestrator never saw source labels; 0.5 = chance, < 0.5 = weight higher on the other source):",
+            "",
+            _table(["objective", "AUROC"], [[o, v] for o, v in auroc["per_objective"].items()]),
+            "",
+            _table(["source", *objectives], [[s, *w.values()] for s, w in orch["mean_weights_by_source"].items()]),
+            "",
+            "![weights by source](weights_by_source.png)",
+            "",
+        ]
+    parts += [
+        "Predicted weights for example prompts:",
+        "",
+        _table(["prompt", *objectives], [[p, *w.values()] for p, w in m["example_weights"].items()]),
+        "",
+        "![orchestrator loss](orchestrator_loss.png)",
+        "",
+        "## Best-of-N: orchestrator weights vs uniform weights",
+        f"{bon['num_prompts']} held-out prompts, {bon['num_candidates']} candidates each from the policy; the same "
+        "candidates are reranked by `sum_i w_i r~_i` with each weighting. Mean normalised reward of the picked "
+        f"response (z-scores). The two weightings pick different responses on {100 * bon['selection_differs_fraction']:.0f}% of prompts.",
+        "",
+    ]
+    for src, rows in bon["by_source"].items():
+        parts += [f"Prompts from `{src}`:", "", _table(["selection", *objectives], [[n, *v.values()] for n, v in rows.items()]), ""]
+    parts += ["![best of n](best_of_n.png)", "", "Examples:", ""]
+    for e in bon["examples"]:
+        w = ", ".join(f"{o} {v:.2f}" for o, v in e["weights"].items())
+        parts += [f"- **[{e['source']}]** {e['prompt'][:200]!r}  (weights: {w})",
+                  f"  - orchestrator pick: {e['orchestrator_pick'][:300]!r}",
+                  f"  - uniform pick: {e['uniform_pick'][:300]!r}"]
+    parts += ["", "## Time (seconds)", "", _table(["stage", "s"], [[k, v] for k, v in m["timings_s"].items()]), ""]
+    return "\n".join(parts)

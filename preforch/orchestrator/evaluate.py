@@ -1,0 +1,37 @@
+"""Held-out evaluation of an orchestrator (`preforch eval-orchestrator`)."""
+
+from __future__ import annotations
+
+import torch
+
+from preforch.data.schema import PreferenceDataset
+from preforch.evaluation.metrics import kl_against_baselines, source_auroc
+from preforch.orchestrator.fit import preference_targets
+from preforch.orchestrator.model import PreferenceOrchestrator
+from preforch.rewards.ensemble import RewardEnsemble, check_objectives
+
+
+def evaluate_orchestrator(model: PreferenceOrchestrator, ensemble: RewardEnsemble, held_out: PreferenceDataset,
+                          train_targets_mean: torch.Tensor, positive_source: str | None = None) -> dict:
+    """KL on held-out targets vs uniform and constant-mean predictors, and prompt-source AUROC.
+
+    `train_targets_mean` [K] is the constant predictor (the mean training target). AUROC is reported
+    when `held_out` holds prompts of more than one source; `positive_source` defaults to the last one.
+    """
+    check_objectives(ensemble.objectives, model.objectives, "orchestrator")
+    targets = preference_targets(ensemble, held_out, model.tau, progress=False)
+    predicted = model.predict(held_out.prompts)
+    result = {
+        "objectives": list(model.objectives),
+        "num_prompts": len(held_out),
+        "kl": kl_against_baselines(predicted, targets, train_targets_mean.reshape(1, -1)),
+        "mean_weights": dict(zip(model.objectives, predicted.mean(0).tolist())),
+    }
+    sources = held_out.sources
+    distinct = list(dict.fromkeys(sources))
+    if len(distinct) > 1:
+        positive = positive_source or distinct[-1]
+        result["auroc"] = {"positive_source": positive, "per_objective": source_auroc(predicted, sources, positive, model.objectives)}
+        result["mean_weights_by_source"] = {
+            s: dict(zip(model.objectives, predicted[[x == s for x in sources]].mean(0).tolist())) for s in distinct}
+    return result

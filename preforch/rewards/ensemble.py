@@ -1,0 +1,123 @@
+"""`RewardEnsemble`: K objectives from one or more reward sources -> [B, K] raw or normalised rewards.
+
+Saved as a folder holding `ensemble.json` (objective names, source specs, normalisation statistics);
+reward-model weights live in their own folders, referenced relative to it when inside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from preforch.data.schema import Message, PreferenceDataset
+from preforch.errors import ConfigError, ObjectiveMismatchError, PreforchError
+from preforch.io import atomic_write_json
+from preforch.rewards.normalization import ZScore, apply_zscore, fit_zscore
+from preforch.rewards.sources import RewardSource, source_from_spec
+
+ENSEMBLE_FILE = "ensemble.json"
+
+
+def _key(prompt: Sequence[Message], response: str) -> str:
+    return hashlib.sha1(json.dumps([list(prompt), response], ensure_ascii=False).encode()).hexdigest()
+
+
+def check_objectives(expected: Sequence[str], got: Sequence[str], what: str) -> None:
+    """Raise `ObjectiveMismatchError` unless `got` names the same objectives in the same order."""
+    if list(expected) != list(got):
+        raise ObjectiveMismatchError(f"{what}: objectives {list(got)} do not match the reward ensemble's {list(expected)}")
+
+
+class RewardEnsemble:
+    """Scores (prompt, response) pairs on every objective, with a per-pair cache of raw scores."""
+
+    def __init__(self, sources: Sequence[RewardSource], normalizer: ZScore | None = None, batch_size: int = 256):
+        self.sources = list(sources)
+        self.objectives = tuple(o for s in self.sources for o in s.objectives)
+        if not self.objectives:
+            raise ConfigError("a reward ensemble needs at least one objective")
+        dupes = sorted({o for o in self.objectives if self.objectives.count(o) > 1})
+        if dupes:
+            raise ConfigError(f"objective(s) {dupes} are scored by more than one reward source")
+        if normalizer is not None and normalizer.mean.numel() != len(self.objectives):
+            raise ObjectiveMismatchError(f"normalisation has {normalizer.mean.numel()} objectives, ensemble has {len(self.objectives)}")
+        self.normalizer = normalizer
+        self.batch_size = batch_size
+        self._cache: dict[str, torch.Tensor] = {}
+
+    @property
+    def num_objectives(self) -> int:
+        return len(self.objectives)
+
+    def score_raw(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str], progress: bool = False) -> torch.Tensor:
+        """Raw rewards [B, K]; pairs scored before come from the cache."""
+        if len(prompts) != len(responses):
+            raise PreforchError(f"{len(prompts)} prompts but {len(responses)} responses")
+        keys = [_key(p, r) for p, r in zip(prompts, responses)]
+        todo = sorted({k: i for i, k in enumerate(keys) if k not in self._cache}.values())
+        bar = tqdm(total=len(todo), desc="scoring", unit="resp", disable=not progress or not todo)
+        for s in range(0, len(todo), self.batch_size):
+            idx = todo[s:s + self.batch_size]
+            ps, rs = [prompts[i] for i in idx], [responses[i] for i in idx]
+            scores = torch.cat([src.score(ps, rs) for src in self.sources], dim=-1)
+            for i, row in zip(idx, scores):
+                self._cache[keys[i]] = row
+            bar.update(len(idx))
+        bar.close()
+        if not keys:
+            return torch.empty(0, self.num_objectives)
+        return torch.stack([self._cache[k] for k in keys])
+
+    def normalize(self, raw: torch.Tensor) -> torch.Tensor:
+        if self.normalizer is None:
+            raise PreforchError("the reward ensemble has no normalisation statistics: call fit_normalization first")
+        return apply_zscore(raw, self.normalizer)
+
+    def score(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str], progress: bool = False) -> torch.Tensor:
+        """Normalised rewards r~ [B, K] using the stored statistics."""
+        return self.normalize(self.score_raw(prompts, responses, progress))
+
+    def fit_normalization(self, data: PreferenceDataset, progress: bool = True) -> ZScore:
+        """Fit z-scores on the chosen and rejected responses of `data` (the reference set) and keep them."""
+        prompts = data.prompts * 2
+        responses = [p.chosen for p in data] + [p.rejected for p in data]
+        self.normalizer = fit_zscore(self.score_raw(prompts, responses, progress))
+        return self.normalizer
+
+    def save(self, path: str | os.PathLike) -> None:
+        path = Path(path)
+        specs = []
+        for src in self.sources:
+            spec = src.spec()
+            if spec.get("kind") == "hf":
+                p = Path(spec["path"]).resolve()
+                if p.is_dir() and p.is_relative_to(path.resolve()):
+                    spec["path"] = str(p.relative_to(path.resolve()))
+            specs.append(spec)
+        atomic_write_json(path / ENSEMBLE_FILE, {
+            "objectives": list(self.objectives),
+            "sources": specs,
+            "normalization": self.normalizer.to_dict() if self.normalizer else None,
+        })
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | None = None) -> "RewardEnsemble":
+        path = Path(path)
+        file = path / ENSEMBLE_FILE if path.is_dir() else path
+        if not file.is_file():
+            raise ConfigError(f"{file}: no reward ensemble here (expected {ENSEMBLE_FILE})")
+        try:
+            cfg = json.loads(file.read_text())
+            sources = [source_from_spec(s, str(file.parent), device) for s in cfg["sources"]]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ConfigError(f"{file}: malformed ensemble file ({e})") from None
+        norm = ZScore.from_dict(cfg["normalization"]) if cfg.get("normalization") else None
+        ens = cls(sources, norm)
+        check_objectives(cfg["objectives"], ens.objectives, str(file))
+        return ens

@@ -1,0 +1,111 @@
+"""Reward sources: anything that maps (prompts, responses) to a [B, k] tensor of raw scores.
+
+- `HFRewardModel`: a Hugging Face sequence classifier. num_labels=1 is a classic single-objective
+  reward model; num_labels=K is a multi-head reward model (one backbone, one linear head per objective),
+  scoring all K objectives in a single forward pass. Any hub id or local path loads.
+- `RuleReward`: a plain Python function (e.g. conciseness).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import torch
+
+from preforch.data.schema import Message
+from preforch.errors import ConfigError
+from preforch.models import autocast, fast_bf16
+from preforch.rewards.formatting import encode_pairs, render_dialogue
+from preforch.rewards.rules import resolve_rule
+
+
+class RewardSource(Protocol):
+    objectives: tuple[str, ...]
+
+    def score(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str]) -> torch.Tensor:
+        """Raw rewards [B, len(objectives)]."""
+
+    def spec(self) -> dict:
+        """JSON-serialisable description from which `source_from_spec` rebuilds the source."""
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class HFRewardModel:
+    """A sequence-classification reward model; its `id2label` names the objectives of its heads."""
+
+    def __init__(self, path: str, objectives: Sequence[str] | None = None, max_length: int = 128,
+                 prompt_max_tokens: int = 64, batch_size: int = 64, device: str | None = None,
+                 trust_remote_code: bool = False, model=None, tokenizer=None, bf16: bool | None = None):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.path, self.max_length, self.prompt_max_tokens, self.batch_size = str(path), max_length, prompt_max_tokens, batch_size
+        self.trust_remote_code = trust_remote_code
+        self.device = device or default_device()
+        self.bf16 = fast_bf16(self.device) if bf16 is None else bf16
+        self.model = model or AutoModelForSequenceClassification.from_pretrained(
+            self.path, trust_remote_code=trust_remote_code, use_safetensors=None)
+        self.model.to(self.device).eval()
+        self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(self.path, trust_remote_code=trust_remote_code)
+        labels = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
+        self.objectives = tuple(objectives or labels)
+        if len(self.objectives) != self.model.config.num_labels:
+            raise ConfigError(f"reward model {self.path}: {self.model.config.num_labels} head(s) but "
+                              f"{len(self.objectives)} objective name(s) {list(self.objectives)}")
+
+    @torch.no_grad()
+    def score(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str]) -> torch.Tensor:
+        out = torch.empty(len(responses), len(self.objectives))
+        # Length-sorted batches waste little compute on padding.
+        order = sorted(range(len(responses)), key=lambda i: len(responses[i]) + len(render_dialogue(prompts[i])))
+        for s in range(0, len(order), self.batch_size):
+            idx = order[s:s + self.batch_size]
+            enc = encode_pairs(self.tokenizer, [prompts[i] for i in idx], [responses[i] for i in idx],
+                               self.max_length, self.prompt_max_tokens).to(self.device)
+            with autocast(self.device, self.bf16):
+                out[idx] = self.model(**enc).logits.float().cpu()
+        return out
+
+    def spec(self) -> dict:
+        return {"kind": "hf", "path": self.path, "objectives": list(self.objectives), "max_length": self.max_length,
+                "prompt_max_tokens": self.prompt_max_tokens, "trust_remote_code": self.trust_remote_code}
+
+
+@dataclass
+class RuleReward:
+    """One objective scored by a Python function over (last user turn, response) strings."""
+
+    objective: str
+    rule: str
+
+    def __post_init__(self):
+        self.fn = resolve_rule(self.rule)
+        self.objectives = (self.objective,)
+
+    def score(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str]) -> torch.Tensor:
+        values = self.fn([p[-1]["content"] for p in prompts], list(responses))
+        if len(values) != len(responses):
+            raise ConfigError(f"rule {self.rule!r} returned {len(values)} scores for {len(responses)} responses")
+        return torch.tensor(values, dtype=torch.float32).unsqueeze(-1)
+
+    def spec(self) -> dict:
+        return {"kind": "rule", "objective": self.objective, "rule": self.rule}
+
+
+def source_from_spec(spec: dict, base_dir: str | None = None, device: str | None = None) -> RewardSource:
+    """Rebuild a source saved by `spec()`; relative model paths resolve against `base_dir`."""
+    import os
+
+    kind = spec.get("kind")
+    if kind == "rule":
+        return RuleReward(spec["objective"], spec["rule"])
+    if kind == "hf":
+        path = spec["path"]
+        if base_dir and not os.path.isabs(path) and os.path.isdir(os.path.join(base_dir, path)):
+            path = os.path.join(base_dir, path)
+        return HFRewardModel(path, spec.get("objectives"), spec.get("max_length", 128), spec.get("prompt_max_tokens", 64),
+                             device=device, trust_remote_code=spec.get("trust_remote_code", False))
+    raise ConfigError(f"reward source: unknown kind {kind!r} in {spec}")

@@ -1,0 +1,156 @@
+"""Bradley-Terry reward-model training (`preforch train-rm`).
+
+One sequence classifier with a head per objective (multi-head) or one model per objective; each pair
+trains only its own objective's head. Runs through `accelerate`, so the same code runs on CPU, one GPU,
+or under torchrun / accelerate launch.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import asdict
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from preforch.config import RewardModelConfig
+from preforch.data.loaders import load_preferences
+from preforch.data.schema import PreferenceDataset
+from preforch.io import atomic_directory, atomic_write_json
+from preforch.models import autocast, fast_bf16
+from preforch.rewards.formatting import encode_pairs
+from preforch.rewards.losses import bradley_terry_loss
+from preforch.rewards.sources import HFRewardModel
+
+Example = tuple[int, tuple, str, str]  # (objective index, prompt messages, chosen, rejected)
+
+
+def build_reward_model(base_model: str, objectives: Sequence[str], trust_remote_code: bool = False):
+    """A sequence classifier with len(objectives) heads, labels named after the objectives."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from preforch.models import resolve
+
+    path = resolve(base_model)
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=len(objectives), id2label=dict(enumerate(objectives)),
+        label2id={o: i for i, o in enumerate(objectives)}, trust_remote_code=trust_remote_code)
+    model.config.pad_token_id = tok.pad_token_id
+    return model, tok
+
+
+def pair_scores(model, tok, batch: Sequence[Example], cfg: RewardModelConfig, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(chosen, rejected) rewards [B] read from each example's own objective head."""
+    prompts = [e[1] for e in batch]
+    enc = encode_pairs(tok, prompts * 2, [e[2] for e in batch] + [e[3] for e in batch],
+                       cfg.max_length, cfg.prompt_max_tokens).to(device)
+    logits = model(**enc).logits.float()  # [2B, K]
+    heads = torch.tensor([e[0] for e in batch], device=logits.device).repeat(2)
+    picked = logits.gather(1, heads[:, None]).squeeze(1)
+    return picked[: len(batch)], picked[len(batch):]
+
+
+@torch.no_grad()
+def pairwise_accuracy(model, tok, examples: Sequence[Example], cfg: RewardModelConfig, device,
+                      num_objectives: int, batch_size: int = 64) -> list[float]:
+    """Held-out accuracy per objective: fraction of pairs with r(chosen) > r(rejected)."""
+    model.eval()
+    hits, counts = [0] * num_objectives, [0] * num_objectives
+    for s in range(0, len(examples), batch_size):
+        batch = examples[s:s + batch_size]
+        with autocast(device, fast_bf16(device)):
+            c, r = pair_scores(model, tok, batch, cfg, device)
+        for e, win in zip(batch, (c > r).tolist()):
+            hits[e[0]] += win
+            counts[e[0]] += 1
+    model.train()
+    return [h / n if n else float("nan") for h, n in zip(hits, counts)]
+
+
+def _examples(specs: Sequence[str], cap: int | None) -> tuple[list[Example], list[PreferenceDataset]]:
+    sets = [load_preferences(s, limit=cap) for s in specs]
+    return [(k, p.prompt, p.chosen, p.rejected) for k, d in enumerate(sets) for p in d], sets
+
+
+def train_reward_model(cfg: RewardModelConfig, objectives: Sequence[str] | None = None,
+                       train_specs: Sequence[str] | None = None, eval_specs: Sequence[str] | None = None,
+                       output_dir: str | None = None) -> dict:
+    """Train one sequence classifier over `objectives` (default: all of cfg's) and save it.
+
+    Returns metrics: held-out pairwise accuracy per objective and the training-loss curve. The model folder is written atomically with `train_rm_config.json` beside it.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from transformers import get_linear_schedule_with_warmup
+
+    objectives = list(objectives or cfg.objectives)
+    output_dir = Path(output_dir or cfg.output_dir)
+    set_seed(cfg.seed)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="bf16" if fast_bf16() else "no")
+    train, _ = _examples(train_specs or cfg.train_data, cfg.max_train_pairs)
+    held_out = _examples(eval_specs or cfg.eval_data, cfg.max_eval_pairs)[0] if (eval_specs or cfg.eval_data) else []
+    model, tok = build_reward_model(cfg.base_model, objectives, cfg.trust_remote_code)
+    steps = max(1, math.ceil(len(train) * cfg.epochs / cfg.batch_size))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * steps), steps)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    device = accelerator.device
+
+    rng = random.Random(cfg.seed)
+    order: list[int] = []
+    losses: list[float] = []
+    model.train()
+    bar = tqdm(range(steps), desc=f"train-rm [{','.join(objectives)}]", disable=not accelerator.is_local_main_process)
+    for step in bar:
+        while len(order) < cfg.batch_size:
+            order += rng.sample(range(len(train)), len(train))
+        # Each process takes its own slice of the global batch (data parallel without a DataLoader).
+        batch_idx, order = order[:cfg.batch_size], order[cfg.batch_size:]
+        batch = [train[i] for i in batch_idx[accelerator.process_index::accelerator.num_processes]]
+        chosen, rejected = pair_scores(model, tok, batch, cfg, device)
+        loss = bradley_terry_loss(chosen, rejected, cfg.center_coefficient)
+        accelerator.backward(loss)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.3f}")
+
+    acc_after = pairwise_accuracy(model, tok, held_out, cfg, device, len(objectives)) if held_out else []
+    metrics = {
+        "objectives": objectives,
+        "train_pairs": len(train),
+        "eval_pairs": len(held_out),
+        "steps": steps,
+        "eval_accuracy": dict(zip(objectives, acc_after)),
+        "loss_curve": losses,
+    }
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        with atomic_directory(output_dir) as tmp:
+            accelerator.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
+            tok.save_pretrained(tmp)
+            atomic_write_json(tmp / "train_rm_config.json", {"config": asdict(cfg), "metrics": metrics})
+    return metrics
+
+
+def train_reward_models(cfg: RewardModelConfig) -> tuple[list[HFRewardModel], dict]:
+    """Train per `cfg.multi_head`: one K-head model in `output_dir`, or K single-head models in
+    `output_dir/<objective>`. Returns the loaded reward sources and the metrics per model."""
+    if cfg.multi_head or len(cfg.objectives) == 1:
+        runs = [(cfg.objectives, cfg.train_data, cfg.eval_data, cfg.output_dir)]
+    else:
+        runs = [([o], [t], [e] if cfg.eval_data else [], str(Path(cfg.output_dir) / o))
+                for o, t, e in zip(cfg.objectives, cfg.train_data, cfg.eval_data or [None] * len(cfg.objectives))]
+    sources, metrics = [], {}
+    for objectives, train_specs, eval_specs, out in runs:
+        metrics[out] = train_reward_model(cfg, objectives, train_specs, eval_specs, out)
+        sources.append(HFRewardModel(out, max_length=cfg.max_length, prompt_max_tokens=cfg.prompt_max_tokens))
+    return sources, metrics
