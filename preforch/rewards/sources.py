@@ -1,14 +1,15 @@
 """Reward sources: anything that maps (prompts, responses) to a [B, k] tensor of raw scores.
 
-- `HFRewardModel`: a Hugging Face sequence classifier. num_labels=1 is a classic single-objective
-  reward model; num_labels=K is a multi-head reward model (one backbone, one linear head per objective),
-  scoring all K objectives in a single forward pass. Any hub id or local path loads.
+- `HFRewardModel`: a reward model folder or hub id. Either a Hugging Face sequence classifier
+  (num_labels=1: one score; num_labels=K: one per objective, named by id2label), or a folder written by
+  `preforch train-rm` (`MultiHeadRewardModel`: one backbone, K heads, all scored in one forward pass).
 - `RuleReward`: a plain Python function (e.g. conciseness).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, Sequence
 
 import torch
@@ -34,26 +35,35 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def load_reward_model(path: str, trust_remote_code: bool = False):
+    """(model, tokenizer, head names) for a preforch multi-head folder or any HF sequence classifier."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from preforch.rewards.multihead import REWARD_CONFIG, MultiHeadRewardModel
+
+    if (Path(path) / REWARD_CONFIG).is_file():
+        model = MultiHeadRewardModel.from_pretrained(path, device="cpu")
+        return model, model.tokenizer, model.objectives
+    model = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=trust_remote_code)
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    return model, tok, tuple(model.config.id2label[i] for i in range(model.config.num_labels))
+
+
 class HFRewardModel:
-    """A sequence-classification reward model; its `id2label` names the objectives of its heads."""
+    """A reward model scoring len(objectives) objectives per (prompt, response)."""
 
     def __init__(self, path: str, objectives: Sequence[str] | None = None, max_length: int = 128,
                  prompt_max_tokens: int = 64, batch_size: int = 64, device: str | None = None,
-                 trust_remote_code: bool = False, model=None, tokenizer=None, bf16: bool | None = None):
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
+                 trust_remote_code: bool = False, bf16: bool | None = None):
         self.path, self.max_length, self.prompt_max_tokens, self.batch_size = str(path), max_length, prompt_max_tokens, batch_size
         self.trust_remote_code = trust_remote_code
         self.device = device or default_device()
         self.bf16 = fast_bf16(self.device) if bf16 is None else bf16
-        self.model = model or AutoModelForSequenceClassification.from_pretrained(
-            self.path, trust_remote_code=trust_remote_code, use_safetensors=None)
+        self.model, self.tokenizer, heads = load_reward_model(self.path, trust_remote_code)
         self.model.to(self.device).eval()
-        self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(self.path, trust_remote_code=trust_remote_code)
-        labels = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
-        self.objectives = tuple(objectives or labels)
-        if len(self.objectives) != self.model.config.num_labels:
-            raise ConfigError(f"reward model {self.path}: {self.model.config.num_labels} head(s) but "
+        self.objectives = tuple(objectives or heads)
+        if len(self.objectives) != len(heads):
+            raise ConfigError(f"reward model {self.path}: {len(heads)} head(s) but "
                               f"{len(self.objectives)} objective name(s) {list(self.objectives)}")
 
     @torch.no_grad()

@@ -1,6 +1,6 @@
 """Bradley-Terry reward-model training (`preforch train-rm`).
 
-One sequence classifier with a head per objective (multi-head) or one model per objective; each pair
+One `MultiHeadRewardModel` with a head per objective, or one single-head model per objective; each pair
 trains only its own objective's head. Runs through `accelerate`, so the same code runs on CPU, one GPU,
 or under torchrun / accelerate launch.
 """
@@ -19,30 +19,14 @@ from tqdm.auto import tqdm
 from preforch.config import RewardModelConfig
 from preforch.data.loaders import load_preferences
 from preforch.data.schema import PreferenceDataset
-from preforch.io import atomic_directory, atomic_write_json
+from preforch.io import atomic_write_json
 from preforch.models import autocast, fast_bf16
 from preforch.rewards.formatting import encode_pairs
 from preforch.rewards.losses import bradley_terry_loss
+from preforch.rewards.multihead import MultiHeadRewardModel
 from preforch.rewards.sources import HFRewardModel
 
 Example = tuple[int, tuple, str, str]  # (objective index, prompt messages, chosen, rejected)
-
-
-def build_reward_model(base_model: str, objectives: Sequence[str], trust_remote_code: bool = False):
-    """A sequence classifier with len(objectives) heads, labels named after the objectives."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from preforch.models import resolve
-
-    path = resolve(base_model)
-    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    model = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=len(objectives), id2label=dict(enumerate(objectives)),
-        label2id={o: i for i, o in enumerate(objectives)}, trust_remote_code=trust_remote_code)
-    model.config.pad_token_id = tok.pad_token_id
-    return model, tok
 
 
 def pair_scores(model, tok, batch: Sequence[Example], cfg: RewardModelConfig, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,7 +65,7 @@ def _examples(specs: Sequence[str], cap: int | None) -> tuple[list[Example], lis
 def train_reward_model(cfg: RewardModelConfig, objectives: Sequence[str] | None = None,
                        train_specs: Sequence[str] | None = None, eval_specs: Sequence[str] | None = None,
                        output_dir: str | None = None) -> dict:
-    """Train one sequence classifier over `objectives` (default: all of cfg's) and save it.
+    """Train one reward model with a head per objective in `objectives` (default: all of cfg's), save it.
 
     Returns metrics: held-out pairwise accuracy per objective and the training-loss curve. The model folder is written atomically with `train_rm_config.json` beside it.
     """
@@ -95,7 +79,8 @@ def train_reward_model(cfg: RewardModelConfig, objectives: Sequence[str] | None 
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="bf16" if fast_bf16() else "no")
     train, _ = _examples(train_specs or cfg.train_data, cfg.max_train_pairs)
     held_out = _examples(eval_specs or cfg.eval_data, cfg.max_eval_pairs)[0] if (eval_specs or cfg.eval_data) else []
-    model, tok = build_reward_model(cfg.base_model, objectives, cfg.trust_remote_code)
+    model = MultiHeadRewardModel.from_encoder(cfg.base_model, objectives, cfg.pooling, cfg.trust_remote_code)
+    tok = model.tokenizer
     steps = max(1, math.ceil(len(train) * cfg.epochs / cfg.batch_size))
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * steps), steps)
@@ -134,10 +119,8 @@ def train_reward_model(cfg: RewardModelConfig, objectives: Sequence[str] | None 
     }
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        with atomic_directory(output_dir) as tmp:
-            accelerator.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
-            tok.save_pretrained(tmp)
-            atomic_write_json(tmp / "train_rm_config.json", {"config": asdict(cfg), "metrics": metrics})
+        accelerator.unwrap_model(model).save_pretrained(output_dir)
+        atomic_write_json(output_dir / "train_rm_config.json", {"config": asdict(cfg), "metrics": metrics})
     return metrics
 
 

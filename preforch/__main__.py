@@ -1,0 +1,5 @@
+import sys
+
+from preforch.cli import main
+
+sys.exit(main())

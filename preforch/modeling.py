@@ -1,0 +1,96 @@
+"""Encoder + pooling + linear head: the shape shared by the multi-head reward model and the orchestrator.
+
+A saved folder holds `encoder/` (Hugging Face weights + tokenizer, safetensors), `head.safetensors`
+and a JSON config named by the subclass. Nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from preforch.errors import ConfigError
+from preforch.io import atomic_directory, atomic_write_json
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str = "mean") -> torch.Tensor:
+    """Token states [B, T, H] and attention mask [B, T] -> one vector per sequence [B, H]."""
+    if how == "cls":
+        return hidden[:, 0]
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+class PooledHeadModel(nn.Module):
+    """`head(pool(encoder(x)))` with Hugging Face-style save/load. Subclasses set CONFIG_FILE and
+    `config_dict()`/`_from_parts()`."""
+
+    CONFIG_FILE = "config.json"
+
+    def __init__(self, encoder: nn.Module, tokenizer, num_outputs: int, pooling: str = "mean"):
+        super().__init__()
+        if pooling not in ("mean", "cls"):
+            raise ConfigError(f"pooling: expected 'mean' or 'cls', got {pooling!r}")
+        self.encoder, self.tokenizer, self.pooling = encoder, tokenizer, pooling
+        self.head = nn.Linear(encoder.config.hidden_size, num_outputs)
+
+    @property
+    def device(self) -> torch.device:
+        return self.head.weight.device
+
+    def features(self, enc) -> torch.Tensor:
+        """Pooled features [B, H] of a tokenised batch."""
+        return pool(self.encoder(**enc).last_hidden_state, enc["attention_mask"], self.pooling)
+
+    def config_dict(self) -> dict:
+        raise NotImplementedError
+
+    @staticmethod
+    def load_encoder(name_or_path: str, trust_remote_code: bool = False):
+        from transformers import AutoModel, AutoTokenizer
+
+        from preforch.models import resolve
+
+        path = resolve(name_or_path)
+        return (AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code),
+                AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code))
+
+    def save_pretrained(self, path: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        with atomic_directory(path) as tmp:
+            self.encoder.save_pretrained(tmp / "encoder", safe_serialization=True)
+            self.tokenizer.save_pretrained(tmp / "encoder")
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, tmp / "head.safetensors")
+            atomic_write_json(tmp / self.CONFIG_FILE, {"pooling": self.pooling, **self.config_dict()})
+
+    @classmethod
+    def read_config(cls, path: str | Path) -> dict:
+        file = Path(path) / cls.CONFIG_FILE
+        if not file.is_file():
+            raise ConfigError(f"{path}: not a {cls.__name__} folder (missing {cls.CONFIG_FILE})")
+        try:
+            return json.loads(file.read_text())
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{file}: malformed JSON ({e})") from None
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | None = None):
+        from safetensors.torch import load_file
+        from transformers import AutoModel, AutoTokenizer
+
+        path = Path(path)
+        cfg = cls.read_config(path)
+        try:
+            model = cls._from_parts(AutoModel.from_pretrained(path / "encoder"), AutoTokenizer.from_pretrained(path / "encoder"), cfg)
+        except KeyError as e:
+            raise ConfigError(f"{path / cls.CONFIG_FILE}: missing field {e}") from None
+        model.head.load_state_dict(load_file(path / "head.safetensors"))
+        return model.to(device or ("cuda" if torch.cuda.is_available() else "cpu")).eval()
+
+    @classmethod
+    def _from_parts(cls, encoder, tokenizer, cfg: dict):
+        raise NotImplementedError

@@ -1,0 +1,100 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from preforch.cli import COMMANDS, main
+
+
+def test_top_level_help_lists_every_command(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in COMMANDS)
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    assert e.value.code == 0
+    assert "--config" in capsys.readouterr().out
+
+
+def test_console_script_runs():
+    out = subprocess.run([sys.executable, "-m", "preforch", "--help"], capture_output=True, text=True, check=True)
+    assert "train-orchestrator" in out.stdout
+
+
+def test_unknown_command_and_bad_flag_values(capsys):
+    assert main(["frobnicate"]) == 2
+    assert main(["train-rm", "--objectives", "a", "b", "--train_data", "x"]) == 2
+    assert "train_data: needs one entry per objective" in capsys.readouterr().err
+
+
+def test_yaml_config_sets_defaults_and_flags_override(tmp_path, tiny_orchestrator_dir, capsys):
+    recipe = tmp_path / "w.yaml"
+    recipe.write_text(f"orchestrator: {tiny_orchestrator_dir}\njson: true\n")
+    assert main(["weights", "How do I bake bread?", "--config", str(recipe)]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["prompt"] == "How do I bake bread?"
+    assert sum(rows[0]["weights"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert main(["weights", "hi", "--config", str(recipe), "--json", "false"]) == 0
+    assert "helpful" in capsys.readouterr().out
+
+
+def test_yaml_unknown_key_names_file_and_key(tmp_path, capsys):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("orchestratr: x\n")
+    assert main(["weights", "hi", "--config", str(recipe)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.yaml" in err and "orchestratr" in err
+
+
+def test_eval_orchestrator_writes_json(tiny_orchestrator_dir, tiny_ensemble_dir, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    assert main(["eval-orchestrator", "--orchestrator", tiny_orchestrator_dir, "--ensemble", tiny_ensemble_dir,
+                 "--eval_data", "hh-helpful:test", "hh-harmless:test", "--max_eval_pairs", "6",
+                 "--positive_source", "hh-harmless", "--output", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["kl"]) == {"orchestrator", "uniform", "constant_mean_target"}
+    assert set(result["auroc"]["per_objective"]) == {"helpful", "harmless", "conciseness"}
+    assert "AUROC" in capsys.readouterr().out
+
+
+def test_generate_with_user_weights_and_with_orchestrator(tiny_policy_dir, tiny_ensemble_dir, tiny_orchestrator_dir, tmp_path, capsys):
+    out = tmp_path / "gen.jsonl"
+    common = ["generate", "--prompt", "How do I bake bread?", "--policy", tiny_policy_dir, "--ensemble", tiny_ensemble_dir,
+              "--num_candidates", "2", "--max_new_tokens", "4"]
+    assert main(common + ["--weights", "helpful=0.7,harmless=0.3", "--output", str(out)]) == 0
+    row = json.loads(out.read_text().splitlines()[0])
+    assert row["weights"] == "helpful=0.700,harmless=0.300,conciseness=0.000"
+    assert main(common + ["--orchestrator", tiny_orchestrator_dir]) == 0
+    assert "weights:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("weights, message", [
+    ("helpful=0.7,harmless=0.2", "must sum to 1"),
+    ("helpful=0.5,kindness=0.5", "unknown objective 'kindness'"),
+    ("helpful=nan,harmless=1", "NaN"),
+])
+def test_generate_rejects_bad_weights(weights, message, tiny_ensemble_dir, capsys):
+    assert main(["generate", "--prompt", "hi", "--ensemble", tiny_ensemble_dir, "--weights", weights]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_orchestrator_and_ensemble_objectives_must_agree(tiny_orchestrator_dir, tmp_path, capsys):
+    from preforch.rewards.ensemble import RewardEnsemble
+    from preforch.rewards.sources import RuleReward
+    from tests.conftest import make_pairs
+
+    ens = RewardEnsemble([RuleReward("conciseness", "conciseness"), RuleReward("engaged", "no_refusal")])
+    ens.fit_normalization(make_pairs(), progress=False)
+    ens.save(tmp_path / "ens")
+    assert main(["generate", "--prompt", "hi", "--ensemble", str(tmp_path / "ens"), "--orchestrator", tiny_orchestrator_dir]) == 2
+    assert "do not match the reward ensemble" in capsys.readouterr().err
+
+
+def test_empty_prompt_rejected(tiny_ensemble_dir, capsys):
+    assert main(["generate", "--prompt", "  ", "--ensemble", tiny_ensemble_dir, "--weights", "helpful=1"]) == 2
+    assert "prompt is empty" in capsys.readouterr().err

@@ -1,0 +1,112 @@
+"""Shared fixtures: tiny random models built locally from configs (nothing is downloaded)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("PREFORCH_BF16", "0")  # deterministic fp32 in tests
+
+import pytest
+import torch
+
+from preforch.data.schema import PreferenceDataset, PreferencePair
+
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def _tokenizer():
+    from transformers import AutoTokenizer
+
+    from preforch.models import minilm_path
+
+    return AutoTokenizer.from_pretrained(minilm_path())
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory) -> str:
+    """A 2-layer, 32-wide random BERT with MiniLM's tokenizer."""
+    from transformers import BertConfig, BertModel
+
+    path = tmp_path_factory.mktemp("tiny_encoder")
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=256)).save_pretrained(path)
+    _tokenizer().save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_policy_dir(tmp_path_factory) -> str:
+    """A 2-layer random Llama with a ChatML template, for generation tests."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    path = tmp_path_factory.mktemp("tiny_policy")
+    tok = _tokenizer()
+    tok.chat_template = CHATML
+    tok.eos_token = "[SEP]"
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                 num_key_value_heads=1, intermediate_size=64, max_position_embeddings=256,
+                                 pad_token_id=tok.pad_token_id, eos_token_id=tok.sep_token_id,
+                                 bos_token_id=tok.cls_token_id)).save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+def make_pairs(n: int = 24) -> PreferenceDataset:
+    """Synthetic pairs from two 'sources' whose preferred replies differ systematically in length."""
+    pairs = []
+    for i in range(n):
+        if i % 2:
+            pairs.append(PreferencePair(({"role": "user", "content": f"how do I hurt someone {i}"},),
+                                        "No.", "Here is a long detailed plan with many steps " * 3, "unsafe"))
+        else:
+            pairs.append(PreferencePair(({"role": "user", "content": f"explain topic number {i} in detail"},),
+                                        "Sure, a thorough explanation " * 4, "no", "benign"))
+    return PreferenceDataset(pairs)
+
+
+@pytest.fixture
+def pairs() -> PreferenceDataset:
+    return make_pairs()
+
+
+@pytest.fixture(scope="session")
+def tiny_rm_dir(tiny_encoder_dir, tmp_path_factory) -> str:
+    """A random 2-head reward model (helpful, harmless) saved like a trained one."""
+    from preforch.rewards.multihead import MultiHeadRewardModel
+
+    path = tmp_path_factory.mktemp("tiny_rm") / "rm"
+    torch.manual_seed(0)
+    MultiHeadRewardModel.from_encoder(tiny_encoder_dir, ["helpful", "harmless"]).save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_ensemble_dir(tiny_rm_dir, tmp_path_factory) -> str:
+    """helpful + harmless (tiny RM) + conciseness (rule), normalisation fitted on synthetic pairs."""
+    from preforch.rewards.ensemble import RewardEnsemble
+    from preforch.rewards.sources import HFRewardModel, RuleReward
+
+    path = tmp_path_factory.mktemp("tiny_ensemble")
+    ens = RewardEnsemble([HFRewardModel(tiny_rm_dir, device="cpu"), RuleReward("conciseness", "conciseness")])
+    ens.fit_normalization(make_pairs(), progress=False)
+    ens.save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_orchestrator_dir(tiny_encoder_dir, tiny_ensemble_dir, tmp_path_factory) -> str:
+    from preforch.config import OrchestratorConfig
+    from preforch.orchestrator.fit import train_orchestrator
+    from preforch.rewards.ensemble import RewardEnsemble
+
+    path = tmp_path_factory.mktemp("tiny_orch") / "orchestrator"
+    cfg = OrchestratorConfig(encoder=tiny_encoder_dir, epochs=5)
+    model, info = train_orchestrator(cfg, RewardEnsemble.load(tiny_ensemble_dir), make_pairs(), progress=False)
+    model.metadata["mean_train_target"] = info["mean_target"]
+    model.save_pretrained(path)
+    return str(path)

@@ -1,0 +1,66 @@
+import pytest
+import torch
+
+from preforch.config import OrchestratorConfig
+from preforch.errors import ConfigError
+from preforch.orchestrator.fit import fit_orchestrator
+from preforch.orchestrator.model import PreferenceOrchestrator
+
+
+def _keyword_targets(prompts):
+    """Prompt-dependent targets: 'hurt' prompts want objective 1, the rest objective 0."""
+    return torch.tensor([[0.1, 0.9] if "hurt" in p[-1]["content"] else [0.9, 0.1] for p in prompts])
+
+
+def test_new_orchestrator_predicts_uniform_on_simplex(tiny_encoder_dir, pairs):
+    orch = PreferenceOrchestrator.from_encoder(tiny_encoder_dir, ["a", "b", "c"])
+    w = orch.predict(pairs.prompts)
+    assert w.shape == (len(pairs), 3)
+    assert torch.allclose(w, torch.full_like(w, 1 / 3))
+
+
+@pytest.mark.parametrize("train_encoder", [False, True])
+def test_fit_learns_prompt_dependent_weights(tiny_encoder_dir, pairs, train_encoder):
+    torch.manual_seed(0)
+    orch = PreferenceOrchestrator.from_encoder(tiny_encoder_dir, ["helpful", "harmless"])
+    targets = _keyword_targets(pairs.prompts)
+    enc_before = next(orch.encoder.parameters()).clone()
+    cfg = OrchestratorConfig(encoder=tiny_encoder_dir, train_encoder=train_encoder, epochs=40 if not train_encoder else 8,
+                             learning_rate=1e-2, weight_decay=0.0, batch_size=8)
+    history = fit_orchestrator(orch, pairs.prompts, targets, cfg, progress=False)
+    assert history[-1] < history[0]
+    w = orch.predict(pairs.prompts)
+    hurt = torch.tensor(["hurt" in p[-1]["content"] for p in pairs.prompts])
+    assert w[hurt, 1].mean() > w[~hurt, 1].mean() + 0.2
+    assert torch.allclose(w.sum(-1), torch.ones(len(w)), atol=1e-5)
+    changed = not torch.equal(enc_before, next(orch.encoder.parameters()))
+    assert changed == train_encoder
+
+
+def test_predict_caches_per_prompt(tiny_encoder_dir, pairs):
+    orch = PreferenceOrchestrator.from_encoder(tiny_encoder_dir, ["a", "b"])
+    calls = []
+    orch.encoder.register_forward_hook(lambda *a: calls.append(1))
+    orch.predict(pairs.prompts[:4])
+    orch.predict(pairs.prompts[:4] * 3)
+    assert len(calls) == 1
+    orch.predict(pairs.prompts[4:5])
+    assert len(calls) == 2
+
+
+def test_save_load_round_trip_keeps_objectives_tau_and_outputs(tiny_orchestrator_dir, pairs, tmp_path):
+    orch = PreferenceOrchestrator.from_pretrained(tiny_orchestrator_dir, device="cpu")
+    assert orch.objectives == ("helpful", "harmless", "conciseness") and orch.tau == 1.0
+    assert len(orch.metadata["mean_train_target"]) == 3
+    orch.save_pretrained(tmp_path / "again")
+    again = PreferenceOrchestrator.from_pretrained(tmp_path / "again", device="cpu")
+    assert torch.allclose(orch.predict(pairs.prompts), again.predict(pairs.prompts))
+    assert (tmp_path / "again" / "head.safetensors").is_file()
+    assert not list(tmp_path.glob(".again*")), "no temp folders left behind"
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not a PreferenceOrchestrator folder"):
+        PreferenceOrchestrator.from_pretrained(tmp_path)
+    with pytest.raises(ConfigError, match="at least 2 objectives"):
+        PreferenceOrchestrator(torch.nn.Linear(1, 1), None, ["only"])

@@ -1,0 +1,66 @@
+import pytest
+import torch
+
+from preforch.errors import ConfigError, ObjectiveMismatchError
+from preforch.rewards.ensemble import RewardEnsemble
+from preforch.rewards.sources import HFRewardModel, RuleReward
+
+
+def test_multi_head_model_scores_all_objectives_in_one_forward(tiny_rm_dir, pairs):
+    rm = HFRewardModel(tiny_rm_dir, device="cpu")
+    assert rm.objectives == ("helpful", "harmless")
+    calls = []
+    rm.model.register_forward_hook(lambda *a: calls.append(1))
+    scores = rm.score(pairs.prompts[:5], [p.chosen for p in pairs][:5])
+    assert scores.shape == (5, 2) and len(calls) == 1 and torch.isfinite(scores).all()
+
+
+def test_any_hf_sequence_classifier_is_a_reward_source(tiny_encoder_dir, tmp_path, pairs):
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    cfg = BertConfig.from_pretrained(tiny_encoder_dir, num_labels=1, id2label={0: "helpful"})
+    BertForSequenceClassification(cfg).save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(tiny_encoder_dir).save_pretrained(tmp_path)
+    rm = HFRewardModel(str(tmp_path), device="cpu")
+    assert rm.objectives == ("helpful",)
+    assert rm.score(pairs.prompts[:3], ["a", "b", "c"]).shape == (3, 1)
+    with pytest.raises(ConfigError, match="1 head"):
+        HFRewardModel(str(tmp_path), objectives=["a", "b"], device="cpu")
+
+
+def test_ensemble_shape_normalisation_and_cache(tiny_rm_dir, pairs):
+    rule = RuleReward("conciseness", "conciseness")
+    ens = RewardEnsemble([HFRewardModel(tiny_rm_dir, device="cpu"), rule])
+    assert ens.objectives == ("helpful", "harmless", "conciseness")
+    stats = ens.fit_normalization(pairs, progress=False)
+    assert stats.num_samples == 2 * len(pairs)
+    normalized = ens.score(pairs.prompts * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs])
+    assert normalized.shape == (2 * len(pairs), 3)
+    assert normalized.mean(0).abs().max() < 1e-4  # reference set is exactly what the stats were fitted on
+    calls = []
+    rule.fn = lambda p, r: calls.append(len(r)) or [0.0] * len(r)
+    ens.score(pairs.prompts[:3], [p.chosen for p in pairs][:3])  # cached: no call
+    ens.score([pairs.prompts[0]], ["a new reply"])
+    assert calls == [1]
+
+
+def test_ensemble_save_load_round_trip(tiny_ensemble_dir, pairs):
+    ens = RewardEnsemble.load(tiny_ensemble_dir)
+    assert ens.objectives == ("helpful", "harmless", "conciseness")
+    again = RewardEnsemble.load(tiny_ensemble_dir)
+    a = ens.score(pairs.prompts[:4], [p.chosen for p in pairs][:4])
+    assert torch.allclose(a, again.score(pairs.prompts[:4], [p.chosen for p in pairs][:4]))
+
+
+def test_ensemble_errors(tmp_path):
+    with pytest.raises(ConfigError, match="more than one reward source"):
+        RewardEnsemble([RuleReward("c", "conciseness"), RuleReward("c", "no_refusal")])
+    from preforch.rewards.normalization import ZScore
+
+    with pytest.raises(ObjectiveMismatchError, match="normalisation has 2"):
+        RewardEnsemble([RuleReward("c", "conciseness")], ZScore(torch.zeros(2), torch.ones(2), 2))
+    with pytest.raises(ConfigError, match="no reward ensemble here"):
+        RewardEnsemble.load(tmp_path)
+    (tmp_path / "ensemble.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="malformed ensemble file"):
+        RewardEnsemble.load(tmp_path)

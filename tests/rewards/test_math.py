@@ -1,0 +1,52 @@
+import math
+
+import pytest
+import torch
+
+from preforch.rewards.losses import bradley_terry_loss
+from preforch.rewards.normalization import ZScore, apply_zscore, fit_zscore
+from preforch.rewards.rules import BUILTIN_RULES, conciseness, no_refusal, resolve_rule
+from preforch.errors import ConfigError, PreforchError
+
+
+def test_bradley_terry_matches_formula_and_centering_adds_penalty():
+    c, r = torch.tensor([2.0, 0.0]), torch.tensor([1.0, 1.0])
+    expected = -(math.log(1 / (1 + math.exp(-1))) + math.log(1 / (1 + math.exp(1)))) / 2
+    assert bradley_terry_loss(c, r).item() == pytest.approx(expected, rel=1e-5)
+    centered = bradley_terry_loss(c, r, center_coefficient=0.5).item()
+    assert centered == pytest.approx(expected + 0.5 * (9 + 1) / 2, rel=1e-5)
+
+
+def test_bt_loss_is_blind_to_offsets_but_centering_is_not():
+    c, r = torch.tensor([1.0]), torch.tensor([0.0])
+    assert bradley_terry_loss(c + 5, r + 5).item() == pytest.approx(bradley_terry_loss(c, r).item())
+    assert bradley_terry_loss(c + 5, r + 5, 0.1).item() > bradley_terry_loss(c, r, 0.1).item()
+
+
+def test_zscore_fit_apply_and_round_trip():
+    raw = torch.tensor([[1.0, 10.0], [3.0, 10.0], [5.0, 10.0]])
+    z = fit_zscore(raw)
+    out = apply_zscore(raw, z)
+    assert out[:, 0].mean().abs() < 1e-6 and out[:, 0].std().item() == pytest.approx(1.0)
+    assert z.std[1] == 1.0  # constant objective: no division by zero
+    again = ZScore.from_dict(z.to_dict())
+    assert torch.equal(again.mean, z.mean) and again.num_samples == 3
+
+
+def test_zscore_rejects_bad_reference():
+    with pytest.raises(PreforchError, match="at least 2"):
+        fit_zscore(torch.zeros(1, 2))
+    with pytest.raises(PreforchError, match="NaN"):
+        fit_zscore(torch.tensor([[0.0], [float("nan")]]))
+
+
+def test_rules():
+    assert conciseness(["q"] * 2, ["short", "a much longer reply than that"]) == pytest.approx(
+        [-math.log(2), -math.log(7)])
+    assert no_refusal(["q"] * 2, ["I'm sorry, I can't.", "Sure!"]) == [0.0, 1.0]
+    assert resolve_rule("conciseness") is BUILTIN_RULES["conciseness"]
+    assert resolve_rule("preforch.rewards.rules:no_refusal") is no_refusal
+    with pytest.raises(ConfigError, match="unknown rule"):
+        resolve_rule("politeness")
+    with pytest.raises(ConfigError, match="cannot be imported"):
+        resolve_rule("no.such.module:fn")

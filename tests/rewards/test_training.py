@@ -1,0 +1,44 @@
+import json
+
+import torch
+
+from preforch.config import RewardModelConfig
+from preforch.rewards.sources import HFRewardModel
+from preforch.rewards.training import train_reward_model, train_reward_models
+
+
+def _write_pairs(path, n=32):
+    """Chosen replies are polite, rejected rude: a pattern a tiny model can learn in a few steps."""
+    rows = [{"prompt": f"question {i}", "chosen": "thank you kindly friend", "rejected": "shut up idiot"} for i in range(n)]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return str(path)
+
+
+def test_multi_head_training_changes_parameters_and_learns(tiny_encoder_dir, tmp_path):
+    data = _write_pairs(tmp_path / "p.jsonl")
+    cfg = RewardModelConfig(base_model=tiny_encoder_dir, objectives=["polite", "calm"], train_data=[data, data],
+                            eval_data=[data, data], output_dir=str(tmp_path / "rm"), learning_rate=1e-3, epochs=3,
+                            batch_size=8, max_length=32, prompt_max_tokens=8)
+    from preforch.rewards.multihead import MultiHeadRewardModel
+
+    torch.manual_seed(0)
+    before = MultiHeadRewardModel.from_encoder(tiny_encoder_dir, ["polite", "calm"])
+    metrics = train_reward_model(cfg)
+    losses = metrics["loss_curve"]
+    assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4
+    assert metrics["eval_accuracy"] == {"polite": 1.0, "calm": 1.0}
+    rm = HFRewardModel(str(tmp_path / "rm"), device="cpu")
+    assert rm.objectives == ("polite", "calm")
+    assert not torch.allclose(rm.model.head.weight, before.head.weight)
+    assert not torch.allclose(rm.model.encoder.embeddings.word_embeddings.weight, before.encoder.embeddings.word_embeddings.weight)
+    saved = json.loads((tmp_path / "rm" / "train_rm_config.json").read_text())
+    assert saved["metrics"]["eval_accuracy"]["polite"] == 1.0
+
+
+def test_single_head_per_objective_layout(tiny_encoder_dir, tmp_path):
+    data = _write_pairs(tmp_path / "p.jsonl", 8)
+    cfg = RewardModelConfig(base_model=tiny_encoder_dir, objectives=["a", "b"], train_data=[data, data], eval_data=[],
+                            output_dir=str(tmp_path / "rms"), multi_head=False, epochs=1, batch_size=4, max_length=32)
+    sources, metrics = train_reward_models(cfg)
+    assert [s.objectives for s in sources] == [("a",), ("b",)]
+    assert (tmp_path / "rms" / "a" / "head.safetensors").is_file()
