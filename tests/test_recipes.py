@@ -1,0 +1,34 @@
+"""Every shipped YAML recipe loads into its command's config (a new recipe must be added here)."""
+
+from pathlib import Path
+
+import pytest
+
+import preforch
+from preforch.cli.parsing import parse_config
+from preforch.config import EnsembleConfig, OrchestratorConfig, QuickstartConfig, RewardModelConfig
+
+RECIPES = Path(preforch.__file__).parent / "recipes"
+KIND = {"reward_models_": RewardModelConfig, "ensemble_": EnsembleConfig, "orchestrator_": OrchestratorConfig,
+        "quickstart": QuickstartConfig}
+
+
+def _kind(path: Path):
+    matches = [cls for prefix, cls in KIND.items() if path.stem.startswith(prefix)]
+    assert len(matches) == 1, f"{path.name}: add its config class to KIND in this test"
+    return matches[0]
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES.glob("*.yaml")), ids=lambda p: p.name)
+def test_recipe_loads_and_every_key_takes_effect(recipe):
+    import yaml
+
+    cls = _kind(recipe)
+    cfg = parse_config(cls, ["--config", str(recipe)], prog="test")
+    for key, value in yaml.safe_load(recipe.read_text()).items():
+        assert getattr(cfg, key) == value, f"{recipe.name}: {key}"
+
+
+def test_quickstart_recipe_matches_the_defaults():
+    cfg = parse_config(QuickstartConfig, ["--config", str(RECIPES / "quickstart.yaml")], prog="test")
+    assert cfg == QuickstartConfig()
