@@ -108,3 +108,20 @@ def autocast(device, enabled: bool):
     import torch
 
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def make_accelerator():
+    """The `accelerate.Accelerator` both trainers use: CPU when there is no GPU, bf16 where it is fast,
+    and DDP told that some encoder parameters (e.g. BERT's pooler, unused with mean pooling) get no
+    gradient. Under torchrun / accelerate launch this is data parallel; alone it is a no-op wrapper."""
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="bf16" if fast_bf16() else "no",
+                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+
+
+def is_main_process() -> bool:
+    """True unless this is a non-zero rank under torchrun / accelerate launch."""
+    return os.environ.get("RANK", "0") == "0"

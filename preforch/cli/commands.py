@@ -16,7 +16,11 @@ from preforch.io import atomic_write_json
 def train_rm(cfg: RewardModelConfig) -> None:
     from preforch.rewards.training import train_reward_models
 
+    from preforch.models import is_main_process
+
     _, metrics = train_reward_models(cfg)
+    if not is_main_process():  # under torchrun, one process reports
+        return
     for out, m in metrics.items():
         accs = ", ".join(f"{o} {a:.3f}" for o, a in m["eval_accuracy"].items())
         print(f"saved {out}  held-out pairwise accuracy: {accs or 'n/a (no eval_data)'}")
@@ -46,7 +50,11 @@ def train_orchestrator(cfg: OrchestratorConfig) -> dict:
     import torch
 
     ensemble = RewardEnsemble.load(cfg.ensemble)
+    from preforch.models import is_main_process
+
     model, info = fit(cfg, ensemble, load_many(cfg.train_data, cfg.max_train_pairs))
+    if not is_main_process():  # under torchrun, one process saves and evaluates
+        return {}
     model.metadata["mean_train_target"] = info["mean_target"]
     model.save_pretrained(cfg.output_dir)
     result = {"config": asdict(cfg), "training": info}

@@ -60,9 +60,9 @@ def fit_orchestrator(model: PreferenceOrchestrator, prompts: Sequence[Sequence[M
         model.clear_cache()
         return history
 
-    from accelerate import Accelerator
+    from preforch.models import make_accelerator
 
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    accelerator = make_accelerator()
     model.encoder.requires_grad_(True)
     opt = torch.optim.AdamW([
         {"params": model.encoder.parameters(), "lr": cfg.encoder_learning_rate, "weight_decay": 0.01},
@@ -77,7 +77,8 @@ def fit_orchestrator(model: PreferenceOrchestrator, prompts: Sequence[Sequence[M
         losses = []
         for b in _batches(len(prompts), cfg.batch_size, rng):
             mine = b[accelerator.process_index::accelerator.num_processes]
-            loss = orchestrator_kl_loss(inner.head(inner.encode([prompts[i] for i in mine])), targets[mine].to(inner.device))
+            # Through the (possibly DDP-wrapped) module, so gradients are averaged across processes.
+            loss = orchestrator_kl_loss(model([prompts[i] for i in mine]), targets[mine].to(inner.device))
             accelerator.backward(loss)
             opt.step()
             opt.zero_grad()

@@ -20,7 +20,7 @@ from preforch.config import RewardModelConfig
 from preforch.data.loaders import load_preferences
 from preforch.data.schema import PreferenceDataset
 from preforch.io import atomic_write_json
-from preforch.models import autocast, fast_bf16
+from preforch.models import autocast, fast_bf16, make_accelerator
 from preforch.rewards.formatting import encode_pairs
 from preforch.rewards.losses import bradley_terry_loss
 from preforch.rewards.multihead import MultiHeadRewardModel
@@ -69,14 +69,13 @@ def train_reward_model(cfg: RewardModelConfig, objectives: Sequence[str] | None 
 
     Returns metrics: held-out pairwise accuracy per objective and the training-loss curve. The model folder is written atomically with `train_rm_config.json` beside it.
     """
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
     from transformers import get_linear_schedule_with_warmup
 
     objectives = list(objectives or cfg.objectives)
     output_dir = Path(output_dir or cfg.output_dir)
     set_seed(cfg.seed)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="bf16" if fast_bf16() else "no")
+    accelerator = make_accelerator()
     train, _ = _examples(train_specs or cfg.train_data, cfg.max_train_pairs)
     held_out = _examples(eval_specs or cfg.eval_data, cfg.max_eval_pairs)[0] if (eval_specs or cfg.eval_data) else []
     model = MultiHeadRewardModel.from_encoder(cfg.base_model, objectives, cfg.pooling, cfg.trust_remote_code)
@@ -121,6 +120,7 @@ def train_reward_model(cfg: RewardModelConfig, objectives: Sequence[str] | None 
     if accelerator.is_main_process:
         accelerator.unwrap_model(model).save_pretrained(output_dir)
         atomic_write_json(output_dir / "train_rm_config.json", {"config": asdict(cfg), "metrics": metrics})
+    accelerator.wait_for_everyone()  # other ranks may load the saved model next
     return metrics
 
 

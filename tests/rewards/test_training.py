@@ -42,3 +42,22 @@ def test_single_head_per_objective_layout(tiny_encoder_dir, tmp_path):
     sources, metrics = train_reward_models(cfg)
     assert [s.objectives for s in sources] == [("a",), ("b",)]
     assert (tmp_path / "rms" / "a" / "head.safetensors").is_file()
+
+
+def test_train_rm_runs_data_parallel_under_torchrun(tiny_encoder_dir, tmp_path):
+    """2 CPU processes (gloo) through the real CLI: same command as single-process."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    data = _write_pairs(tmp_path / "p.jsonl", 16)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [str(torchrun) if torchrun.exists() else shutil.which("torchrun"), "--standalone", "--nproc_per_node", "2",
+           "-m", "preforch", "train-rm", "--base_model", tiny_encoder_dir, "--objectives", "polite",
+           "--train_data", data, "--eval_data", data, "--output_dir", str(tmp_path / "rm"), "--epochs", "2",
+           "--batch_size", "8", "--learning_rate", "1e-3", "--max_length", "32"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.count("held-out pairwise accuracy") == 1
+    assert HFRewardModel(str(tmp_path / "rm"), device="cpu").objectives == ("polite",)
