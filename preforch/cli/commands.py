@@ -8,15 +8,16 @@ from pathlib import Path
 
 from preforch.config import (EnsembleConfig, EvalOrchestratorConfig, GenerateConfig, OrchestratorConfig,
                              RewardModelConfig, WeightsConfig)
-from preforch.errors import ConfigError
 from preforch.data.loaders import load_many
+from preforch.errors import ConfigError
 from preforch.io import atomic_write_json
+from preforch.models import is_main_process
+
+ORCHESTRATOR_METRICS = "train_metrics.json"
 
 
 def train_rm(cfg: RewardModelConfig) -> None:
     from preforch.rewards.training import train_reward_models
-
-    from preforch.models import is_main_process
 
     _, metrics = train_reward_models(cfg)
     if not is_main_process():  # under torchrun, one process reports
@@ -31,10 +32,7 @@ def build_ensemble(cfg: EnsembleConfig):
     from preforch.rewards.sources import HFRewardModel, RuleReward
 
     sources = [HFRewardModel(p, trust_remote_code=cfg.trust_remote_code) for p in cfg.reward_models]
-    for rule in cfg.rules:
-        objective, _, name = rule.rpartition("=")
-        sources.append(RuleReward(objective or name.rpartition(":")[2], name))
-    ensemble = RewardEnsemble(sources)
+    ensemble = RewardEnsemble(sources + [RuleReward.from_spec(r) for r in cfg.rules])
     reference = load_many(cfg.reference_data, cfg.max_reference_pairs)
     stats = ensemble.fit_normalization(reference)
     ensemble.save(cfg.output_dir)
@@ -44,14 +42,13 @@ def build_ensemble(cfg: EnsembleConfig):
 
 
 def train_orchestrator(cfg: OrchestratorConfig) -> dict:
+    import torch
+
     from preforch.orchestrator.evaluate import evaluate_orchestrator
     from preforch.orchestrator.fit import train_orchestrator as fit
     from preforch.rewards.ensemble import RewardEnsemble
-    import torch
 
     ensemble = RewardEnsemble.load(cfg.ensemble)
-    from preforch.models import is_main_process
-
     model, info = fit(cfg, ensemble, load_many(cfg.train_data, cfg.max_train_pairs))
     if not is_main_process():  # under torchrun, one process saves and evaluates
         return {}
@@ -62,7 +59,7 @@ def train_orchestrator(cfg: OrchestratorConfig) -> dict:
         result["eval"] = evaluate_orchestrator(model, ensemble, load_many(cfg.eval_data, cfg.max_eval_pairs),
                                                torch.tensor(info["mean_target"]), cfg.positive_source)
         _print_eval(result["eval"])
-    atomic_write_json(Path(cfg.output_dir).with_name(Path(cfg.output_dir).name + "_metrics.json"), result)
+    atomic_write_json(Path(cfg.output_dir) / ORCHESTRATOR_METRICS, result)  # last: marks a finished run
     print(f"saved {cfg.output_dir}")
     return result
 

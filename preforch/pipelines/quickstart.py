@@ -80,11 +80,11 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
                                   output_dir=str(orch_dir), tau=cfg.tau, max_train_pairs=cfg.max_train_pairs,
                                   max_eval_pairs=cfg.max_eval_pairs,
                                   positive_source=POSITIVE_SOURCE, seed=cfg.seed)
-    if cfg.overwrite or not (run / "orchestrator_metrics.json").is_file():
+    if cfg.overwrite or not (orch_dir / commands.ORCHESTRATOR_METRICS).is_file():
         orch_result = commands.train_orchestrator(orch_cfg)
     else:
         print(f"reusing {orch_dir}")
-        orch_result = _read_json(run / "orchestrator_metrics.json")
+        orch_result = _read_json(orch_dir / commands.ORCHESTRATOR_METRICS)
     orchestrator = PreferenceOrchestrator.from_pretrained(orch_dir)
     examples = [as_messages(p, "example") for p in EXAMPLE_PROMPTS]
     example_weights = [dict(zip(orchestrator.objectives, w)) for w in orchestrator.predict(examples).tolist()]
@@ -95,7 +95,8 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     t = _stage("5/5 best-of-N: orchestrator weights vs uniform weights")
     rng = random.Random(cfg.seed)
     held_out = PreferenceDataset.concat(
-        PreferenceDataset(rng.sample(load_preferences(s).pairs, cfg.bon_prompts_per_source)) for s in HH_TEST)
+        PreferenceDataset(rng.sample(pairs, min(cfg.bon_prompts_per_source, len(pairs))))
+        for pairs in (load_preferences(s).pairs for s in HH_TEST))
     bon = compare_best_of_n(cfg, policy_path, ensemble, orchestrator, held_out)
     timings["best_of_n"] = time.perf_counter() - t
 
@@ -107,7 +108,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
         "reward_models": rm_metrics,
         "normalization": ensemble.normalizer.to_dict(),
         "orchestrator": orch_result["eval"],
-        "orchestrator_training": {k: v for k, v in orch_result["training"].items()},
+        "orchestrator_training": orch_result["training"],
         "example_weights": dict(zip(EXAMPLE_PROMPTS, example_weights)),
         "best_of_n": bon,
         "timings_s": timings,

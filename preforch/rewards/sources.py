@@ -95,6 +95,12 @@ class RuleReward:
         self.fn = resolve_rule(self.rule)
         self.objectives = (self.objective,)
 
+    @classmethod
+    def from_spec(cls, spec: str) -> "RuleReward":
+        """`conciseness` (objective named after the rule) or `objective=package.module:function`."""
+        objective, _, rule = spec.rpartition("=")
+        return cls(objective or rule.rpartition(":")[2], rule)
+
     def score(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str]) -> torch.Tensor:
         values = self.fn([p[-1]["content"] for p in prompts], list(responses))
         if len(values) != len(responses):

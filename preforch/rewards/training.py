@@ -18,7 +18,6 @@ from tqdm.auto import tqdm
 
 from preforch.config import RewardModelConfig
 from preforch.data.loaders import load_preferences
-from preforch.data.schema import PreferenceDataset
 from preforch.io import atomic_write_json
 from preforch.models import autocast, fast_bf16, make_accelerator
 from preforch.rewards.formatting import encode_pairs
@@ -57,9 +56,9 @@ def pairwise_accuracy(model, tok, examples: Sequence[Example], cfg: RewardModelC
     return [h / n if n else float("nan") for h, n in zip(hits, counts)]
 
 
-def _examples(specs: Sequence[str], cap: int | None) -> tuple[list[Example], list[PreferenceDataset]]:
-    sets = [load_preferences(s, limit=cap) for s in specs]
-    return [(k, p.prompt, p.chosen, p.rejected) for k, d in enumerate(sets) for p in d], sets
+def _examples(specs: Sequence[str], cap: int | None) -> list[Example]:
+    """Pairs of the k-th data spec train the k-th head."""
+    return [(k, p.prompt, p.chosen, p.rejected) for k, s in enumerate(specs) for p in load_preferences(s, limit=cap)]
 
 
 def train_reward_model(cfg: RewardModelConfig, objectives: Sequence[str] | None = None,
@@ -67,7 +66,9 @@ def train_reward_model(cfg: RewardModelConfig, objectives: Sequence[str] | None 
                        output_dir: str | None = None) -> dict:
     """Train one reward model with a head per objective in `objectives` (default: all of cfg's), save it.
 
-    Returns metrics: held-out pairwise accuracy per objective and the training-loss curve. The model folder is written atomically with `train_rm_config.json` beside it.
+    Returns metrics: held-out pairwise accuracy per objective and the training-loss curve. The model
+    folder is swapped in whole; `train_rm_config.json` (config + metrics) is written into it last, so
+    its presence marks a finished run.
     """
     from accelerate.utils import set_seed
     from transformers import get_linear_schedule_with_warmup
@@ -76,8 +77,8 @@ def train_reward_model(cfg: RewardModelConfig, objectives: Sequence[str] | None 
     output_dir = Path(output_dir or cfg.output_dir)
     set_seed(cfg.seed)
     accelerator = make_accelerator()
-    train, _ = _examples(train_specs or cfg.train_data, cfg.max_train_pairs)
-    held_out = _examples(eval_specs or cfg.eval_data, cfg.max_eval_pairs)[0] if (eval_specs or cfg.eval_data) else []
+    train = _examples(cfg.train_data if train_specs is None else train_specs, cfg.max_train_pairs)
+    held_out = _examples(cfg.eval_data if eval_specs is None else eval_specs, cfg.max_eval_pairs)
     model = MultiHeadRewardModel.from_encoder(cfg.base_model, objectives, cfg.pooling, cfg.trust_remote_code)
     tok = model.tokenizer
     steps = max(1, math.ceil(len(train) * cfg.epochs / cfg.batch_size))

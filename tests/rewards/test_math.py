@@ -50,3 +50,11 @@ def test_rules():
         resolve_rule("politeness")
     with pytest.raises(ConfigError, match="cannot be imported"):
         resolve_rule("no.such.module:fn")
+
+
+def test_rule_specs():
+    from preforch.rewards.sources import RuleReward
+
+    assert RuleReward.from_spec("conciseness").objectives == ("conciseness",)
+    r = RuleReward.from_spec("engaged=preforch.rewards.rules:no_refusal")
+    assert r.objectives == ("engaged",) and r.fn is no_refusal
