@@ -52,11 +52,11 @@ class PooledHeadModel(nn.Module):
     def load_encoder(name_or_path: str, trust_remote_code: bool = False):
         from transformers import AutoModel, AutoTokenizer
 
-        from preforch.models import resolve
+        from preforch.models import load_pretrained, resolve
 
         path = resolve(name_or_path)
-        return (AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code),
-                AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code))
+        return (load_pretrained(AutoModel, path, "encoder", trust_remote_code=trust_remote_code),
+                load_pretrained(AutoTokenizer, path, "tokenizer", trust_remote_code=trust_remote_code))
 
     def save_pretrained(self, path: str | Path) -> None:
         from safetensors.torch import save_file

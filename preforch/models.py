@@ -79,11 +79,11 @@ def load_policy(name_or_path: str, dtype=None, device: str | None = None, trust_
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if dtype is None:
         dtype = torch.bfloat16 if (device == "cpu" or torch.cuda.is_bf16_supported()) else torch.float16
-    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    tok = load_pretrained(AutoTokenizer, path, "policy tokenizer", trust_remote_code=trust_remote_code)
     tok.padding_side = "left"
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code)
+    model = load_pretrained(AutoModelForCausalLM, path, "policy", dtype=dtype, trust_remote_code=trust_remote_code)
     return model.to(device).eval(), tok
 
 
@@ -125,3 +125,13 @@ def make_accelerator():
 def is_main_process() -> bool:
     """True unless this is a non-zero rank under torchrun / accelerate launch."""
     return os.environ.get("RANK", "0") == "0"
+
+
+def load_pretrained(loader, name_or_path: str, what: str, **kwargs):
+    """`loader.from_pretrained(name_or_path)`, with a one-line error naming `what` and the path when the
+    folder or hub id cannot be loaded (wrong path, or a hub id while offline)."""
+    try:
+        return loader.from_pretrained(name_or_path, **kwargs)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"{what} {name_or_path!r} could not be loaded: {first}") from None

@@ -18,7 +18,7 @@ from preforch.data.schema import Message, PreferenceDataset
 from preforch.orchestrator.losses import orchestrator_kl_loss
 from preforch.orchestrator.model import PreferenceOrchestrator
 from preforch.orchestrator.targets import implicit_preference_weights
-from preforch.rewards.ensemble import RewardEnsemble, check_objectives
+from preforch.rewards.ensemble import RewardEnsemble
 
 
 def preference_targets(ensemble: RewardEnsemble, data: PreferenceDataset, tau: float, progress: bool = True) -> torch.Tensor:
@@ -94,9 +94,8 @@ def fit_orchestrator(model: PreferenceOrchestrator, prompts: Sequence[Sequence[M
 def train_orchestrator(cfg: OrchestratorConfig, ensemble: RewardEnsemble, data: PreferenceDataset,
                        progress: bool = True) -> tuple[PreferenceOrchestrator, dict]:
     """Targets from `ensemble` on `data`, a new orchestrator on `cfg.encoder`, fitted. Returns (model, info)."""
-    targets = preference_targets(ensemble, data, cfg.tau, progress)
     model = PreferenceOrchestrator.from_encoder(cfg.encoder, ensemble.objectives, cfg.tau, cfg.pooling,
-                                                cfg.max_length, cfg.trust_remote_code)
-    check_objectives(ensemble.objectives, model.objectives, "orchestrator")
+                                                cfg.max_length, cfg.trust_remote_code)  # first: fail fast on a bad path
+    targets = preference_targets(ensemble, data, cfg.tau, progress)
     history = fit_orchestrator(model, data.prompts, targets, cfg, progress)
     return model, {"train_prompts": len(data), "loss_history": history, "mean_target": targets.mean(0).tolist()}

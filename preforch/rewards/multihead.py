@@ -20,17 +20,20 @@ REWARD_CONFIG = "reward_config.json"
 class MultiHeadRewardModel(PooledHeadModel):
     CONFIG_FILE = REWARD_CONFIG
 
-    def __init__(self, encoder, tokenizer, objectives: Sequence[str], pooling: str = "mean"):
+    def __init__(self, encoder, tokenizer, objectives: Sequence[str], pooling: str = "mean",
+                 max_length: int = 128, prompt_max_tokens: int = 64):
         super().__init__(encoder, tokenizer, len(objectives), pooling)
         self.objectives = tuple(objectives)
+        # The input format it is trained with; saved so scoring later uses the same.
+        self.max_length, self.prompt_max_tokens = max_length, prompt_max_tokens
 
     @classmethod
-    def from_encoder(cls, name_or_path: str, objectives: Sequence[str], pooling: str = "mean",
-                     trust_remote_code: bool = False) -> "MultiHeadRewardModel":
+    def from_encoder(cls, name_or_path: str, objectives: Sequence[str], pooling: str = "mean", max_length: int = 128,
+                     prompt_max_tokens: int = 64, trust_remote_code: bool = False) -> "MultiHeadRewardModel":
         encoder, tok = cls.load_encoder(name_or_path, trust_remote_code)
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
-        model = cls(encoder, tok, objectives, pooling)
+        model = cls(encoder, tok, objectives, pooling, max_length, prompt_max_tokens)
         nn.init.normal_(model.head.weight, std=0.02)
         nn.init.zeros_(model.head.bias)
         return model
@@ -40,8 +43,10 @@ class MultiHeadRewardModel(PooledHeadModel):
         return SequenceClassifierOutput(logits=self.head(self.features(enc)))
 
     def config_dict(self) -> dict:
-        return {"objectives": list(self.objectives)}
+        return {"objectives": list(self.objectives), "max_length": self.max_length,
+                "prompt_max_tokens": self.prompt_max_tokens}
 
     @classmethod
     def _from_parts(cls, encoder, tokenizer, cfg: dict):
-        return cls(encoder, tokenizer, cfg["objectives"], cfg.get("pooling", "mean"))
+        return cls(encoder, tokenizer, cfg["objectives"], cfg.get("pooling", "mean"), cfg.get("max_length", 128),
+                   cfg.get("prompt_max_tokens", 64))

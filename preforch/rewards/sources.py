@@ -39,27 +39,30 @@ def load_reward_model(path: str, trust_remote_code: bool = False):
     """(model, tokenizer, head names) for a preforch multi-head folder or any HF sequence classifier."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from preforch.models import load_pretrained
     from preforch.rewards.multihead import REWARD_CONFIG, MultiHeadRewardModel
 
     if (Path(path) / REWARD_CONFIG).is_file():
         model = MultiHeadRewardModel.from_pretrained(path, device="cpu")
         return model, model.tokenizer, model.objectives
-    model = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=trust_remote_code)
-    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    model = load_pretrained(AutoModelForSequenceClassification, path, "reward model", trust_remote_code=trust_remote_code)
+    tok = load_pretrained(AutoTokenizer, path, "reward-model tokenizer", trust_remote_code=trust_remote_code)
     return model, tok, tuple(model.config.id2label[i] for i in range(model.config.num_labels))
 
 
 class HFRewardModel:
     """A reward model scoring len(objectives) objectives per (prompt, response)."""
 
-    def __init__(self, path: str, objectives: Sequence[str] | None = None, max_length: int = 128,
-                 prompt_max_tokens: int = 64, batch_size: int = 64, device: str | None = None,
+    def __init__(self, path: str, objectives: Sequence[str] | None = None, max_length: int | None = None,
+                 prompt_max_tokens: int | None = None, batch_size: int = 64, device: str | None = None,
                  trust_remote_code: bool = False, bf16: bool | None = None):
-        self.path, self.max_length, self.prompt_max_tokens, self.batch_size = str(path), max_length, prompt_max_tokens, batch_size
-        self.trust_remote_code = trust_remote_code
+        self.path, self.batch_size, self.trust_remote_code = str(path), batch_size, trust_remote_code
         self.device = device or default_device()
         self.bf16 = fast_bf16(self.device) if bf16 is None else bf16
         self.model, self.tokenizer, heads = load_reward_model(self.path, trust_remote_code)
+        # Score with the input format the model was trained with, when it says (preforch models do).
+        self.max_length = max_length or getattr(self.model, "max_length", 128)
+        self.prompt_max_tokens = prompt_max_tokens or getattr(self.model, "prompt_max_tokens", 64)
         self.model.to(self.device).eval()
         self.objectives = tuple(objectives or heads)
         if len(self.objectives) != len(heads):
@@ -122,6 +125,6 @@ def source_from_spec(spec: dict, base_dir: str | None = None, device: str | None
         path = spec["path"]
         if base_dir and not os.path.isabs(path) and os.path.isdir(os.path.join(base_dir, path)):
             path = os.path.join(base_dir, path)
-        return HFRewardModel(path, spec.get("objectives"), spec.get("max_length", 128), spec.get("prompt_max_tokens", 64),
+        return HFRewardModel(path, spec.get("objectives"), spec.get("max_length"), spec.get("prompt_max_tokens"),
                              device=device, trust_remote_code=spec.get("trust_remote_code", False))
     raise ConfigError(f"reward source: unknown kind {kind!r} in {spec}")

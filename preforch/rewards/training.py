@@ -79,7 +79,8 @@ def train_reward_model(cfg: RewardModelConfig, objectives: Sequence[str] | None 
     accelerator = make_accelerator()
     train = _examples(cfg.train_data if train_specs is None else train_specs, cfg.max_train_pairs)
     held_out = _examples(cfg.eval_data if eval_specs is None else eval_specs, cfg.max_eval_pairs)
-    model = MultiHeadRewardModel.from_encoder(cfg.base_model, objectives, cfg.pooling, cfg.trust_remote_code)
+    model = MultiHeadRewardModel.from_encoder(cfg.base_model, objectives, cfg.pooling, cfg.max_length,
+                                              cfg.prompt_max_tokens, cfg.trust_remote_code)
     tok = model.tokenizer
     steps = max(1, math.ceil(len(train) * cfg.epochs / cfg.batch_size))
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
@@ -136,5 +137,5 @@ def train_reward_models(cfg: RewardModelConfig) -> tuple[list[HFRewardModel], di
     sources, metrics = [], {}
     for objectives, train_specs, eval_specs, out in runs:
         metrics[out] = train_reward_model(cfg, objectives, train_specs, eval_specs, out)
-        sources.append(HFRewardModel(out, max_length=cfg.max_length, prompt_max_tokens=cfg.prompt_max_tokens))
+        sources.append(HFRewardModel(out))
     return sources, metrics

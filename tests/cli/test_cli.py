@@ -98,3 +98,14 @@ def test_orchestrator_and_ensemble_objectives_must_agree(tiny_orchestrator_dir, 
 def test_empty_prompt_rejected(tiny_ensemble_dir, capsys):
     assert main(["generate", "--prompt", "  ", "--ensemble", tiny_ensemble_dir, "--weights", "helpful=1"]) == 2
     assert "prompt is empty" in capsys.readouterr().err
+
+
+def test_missing_policy_or_encoder_is_a_clear_error(tiny_ensemble_dir, tmp_path, capsys):
+    assert main(["generate", "--prompt", "hi", "--ensemble", tiny_ensemble_dir, "--weights", "helpful=1",
+                 "--policy", str(tmp_path / "no_policy")]) == 2
+    assert "policy tokenizer" in capsys.readouterr().err
+    assert main(["train-orchestrator", "--ensemble", tiny_ensemble_dir, "--encoder", str(tmp_path / "no_encoder"),
+                 "--train_data", "hh-helpful:test", "--max_train_pairs", "2", "--output_dir", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "encoder" in err and "no_encoder" in err
+    assert not (tmp_path / "o").exists(), "nothing half-written"

@@ -64,3 +64,16 @@ def test_ensemble_errors(tmp_path):
     (tmp_path / "ensemble.json").write_text("{not json")
     with pytest.raises(ConfigError, match="malformed ensemble file"):
         RewardEnsemble.load(tmp_path)
+
+
+def test_trained_model_carries_its_input_format(tiny_encoder_dir, tmp_path):
+    from preforch.rewards.multihead import MultiHeadRewardModel
+
+    MultiHeadRewardModel.from_encoder(tiny_encoder_dir, ["a"], max_length=48, prompt_max_tokens=16).save_pretrained(tmp_path / "rm")
+    rm = HFRewardModel(str(tmp_path / "rm"), device="cpu")
+    assert (rm.max_length, rm.prompt_max_tokens) == (48, 16)
+
+
+def test_missing_model_is_a_one_line_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"reward model '.*nowhere' could not be loaded"):
+        HFRewardModel(str(tmp_path / "nowhere"), device="cpu")
