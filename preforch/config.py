@@ -120,6 +120,7 @@ class EvalOrchestratorConfig:
     max_eval_pairs: Optional[int] = _f(None, "cap on pairs per data spec")
     positive_source: Optional[str] = _f(None, "source label whose prompts are positives for the AUROC (default: last)")
     output: Optional[str] = _f(None, "also write the metrics as JSON here")
+    dump_weights: Optional[str] = _f(None, "write per-prompt predicted and target weights (JSONL) here")
 
 
 @dataclass
@@ -168,6 +169,46 @@ class QuickstartConfig:
 
     def __post_init__(self):
         _positive(self, "rm_epochs", "tau", "num_candidates", "max_new_tokens", "bon_prompts_per_source")
+
+
+@dataclass
+class EvaluateConfig:
+    """`preforch evaluate`: a policy under a preference grid, scored by a (judge) reward ensemble."""
+
+    from_run: Optional[str] = _f(None, "a quickstart run folder: take policy, ensemble, orchestrator, prompts and sampling from it")
+    policy: str = _f("smollm2", "causal LM: hub id, local path, or bundled alias 'smollm2'")
+    method: str = _f("best-of-n", "how the policy serves a preference: best-of-n (rerank N samples) | plain (ignores it)")
+    ensemble: str = _f("runs/quickstart/rewards", "the method's own reward ensemble (reranking, oracle weights w*)")
+    judge: Optional[str] = _f(None, "reward ensemble that scores the picks (default: --ensemble); may be held-out models")
+    orchestrator: Optional[str] = _f(None, "also evaluate the orchestrator's per-prompt weights")
+    eval_data: list[str] = _list(HH_TEST, "held-out preference data (prompts; chosen replies give w* for the gap)")
+    prompts_per_source: int = _f(16, "random prompts drawn from each eval_data spec")
+    grid_divisions: int = _f(10, "simplex lattice resolution d (K=2, d=10: 11 preferences)")
+    grid: list[str] = _list([], "explicit preferences instead of the lattice, each 'w1,w2,...'")
+    reference_point: Optional[list[float]] = _f(None, "hypervolume reference point, one value per objective (required)")
+    num_candidates: int = _f(4, "samples per prompt (best-of-n)")
+    max_new_tokens: int = _f(48, "tokens per sample")
+    temperature: float = _f(0.8, "sampling temperature")
+    top_p: float = _f(0.95, "nucleus sampling")
+    batch_size: int = _f(8, "prompts per generation batch")
+    tau: float = _f(1.0, "temperature of the oracle weights w* (the orchestrator's own tau when given)")
+    seed: int = _f(0, "seed for prompt sampling, generation and random weights")
+    output_dir: str = _f("runs/eval", "evaluation.json, report.md, front.png")
+    generation_cache: Optional[str] = _f(None, "folder of cached generations (default: OUTPUT_DIR/generations)")
+    trust_remote_code: bool = _f(False, "allow custom model code from the hub")
+
+    def __post_init__(self):
+        _positive(self, "prompts_per_source", "grid_divisions", "num_candidates", "max_new_tokens", "batch_size", "tau")
+        if self.method not in ("best-of-n", "plain"):
+            raise ConfigError(f"method: expected best-of-n or plain, got {self.method!r}")
+
+
+@dataclass
+class CompareConfig:
+    """`preforch compare RUN_DIR...`: evaluation runs side by side."""
+
+    runs: list[str] = _list([], "evaluation output folders (each with evaluation.json)")
+    output_dir: str = _f("runs/compare", "report.md, comparison.json, front.png")
 
 
 def _same_length(cfg, a: str, b: str) -> None:

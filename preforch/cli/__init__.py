@@ -9,7 +9,7 @@ from typing import Callable
 from preforch.cli.parsing import parse_config
 from preforch.errors import PreforchError
 
-# name -> (module in preforch.cli.commands, config class name, one-line help)
+# name -> (config class name in preforch.config, one-line help); runs preforch.cli.commands.<name>
 COMMANDS: dict[str, tuple[str, str]] = {
     "quickstart": ("QuickstartConfig", "end to end on the bundled defaults: reward models, orchestrator, best-of-N report"),
     "train-rm": ("RewardModelConfig", "train Bradley-Terry reward models (single- or multi-head)"),
@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval-orchestrator": ("EvalOrchestratorConfig", "held-out KL vs baselines and prompt-source AUROC"),
     "weights": ("WeightsConfig", "print the orchestrator's weight of each objective for prompts"),
     "generate": ("GenerateConfig", "best-of-N generation reranked by orchestrator or user weights"),
+    "evaluate": ("EvaluateConfig", "a policy under a preference grid: rewards with CIs, Pareto front, hypervolume, gap"),
+    "compare": ("CompareConfig", "evaluation runs side by side: table, fronts, hypervolumes"),
 }
 
 

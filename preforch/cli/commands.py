@@ -6,8 +6,8 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from preforch.config import (EnsembleConfig, EvalOrchestratorConfig, GenerateConfig, OrchestratorConfig,
-                             RewardModelConfig, WeightsConfig)
+from preforch.config import (CompareConfig, EnsembleConfig, EvalOrchestratorConfig, EvaluateConfig, GenerateConfig,
+                             OrchestratorConfig, RewardModelConfig, WeightsConfig)
 from preforch.data.loaders import load_many
 from preforch.errors import ConfigError
 from preforch.io import atomic_write_json
@@ -76,7 +76,7 @@ def eval_orchestrator(cfg: EvalOrchestratorConfig) -> dict:
     if mean is None:
         raise ConfigError(f"{cfg.orchestrator}: no mean_train_target recorded; retrain with preforch train-orchestrator")
     result = evaluate_orchestrator(model, RewardEnsemble.load(cfg.ensemble), load_many(cfg.eval_data, cfg.max_eval_pairs),
-                                   torch.tensor(mean), cfg.positive_source)
+                                   torch.tensor(mean), cfg.positive_source, cfg.dump_weights)
     _print_eval(result)
     if cfg.output:
         atomic_write_json(cfg.output, result)
@@ -111,6 +111,45 @@ def generate(cfg: GenerateConfig) -> list[dict]:
     return results
 
 
+def evaluate(cfg: EvaluateConfig) -> dict:
+    from preforch.evaluation.harness import run_evaluation
+
+    r = run_evaluation(cfg)
+    best = max(r["grid"], key=lambda row: sum(row["mean"].values()))
+    print(f"{r['num_prompts']} prompts x {len(r['grid'])} preferences; hypervolume {r['hypervolume']:.4f} "
+          f"(reference {r['reference_point']}); best-balanced preference {best['label']}")
+    print("alignment gap: " + ", ".join(f"{k} {g['mean']:.3f}" for k, g in r["alignment_gap"].items()))
+    print(f"report: {Path(cfg.output_dir) / 'report.md'}")
+    return r
+
+
+def compare(cfg: CompareConfig) -> dict:
+    from preforch.evaluation.report import write_comparison
+
+    if len(cfg.runs) < 1:
+        raise ConfigError("give one or more evaluation folders: preforch compare runs/eval_a runs/eval_b")
+    results = {}
+    for run in cfg.runs:
+        file = Path(run) / "evaluation.json"
+        if not file.is_file():
+            raise ConfigError(f"{run}: not an evaluation folder (missing evaluation.json; run preforch evaluate)")
+        r = json.loads(file.read_text())
+        name = Path(run).name if Path(run).name not in results else str(run)
+        results[name] = r
+    first_name, first = next(iter(results.items()))
+    for name, r in results.items():
+        if r["objectives"] != first["objectives"]:
+            raise ConfigError(f"{name}: objectives {r['objectives']} differ from {first_name}'s {first['objectives']}")
+        if r["reference_point"] != first["reference_point"]:
+            raise ConfigError(f"{name}: reference point {r['reference_point']} differs from {first_name}'s "
+                              f"{first['reference_point']}; hypervolumes are only comparable under one reference point")
+    comparison = write_comparison(Path(cfg.output_dir), results)
+    for name, s in comparison["runs"].items():
+        print(f"{name}: hypervolume {s['hypervolume']:.4f}")
+    print(f"report: {Path(cfg.output_dir) / 'report.md'}")
+    return comparison
+
+
 def quickstart(cfg) -> dict:
     from preforch.pipelines.quickstart import run_quickstart
 
@@ -121,6 +160,8 @@ def _print_eval(ev: dict) -> None:
     kl = ev["kl"]
     print(f"held-out KL(w*||.) over {ev['num_prompts']} prompts: orchestrator {kl['orchestrator']:.4f} | "
           f"uniform {kl['uniform']:.4f} | constant mean target {kl['constant_mean_target']:.4f}")
+    cal = ev["calibration"]
+    print(f"top objective agrees with the target's on {cal['top1_agreement']:.3f} of prompts; ECE {cal['ece']:.3f}")
     if "auroc" in ev:
         a = ev["auroc"]
         print(f"AUROC of each weight for source {a['positive_source']!r}: "

@@ -175,3 +175,15 @@ def load_many(specs: Iterable[str], limit: int | None = None) -> PreferenceDatas
     if not specs:
         raise DataError("no data given")
     return PreferenceDataset.concat(load_preferences(s, limit) for s in specs)
+
+
+def sample_per_source(specs: Iterable[str], per_source: int, seed: int) -> PreferenceDataset:
+    """`per_source` random pairs of each source label (all if fewer), sources in order of first
+    appearance, reproducible by `seed`."""
+    import random
+
+    by_source: dict[str, list[PreferencePair]] = {}
+    for pair in load_many(specs):
+        by_source.setdefault(pair.source, []).append(pair)
+    rng = random.Random(seed)
+    return PreferenceDataset([p for pairs in by_source.values() for p in rng.sample(pairs, min(per_source, len(pairs)))])

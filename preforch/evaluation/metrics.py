@@ -32,3 +32,27 @@ def source_auroc(weights: torch.Tensor, sources: Sequence[str], positive: str, o
     if all(labels) or not any(labels):
         raise PreforchError(f"AUROC needs prompts from source {positive!r} and from others; sources are {sorted(set(sources))}")
     return {o: float(roc_auc_score(labels, weights[:, i].numpy())) for i, o in enumerate(objectives)}
+
+
+def top_objective_calibration(predicted: torch.Tensor, targets: torch.Tensor, num_bins: int = 5) -> dict:
+    """Reliability of the predicted top objective: is argmax f(x) the argmax of w*(x) as often as
+    max f(x) claims? predicted, targets: [N, K]. Bins span [1/K, 1] evenly.
+
+    Returns per-bin mean confidence, accuracy and count, overall top-1 agreement, and the expected
+    calibration error ECE = sum_b (n_b / N) |accuracy_b - confidence_b|.
+    """
+    n, k = predicted.shape
+    conf, top = predicted.max(-1)
+    hit = (top == targets.argmax(-1)).double()
+    edges = torch.linspace(1.0 / k, 1.0, num_bins + 1, dtype=torch.float64)
+    which = torch.bucketize(conf.double(), edges[1:-1], right=True)
+    bins, ece = [], 0.0
+    for b in range(num_bins):
+        mask = which == b
+        count = int(mask.sum())
+        if count:
+            acc, c = hit[mask].mean().item(), conf[mask].double().mean().item()
+            ece += count / n * abs(acc - c)
+            bins.append({"low": edges[b].item(), "high": edges[b + 1].item(), "count": count,
+                         "confidence": c, "accuracy": acc})
+    return {"top1_agreement": hit.mean().item(), "ece": ece, "bins": bins}

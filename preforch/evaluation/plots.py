@@ -19,6 +19,7 @@ def _pyplot():
 
 def _save(fig, path: Path) -> None:
     """Render to a temp name, then rename: a reader never sees a half-written PNG."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=120, bbox_inches="tight")
     tmp.replace(path)
@@ -70,6 +71,42 @@ def plot_curve(values: Sequence[float], path: Path, title: str, xlabel: str, yla
         ys = [sum(ys[max(0, i - smooth + 1):i + 1]) / len(ys[max(0, i - smooth + 1):i + 1]) for i in range(len(ys))]
     ax.plot(range(1, len(ys) + 1), ys)
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_fronts(series: dict[str, "np.ndarray"], markers: dict[str, Sequence[float]], objectives: Sequence[str],
+                path: Path) -> None:
+    """Mean-reward points of each series (a method's preference grid), its Pareto front as a line, and
+    single points (e.g. uniform, orchestrator) as markers. K > 2: one panel per pair of objectives."""
+    import itertools
+
+    import numpy as np
+
+    from preforch.evaluation.pareto import pareto_mask
+
+    plt = _pyplot()
+    pairs = list(itertools.combinations(range(len(objectives)), 2))
+    cols = min(3, len(pairs))
+    rows = (len(pairs) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 4 * rows), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (i, j) in zip(axes.flat, pairs):
+        for c, (name, pts) in enumerate(series.items()):
+            pts = np.asarray(pts)
+            proj = pts[:, [i, j]]
+            ax.scatter(proj[:, 0], proj[:, 1], s=14, alpha=0.5, color=colors[c % len(colors)])
+            front = proj[pareto_mask(proj)]
+            front = front[np.argsort(front[:, 0])]
+            ax.plot(front[:, 0], front[:, 1], "-o", ms=4, color=colors[c % len(colors)], label=name)
+        for m, (name, point) in enumerate(markers.items()):
+            ax.scatter([point[i]], [point[j]], marker="*x^sD"[m % 5], s=120, color="black", zorder=5, label=name)
+        ax.set_xlabel(f"{objectives[i]} (mean normalised reward)")
+        ax.set_ylabel(f"{objectives[j]}")
+    for ax in list(axes.flat)[len(pairs):]:
+        ax.axis("off")
+    axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)

@@ -94,3 +94,106 @@ def render_markdown(m: dict) -> str:
                   f"  - uniform pick: {e['uniform_pick'][:300]!r}"]
     parts += ["", "## Time (seconds)", "", _table(["stage", "s"], [[k, v] for k, v in m["timings_s"].items()]), ""]
     return "\n".join(parts)
+
+
+def _points(result: dict):
+    import numpy as np
+
+    return np.array([[r["mean"][o] for o in result["objectives"]] for r in result["grid"]])
+
+
+def _markers(result: dict, prefix: str = "") -> dict:
+    return {prefix + r["label"]: [r["mean"][o] for o in result["objectives"]] for r in result["rows"]}
+
+
+def _mean_ci(row: dict, objectives) -> list[str]:
+    return [f"{row['mean'][o]:.3f} ± {row['ci95'][o]:.3f}" for o in objectives]
+
+
+def write_evaluation_report(folder: Path, result: dict) -> None:
+    from preforch.evaluation.plots import plot_fronts
+
+    objectives = result["objectives"]
+    plot_fronts({result["method"]: _points(result)}, _markers(result), objectives, folder / "front.png")
+    c = result["compute"]
+    generation = "cache hit" if c["cache_hit"] else f"{c['generated']} sampled in {c['generation_s']:.1f} s"
+    lines = [
+        "# preforch evaluation",
+        "",
+        f"Policy `{result['policy']}`, method `{result['method']}` ({result['num_candidates']} candidate(s) per prompt), "
+        f"{result['num_prompts']} prompts from {', '.join(result['sources'])}, judged by `{result['judge']}`.",
+        f"Hypervolume of the grid's mean rewards: **{result['hypervolume']:.4f}** "
+        f"(reference point {result['reference_point']}).",
+        "",
+        "![front](front.png)",
+        "",
+        "## Mean judge reward per preference (± 95% CI), * = on the Pareto front",
+        "",
+        _table(["preference", *objectives], [[("* " if r["on_front"] else "") + r["label"], *_mean_ci(r, objectives)]
+                                              for r in result["grid"]]),
+        "",
+        _table(["weighting", *objectives], [[r["label"], *_mean_ci(r, objectives)] for r in result["rows"]]),
+        "",
+        "## Alignment gap (paper Sec. 5, measured)",
+        "Combined reward w*(x) . r~ lost by picking with a weighting instead of each prompt's oracle weights "
+        "w*(x) (from its preferred reply); lower is better, 0 is the oracle.",
+        "",
+        _table(["weighting", "mean gap", "± 95% CI"], [[n, g["mean"], g["ci95"]] for n, g in result["alignment_gap"].items()]),
+        "",
+        "## Compute",
+        f"Generations: {generation} (key {c['cache_key']}); scoring: {c['responses_scored']} responses in {c['scoring_s']:.1f} s; "
+        f"total {c['total_s']:.1f} s.",
+        "",
+    ]
+    atomic_write_json(folder / "evaluation.json", result)
+    atomic_write_text(folder / "report.md", "\n".join(lines))
+
+
+def write_comparison(folder: Path, results: dict[str, dict]) -> dict:
+    """Side-by-side report of evaluation runs that share objectives and reference point."""
+    from preforch.evaluation.plots import plot_fronts
+
+    first = next(iter(results.values()))
+    objectives = first["objectives"]
+    markers = {}
+    for name, r in results.items():
+        markers.update(_markers(r, f"{name}: "))
+    plot_fronts({name: _points(r) for name, r in results.items()}, markers, objectives, folder / "front.png")
+    summary = {
+        name: {"method": r["method"], "policy": r["policy"], "judge": r["judge"], "num_prompts": r["num_prompts"],
+               "hypervolume": r["hypervolume"], "alignment_gap": {k: g["mean"] for k, g in r["alignment_gap"].items()},
+               "rows": {row["label"]: row["mean"] for row in r["rows"]}, "compute": r["compute"],
+               "config": r["config"]}
+        for name, r in results.items()
+    }
+    gap_names = sorted({g for s in summary.values() for g in s["alignment_gap"]})
+    lines = [
+        "# preforch comparison",
+        "",
+        f"Objectives: {', '.join(objectives)}; hypervolume reference point {first['reference_point']}.",
+        "",
+        "![fronts](front.png)",
+        "",
+        _table(["run", "method", "policy", "judge", "prompts", "hypervolume"],
+               [[n, s["method"], s["policy"], s["judge"], s["num_prompts"], s["hypervolume"]] for n, s in summary.items()]),
+        "",
+        "Mean judge reward of single weightings:",
+        "",
+        _table(["run", "weighting", *objectives],
+               [[n, label, *[m[o] for o in objectives]] for n, s in summary.items() for label, m in s["rows"].items()]),
+        "",
+        "Alignment gap (lower is better):",
+        "",
+        _table(["run", *gap_names], [[n, *[s["alignment_gap"].get(g, float("nan")) for g in gap_names]] for n, s in summary.items()]),
+        "",
+        "Compute:",
+        "",
+        _table(["run", "generated", "generation s", "scored", "scoring s", "total s"],
+               [[n, s["compute"]["generated"], s["compute"]["generation_s"], s["compute"]["responses_scored"],
+                 s["compute"]["scoring_s"], s["compute"]["total_s"]] for n, s in summary.items()]),
+        "",
+    ]
+    comparison = {"objectives": objectives, "reference_point": first["reference_point"], "runs": summary}
+    atomic_write_json(folder / "comparison.json", comparison)
+    atomic_write_text(folder / "report.md", "\n".join(lines))
+    return comparison

@@ -7,7 +7,6 @@ Each stage saves its artifact in the run folder and is skipped on a re-run when 
 from __future__ import annotations
 
 import platform
-import random
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -34,8 +33,8 @@ def _stage(name: str) -> float:
 
 def run_quickstart(cfg: QuickstartConfig) -> dict:
     from preforch.cli import commands
-    from preforch.data.loaders import load_many, load_preferences
-    from preforch.data.schema import PreferenceDataset, as_messages
+    from preforch.data.loaders import load_many, sample_per_source
+    from preforch.data.schema import as_messages
     from preforch.evaluation.report import write_quickstart_report
     from preforch.models import resolve
     from preforch.orchestrator.model import PreferenceOrchestrator
@@ -93,10 +92,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     timings["orchestrator"] = time.perf_counter() - t
 
     t = _stage("5/5 best-of-N: orchestrator weights vs uniform weights")
-    rng = random.Random(cfg.seed)
-    held_out = PreferenceDataset.concat(
-        PreferenceDataset(rng.sample(pairs, min(cfg.bon_prompts_per_source, len(pairs))))
-        for pairs in (load_preferences(s).pairs for s in HH_TEST))
+    held_out = sample_per_source(HH_TEST, cfg.bon_prompts_per_source, cfg.seed)
     bon = compare_best_of_n(cfg, policy_path, ensemble, orchestrator, held_out)
     timings["best_of_n"] = time.perf_counter() - t
 

@@ -55,8 +55,11 @@ def test_eval_orchestrator_writes_json(tiny_orchestrator_dir, tiny_ensemble_dir,
     out = tmp_path / "eval.json"
     assert main(["eval-orchestrator", "--orchestrator", tiny_orchestrator_dir, "--ensemble", tiny_ensemble_dir,
                  "--eval_data", "hh-helpful:test", "hh-harmless:test", "--max_eval_pairs", "6",
-                 "--positive_source", "hh-harmless", "--output", str(out)]) == 0
+                 "--positive_source", "hh-harmless", "--output", str(out), "--dump_weights", str(tmp_path / "w.jsonl")]) == 0
     result = json.loads(out.read_text())
+    assert 0.0 <= result["calibration"]["ece"] <= 1.0
+    dumped = [json.loads(line) for line in (tmp_path / "w.jsonl").read_text().splitlines()]
+    assert len(dumped) == 12 and set(dumped[0]) == {"prompt", "source", "predicted", "target"}
     assert set(result["kl"]) == {"orchestrator", "uniform", "constant_mean_target"}
     assert set(result["auroc"]["per_objective"]) == {"helpful", "harmless", "conciseness"}
     assert "AUROC" in capsys.readouterr().out

@@ -1,0 +1,191 @@
+"""`preforch evaluate`: one policy, held-out prompts, a preference grid, a judge; fronts, hypervolume, gap.
+
+How a method serves a preference w:
+- best-of-n: N candidates per prompt are sampled once (cached); for each w, the candidate maximising
+  w . r~ under the method's own ensemble is picked. The judge ensemble then scores the picks.
+- plain: one sample per prompt, the same for every w (the policy ignores preferences): a single point.
+Rows beyond the grid: uniform weights and, when an orchestrator is given, its per-prompt weights.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from preforch.alignment.best_of_n import combined_reward
+from preforch.config import EvaluateConfig
+from preforch.data.loaders import sample_per_source
+from preforch.errors import ConfigError, DataError
+from preforch.evaluation.generations import cache_key, load_generations, save_generations
+from preforch.evaluation.pareto import check_grid, hypervolume, pareto_mask, simplex_grid
+from preforch.io import atomic_write_json
+from preforch.rewards.ensemble import RewardEnsemble, check_objectives
+
+
+def mean_ci(values: torch.Tensor, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and normal-approximation CI half-widths: [N, K] -> ([K], [K])."""
+    v = values.double().numpy()
+    half = z * v.std(0, ddof=1) / np.sqrt(len(v)) if len(v) > 1 else np.full(v.shape[1], np.nan)
+    return v.mean(0), half
+
+
+def pick(selection: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Best candidate per prompt under `weights`: selection [P, N, K], weights [P, K] -> indices [P]."""
+    return combined_reward(selection, weights.unsqueeze(1)).argmax(-1)
+
+
+def alignment_gap(selection: torch.Tensor, oracle: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Combined reward lost per prompt by weighting with `weights` instead of the oracle w*(x) (Sec. 5).
+
+    gap(x) = w*(x) . r~(x, y*) - w*(x) . r~(x, y_w), y* and y_w the candidates picked under w* and w.
+    selection [P, N, K]; oracle, weights [P, K]. Returns [P], >= 0.
+    """
+    under_oracle = combined_reward(selection, oracle.unsqueeze(1))  # [P, N]
+    rows = torch.arange(len(selection))
+    return under_oracle[rows, pick(selection, oracle)] - under_oracle[rows, pick(selection, weights)]
+
+
+def random_simplex(n: int, k: int, seed: int) -> torch.Tensor:
+    """n weight vectors drawn uniformly from the simplex (Dirichlet(1) via normalised exponentials): [n, k]."""
+    e = -torch.log(torch.rand(n, k, generator=torch.Generator().manual_seed(seed)).clamp_min(1e-12))
+    return e / e.sum(-1, keepdim=True)
+
+
+def resolve_from_run(cfg: EvaluateConfig) -> EvaluateConfig:
+    """Fill policy, ensemble, orchestrator, prompts and sampling from a quickstart run folder."""
+    run = Path(cfg.from_run)
+    metrics = run / "metrics.json"
+    if not metrics.is_file():
+        raise ConfigError(f"{run}: not a quickstart run folder (missing metrics.json)")
+    qs = json.loads(metrics.read_text())["config"]
+    return replace(cfg, policy=qs["policy"], ensemble=str(run / "rewards"), orchestrator=str(run / "orchestrator"),
+                   prompts_per_source=qs["bon_prompts_per_source"], num_candidates=qs["num_candidates"],
+                   max_new_tokens=qs["max_new_tokens"], seed=qs["seed"])
+
+
+def _grid(cfg: EvaluateConfig, objectives) -> np.ndarray:
+    if not cfg.grid:
+        return simplex_grid(len(objectives), cfg.grid_divisions)
+    try:
+        rows = [[float(x) for x in g.split(",")] for g in cfg.grid]
+    except ValueError:
+        raise ConfigError(f"--grid: each preference is comma-separated numbers, got {cfg.grid}") from None
+    if len({len(r) for r in rows}) != 1:
+        raise ConfigError(f"--grid: every preference needs {len(objectives)} weights, got {cfg.grid}")
+    return check_grid(np.array(rows), objectives)
+
+
+def candidates_for(cfg: EvaluateConfig, prompts) -> tuple[list[list[str]], dict]:
+    """Sampled candidates [P][N], from the cache when the same settings made them before."""
+    from preforch.models import resolve
+
+    n = cfg.num_candidates if cfg.method == "best-of-n" else 1
+    settings = {"policy": resolve(cfg.policy), "n": n, "max_new_tokens": cfg.max_new_tokens,
+                "temperature": cfg.temperature, "top_p": cfg.top_p, "seed": cfg.seed}
+    folder = Path(cfg.generation_cache or Path(cfg.output_dir) / "generations")
+    key = cache_key(settings, prompts)
+    cached = load_generations(folder, key, len(prompts))
+    info = {"cache_key": key, "cache_hit": cached is not None, "generation_s": 0.0, "generated": 0}
+    if cached is not None:
+        return cached, info
+    from transformers import set_seed
+
+    from preforch.alignment.best_of_n import SamplingConfig, sample_candidates
+    from preforch.models import load_policy
+
+    t = time.perf_counter()
+    set_seed(cfg.seed)
+    model, tok = load_policy(settings["policy"], trust_remote_code=cfg.trust_remote_code)
+    out = sample_candidates(model, tok, prompts, SamplingConfig(n, cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.batch_size))
+    save_generations(folder, key, settings, prompts, out)
+    info.update(generation_s=time.perf_counter() - t, generated=len(prompts) * n)
+    return out, info
+
+
+def run_evaluation(cfg: EvaluateConfig) -> dict:
+    if cfg.from_run:
+        cfg = resolve_from_run(cfg)
+    started = time.perf_counter()
+    ensemble = RewardEnsemble.load(cfg.ensemble)
+    judge = RewardEnsemble.load(cfg.judge) if cfg.judge else ensemble
+    check_objectives(ensemble.objectives, judge.objectives, f"judge {cfg.judge}")
+    objectives = list(ensemble.objectives)
+    if cfg.reference_point is None or len(cfg.reference_point) != len(objectives):
+        hypervolume(np.zeros((1, len(objectives))), cfg.reference_point)  # raises with the explanation
+    grid = _grid(cfg, objectives)
+    data = sample_per_source(cfg.eval_data, cfg.prompts_per_source, cfg.seed)
+    if not len(data):
+        raise DataError(f"eval_data {cfg.eval_data}: no prompts")
+    prompts = data.prompts
+
+    orch_weights, tau = None, cfg.tau
+    if cfg.orchestrator:
+        from preforch.orchestrator.model import PreferenceOrchestrator
+
+        orch = PreferenceOrchestrator.from_pretrained(cfg.orchestrator)
+        check_objectives(ensemble.objectives, orch.objectives, f"orchestrator {cfg.orchestrator}")
+        orch_weights, tau = orch.predict(prompts), orch.tau
+
+    candidates, gen_info = candidates_for(cfg, prompts)
+    n = len(candidates[0])
+    flat_prompts = [p for p, cs in zip(prompts, candidates) for _ in cs]
+    flat = [c for cs in candidates for c in cs]
+    t = time.perf_counter()
+    selection = ensemble.score(flat_prompts, flat, progress=True).view(len(prompts), n, -1)
+    judged = selection if judge is ensemble else judge.score(flat_prompts, flat, progress=True).view(len(prompts), n, -1)
+    scoring_s = time.perf_counter() - t
+
+    rows_idx = torch.arange(len(prompts))
+    k = len(objectives)
+    named = {"uniform": torch.full((len(prompts), k), 1.0 / k)}
+    if orch_weights is not None:
+        named["orchestrator"] = orch_weights
+
+    def row(label: str, w: torch.Tensor) -> dict:
+        mean, half = mean_ci(judged[rows_idx, pick(selection, w)])
+        return {"label": label, "mean": dict(zip(objectives, mean.tolist())), "ci95": dict(zip(objectives, half.tolist()))}
+
+    grid_rows = [{**row(",".join(f"{x:g}" for x in w), torch.tensor(w, dtype=torch.float32).expand(len(prompts), k)),
+                  "weights": w.tolist()} for w in grid]
+    points = np.array([[r["mean"][o] for o in objectives] for r in grid_rows])
+    front = pareto_mask(points)
+    for r, on in zip(grid_rows, front):
+        r["on_front"] = bool(on)
+    extra_rows = [row(name, w) for name, w in named.items()]
+
+    # Alignment gap against the oracle weights w*(x) = softmax(r~(x, y_w) / tau) of each prompt's chosen reply.
+    from preforch.orchestrator.fit import preference_targets
+
+    oracle = preference_targets(ensemble, data, tau, progress=False)
+    schemes = {**named, "random": random_simplex(len(prompts), k, cfg.seed)}
+    gaps = {}
+    for name, w in schemes.items():
+        m, h = mean_ci(alignment_gap(selection, oracle, w).unsqueeze(-1))
+        gaps[name] = {"mean": float(m[0]), "ci95": float(h[0])}
+
+    result = {
+        "config": asdict(cfg),
+        "objectives": objectives,
+        "method": cfg.method,
+        "policy": cfg.policy,
+        "judge": cfg.judge or cfg.ensemble,
+        "num_prompts": len(prompts),
+        "sources": sorted(set(data.sources)),
+        "num_candidates": n,
+        "reference_point": list(cfg.reference_point),
+        "grid": grid_rows,
+        "rows": extra_rows,
+        "hypervolume": hypervolume(points, cfg.reference_point),
+        "alignment_gap": gaps,
+        "compute": {**gen_info, "scoring_s": scoring_s, "responses_scored": len(flat) * (1 if judge is ensemble else 2),
+                    "total_s": time.perf_counter() - started},
+    }
+    from preforch.evaluation.report import write_evaluation_report
+
+    write_evaluation_report(Path(cfg.output_dir), result)
+    return result

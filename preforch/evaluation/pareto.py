@@ -1,0 +1,71 @@
+"""Preference grids, Pareto fronts and hypervolume (all objectives maximised).
+
+Front extraction and hypervolume come from moocore (a maintained C library) rather than hand-written
+code; this module validates shapes and reference points and fixes the maximisation convention.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Sequence
+
+import numpy as np
+
+from preforch.errors import ConfigError, WeightsError
+
+
+def simplex_grid(num_objectives: int, divisions: int) -> np.ndarray:
+    """All weight vectors with entries in {0, 1/d, ..., 1} summing to 1: [M, K], M = C(d+K-1, K-1).
+
+    K = 2, d = 10 gives the usual 11 points (1, 0), (0.9, 0.1), ..., (0, 1).
+    """
+    if num_objectives < 1 or divisions < 1:
+        raise ConfigError(f"simplex grid needs K >= 1 and divisions >= 1, got K={num_objectives}, d={divisions}")
+    rows = [c for c in itertools.product(range(divisions + 1), repeat=num_objectives) if sum(c) == divisions]
+    return np.array(sorted(rows, reverse=True), dtype=np.float64) / divisions
+
+
+def check_grid(grid: np.ndarray, objectives: Sequence[str], atol: float = 1e-6) -> np.ndarray:
+    """Validate a user grid [M, K]: right K, finite, non-negative, rows summing to 1 (names the bad row)."""
+    grid = np.asarray(grid, dtype=np.float64)
+    if grid.ndim != 2 or grid.shape[1] != len(objectives) or len(grid) == 0:
+        raise WeightsError(f"preference grid: expected rows of {len(objectives)} weights for {list(objectives)}, "
+                           f"got shape {grid.shape}")
+    for i, row in enumerate(grid):
+        if not np.isfinite(row).all() or (row < 0).any() or abs(row.sum() - 1) > atol:
+            raise WeightsError(f"preference grid row {i} {row.tolist()} is not on the simplex "
+                               "(non-negative, summing to 1)")
+    return grid
+
+
+def pareto_mask(points: np.ndarray) -> np.ndarray:
+    """Boolean [N]: True for points no other point dominates (>= on every objective, > on one)."""
+    import moocore
+
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or len(points) == 0:
+        raise ConfigError(f"Pareto front needs points of shape [N, K] with N >= 1, got {points.shape}")
+    return np.asarray(moocore.is_nondominated(points, maximise=True, keep_weakly=True))
+
+
+def hypervolume(points: np.ndarray, reference_point: Sequence[float] | None) -> float:
+    """Volume dominated by `points` [N, K] and bounded below by `reference_point` [K].
+
+    The reference point must be given (it changes every value, so results are only comparable under the
+    same one). Points that do not strictly dominate it contribute nothing.
+    """
+    import moocore
+
+    points = np.asarray(points, dtype=np.float64)
+    if reference_point is None:
+        raise ConfigError("hypervolume needs a reference point (one value per objective, worse than every "
+                          "method on every objective, e.g. --reference_point -2 -2); keep it fixed across runs")
+    ref = np.asarray(reference_point, dtype=np.float64)
+    if points.ndim != 2 or ref.shape != (points.shape[1],):
+        raise ConfigError(f"reference point has {ref.size} values, points have {points.shape[-1]} objectives")
+    if not np.isfinite(ref).all():
+        raise ConfigError(f"reference point must be finite, got {ref.tolist()}")
+    inside = points[(points > ref).all(axis=1)]
+    if len(inside) == 0:
+        return 0.0
+    return float(moocore.hypervolume(inside, ref=ref, maximise=True))

@@ -1,0 +1,113 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from preforch.cli import main
+from preforch.config import EvaluateConfig
+from preforch.errors import ConfigError, DataError, ObjectiveMismatchError, WeightsError
+from preforch.evaluation.harness import alignment_gap, mean_ci, pick, random_simplex, run_evaluation
+
+
+def test_pick_and_alignment_gap_by_hand():
+    # 1 prompt, 3 candidates: helpful-only, harmless-only, balanced
+    sel = torch.tensor([[[2.0, 0.0], [0.0, 2.0], [1.2, 1.2]]])
+    assert pick(sel, torch.tensor([[1.0, 0.0]])).item() == 0
+    assert pick(sel, torch.tensor([[0.5, 0.5]])).item() == 2
+    oracle = torch.tensor([[0.0, 1.0]])  # this prompt wants harmlessness
+    assert alignment_gap(sel, oracle, oracle).item() == 0.0
+    assert alignment_gap(sel, oracle, torch.tensor([[1.0, 0.0]])).item() == pytest.approx(2.0)
+    assert alignment_gap(sel, oracle, torch.tensor([[0.5, 0.5]])).item() == pytest.approx(0.8)
+
+
+def test_mean_ci_and_random_simplex():
+    mean, half = mean_ci(torch.tensor([[1.0], [3.0]]))
+    assert mean.tolist() == [2.0] and half[0] == pytest.approx(1.96 * np.sqrt(2) / np.sqrt(2))
+    w = random_simplex(50, 3, seed=1)
+    assert torch.allclose(w.sum(-1), torch.ones(50)) and (w > 0).all()
+    assert torch.equal(w, random_simplex(50, 3, seed=1))
+
+
+def _prompts_file(tmp_path, n=3):
+    f = tmp_path / "heldout.jsonl"
+    rows = [{"prompt": f"how do I hurt {i}", "chosen": "No.", "rejected": "Like this: " * 5, "source": "unsafe"} for i in range(n)]
+    rows += [{"prompt": f"explain item {i}", "chosen": "Sure: " * 6, "rejected": "no", "source": "benign"} for i in range(n)]
+    f.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return str(f)
+
+
+def _cfg(tmp_path, policy, ensemble, **kw):
+    base = dict(policy=policy, ensemble=ensemble, eval_data=[_prompts_file(tmp_path)], prompts_per_source=3,
+                grid_divisions=2, reference_point=[-5.0, -5.0, -5.0], num_candidates=3, max_new_tokens=4,
+                output_dir=str(tmp_path / "eval"))
+    return EvaluateConfig(**{**base, **kw})
+
+
+def test_evaluate_writes_front_hypervolume_gap_and_reuses_generations(tiny_policy_dir, tiny_ensemble_dir,
+                                                                       tiny_orchestrator_dir, tmp_path, monkeypatch):
+    r = run_evaluation(_cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, orchestrator=tiny_orchestrator_dir))
+    out = tmp_path / "eval"
+    assert {p.name for p in out.iterdir()} >= {"evaluation.json", "report.md", "front.png", "generations"}
+    assert len(r["grid"]) == 6 and r["num_prompts"] == 6  # K=3, d=2
+    assert any(row["on_front"] for row in r["grid"]) and r["hypervolume"] > 0
+    assert [row["label"] for row in r["rows"]] == ["uniform", "orchestrator"]
+    assert set(r["alignment_gap"]) == {"uniform", "orchestrator", "random"}
+    assert all(g["mean"] >= 0 for g in r["alignment_gap"].values())
+    assert not r["compute"]["cache_hit"] and r["compute"]["generated"] == 18
+
+    import preforch.models
+
+    monkeypatch.setattr(preforch.models, "load_policy", lambda *a, **k: pytest.fail("regenerated despite the cache"))
+    again = run_evaluation(_cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, judge=tiny_ensemble_dir))
+    assert again["compute"]["cache_hit"] and again["compute"]["generated"] == 0
+    assert again["grid"][0]["mean"] == pytest.approx(r["grid"][0]["mean"])
+
+
+def test_evaluate_input_errors(tiny_policy_dir, tiny_ensemble_dir, tmp_path):
+    with pytest.raises(ConfigError, match="needs a reference point"):
+        run_evaluation(_cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, reference_point=None))
+    with pytest.raises(ConfigError, match="reference point has 2 values"):
+        run_evaluation(_cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, reference_point=[0.0, 0.0]))
+    with pytest.raises(WeightsError, match="not on the simplex"):
+        run_evaluation(_cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, grid=["0.5,0.5,0", "0.9,0.2,0"]))
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(DataError, match="no records"):
+        run_evaluation(_cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, eval_data=[str(empty)]))
+
+
+def test_judge_with_other_objectives_is_refused(tiny_policy_dir, tiny_ensemble_dir, tmp_path):
+    from preforch.rewards.ensemble import RewardEnsemble
+    from preforch.rewards.sources import RuleReward
+    from tests.conftest import make_pairs
+
+    judge = RewardEnsemble([RuleReward("conciseness", "conciseness"), RuleReward("engaged", "no_refusal")])
+    judge.fit_normalization(make_pairs(), progress=False)
+    judge.save(tmp_path / "judge")
+    with pytest.raises(ObjectiveMismatchError, match="do not match"):
+        run_evaluation(_cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, judge=str(tmp_path / "judge")))
+
+
+def test_compare_runs_and_refuses_mismatches(tiny_policy_dir, tiny_ensemble_dir, tmp_path, capsys):
+    a = run_evaluation(_cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, output_dir=str(tmp_path / "a")))
+    run_evaluation(_cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, method="plain", output_dir=str(tmp_path / "b")))
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--output_dir", str(tmp_path / "cmp")]) == 0
+    comparison = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+    assert set(comparison["runs"]) == {"a", "b"}
+    assert comparison["runs"]["a"]["hypervolume"] == pytest.approx(a["hypervolume"])
+    assert (tmp_path / "cmp" / "front.png").stat().st_size > 0
+    assert "| run | method |" in (tmp_path / "cmp" / "report.md").read_text()
+
+    other = json.loads((tmp_path / "b" / "evaluation.json").read_text())
+    other["reference_point"] = [-1.0, -1.0, -1.0]
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "evaluation.json").write_text(json.dumps(other))
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "c")]) == 2
+    assert "reference point" in capsys.readouterr().err
+    other["objectives"] = ["x", "y", "z"]
+    (tmp_path / "c" / "evaluation.json").write_text(json.dumps(other))
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "c")]) == 2
+    assert "objectives" in capsys.readouterr().err
+    assert main(["compare", str(tmp_path / "nowhere")]) == 2
+    assert "not an evaluation folder" in capsys.readouterr().err
