@@ -22,7 +22,7 @@ from preforch.config import EvaluateConfig
 from preforch.data.loaders import sample_per_source
 from preforch.errors import ConfigError, DataError
 from preforch.evaluation.generations import cache_key, load_generations, save_generations
-from preforch.evaluation.pareto import check_grid, hypervolume, pareto_mask, simplex_grid
+from preforch.evaluation.pareto import check_grid, check_reference_point, hypervolume, pareto_mask, simplex_grid
 from preforch.io import atomic_write_json
 from preforch.rewards.ensemble import RewardEnsemble, check_objectives
 
@@ -115,8 +115,7 @@ def run_evaluation(cfg: EvaluateConfig) -> dict:
     judge = RewardEnsemble.load(cfg.judge) if cfg.judge else ensemble
     check_objectives(ensemble.objectives, judge.objectives, f"judge {cfg.judge}")
     objectives = list(ensemble.objectives)
-    if cfg.reference_point is None or len(cfg.reference_point) != len(objectives):
-        hypervolume(np.zeros((1, len(objectives))), cfg.reference_point)  # raises with the explanation
+    check_reference_point(cfg.reference_point, len(objectives))  # fail before any generation
     grid = _grid(cfg, objectives)
     data = sample_per_source(cfg.eval_data, cfg.prompts_per_source, cfg.seed)
     if not len(data):

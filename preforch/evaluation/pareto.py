@@ -48,6 +48,19 @@ def pareto_mask(points: np.ndarray) -> np.ndarray:
     return np.asarray(moocore.is_nondominated(points, maximise=True, keep_weakly=True))
 
 
+def check_reference_point(reference_point: Sequence[float] | None, num_objectives: int) -> np.ndarray:
+    """A finite [K] reference point, or a `ConfigError` saying what is missing or wrong."""
+    if reference_point is None:
+        raise ConfigError("hypervolume needs a reference point (one value per objective, worse than every "
+                          "method on every objective, e.g. --reference_point -2 -2); keep it fixed across runs")
+    ref = np.asarray(reference_point, dtype=np.float64)
+    if ref.shape != (num_objectives,):
+        raise ConfigError(f"reference point has {ref.size} values, points have {num_objectives} objectives")
+    if not np.isfinite(ref).all():
+        raise ConfigError(f"reference point must be finite, got {ref.tolist()}")
+    return ref
+
+
 def hypervolume(points: np.ndarray, reference_point: Sequence[float] | None) -> float:
     """Volume dominated by `points` [N, K] and bounded below by `reference_point` [K].
 
@@ -57,14 +70,9 @@ def hypervolume(points: np.ndarray, reference_point: Sequence[float] | None) -> 
     import moocore
 
     points = np.asarray(points, dtype=np.float64)
-    if reference_point is None:
-        raise ConfigError("hypervolume needs a reference point (one value per objective, worse than every "
-                          "method on every objective, e.g. --reference_point -2 -2); keep it fixed across runs")
-    ref = np.asarray(reference_point, dtype=np.float64)
-    if points.ndim != 2 or ref.shape != (points.shape[1],):
-        raise ConfigError(f"reference point has {ref.size} values, points have {points.shape[-1]} objectives")
-    if not np.isfinite(ref).all():
-        raise ConfigError(f"reference point must be finite, got {ref.tolist()}")
+    if points.ndim != 2:
+        raise ConfigError(f"hypervolume needs points of shape [N, K], got {points.shape}")
+    ref = check_reference_point(reference_point, points.shape[1])
     inside = points[(points > ref).all(axis=1)]
     if len(inside) == 0:
         return 0.0
