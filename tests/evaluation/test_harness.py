@@ -111,3 +111,15 @@ def test_compare_runs_and_refuses_mismatches(tiny_policy_dir, tiny_ensemble_dir,
     assert "objectives" in capsys.readouterr().err
     assert main(["compare", str(tmp_path / "nowhere")]) == 2
     assert "not an evaluation folder" in capsys.readouterr().err
+
+
+def test_evaluate_cli_and_yaml(tiny_policy_dir, tiny_ensemble_dir, tmp_path, capsys):
+    recipe = tmp_path / "eval.yaml"
+    recipe.write_text(f"policy: {tiny_policy_dir}\nensemble: {tiny_ensemble_dir}\neval_data: [{_prompts_file(tmp_path)}]\n"
+                      f"prompts_per_source: 2\ngrid: ['1,0,0', '0,1,0', '0,0,1']\nnum_candidates: 2\nmax_new_tokens: 3\n"
+                      f"output_dir: {tmp_path / 'e'}\n")
+    assert main(["evaluate", "--config", str(recipe), "--reference_point", "-3", "-3", "-3"]) == 0
+    out = capsys.readouterr().out
+    assert "3 preferences; hypervolume" in out and "alignment gap" in out
+    assert main(["evaluate", "--config", str(recipe)]) == 2
+    assert "needs a reference point" in capsys.readouterr().err
