@@ -204,6 +204,49 @@ class EvaluateConfig:
 
 
 @dataclass
+class PolicyConfig:
+    """`preforch train-policy`: Pro-MORLHF / MORLHF / single-reward RL through TRL (paper Eq. 9)."""
+
+    method: str = _f("pro-morlhf", "pro-morlhf (orchestrator weights per prompt) | morlhf (one fixed vector) | single-reward")
+    algorithm: str = _f("grpo", "grpo (TRL GRPOTrainer) | rloo (TRL RLOOTrainer)")
+    policy: str = _f("smollm2", "causal LM to train: hub id, local path, or bundled alias 'smollm2'")
+    ensemble: str = _f("runs/quickstart/rewards", "reward ensemble folder (objectives + stored normalisation)")
+    orchestrator: Optional[str] = _f("runs/quickstart/orchestrator", "orchestrator folder (pro-morlhf)")
+    weights: Optional[str] = _f(None, "morlhf: fixed weights, e.g. helpful=0.5,harmless=0.5 (default uniform)")
+    objective: Optional[str] = _f(None, "single-reward: the one objective to optimise")
+    train_data: list[str] = _list(HH_TRAIN, "preference data whose prompts are the RL prompts")
+    max_prompts: Optional[int] = _f(None, "cap on prompts per data spec")
+    output_dir: str = _f("runs/policy", "checkpoints, log.jsonl and the final policy in OUTPUT_DIR/policy")
+    max_steps: int = _f(50, "optimisation steps")
+    learning_rate: float = _f(5e-6, "AdamW learning rate")
+    per_device_train_batch_size: int = _f(8, "completions per device per step (a multiple of num_generations)")
+    num_generations: int = _f(4, "completions per prompt (the group for GRPO / RLOO baselines)")
+    max_completion_length: int = _f(48, "tokens per completion")
+    temperature: float = _f(1.0, "sampling temperature during training")
+    beta: float = _f(0.04, "KL penalty to the reference policy")
+    use_lora: bool = _f(False, "train LoRA adapters (peft) instead of all weights; merged into the saved policy")
+    lora_r: int = _f(16, "LoRA rank")
+    lora_alpha: int = _f(32, "LoRA alpha")
+    use_vllm: bool = _f(False, "generate with vLLM (needs vllm installed and a GPU)")
+    logging_steps: int = _f(1, "log every N steps (console, log.jsonl, report_to)")
+    save_steps: int = _f(25, "checkpoint every N steps")
+    resume: bool = _f(False, "continue from the newest checkpoint in output_dir")
+    report_to: str = _f("none", "extra loggers for TRL: none | tensorboard | wandb ...")
+    seed: int = _f(0, "random seed")
+    trust_remote_code: bool = _f(False, "allow custom model code from the hub")
+
+    def __post_init__(self):
+        _positive(self, "max_steps", "learning_rate", "per_device_train_batch_size", "num_generations", "max_completion_length")
+        if self.method not in ("pro-morlhf", "morlhf", "single-reward"):
+            raise ConfigError(f"method: expected pro-morlhf, morlhf or single-reward, got {self.method!r}")
+        if self.algorithm not in ("grpo", "rloo"):
+            raise ConfigError(f"algorithm: expected grpo or rloo, got {self.algorithm!r} (TRL >= 1.13 has no PPO)")
+        if self.per_device_train_batch_size % self.num_generations:
+            raise ConfigError(f"per_device_train_batch_size ({self.per_device_train_batch_size}) must be a multiple "
+                              f"of num_generations ({self.num_generations})")
+
+
+@dataclass
 class CompareConfig:
     """`preforch compare RUN_DIR...`: evaluation runs side by side."""
 

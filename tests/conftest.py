@@ -43,10 +43,13 @@ def tiny_policy_dir(tmp_path_factory) -> str:
     """A 2-layer random Llama with a ChatML template, for generation tests."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    from transformers import PreTrainedTokenizerFast
+
     path = tmp_path_factory.mktemp("tiny_policy")
-    tok = _tokenizer()
-    tok.chat_template = CHATML
-    tok.eos_token = "[SEP]"
+    # MiniLM's vocabulary in a causal-LM style tokenizer: no token_type_ids, [SEP] ends a turn.
+    tok = PreTrainedTokenizerFast(tokenizer_object=_tokenizer().backend_tokenizer, model_input_names=["input_ids", "attention_mask"],
+                                  unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+                                  eos_token="[SEP]", bos_token="[CLS]", chat_template=CHATML)
     torch.manual_seed(0)
     LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                                  num_key_value_heads=1, intermediate_size=64, max_position_embeddings=256,

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from preforch.config import (CompareConfig, EnsembleConfig, EvalOrchestratorConfig, EvaluateConfig, GenerateConfig,
-                             OrchestratorConfig, RewardModelConfig, WeightsConfig)
+                             OrchestratorConfig, PolicyConfig, RewardModelConfig, WeightsConfig)
 from preforch.data.loaders import load_many
 from preforch.errors import ConfigError
 from preforch.io import atomic_write_json
@@ -109,6 +109,16 @@ def generate(cfg: GenerateConfig) -> list[dict]:
     for r in results:
         print(f"\n>>> {r['prompt']}\nweights: {r['weights']}\n{r['response']}")
     return results
+
+
+def train_policy(cfg: PolicyConfig) -> dict:
+    from preforch.alignment.morlhf import train_policy as run
+
+    result = run(cfg)
+    if is_main_process():
+        print(f"{cfg.method} ({cfg.algorithm}): {result['steps']} steps; policy saved to {result['policy']}; "
+              f"per-step log {result['log']}")
+    return result
 
 
 def evaluate(cfg: EvaluateConfig) -> dict:

@@ -1,0 +1,115 @@
+"""`preforch train-policy`: Pro-MORLHF, MORLHF and single-reward RL on TRL's GRPOTrainer / RLOOTrainer.
+
+The three methods differ only in the `weights` column of the prompt dataset:
+- pro-morlhf: the orchestrator's f_phi(x) per prompt (paper Eq. 9), predicted once and cached;
+- morlhf: one user-given vector for every prompt (default uniform);
+- single-reward: a one-hot vector on one objective.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from preforch.config import PolicyConfig
+from preforch.data.loaders import load_many
+from preforch.data.weights import check_simplex, parse_weights
+from preforch.errors import ConfigError
+from preforch.rewards.ensemble import RewardEnsemble, check_objectives
+
+LOG_FILE = "log.jsonl"
+
+
+def method_weights(cfg: PolicyConfig, ensemble: RewardEnsemble, prompts) -> torch.Tensor:
+    """The weight vector of every prompt under `cfg.method`: [P, K], rows on the simplex."""
+    objectives, p = ensemble.objectives, len(prompts)
+    if cfg.method == "pro-morlhf":
+        if not cfg.orchestrator:
+            raise ConfigError("pro-morlhf needs --orchestrator DIR")
+        from preforch.orchestrator.model import PreferenceOrchestrator
+
+        orch = PreferenceOrchestrator.from_pretrained(cfg.orchestrator)
+        check_objectives(objectives, orch.objectives, f"orchestrator {cfg.orchestrator}")
+        return check_simplex(orch.predict(prompts), objectives, "orchestrator output")
+    if cfg.method == "morlhf":
+        w = parse_weights(cfg.weights, objectives) if cfg.weights else torch.full((len(objectives),), 1 / len(objectives))
+        return w.expand(p, -1).clone()
+    if cfg.objective not in objectives:
+        raise ConfigError(f"single-reward needs --objective, one of {list(objectives)}; got {cfg.objective!r}")
+    w = torch.zeros(p, len(objectives))
+    w[:, objectives.index(cfg.objective)] = 1.0
+    return w
+
+
+def prompt_dataset(cfg: PolicyConfig, ensemble: RewardEnsemble):
+    """`datasets.Dataset` with `prompt` (chat messages) and `weights` columns, plus `source`."""
+    from datasets import Dataset
+
+    data = load_many(cfg.train_data, cfg.max_prompts)
+    weights = method_weights(cfg, ensemble, data.prompts)
+    return Dataset.from_dict({"prompt": [list(p) for p in data.prompts], "weights": weights.tolist(),
+                              "source": data.sources})
+
+
+def _jsonl_logger(path: Path):
+    from transformers import TrainerCallback
+
+    class JsonlLog(TrainerCallback):
+        """Every log event (loss, KL, per-objective rewards, ...) as one JSON line, for plots and resumes."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and logs:
+                with open(path, "a", encoding="utf-8") as f:
+                    f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+
+    return JsonlLog()
+
+
+def train_policy(cfg: PolicyConfig) -> dict:
+    """Run RL and save the final (LoRA-merged) policy to OUTPUT_DIR/policy, loadable by from_pretrained."""
+    from transformers import AutoTokenizer
+
+    from preforch.alignment.rewards import CombinedReward
+    from preforch.models import fast_bf16, load_pretrained, resolve
+
+    out = Path(cfg.output_dir)
+    ensemble = RewardEnsemble.load(cfg.ensemble)
+    dataset = prompt_dataset(cfg, ensemble)  # fails on bad weights/objectives before any model loads
+    policy = resolve(cfg.policy)
+    tok = load_pretrained(AutoTokenizer, policy, "policy tokenizer", trust_remote_code=cfg.trust_remote_code)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    common = dict(output_dir=str(out), max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
+                  per_device_train_batch_size=cfg.per_device_train_batch_size, num_generations=cfg.num_generations,
+                  max_completion_length=cfg.max_completion_length, temperature=cfg.temperature, beta=cfg.beta,
+                  logging_steps=cfg.logging_steps, save_steps=cfg.save_steps, report_to=cfg.report_to, seed=cfg.seed,
+                  use_cpu=not torch.cuda.is_available(), gradient_checkpointing=False, bf16=fast_bf16(),
+                  use_vllm=cfg.use_vllm, model_init_kwargs={"trust_remote_code": cfg.trust_remote_code})
+    if cfg.algorithm == "grpo":
+        from trl import GRPOConfig as Config, GRPOTrainer as Trainer
+    else:
+        from trl import RLOOConfig as Config, RLOOTrainer as Trainer
+    peft_config = None
+    if cfg.use_lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules="all-linear", task_type="CAUSAL_LM")
+    trainer = Trainer(model=policy, reward_funcs=[CombinedReward(ensemble)], args=Config(**common),
+                      train_dataset=dataset, processing_class=tok, peft_config=peft_config,
+                      callbacks=[_jsonl_logger(out / LOG_FILE)])
+    has_checkpoint = any(out.glob("checkpoint-*"))
+    if cfg.resume and not has_checkpoint:
+        raise ConfigError(f"--resume: no checkpoint-* folder in {out}")
+    trainer.train(resume_from_checkpoint=True if cfg.resume else None)
+    model = trainer.model
+    if cfg.use_lora:
+        model = model.merge_and_unload()
+    if trainer.accelerator.is_main_process:
+        from preforch.io import atomic_directory
+
+        with atomic_directory(out / "policy") as tmp:
+            trainer.accelerator.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
+            tok.save_pretrained(tmp)
+    return {"steps": trainer.state.global_step, "policy": str(out / "policy"), "log": str(out / LOG_FILE)}
