@@ -247,6 +247,16 @@ class PolicyConfig:
 
 
 @dataclass
+class PlotLogsConfig:
+    """`preforch plot-logs RUN_DIR...`: a training metric against the step, one line per run."""
+
+    runs: list[str] = _list([], "train-policy output folders (each with log.jsonl)")
+    metric: str = _f("objectives/combined", "logged metric to plot, e.g. objectives/harmless/normalized, kl")
+    smooth: int = _f(5, "moving-average window in steps")
+    output: str = _f("reward_vs_step.png", "PNG to write")
+
+
+@dataclass
 class CompareConfig:
     """`preforch compare RUN_DIR...`: evaluation runs side by side."""
 

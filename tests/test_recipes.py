@@ -6,11 +6,12 @@ import pytest
 
 import preforch
 from preforch.cli.parsing import parse_config
-from preforch.config import EnsembleConfig, EvaluateConfig, OrchestratorConfig, QuickstartConfig, RewardModelConfig
+from preforch.config import (EnsembleConfig, EvaluateConfig, OrchestratorConfig, PolicyConfig, QuickstartConfig,
+                             RewardModelConfig)
 
 RECIPES = Path(preforch.__file__).parent / "recipes"
 KIND = {"reward_models_": RewardModelConfig, "ensemble_": EnsembleConfig, "orchestrator_": OrchestratorConfig,
-        "quickstart": QuickstartConfig, "evaluate_": EvaluateConfig}
+        "quickstart": QuickstartConfig, "evaluate_": EvaluateConfig, "policy_": PolicyConfig}
 
 
 def _kind(path: Path):

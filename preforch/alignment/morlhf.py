@@ -67,8 +67,9 @@ def _jsonl_logger(path: Path):
     return JsonlLog()
 
 
-def train_policy(cfg: PolicyConfig) -> dict:
-    """Run RL and save the final (LoRA-merged) policy to OUTPUT_DIR/policy, loadable by from_pretrained."""
+def train_policy(cfg: PolicyConfig, callbacks: tuple = ()) -> dict:
+    """Run RL and save the final (LoRA-merged) policy to OUTPUT_DIR/policy, loadable by from_pretrained.
+    Extra `transformers.TrainerCallback`s (e.g. timers) are passed to the trainer."""
     from transformers import AutoTokenizer
 
     from preforch.alignment.rewards import CombinedReward
@@ -98,7 +99,7 @@ def train_policy(cfg: PolicyConfig) -> dict:
         peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules="all-linear", task_type="CAUSAL_LM")
     trainer = Trainer(model=policy, reward_funcs=[CombinedReward(ensemble)], args=Config(**common),
                       train_dataset=dataset, processing_class=tok, peft_config=peft_config,
-                      callbacks=[_jsonl_logger(out / LOG_FILE)])
+                      callbacks=[_jsonl_logger(out / LOG_FILE), *callbacks])
     has_checkpoint = any(out.glob("checkpoint-*"))
     if cfg.resume and not has_checkpoint:
         raise ConfigError(f"--resume: no checkpoint-* folder in {out}")

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from preforch.config import (CompareConfig, EnsembleConfig, EvalOrchestratorConfig, EvaluateConfig, GenerateConfig,
-                             OrchestratorConfig, PolicyConfig, RewardModelConfig, WeightsConfig)
+                             OrchestratorConfig, PlotLogsConfig, PolicyConfig, RewardModelConfig, WeightsConfig)
 from preforch.data.loaders import load_many
 from preforch.errors import ConfigError
 from preforch.io import atomic_write_json
@@ -119,6 +119,26 @@ def train_policy(cfg: PolicyConfig) -> dict:
         print(f"{cfg.method} ({cfg.algorithm}): {result['steps']} steps; policy saved to {result['policy']}; "
               f"per-step log {result['log']}")
     return result
+
+
+def plot_logs(cfg: PlotLogsConfig) -> None:
+    from preforch.alignment.morlhf import LOG_FILE
+    from preforch.evaluation.plots import plot_series
+
+    if not cfg.runs:
+        raise ConfigError("give one or more train-policy folders: preforch plot-logs runs/pro_morlhf runs/morlhf")
+    series = {}
+    for run in cfg.runs:
+        log = Path(run) / LOG_FILE
+        if not log.is_file():
+            raise ConfigError(f"{run}: no {LOG_FILE} (not a train-policy output folder)")
+        rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+        points = [(r["step"], float(r[cfg.metric])) for r in rows if cfg.metric in r]
+        if not points:
+            raise ConfigError(f"{log}: metric {cfg.metric!r} never logged")
+        series[Path(run).name] = points
+    plot_series(series, Path(cfg.output), cfg.metric, cfg.smooth)
+    print(f"wrote {cfg.output}")
 
 
 def evaluate(cfg: EvaluateConfig) -> dict:

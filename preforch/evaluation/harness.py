@@ -155,7 +155,11 @@ def run_evaluation(cfg: EvaluateConfig) -> dict:
     front = pareto_mask(points)
     for r, on in zip(grid_rows, front):
         r["on_front"] = bool(on)
-    extra_rows = [row(name, w) for name, w in named.items()]
+    extra_rows = []
+    for name, w in named.items():
+        picked = judged[rows_idx, pick(selection, w)]
+        m, h = mean_ci(combined_reward(picked, w).unsqueeze(-1))  # judged under the row's own weights
+        extra_rows.append({**row(name, w), "combined": {"mean": float(m[0]), "ci95": float(h[0])}})
 
     # Alignment gap against the oracle weights w*(x) = softmax(r~(x, y_w) / tau) of each prompt's chosen reply.
     from preforch.orchestrator.fit import preference_targets

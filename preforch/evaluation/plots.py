@@ -64,16 +64,8 @@ def plot_grouped_bars(table: dict[str, dict[str, dict[str, float]]], objectives:
 
 
 def plot_curve(values: Sequence[float], path: Path, title: str, xlabel: str, ylabel: str, smooth: int = 1) -> None:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    ys = list(values)
-    if smooth > 1:
-        ys = [sum(ys[max(0, i - smooth + 1):i + 1]) / len(ys[max(0, i - smooth + 1):i + 1]) for i in range(len(ys))]
-    ax.plot(range(1, len(ys) + 1), ys)
-    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
-    fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
+    """One curve of values against 1, 2, ... (e.g. a loss per step or epoch)."""
+    plot_series({title: list(enumerate(values, 1))}, path, ylabel, smooth, xlabel=xlabel, title=title)
 
 
 def plot_fronts(series: dict[str, "np.ndarray"], markers: dict[str, Sequence[float]], objectives: Sequence[str],
@@ -107,6 +99,26 @@ def plot_fronts(series: dict[str, "np.ndarray"], markers: dict[str, Sequence[flo
     for ax in list(axes.flat)[len(pairs):]:
         ax.axis("off")
     axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_series(series: dict[str, list[tuple[float, float]]], path: Path, ylabel: str, smooth: int = 1,
+                xlabel: str = "step", title: str | None = None) -> None:
+    """One line per named series of (x, value) points; with `smooth` > 1 a trailing moving average over
+    the faint raw values."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for name, points in series.items():
+        xs, ys = zip(*sorted(points))
+        w = max(1, smooth)
+        avg = [sum(ys[max(0, i - w + 1):i + 1]) / len(ys[max(0, i - w + 1):i + 1]) for i in range(len(ys))]
+        line, = ax.plot(xs, avg, label=name)
+        ax.plot(xs, ys, alpha=0.25, color=line.get_color())
+    ax.set(xlabel=xlabel, ylabel=ylabel + (f" (moving average of {smooth})" if smooth > 1 else ""), title=title)
+    if len(series) > 1:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)

@@ -26,7 +26,7 @@ def write_quickstart_report(run: Path, metrics: dict, heldout_weights: torch.Ten
     plot_weights_by_source(heldout_weights, heldout_sources, objectives, run / "weights_by_source.png")
     plot_grouped_bars(metrics["best_of_n"]["by_source"], objectives, run / "best_of_n.png", "mean normalised reward of pick")
     plot_curve(metrics["reward_models"]["loss_curve"], run / "reward_model_loss.png", "reward models (Bradley-Terry)",
-               "step", "loss (moving average of 20)", smooth=20)
+               "step", "loss", smooth=20)
     plot_curve(metrics["orchestrator_training"]["loss_history"], run / "orchestrator_loss.png",
                "orchestrator training (Eq. 8)", "epoch", "mean KL(w* || f_phi)")
     atomic_write_json(run / "metrics.json", metrics)
@@ -132,7 +132,9 @@ def write_evaluation_report(folder: Path, result: dict) -> None:
         _table(["preference", *objectives], [[("* " if r["on_front"] else "") + r["label"], *_mean_ci(r, objectives)]
                                               for r in result["grid"]]),
         "",
-        _table(["weighting", *objectives], [[r["label"], *_mean_ci(r, objectives)] for r in result["rows"]]),
+        _table(["weighting", *objectives, "combined (own weights)"],
+               [[r["label"], *_mean_ci(r, objectives), f"{r['combined']['mean']:.3f} ± {r['combined']['ci95']:.3f}"]
+                for r in result["rows"]]),
         "",
         "## Alignment gap (paper Sec. 5, measured)",
         "Combined reward w*(x) . r~ lost by picking with a weighting instead of each prompt's oracle weights "
@@ -162,7 +164,8 @@ def write_comparison(folder: Path, results: dict[str, dict]) -> dict:
     summary = {
         name: {"method": r["method"], "policy": r["policy"], "judge": r["judge"], "num_prompts": r["num_prompts"],
                "hypervolume": r["hypervolume"], "alignment_gap": {k: g["mean"] for k, g in r["alignment_gap"].items()},
-               "rows": {row["label"]: row["mean"] for row in r["rows"]}, "compute": r["compute"],
+               "rows": {row["label"]: {**row["mean"], "combined": row["combined"]["mean"]} for row in r["rows"]},
+               "compute": r["compute"],
                "config": r["config"]}
         for name, r in results.items()
     }
@@ -179,8 +182,9 @@ def write_comparison(folder: Path, results: dict[str, dict]) -> dict:
         "",
         "Mean judge reward of single weightings:",
         "",
-        _table(["run", "weighting", *objectives],
-               [[n, label, *[m[o] for o in objectives]] for n, s in summary.items() for label, m in s["rows"].items()]),
+        _table(["run", "weighting", *objectives, "combined (own weights)"],
+               [[n, label, *[m[o] for o in objectives], m["combined"]] for n, s in summary.items()
+                for label, m in s["rows"].items()]),
         "",
         "Alignment gap (lower is better):",
         "",

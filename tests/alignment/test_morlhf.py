@@ -133,3 +133,15 @@ def test_train_policy_under_torchrun_two_processes(tiny_policy_dir, tiny_ensembl
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.count("policy saved to") == 1
     assert (tmp_path / "run" / "policy" / "config.json").is_file()
+
+
+def test_plot_logs_draws_a_metric_from_train_policy_logs(tmp_path, capsys):
+    for name, rewards in {"pro": [0.1, 0.3, 0.5], "fixed": [0.1, 0.2, 0.25]}.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "log.jsonl").write_text("\n".join(
+            json.dumps({"step": i + 1, "objectives/combined": r, "loss": 0.1}) for i, r in enumerate(rewards)))
+    png = tmp_path / "curve.png"
+    assert main(["plot-logs", str(tmp_path / "pro"), str(tmp_path / "fixed"), "--output", str(png)]) == 0
+    assert png.stat().st_size > 0
+    assert main(["plot-logs", str(tmp_path / "pro"), "--metric", "nope", "--output", str(png)]) == 2
+    assert "never logged" in capsys.readouterr().err
