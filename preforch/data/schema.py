@@ -57,6 +57,15 @@ def as_messages(prompt: str | Sequence[Message], where: str) -> tuple[Message, .
     return check_messages(prompt, where)
 
 
+def content_key(prompt: Sequence[Message], response: str | None = None) -> str:
+    """Stable hash of a prompt (and optionally a reply): the key of every per-prompt / per-pair cache."""
+    import hashlib
+    import json
+
+    parts = [list(prompt)] if response is None else [list(prompt), response]
+    return hashlib.sha1(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
+
+
 @dataclass
 class PreferenceDataset:
     """An ordered collection of `PreferencePair`s with the few views later stages need."""

@@ -7,22 +7,16 @@ tau, pooling, max_length and metadata such as the mean training target).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Sequence
 
 import torch
 from torch import nn
 
-from preforch.data.schema import Message
+from preforch.data.schema import Message, content_key
 from preforch.errors import ConfigError
 from preforch.modeling import PooledHeadModel
 from preforch.models import autocast, fast_bf16
 from preforch.rewards.formatting import encode_prompts
-
-
-def _prompt_key(prompt: Sequence[Message]) -> str:
-    return hashlib.sha1(json.dumps(list(prompt), ensure_ascii=False).encode()).hexdigest()
 
 
 class PreferenceOrchestrator(PooledHeadModel):
@@ -78,7 +72,7 @@ class PreferenceOrchestrator(PooledHeadModel):
     @torch.no_grad()
     def predict(self, prompts: Sequence[Sequence[Message]], batch_size: int = 64) -> torch.Tensor:
         """Preference weights [B, K] on the simplex; each distinct prompt is encoded once and cached."""
-        keys = [_prompt_key(p) for p in prompts]
+        keys = [content_key(p) for p in prompts]
         todo = {k: p for k, p in zip(keys, prompts) if k not in self._cache}
         if todo:
             feats = self.embed(list(todo.values()), batch_size)

@@ -6,7 +6,6 @@ reward-model weights live in their own folders, referenced relative to it when i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -15,17 +14,13 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from preforch.data.schema import Message, PreferenceDataset
+from preforch.data.schema import Message, PreferenceDataset, content_key
 from preforch.errors import ConfigError, ObjectiveMismatchError, PreforchError
 from preforch.io import atomic_write_json
 from preforch.rewards.normalization import ZScore, apply_zscore, fit_zscore
 from preforch.rewards.sources import RewardSource, source_from_spec
 
 ENSEMBLE_FILE = "ensemble.json"
-
-
-def _key(prompt: Sequence[Message], response: str) -> str:
-    return hashlib.sha1(json.dumps([list(prompt), response], ensure_ascii=False).encode()).hexdigest()
 
 
 def check_objectives(expected: Sequence[str], got: Sequence[str], what: str) -> None:
@@ -59,7 +54,7 @@ class RewardEnsemble:
         """Raw rewards [B, K]; pairs scored before come from the cache."""
         if len(prompts) != len(responses):
             raise PreforchError(f"{len(prompts)} prompts but {len(responses)} responses")
-        keys = [_key(p, r) for p, r in zip(prompts, responses)]
+        keys = [content_key(p, r) for p, r in zip(prompts, responses)]
         todo = sorted({k: i for i, k in enumerate(keys) if k not in self._cache}.values())
         bar = tqdm(total=len(todo), desc="scoring", unit="resp", disable=not progress or not todo)
         for s in range(0, len(todo), self.batch_size):
