@@ -23,7 +23,6 @@ from preforch.data.loaders import sample_per_source
 from preforch.errors import ConfigError, DataError
 from preforch.evaluation.generations import cache_key, load_generations, save_generations
 from preforch.evaluation.pareto import check_grid, check_reference_point, hypervolume, pareto_mask, simplex_grid
-from preforch.io import atomic_write_json
 from preforch.rewards.ensemble import RewardEnsemble, check_objectives
 
 

@@ -68,7 +68,7 @@ def plot_curve(values: Sequence[float], path: Path, title: str, xlabel: str, yla
     plot_series({title: list(enumerate(values, 1))}, path, ylabel, smooth, xlabel=xlabel, title=title)
 
 
-def plot_fronts(series: dict[str, "np.ndarray"], markers: dict[str, Sequence[float]], objectives: Sequence[str],
+def plot_fronts(series: dict[str, Sequence[Sequence[float]]], markers: dict[str, Sequence[float]], objectives: Sequence[str],
                 path: Path) -> None:
     """Mean-reward points of each series (a method's preference grid), its Pareto front as a line, and
     single points (e.g. uniform, orchestrator) as markers. K > 2: one panel per pair of objectives."""

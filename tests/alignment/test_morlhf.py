@@ -7,7 +7,7 @@ from preforch.alignment.morlhf import method_weights
 from preforch.alignment.rewards import CombinedReward
 from preforch.cli import main
 from preforch.config import PolicyConfig
-from preforch.errors import ConfigError, ObjectiveMismatchError, WeightsError
+from preforch.errors import ConfigError, WeightsError
 from preforch.rewards.ensemble import RewardEnsemble
 
 
