@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from preforch.alignment.best_of_n import combined_reward
+from preforch.alignment.best_of_n import combined_reward, select_best
 from preforch.config import EvaluateConfig
 from preforch.data.loaders import sample_per_source
-from preforch.errors import ConfigError, DataError
+from preforch.errors import ConfigError
 from preforch.evaluation.generations import cache_key, load_generations, save_generations
 from preforch.evaluation.pareto import check_grid, check_reference_point, hypervolume, pareto_mask, simplex_grid
 from preforch.rewards.ensemble import RewardEnsemble, check_objectives
@@ -33,11 +33,6 @@ def mean_ci(values: torch.Tensor, z: float = 1.96) -> tuple[np.ndarray, np.ndarr
     return v.mean(0), half
 
 
-def pick(selection: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Best candidate per prompt under `weights`: selection [P, N, K], weights [P, K] -> indices [P]."""
-    return combined_reward(selection, weights.unsqueeze(1)).argmax(-1)
-
-
 def alignment_gap(selection: torch.Tensor, oracle: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Combined reward lost per prompt by weighting with `weights` instead of the oracle w*(x) (Sec. 5).
 
@@ -46,7 +41,7 @@ def alignment_gap(selection: torch.Tensor, oracle: torch.Tensor, weights: torch.
     """
     under_oracle = combined_reward(selection, oracle.unsqueeze(1))  # [P, N]
     rows = torch.arange(len(selection))
-    return under_oracle[rows, pick(selection, oracle)] - under_oracle[rows, pick(selection, weights)]
+    return under_oracle[rows, select_best(selection, oracle)] - under_oracle[rows, select_best(selection, weights)]
 
 
 def random_simplex(n: int, k: int, seed: int) -> torch.Tensor:
@@ -116,9 +111,7 @@ def run_evaluation(cfg: EvaluateConfig) -> dict:
     objectives = list(ensemble.objectives)
     check_reference_point(cfg.reference_point, len(objectives))  # fail before any generation
     grid = _grid(cfg, objectives)
-    data = sample_per_source(cfg.eval_data, cfg.prompts_per_source, cfg.seed)
-    if not len(data):
-        raise DataError(f"eval_data {cfg.eval_data}: no prompts")
+    data = sample_per_source(cfg.eval_data, cfg.prompts_per_source, cfg.seed)  # raises on empty data
     prompts = data.prompts
 
     orch_weights, tau = None, cfg.tau
@@ -145,7 +138,7 @@ def run_evaluation(cfg: EvaluateConfig) -> dict:
         named["orchestrator"] = orch_weights
 
     def row(label: str, w: torch.Tensor) -> dict:
-        mean, half = mean_ci(judged[rows_idx, pick(selection, w)])
+        mean, half = mean_ci(judged[rows_idx, select_best(selection, w)])
         return {"label": label, "mean": dict(zip(objectives, mean.tolist())), "ci95": dict(zip(objectives, half.tolist()))}
 
     grid_rows = [{**row(",".join(f"{x:g}" for x in w), torch.tensor(w, dtype=torch.float32).expand(len(prompts), k)),
@@ -156,7 +149,7 @@ def run_evaluation(cfg: EvaluateConfig) -> dict:
         r["on_front"] = bool(on)
     extra_rows = []
     for name, w in named.items():
-        picked = judged[rows_idx, pick(selection, w)]
+        picked = judged[rows_idx, select_best(selection, w)]
         m, h = mean_ci(combined_reward(picked, w).unsqueeze(-1))  # judged under the row's own weights
         extra_rows.append({**row(name, w), "combined": {"mean": float(m[0]), "ci95": float(h[0])}})
 

@@ -124,7 +124,7 @@ def compare_best_of_n(cfg: QuickstartConfig, policy_path: str, ensemble, orchest
     """
     from transformers import set_seed
 
-    from preforch.alignment.best_of_n import SamplingConfig, best_of_n, sample_candidates
+    from preforch.alignment.best_of_n import SamplingConfig, sample_candidates, select_best
     from preforch.models import load_policy
 
     set_seed(cfg.seed)
@@ -144,7 +144,7 @@ def compare_best_of_n(cfg: QuickstartConfig, policy_path: str, ensemble, orchest
     out: dict = {"num_prompts": len(prompts), "num_candidates": cfg.num_candidates, "by_source": {}, "examples": []}
     chosen_idx = {}
     for name, w in selectors.items():
-        idx = torch.zeros(len(prompts), dtype=torch.long) if w is None else torch.tensor([r["index"] for r in best_of_n(candidates, normalized, w)])
+        idx = torch.zeros(len(prompts), dtype=torch.long) if w is None else select_best(normalized, w)
         chosen_idx[name] = idx
         picked = normalized[torch.arange(len(prompts)), idx]  # [B, K]
         for src in dict.fromkeys(sources):

@@ -7,14 +7,15 @@ import torch
 from preforch.cli import main
 from preforch.config import EvaluateConfig
 from preforch.errors import ConfigError, DataError, ObjectiveMismatchError, WeightsError
-from preforch.evaluation.harness import alignment_gap, mean_ci, pick, random_simplex, run_evaluation
+from preforch.alignment.best_of_n import select_best
+from preforch.evaluation.harness import alignment_gap, mean_ci, random_simplex, run_evaluation
 
 
-def test_pick_and_alignment_gap_by_hand():
+def test_selection_and_alignment_gap_by_hand():
     # 1 prompt, 3 candidates: helpful-only, harmless-only, balanced
     sel = torch.tensor([[[2.0, 0.0], [0.0, 2.0], [1.2, 1.2]]])
-    assert pick(sel, torch.tensor([[1.0, 0.0]])).item() == 0
-    assert pick(sel, torch.tensor([[0.5, 0.5]])).item() == 2
+    assert select_best(sel, torch.tensor([[1.0, 0.0]])).item() == 0
+    assert select_best(sel, torch.tensor([[0.5, 0.5]])).item() == 2
     oracle = torch.tensor([[0.0, 1.0]])  # this prompt wants harmlessness
     assert alignment_gap(sel, oracle, oracle).item() == 0.0
     assert alignment_gap(sel, oracle, torch.tensor([[1.0, 0.0]])).item() == pytest.approx(2.0)
