@@ -14,6 +14,7 @@ from preforch.errors import ConfigError
 
 HH_TRAIN = ["hh-helpful:train", "hh-harmless:train"]
 HH_TEST = ["hh-helpful:test", "hh-harmless:test"]
+POLICY_METHODS = ("pro-morlhf", "morlhf", "single-reward")
 
 
 def _list(default: list[str], help: str):
@@ -237,13 +238,35 @@ class PolicyConfig:
 
     def __post_init__(self):
         _positive(self, "max_steps", "learning_rate", "per_device_train_batch_size", "num_generations", "max_completion_length")
-        if self.method not in ("pro-morlhf", "morlhf", "single-reward"):
-            raise ConfigError(f"method: expected pro-morlhf, morlhf or single-reward, got {self.method!r}")
+        _check_policy_method("method", self.method)
         if self.algorithm not in ("grpo", "rloo"):
             raise ConfigError(f"algorithm: expected grpo or rloo, got {self.algorithm!r} (TRL >= 1.13 has no PPO)")
         if self.per_device_train_batch_size % self.num_generations:
             raise ConfigError(f"per_device_train_batch_size ({self.per_device_train_batch_size}) must be a multiple "
                               f"of num_generations ({self.num_generations})")
+
+
+@dataclass
+class RLComparisonConfig(PolicyConfig):
+    """`preforch rl-compare`: train several RL methods from one start on one prompt set (every train-policy
+    option applies to each; `methods` replaces `method`), then judge the initial policy and every checkpoint
+    on held-out prompts: reward-vs-step figure, before/after table, JSON."""
+
+    methods: list[str] = _list(["pro-morlhf", "morlhf"], "methods to train and compare (see --method)")
+    output_dir: str = _f("runs/rl_compare", "one sub-folder per method, evaluations, report.md, rl_comparison.json")
+    eval_data: list[str] = _list(HH_TEST, "held-out preference data whose prompts judge the policies")
+    eval_prompts_per_source: int = _f(64, "held-out prompts drawn from each eval_data spec")
+    eval_temperature: float = _f(0.8, "sampling temperature of the held-out answers")
+    reference_point: Optional[list[float]] = _f(None, "hypervolume reference point recorded in each evaluation (default -2 per objective)")
+    overwrite: bool = _f(False, "retrain and re-evaluate (default: reuse finished stages, resume from checkpoints)")
+
+    def __post_init__(self):
+        super().__post_init__()
+        _positive(self, "eval_prompts_per_source")
+        for m in self.methods:
+            _check_policy_method("methods", m)
+        if len(set(self.methods)) != len(self.methods) or not self.methods:
+            raise ConfigError(f"methods: expected distinct method names, got {self.methods}")
 
 
 @dataclass
@@ -267,6 +290,11 @@ class CompareConfig:
 def _same_length(cfg, a: str, b: str) -> None:
     if len(getattr(cfg, a)) != len(getattr(cfg, b)):
         raise ConfigError(f"{b}: needs one entry per objective ({len(getattr(cfg, a))} in {a}), got {len(getattr(cfg, b))}")
+
+
+def _check_policy_method(field_name: str, method: str) -> None:
+    if method not in POLICY_METHODS:
+        raise ConfigError(f"{field_name}: expected one of {', '.join(POLICY_METHODS)}, got {method!r}")
 
 
 def _positive(cfg, *names: str) -> None:

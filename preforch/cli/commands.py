@@ -7,7 +7,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from preforch.config import (CompareConfig, EnsembleConfig, EvalOrchestratorConfig, EvaluateConfig, GenerateConfig,
-                             OrchestratorConfig, PlotLogsConfig, PolicyConfig, RewardModelConfig, WeightsConfig)
+                             OrchestratorConfig, PlotLogsConfig, PolicyConfig, RewardModelConfig, RLComparisonConfig,
+                             WeightsConfig)
 from preforch.data.loaders import load_many
 from preforch.errors import ConfigError
 from preforch.io import atomic_write_json
@@ -119,6 +120,17 @@ def train_policy(cfg: PolicyConfig) -> dict:
         print(f"{cfg.method} ({cfg.algorithm}): {result['steps']} steps; policy saved to {result['policy']}; "
               f"per-step log {result['log']}")
     return result
+
+
+def rl_compare(cfg: RLComparisonConfig) -> dict:
+    from preforch.pipelines.rl_comparison import run_rl_comparison
+
+    r = run_rl_comparison(cfg)
+    for method, d in r["methods"].items():
+        print(f"{method}: held-out combined reward change after {d['final_step']} steps (paired, 95% CI): "
+              + ", ".join(f"{w} weights {v['mean']:+.3f} ± {v['ci95']:.3f}" for w, v in d["delta_combined"].items()))
+    print(f"report: {Path(cfg.output_dir) / 'report.md'}")
+    return r
 
 
 def plot_logs(cfg: PlotLogsConfig) -> None:

@@ -150,8 +150,11 @@ def run_evaluation(cfg: EvaluateConfig) -> dict:
     extra_rows = []
     for name, w in named.items():
         picked = judged[rows_idx, select_best(selection, w)]
-        m, h = mean_ci(combined_reward(picked, w).unsqueeze(-1))  # judged under the row's own weights
-        extra_rows.append({**row(name, w), "combined": {"mean": float(m[0]), "ci95": float(h[0])}})
+        per_prompt = combined_reward(picked, w)  # judged under the row's own weights
+        m, h = mean_ci(per_prompt.unsqueeze(-1))
+        # Per-prompt values let runs on the same prompts be compared pairwise (tighter than two CIs).
+        extra_rows.append({**row(name, w), "combined": {"mean": float(m[0]), "ci95": float(h[0]),
+                                                        "per_prompt": per_prompt.tolist()}})
 
     # Alignment gap against the oracle weights w*(x) = softmax(r~(x, y_w) / tau) of each prompt's chosen reply.
     from preforch.orchestrator.fit import preference_targets

@@ -110,15 +110,41 @@ def plot_series(series: dict[str, list[tuple[float, float]]], path: Path, ylabel
     the faint raw values."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.6))
+    _draw_series(ax, series, smooth)
+    ax.set(xlabel=xlabel, ylabel=ylabel + (f" (moving average of {smooth})" if smooth > 1 else ""), title=title)
+    if len(series) > 1:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def _draw_series(ax, series: dict[str, list[tuple[float, float]]], smooth: int) -> None:
     for name, points in series.items():
         xs, ys = zip(*sorted(points))
         w = max(1, smooth)
         avg = [sum(ys[max(0, i - w + 1):i + 1]) / len(ys[max(0, i - w + 1):i + 1]) for i in range(len(ys))]
         line, = ax.plot(xs, avg, label=name)
         ax.plot(xs, ys, alpha=0.25, color=line.get_color())
-    ax.set(xlabel=xlabel, ylabel=ylabel + (f" (moving average of {smooth})" if smooth > 1 else ""), title=title)
-    if len(series) > 1:
+
+
+def plot_rl_comparison(heldout: dict[str, dict[str, list]], training: dict[str, list], path: Path, smooth: int = 5) -> None:
+    """The Figure 3 analogue: one panel per weighting with each method's held-out combined reward
+    (heldout[method][weighting] = [[step, mean, ci95], ...], error bars), and a last panel with each
+    method's training reward per step (training[method] = [[step, value], ...], moving average)."""
+    plt = _pyplot()
+    weightings = list(next(iter(heldout.values())))
+    fig, axes = plt.subplots(1, len(weightings) + 1, figsize=(5 * (len(weightings) + 1), 3.8), squeeze=False)
+    for ax, w in zip(axes[0], weightings):
+        for method, curves in heldout.items():
+            steps, means, cis = zip(*curves[w])
+            ax.errorbar(steps, means, yerr=cis, marker="o", capsize=3, label=method)
+        ax.set(xlabel="training step", ylabel="held-out combined reward", title=f"held-out, {w} weights")
         ax.legend(fontsize=8)
+    _draw_series(axes[0][-1], training, smooth)
+    axes[0][-1].set(xlabel="training step", ylabel=f"combined reward (moving average of {smooth})",
+                    title="training batches, each method's own weights")
+    axes[0][-1].legend(fontsize=8)
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
