@@ -321,3 +321,66 @@ def load_yaml(path: str | Path, cls) -> dict:
     if unknown:
         raise ConfigError(f"{path}: unknown option(s) {unknown} for {cls.__name__}")
     return data
+
+
+@dataclass
+class WicConfig:
+    """`preforch train-wic`: Pro-WiC / RiC, the preference rendered into the prompt (paper Eq. 10-11)."""
+
+    method: str = _f("pro-wic", "pro-wic (self-weights softmax(r~/tau) in the prompt) | ric (target normalised scores, RiC)")
+    stage: str = _f("offline", "offline (SFT on the preference data's replies) | online (sample, relabel, filter, SFT; "
+                    "--policy must be a train-wic policy)")
+    policy: str = _f("smollm2", "causal LM to start from: hub id, local path, alias 'smollm2'; online: a train-wic OUTPUT_DIR/policy")
+    ensemble: str = _f("runs/quickstart/rewards", "reward ensemble folder (objectives + stored normalisation)")
+    orchestrator: str = _f("runs/quickstart/orchestrator", "orchestrator folder (online preferences f_phi(x))")
+    train_data: list[str] = _list(HH_TRAIN, "preference data: its chosen and rejected replies are the offline samples "
+                                  "(online: mixed in, and they set the filter thresholds)")
+    max_pairs: Optional[int] = _f(None, "cap on pairs per train_data spec")
+    online_data: list[str] = _list(HH_TRAIN, "data whose prompts are sampled in the online stage")
+    online_prompts: int = _f(32, "prompts per online iteration (a fresh slice of the shuffled online data each time)")
+    iterations: int = _f(1, "online iterations")
+    num_generations: int = _f(4, "replies sampled per prompt online")
+    max_new_tokens: int = _f(48, "tokens per sampled reply")
+    temperature: float = _f(0.8, "sampling temperature")
+    top_p: float = _f(0.95, "nucleus sampling")
+    generation_batch_size: int = _f(8, "prompts per generation batch")
+    preference_source: Optional[str] = _f(None, "online preferences: orchestrator | random (Dirichlet(1)) | uniform; "
+                                          "default orchestrator for pro-wic, random for ric")
+    filter_quantile: float = _f(0.7, "keep an online sample if some normalised score reaches this quantile of the offline scores")
+    offline_mix: int = _f(64, "offline samples mixed into each online SFT round")
+    sft_steps_per_iteration: int = _f(20, "SFT steps per online iteration")
+    max_steps: int = _f(60, "SFT steps of the offline stage")
+    learning_rate: float = _f(2e-5, "AdamW learning rate")
+    per_device_train_batch_size: int = _f(8, "SFT samples per device per step")
+    max_length: int = _f(384, "tokens per SFT sample (prompt + reply); longer ones are cut, reply-less ones dropped")
+    tau: Optional[float] = _f(None, "temperature of the self-weights softmax(r~/tau) (Eq. 10); offline default 1.0, "
+                              "online: the policy's own")
+    use_lora: bool = _f(False, "train LoRA adapters (peft) instead of all weights; merged into the saved policy")
+    lora_r: int = _f(16, "LoRA rank")
+    lora_alpha: int = _f(32, "LoRA alpha")
+    output_dir: str = _f("runs/wic", "policy/ (with wic.json), wic_run.json, log.jsonl, online samples")
+    seed: int = _f(0, "random seed")
+    report_to: str = _f("none", "extra loggers for TRL: none | tensorboard | wandb ...")
+    trust_remote_code: bool = _f(False, "allow custom model code from the hub")
+
+    def __post_init__(self):
+        _positive(self, "online_prompts", "iterations", "num_generations", "max_new_tokens", "temperature", "top_p",
+                  "generation_batch_size", "sft_steps_per_iteration", "max_steps", "learning_rate",
+                  "per_device_train_batch_size", "max_length")
+        for name, value, allowed in (("method", self.method, ("pro-wic", "ric")), ("stage", self.stage, ("offline", "online")),
+                                     ("preference_source", self.preference_source, (None, "orchestrator", "random", "uniform"))):
+            if value not in allowed:
+                raise ConfigError(f"{name}: expected one of {[a for a in allowed if a]}, got {value!r}")
+        if not 0 < self.filter_quantile < 1:
+            raise ConfigError(f"filter_quantile: must be in (0, 1), got {self.filter_quantile!r}")
+        if self.offline_mix < 0:
+            raise ConfigError(f"offline_mix: must be >= 0, got {self.offline_mix!r}")
+        if self.tau is not None:
+            _positive(self, "tau")
+        if self.max_pairs is not None:
+            _positive(self, "max_pairs")
+
+    @property
+    def preference(self) -> str:
+        """The online preference source, the method's default when not given."""
+        return self.preference_source or ("orchestrator" if self.method == "pro-wic" else "random")

@@ -7,12 +7,12 @@ import pytest
 import preforch
 from preforch.cli.parsing import parse_config
 from preforch.config import (EnsembleConfig, EvaluateConfig, OrchestratorConfig, PolicyConfig, QuickstartConfig,
-                             RewardModelConfig, RLComparisonConfig)
+                             RewardModelConfig, RLComparisonConfig, WicConfig)
 
 RECIPES = Path(preforch.__file__).parent / "recipes"
 KIND = {"reward_models_": RewardModelConfig, "ensemble_": EnsembleConfig, "orchestrator_": OrchestratorConfig,
         "quickstart": QuickstartConfig, "evaluate_": EvaluateConfig, "policy_": PolicyConfig,
-        "rl_compare": RLComparisonConfig}
+        "rl_compare": RLComparisonConfig, "wic_": WicConfig}
 
 
 def _kind(path: Path):

@@ -17,10 +17,8 @@ from preforch.config import PolicyConfig
 from preforch.data.loaders import load_many
 from preforch.data.weights import check_simplex, parse_weights
 from preforch.errors import ConfigError
+from preforch.alignment.trl_utils import LOG_FILE, jsonl_logger, lora_config, save_policy
 from preforch.rewards.ensemble import RewardEnsemble, check_objectives
-
-LOG_FILE = "log.jsonl"
-
 
 def method_weights(cfg: PolicyConfig, ensemble: RewardEnsemble, prompts) -> torch.Tensor:
     """The weight vector of every prompt under `cfg.method`: [P, K], rows on the simplex."""
@@ -53,20 +51,6 @@ def prompt_dataset(cfg: PolicyConfig, ensemble: RewardEnsemble):
                               "source": data.sources})
 
 
-def _jsonl_logger(path: Path):
-    from transformers import TrainerCallback
-
-    class JsonlLog(TrainerCallback):
-        """Every log event (loss, KL, per-objective rewards, ...) as one JSON line, for plots and resumes."""
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if state.is_world_process_zero and logs:
-                with open(path, "a", encoding="utf-8") as f:
-                    f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
-
-    return JsonlLog()
-
-
 def train_policy(cfg: PolicyConfig, callbacks: tuple = ()) -> dict:
     """Run RL and save the final (LoRA-merged) policy to OUTPUT_DIR/policy, loadable by from_pretrained.
     Extra `transformers.TrainerCallback`s (e.g. timers) are passed to the trainer."""
@@ -86,31 +70,18 @@ def train_policy(cfg: PolicyConfig, callbacks: tuple = ()) -> dict:
                   per_device_train_batch_size=cfg.per_device_train_batch_size, num_generations=cfg.num_generations,
                   max_completion_length=cfg.max_completion_length, temperature=cfg.temperature, beta=cfg.beta,
                   logging_steps=cfg.logging_steps, save_steps=cfg.save_steps, report_to=cfg.report_to, seed=cfg.seed,
-                  use_cpu=not torch.cuda.is_available(), gradient_checkpointing=False, bf16=fast_bf16(),
+                  use_cpu=not torch.cuda.is_available(), activation_checkpointing=False, bf16=fast_bf16(),
                   use_vllm=cfg.use_vllm, model_init_kwargs={"trust_remote_code": cfg.trust_remote_code})
     if cfg.algorithm == "grpo":
         from trl import GRPOConfig as Config, GRPOTrainer as Trainer
     else:
         from trl import RLOOConfig as Config, RLOOTrainer as Trainer
-    peft_config = None
-    if cfg.use_lora:
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules="all-linear", task_type="CAUSAL_LM")
     trainer = Trainer(model=policy, reward_funcs=[CombinedReward(ensemble)], args=Config(**common),
-                      train_dataset=dataset, processing_class=tok, peft_config=peft_config,
-                      callbacks=[_jsonl_logger(out / LOG_FILE), *callbacks])
+                      train_dataset=dataset, processing_class=tok, peft_config=lora_config(cfg.use_lora, cfg.lora_r, cfg.lora_alpha),
+                      callbacks=[jsonl_logger(out / LOG_FILE), *callbacks])
     has_checkpoint = any(out.glob("checkpoint-*"))
     if cfg.resume and not has_checkpoint:
         raise ConfigError(f"--resume: no checkpoint-* folder in {out}")
     trainer.train(resume_from_checkpoint=True if cfg.resume else None)
-    model = trainer.model
-    if cfg.use_lora:
-        model = model.merge_and_unload()
-    if trainer.accelerator.is_main_process:
-        from preforch.io import atomic_directory
-
-        with atomic_directory(out / "policy") as tmp:
-            trainer.accelerator.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
-            tok.save_pretrained(tmp)
+    save_policy(trainer, tok, out / "policy", merge_lora=cfg.use_lora)
     return {"steps": trainer.state.global_step, "policy": str(out / "policy"), "log": str(out / LOG_FILE)}

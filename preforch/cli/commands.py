@@ -8,7 +8,7 @@ from pathlib import Path
 
 from preforch.config import (CompareConfig, EnsembleConfig, EvalOrchestratorConfig, EvaluateConfig, GenerateConfig,
                              OrchestratorConfig, PlotLogsConfig, PolicyConfig, RewardModelConfig, RLComparisonConfig,
-                             WeightsConfig)
+                             WeightsConfig, WicConfig)
 from preforch.data.loaders import load_many
 from preforch.errors import ConfigError
 from preforch.io import atomic_write_json
@@ -134,7 +134,7 @@ def rl_compare(cfg: RLComparisonConfig) -> dict:
 
 
 def plot_logs(cfg: PlotLogsConfig) -> None:
-    from preforch.alignment.morlhf import LOG_FILE
+    from preforch.alignment.trl_utils import LOG_FILE
     from preforch.evaluation.plots import plot_series
 
     if not cfg.runs:
@@ -208,3 +208,18 @@ def _print_eval(ev: dict) -> None:
         a = ev["auroc"]
         print(f"AUROC of each weight for source {a['positive_source']!r}: "
               + ", ".join(f"{o} {v:.3f}" for o, v in a["per_objective"].items()))
+
+
+def train_wic(cfg: WicConfig) -> dict:
+    from preforch.alignment.wic import train_wic as run
+
+    result = run(cfg)
+    if cfg.stage == "offline":
+        print(f"{cfg.method} offline: {result['sft_steps']} SFT steps on {result['sft_samples']} samples "
+              f"({result['sft_tokens']} tokens); policy saved to {result['policy']}")
+    else:
+        t = result["totals"]
+        print(f"{cfg.method} online: {len(result['iterations'])} iteration(s), kept {t['kept']}/{t['generated']} samples "
+              f"({t['kept_fraction']:.2f}), {t['sft_steps']} SFT steps; policy {result['policy']}")
+    print(f"accounting: {Path(cfg.output_dir) / 'wic_run.json'}")
+    return result

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from preforch.alignment.morlhf import LOG_FILE
+from preforch.alignment.trl_utils import LOG_FILE
 from preforch.config import EvaluateConfig, PolicyConfig, RLComparisonConfig
 from preforch.evaluation.harness import mean_ci
 from preforch.io import atomic_write_json, atomic_write_text

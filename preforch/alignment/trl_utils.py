@@ -1,0 +1,46 @@
+"""What every TRL-based trainer here shares: the JSONL step log, the LoRA config, saving the final policy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+LOG_FILE = "log.jsonl"
+
+
+def jsonl_logger(path: Path):
+    """A `TrainerCallback` writing every log event (loss, KL, per-objective rewards, ...) as one JSON line,
+    for plots and resumes."""
+    from transformers import TrainerCallback
+
+    class JsonlLog(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and logs:
+                with open(path, "a", encoding="utf-8") as f:
+                    f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+
+    return JsonlLog()
+
+
+def lora_config(use_lora: bool, r: int, alpha: int):
+    """peft LoRA on every linear layer of a causal LM, or None for full fine-tuning."""
+    if not use_lora:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(r=r, lora_alpha=alpha, target_modules="all-linear", task_type="CAUSAL_LM")
+
+
+def save_policy(trainer, tokenizer, folder: Path, merge_lora: bool, extra_json: dict | None = None) -> None:
+    """Save the trained model (LoRA merged, so `from_pretrained` loads it alone), its tokenizer and any
+    `extra_json` files {name: object} atomically to `folder`; only the main process writes."""
+    from preforch.io import atomic_directory, atomic_write_json
+
+    model = trainer.model.merge_and_unload() if merge_lora else trainer.model
+    if not trainer.accelerator.is_main_process:
+        return
+    with atomic_directory(folder) as tmp:
+        trainer.accelerator.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        for name, obj in (extra_json or {}).items():
+            atomic_write_json(tmp / name, obj)

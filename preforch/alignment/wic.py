@@ -1,0 +1,186 @@
+"""`preforch train-wic`: Pro-WiC and RiC, the preference written into the prompt (DESIGN.md section 1, Eq. 10-11).
+
+Both methods fine-tune on `(x (+) c, y)`, `c` rendered by `preforch.data.conditioning`:
+- pro-wic: c = w = softmax(r~(x, y) / tau), the weights of the scores y actually obtained (Eq. 10);
+- ric: c = r~(x, y), the normalised scores themselves (RiC, Yang et al. 2024).
+Offline stage (`wic_offline.py`): SFT on the chosen and rejected replies of preference data. Online stage
+(`wic_online.py`): sample conditioned on preferences, relabel with the obtained scores, keep what passes the
+rejection filter, mix with offline samples, SFT again. This module holds the math, the `wic.json` spec saved
+with each policy, and the SFT step both stages share.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from preforch.config import WicConfig
+from preforch.data.conditioning import render, ric_targets
+from preforch.data.loaders import load_many
+from preforch.data.schema import Message
+from preforch.errors import ConfigError
+from preforch.io import atomic_write_json
+from preforch.orchestrator.targets import implicit_preference_weights
+
+METHOD_KIND = {"pro-wic": "weights", "ric": "scores"}
+SPEC_FILE = "wic.json"
+RUN_FILE = "wic_run.json"
+# RiC maps a preference onto [low, high] per objective; quantiles rather than min/max keep a few outlier
+# replies from setting targets the policy has almost never seen.
+SCORE_RANGE_QUANTILES = (0.05, 0.95)
+
+Scorer = Callable[[Sequence[Sequence[Message]], Sequence[str]], torch.Tensor]  # normalised scores [B, K]
+
+
+def self_weights(normalized: torch.Tensor, tau: float) -> torch.Tensor:
+    """Eq. 10: w = softmax(r~(x, y) / tau), the preference a reply fulfils. normalized [N, K] -> [N, K] on the simplex.
+
+    The same map as the orchestrator's targets (Eq. 7), applied to any sample rather than the chosen reply.
+    """
+    return implicit_preference_weights(normalized, tau)
+
+
+def quantile_thresholds(reference: torch.Tensor, q: float = 0.7) -> torch.Tensor:
+    """Per-objective q-quantile of reference normalised scores: reference [M, K] -> [K] (RiC's filter level)."""
+    return torch.quantile(reference.float(), q, dim=0)
+
+
+def rejection_mask(normalized: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
+    """RiC's online filter: keep a sample if ANY objective reaches its threshold. normalized [N, K], thresholds [K] -> [N] bool."""
+    return (normalized >= thresholds).any(-1)
+
+
+def conditioning_values(method: str, normalized: torch.Tensor, tau: float) -> torch.Tensor:
+    """What a sample is labelled with: pro-wic self-weights (Eq. 10) or, for ric, its own scores. [N, K] -> [N, K]."""
+    if method == "pro-wic":
+        return self_weights(normalized, tau)
+    if method == "ric":
+        return normalized.float()
+    raise ConfigError(f"method: expected one of {list(METHOD_KIND)}, got {method!r}")
+
+
+@dataclass(frozen=True)
+class WicSpec:
+    """How a WiC policy expects its prompts; saved as `wic.json` next to the weights.
+
+    score_low / score_high: per-objective 5% / 95% quantiles of the offline normalised scores (RiC targets).
+    """
+
+    method: str
+    objectives: tuple[str, ...]
+    tau: float
+    score_low: tuple[float, ...]
+    score_high: tuple[float, ...]
+
+    @property
+    def kind(self) -> str:
+        return METHOD_KIND[self.method]
+
+    def prompt_values(self, preferences: torch.Tensor) -> torch.Tensor:
+        """What goes into the prompt for preferences [P, K]: the weights (pro-wic) or RiC target scores."""
+        if self.method == "ric":
+            return ric_targets(preferences, torch.tensor(self.score_low), torch.tensor(self.score_high))
+        return preferences
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "kind": self.kind, "objectives": list(self.objectives),
+                "score_low": list(self.score_low), "score_high": list(self.score_high)}
+
+
+def make_spec(method: str, objectives: Sequence[str], tau: float, offline_scores: torch.Tensor) -> WicSpec:
+    """The spec of a policy trained on samples with normalised scores `offline_scores` [N, K]."""
+    low, high = torch.quantile(offline_scores.float(), torch.tensor(SCORE_RANGE_QUANTILES), dim=0)
+    return WicSpec(method, tuple(objectives), float(tau), tuple(low.tolist()), tuple(high.tolist()))
+
+
+def load_wic_spec(policy_dir: str | Path) -> WicSpec:
+    """Read OUTPUT_DIR/policy/wic.json; a clear `ConfigError` when it is missing or malformed."""
+    file = Path(policy_dir) / SPEC_FILE
+    if not file.is_file():
+        raise ConfigError(f"{policy_dir}: not a weights-in-context policy (no {SPEC_FILE}); "
+                          "train one with preforch train-wic --stage offline")
+    try:
+        d = json.loads(file.read_text())
+        spec = WicSpec(d["method"], tuple(d["objectives"]), float(d["tau"]), tuple(map(float, d["score_low"])),
+                       tuple(map(float, d["score_high"])))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise ConfigError(f"{file}: malformed {SPEC_FILE} ({type(e).__name__}: {e})") from None
+    k = len(spec.objectives)
+    if spec.method not in METHOD_KIND or len(spec.score_low) != k or len(spec.score_high) != k:
+        raise ConfigError(f"{file}: malformed {SPEC_FILE} (method {spec.method!r}, {k} objectives, "
+                          f"{len(spec.score_low)}/{len(spec.score_high)} score bounds)")
+    return spec
+
+
+def offline_samples(cfg: WicConfig, scorer: Scorer) -> tuple[list, list[str], torch.Tensor]:
+    """Chosen and rejected replies of `cfg.train_data`, all as samples: (prompts, replies, normalised scores [N, K])."""
+    data = load_many(cfg.train_data, cfg.max_pairs)
+    if not len(data):
+        raise ConfigError(f"train_data {cfg.train_data}: no preference pairs")
+    prompts, replies = data.prompts * 2, [p.chosen for p in data] + [p.rejected for p in data]
+    return prompts, replies, scorer(prompts, replies)
+
+
+def sft_rows(prompts: Sequence[Sequence[Message]], replies: Sequence[str], values: torch.Tensor, spec: WicSpec) -> list[dict]:
+    """TRL conversational prompt-completion rows: prompt = x with the tag of its values [N, K], completion = y."""
+    return [{"prompt": list(render(p, v, spec.objectives, spec.kind)), "completion": [{"role": "assistant", "content": y}]}
+            for p, y, v in zip(prompts, replies, values)]
+
+
+def sft(cfg: WicConfig, start: str, rows: list[dict], max_steps: int, spec: WicSpec, seed: int) -> dict:
+    """SFT `start` (a model folder) on `rows` for `max_steps` with TRL's SFTTrainer (loss on the completion only,
+    its default for prompt-completion data); save it, LoRA merged, with `wic.json` to OUTPUT_DIR/policy.
+    Returns the step's accounting."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from preforch.alignment.trl_utils import LOG_FILE, jsonl_logger, lora_config, save_policy
+    from preforch.models import fast_bf16, load_pretrained
+
+    out = Path(cfg.output_dir)
+    t0 = time.perf_counter()
+    tok = load_pretrained(AutoTokenizer, start, "policy tokenizer", trust_remote_code=cfg.trust_remote_code)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    args = SFTConfig(output_dir=str(out), max_steps=max_steps, learning_rate=cfg.learning_rate,
+                     per_device_train_batch_size=cfg.per_device_train_batch_size, max_length=cfg.max_length,
+                     logging_steps=1, save_strategy="no", report_to=cfg.report_to, seed=seed,
+                     use_cpu=not torch.cuda.is_available(), activation_checkpointing=False, bf16=fast_bf16(),
+                     model_init_kwargs={"trust_remote_code": cfg.trust_remote_code})  # TRL checkpoints by default: slower here
+    trainer = SFTTrainer(model=start, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
+                         peft_config=lora_config(cfg.use_lora, cfg.lora_r, cfg.lora_alpha), callbacks=[jsonl_logger(out / LOG_FILE)])
+    trainable = len(trainer.train_dataset)  # TRL drops rows whose completion max_length cut off entirely
+    trainer.train()
+    save_policy(trainer, tok, out / "policy", merge_lora=cfg.use_lora, extra_json={SPEC_FILE: spec.to_dict()})
+    tokens = max((log["num_tokens"] for log in trainer.state.log_history if "num_tokens" in log), default=0)
+    return {"sft_samples": len(rows), "sft_samples_dropped_too_long": len(rows) - trainable,
+            "sft_steps": trainer.state.global_step, "sft_tokens": int(tokens), "sft_seconds": time.perf_counter() - t0}
+
+
+def write_run(cfg: WicConfig, record: dict) -> None:
+    """Put this stage's config and accounting under its key ('offline' / 'online') of OUTPUT_DIR/wic_run.json,
+    keeping the other stage's entry when both share the folder."""
+    file = Path(cfg.output_dir) / RUN_FILE
+    try:
+        run = json.loads(file.read_text()) if file.is_file() else {}
+    except json.JSONDecodeError:
+        run = {}
+    run[cfg.stage] = {"config": asdict(cfg), **record}
+    atomic_write_json(file, run)
+
+
+def train_wic(cfg: WicConfig, scorer: Scorer | None = None) -> dict:
+    """Run `cfg.stage` of `cfg.method`; `scorer` (default: the ensemble's normalised scores) is for tests."""
+    from preforch.alignment.wic_offline import run_offline
+    from preforch.alignment.wic_online import run_online
+    from preforch.rewards.ensemble import RewardEnsemble
+
+    ensemble = RewardEnsemble.load(cfg.ensemble)
+    scorer = scorer or (lambda prompts, replies: ensemble.score(prompts, replies, progress=True))
+    return (run_offline if cfg.stage == "offline" else run_online)(cfg, ensemble.objectives, scorer)

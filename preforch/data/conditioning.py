@@ -1,0 +1,162 @@
+"""Weights in context (DESIGN.md section 1, paper Eq. 10-11): the one place a preference becomes prompt text.
+
+Format: one tag line put in front of the text of the LAST user message,
+
+    <preference helpful=0.80 harmless=0.20>\\n...user text...     (Pro-WiC: weights on the simplex)
+    <scores helpful=+0.53 harmless=-1.20>\\n...user text...       (RiC: target normalised scores)
+
+- `name=value` items separated by single spaces, objectives in the order given to `render`;
+- two decimals; scores always carry a sign, so every value has a fixed shape;
+- plain ASCII, so any tokenizer splits it into the same few pieces in every prompt;
+- objective names match `[A-Za-z0-9_-]+` (no spaces, `=` or `>`).
+
+Rendered weights sum to exactly 1.00: they are rounded to hundredths by largest remainder, so a vector like
+(1/3, 1/3, 1/3) renders as 0.34/0.33/0.33, not as 0.33/0.33/0.33. `parse` accepts any order of the objectives
+and weights whose sum is within 0.01 of 1 (hand-written tags such as 0.33/0.33/0.33), then renormalises them
+exactly onto the simplex. Anything else is a `WeightsError` naming the problem.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Literal, Sequence
+
+import torch
+
+from preforch.data.schema import Message, as_messages
+from preforch.data.weights import check_simplex
+from preforch.errors import ConfigError, WeightsError
+
+Kind = Literal["weights", "scores"]
+TAGS: dict[str, str] = {"weights": "preference", "scores": "scores"}  # kind -> tag word
+PARSE_SUM_TOL = 0.01
+_NAME = re.compile(r"[A-Za-z0-9_-]+")
+_OPEN = re.compile(r"<(preference|scores)\b")
+
+
+def _check_names(objectives: Sequence[str]) -> None:
+    bad = [o for o in objectives if not _NAME.fullmatch(o)]
+    if bad:
+        raise ConfigError(f"objective name(s) {bad} cannot go into a prompt tag: use letters, digits, '_' or '-'")
+    if not objectives:
+        raise ConfigError("no objectives to render")
+
+
+def round_to_hundredths(weights: torch.Tensor) -> list[int]:
+    """Weights [K] on the simplex -> K integers (hundredths) summing to 100, by largest remainder."""
+    scaled = [float(w) * 100 for w in weights]
+    units = [math.floor(s) for s in scaled]
+    by_remainder = sorted(range(len(scaled)), key=lambda i: units[i] - scaled[i])  # largest remainder first
+    for i in by_remainder[:100 - sum(units)]:
+        units[i] += 1
+    return units
+
+
+def format_tag(values: torch.Tensor, objectives: Sequence[str], kind: Kind) -> str:
+    """The tag line (with its newline) for `values` [K]; weights are checked to lie on the simplex."""
+    _check_names(objectives)
+    if kind == "weights":
+        w = check_simplex(values, objectives, "rendered weights")
+        if w.dim() != 1:
+            raise WeightsError(f"rendered weights: expected one vector [K], got shape {tuple(w.shape)}")
+        items = [f"{o}={u // 100}.{u % 100:02d}" for o, u in zip(objectives, round_to_hundredths(w))]
+    elif kind == "scores":
+        v = torch.as_tensor(values, dtype=torch.float32)
+        if v.shape != (len(objectives),) or not torch.isfinite(v).all():
+            raise WeightsError(f"rendered scores: expected {len(objectives)} finite values for {list(objectives)}, "
+                               f"got {v.tolist()}")
+        items = [f"{o}={x:+.2f}" for o, x in zip(objectives, v.tolist())]
+    else:
+        raise ConfigError(f"kind: expected 'weights' or 'scores', got {kind!r}")
+    return f"<{TAGS[kind]} {' '.join(items)}>\n"
+
+
+def _last_user(messages: Sequence[Message]) -> int:
+    return max(i for i, m in enumerate(messages) if m["role"] == "user")
+
+
+def has_tag(messages: Sequence[Message]) -> bool:
+    """Whether the last user message starts like a conditioning tag (well-formed or not)."""
+    return bool(_OPEN.match(messages[_last_user(messages)]["content"]))
+
+
+def render(messages: Sequence[Message], values: torch.Tensor, objectives: Sequence[str],
+           kind: Kind) -> tuple[Message, ...]:
+    """A new prompt whose last user message starts with the tag of `values` [K] (`messages` is not changed).
+
+    A prompt that already carries a tag is refused: two tags would make the conditioning ambiguous.
+    """
+    messages = as_messages(messages, "prompt to condition")
+    if has_tag(messages):
+        raise WeightsError("prompt already starts with a conditioning tag; strip it (parse) before rendering another")
+    i = _last_user(messages)
+    out = [dict(m) for m in messages]
+    out[i]["content"] = format_tag(values, objectives, kind) + out[i]["content"]
+    return tuple(out)
+
+
+def parse(messages_or_text: str | Sequence[Message], objectives: Sequence[str]) -> tuple[Kind, torch.Tensor, tuple[Message, ...]]:
+    """Inverse of `render`: (kind, values [K] ordered like `objectives`, prompt without the tag).
+
+    A string is taken as the text of a single user message. Weights are renormalised onto the simplex
+    (their sum must be within 0.01 of 1); scores are returned as written.
+    """
+    messages = as_messages(messages_or_text, "conditioned prompt")
+    i = _last_user(messages)
+    text = messages[i]["content"]
+    head = _OPEN.match(text)
+    if not head:
+        raise WeightsError(f"no conditioning tag: the last user message must start with <preference ...> or <scores ...>, "
+                           f"got {text[:40]!r}")
+    end = text.find(">\n")
+    if end < 0 or "\n" in text[:end]:
+        raise WeightsError(f"malformed conditioning tag {text.splitlines()[0][:80]!r}: expected '<{head[1]} name=value ...>' "
+                           "followed by a newline")
+    kind: Kind = "weights" if head[1] == "preference" else "scores"
+    values = _parse_items(text[head.end():end], objectives, kind)
+    stripped = [dict(m) for m in messages]
+    stripped[i]["content"] = text[end + 2:]
+    return kind, values, tuple(stripped)
+
+
+def _parse_items(body: str, objectives: Sequence[str], kind: Kind) -> torch.Tensor:
+    found: dict[str, float] = {}
+    for item in body.split():
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise WeightsError(f"conditioning tag: expected name=value, got {item!r}")
+        if name not in objectives:
+            raise WeightsError(f"conditioning tag: unknown objective {name!r}; objectives are {list(objectives)}")
+        if name in found:
+            raise WeightsError(f"conditioning tag: objective {name!r} given twice")
+        try:
+            found[name] = float(value)
+        except ValueError:
+            raise WeightsError(f"conditioning tag: {name}={value!r} is not a number") from None
+        if not math.isfinite(found[name]):
+            raise WeightsError(f"conditioning tag: {name}={value!r} is not a finite number")
+    missing = [o for o in objectives if o not in found]
+    if missing:
+        raise WeightsError(f"conditioning tag: missing objective(s) {missing}; every one of {list(objectives)} is needed")
+    v = torch.tensor([found[o] for o in objectives])
+    if kind == "scores":
+        return v
+    if (v < 0).any():
+        raise WeightsError(f"conditioning tag: weights must be non-negative, got {dict(zip(objectives, v.tolist()))}")
+    if abs(v.sum().item() - 1) > PARSE_SUM_TOL + 1e-6:  # 1e-6: float error of the decimal sum
+        raise WeightsError(f"conditioning tag: weights must sum to 1 (within {PARSE_SUM_TOL}), got sum {v.sum().item():.4f}")
+    return v / v.sum()
+
+
+def ric_targets(weights: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """RiC's preference-to-reward mapping (Yang et al. 2024, Sec. 3): weights [K] or [B, K] -> target scores, same shape.
+
+    With N = K objectives: target_i = high_i if w_i >= 1/N, else low_i + N * w_i * (high_i - low_i);
+    low, high [K] are the ends of each objective's normalised-score range in the offline data.
+    """
+    w = torch.as_tensor(weights, dtype=torch.float32)
+    check_simplex(w, range(w.shape[-1]), "RiC preference")
+    low, high = torch.as_tensor(low, dtype=torch.float32), torch.as_tensor(high, dtype=torch.float32)
+    n = w.shape[-1]
+    return torch.where(w >= 1 / n, high.expand_as(w), low + n * w * (high - low))

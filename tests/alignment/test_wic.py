@@ -1,0 +1,190 @@
+import json
+import shutil
+
+import pytest
+import torch
+
+from preforch.alignment.wic import (SPEC_FILE, WicSpec, conditioning_values, load_wic_spec, make_spec,
+                                    quantile_thresholds, rejection_mask, self_weights, sft_rows, train_wic)
+from preforch.cli import main
+from preforch.config import WicConfig
+from preforch.data.conditioning import has_tag, ric_targets
+from preforch.errors import ConfigError
+from preforch.io import atomic_write_json
+from tests.conftest import make_pairs
+
+
+def test_self_weights_are_on_the_simplex_and_follow_the_scores():
+    scores = torch.tensor([[2.0, 0.0, -1.0], [-1.0, 1.0, 0.5], [0.0, 0.0, 0.0]])
+    w = self_weights(scores, tau=1.0)
+    assert torch.allclose(w.sum(-1), torch.ones(3))
+    assert w.argmax(-1).tolist() == [0, 1, 0] and torch.allclose(w[2], torch.full((3,), 1 / 3))
+    assert w[0, 0] > w[0, 1] > w[0, 2], "higher score, higher weight"
+    assert self_weights(scores, tau=0.1)[0, 0] > w[0, 0], "lower tau, sharper weights"
+    assert torch.allclose(conditioning_values("pro-wic", scores, 1.0), w)
+    assert torch.equal(conditioning_values("ric", scores, 1.0), scores)
+    with pytest.raises(ConfigError, match="method"):
+        conditioning_values("dpo", scores, 1.0)
+
+
+def test_quantile_thresholds_and_rejection_mask_on_hand_made_scores():
+    reference = torch.tensor([[0.0, 10.0], [1.0, 20.0], [2.0, 30.0], [3.0, 40.0], [4.0, 50.0]])
+    assert quantile_thresholds(reference, 0.5).tolist() == [2.0, 30.0]
+    thresholds = quantile_thresholds(reference, 0.75)
+    assert thresholds.tolist() == [3.0, 40.0]
+    samples = torch.tensor([[3.0, 0.0], [0.0, 40.0], [2.9, 39.9], [5.0, 50.0], [-1.0, -1.0]])
+    assert rejection_mask(samples, thresholds).tolist() == [True, True, False, True, False], "ANY objective suffices"
+
+
+def test_spec_round_trip_and_errors(tmp_path):
+    spec = make_spec("ric", ["a", "b"], 0.5, torch.arange(40.0).reshape(20, 2))
+    assert spec.kind == "scores" and spec.score_low[0] < spec.score_high[0]
+    atomic_write_json(tmp_path / SPEC_FILE, spec.to_dict())
+    assert load_wic_spec(tmp_path) == spec
+    w = torch.tensor([[0.9, 0.1]])
+    assert torch.allclose(spec.prompt_values(w), ric_targets(w, torch.tensor(spec.score_low), torch.tensor(spec.score_high)))
+    with pytest.raises(ConfigError, match="not a weights-in-context policy"):
+        load_wic_spec(tmp_path / "nowhere")
+    (tmp_path / SPEC_FILE).write_text('{"method": "ric"}')
+    with pytest.raises(ConfigError, match="malformed wic.json"):
+        load_wic_spec(tmp_path)
+
+
+def test_sft_rows_carry_the_tag_of_each_samples_values_and_preferences_are_chosen_by_source():
+    from preforch.alignment.wic_online import choose_preferences
+
+    spec = WicSpec("pro-wic", ("a", "b"), 1.0, (-1.0, -1.0), (1.0, 1.0))
+    rows = sft_rows([({"role": "user", "content": "hi"},)], ["hello"], torch.tensor([[0.25, 0.75]]), spec)
+    assert rows == [{"prompt": [{"role": "user", "content": "<preference a=0.25 b=0.75>\nhi"}],
+                     "completion": [{"role": "assistant", "content": "hello"}]}]
+    prompts = [({"role": "user", "content": f"q{i}"},) for i in range(5)]
+    random_w = choose_preferences("random", prompts, ("a", "b", "c"), None, seed=1)
+    assert random_w.shape == (5, 3) and torch.allclose(random_w.sum(-1), torch.ones(5))
+    assert not torch.equal(random_w, choose_preferences("random", prompts, ("a", "b", "c"), None, seed=2))
+    assert torch.allclose(choose_preferences("uniform", prompts, ("a", "b"), None, 0), torch.full((5, 2), 0.5))
+    with pytest.raises(ConfigError, match="preference_source"):
+        choose_preferences("best", prompts, ("a", "b"), None, 0)
+
+
+def _write_pairs(path, pairs):
+    path.write_text("\n".join(json.dumps({"prompt": list(p.prompt), "chosen": p.chosen, "rejected": p.rejected})
+                              for p in pairs))
+    return str(path)
+
+
+def _offline_args(method, policy, ensemble, data, out, *extra):
+    return ["train-wic", "--stage", "offline", "--method", method, "--policy", policy, "--ensemble", ensemble,
+            "--train_data", data, "--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "4",
+            "--learning_rate", "1e-2", "--max_length", "128", *extra]
+
+
+@pytest.mark.parametrize("method", ["pro-wic", "ric"])
+def test_offline_sft_changes_parameters_and_writes_policy_spec_and_accounting(
+        method, tiny_policy_dir, tiny_ensemble_dir, tmp_path, capsys):
+    from transformers import AutoModelForCausalLM
+
+    data = _write_pairs(tmp_path / "pairs.jsonl", make_pairs(8))
+    out = tmp_path / "run"
+    assert main(_offline_args(method, tiny_policy_dir, tiny_ensemble_dir, data, out)) == 0
+    assert "policy saved to" in capsys.readouterr().out
+    before = AutoModelForCausalLM.from_pretrained(tiny_policy_dir)
+    after = AutoModelForCausalLM.from_pretrained(out / "policy")
+    assert any(not torch.equal(a, b) for a, b in zip(before.state_dict().values(), after.state_dict().values()))
+    spec = load_wic_spec(out / "policy")
+    assert spec.method == method and spec.objectives == ("helpful", "harmless", "conciseness") and spec.tau == 1.0
+    run = json.loads((out / "wic_run.json").read_text())["offline"]
+    assert run["offline_samples"] == run["sft_samples"] == 16 and run["sft_steps"] == 2
+    assert run["sft_tokens"] > 0 and run["config"]["method"] == method
+    assert (out / "log.jsonl").is_file()
+
+
+def _fake_scorer(prompts, replies):
+    """Deterministic scores from the reply text; the reward sources must never see the tag."""
+    assert not any(has_tag(p) for p in prompts)
+    digits = [[sum(map(ord, r)) // 10 ** i % 10 for i in range(3)] for r in replies]  # a pseudo-random "score" per objective
+    return torch.tensor(digits, dtype=torch.float32) / 5 - 1
+
+
+def _wic_policy(tiny_policy_dir, tmp_path, method, objectives=("helpful", "harmless", "conciseness")):
+    """The tiny policy plus a wic.json, as an offline stage would leave it."""
+    path = tmp_path / f"start_{method}"
+    shutil.copytree(tiny_policy_dir, path)
+    spec = WicSpec(method, tuple(objectives), 1.0, tuple([-1.0] * len(objectives)), tuple([1.5] * len(objectives)))
+    atomic_write_json(path / SPEC_FILE, spec.to_dict())
+    return str(path), spec
+
+
+@pytest.mark.parametrize("method, source", [("pro-wic", "orchestrator"), ("ric", "random")])
+def test_one_online_iteration_relabels_filters_and_accounts(method, source, tiny_policy_dir, tiny_ensemble_dir,
+                                                           tiny_orchestrator_dir, tmp_path):
+    policy, spec = _wic_policy(tiny_policy_dir, tmp_path, method)
+    pairs = make_pairs(8)
+    out = tmp_path / "online"
+    cfg = WicConfig(method=method, stage="online", policy=policy, ensemble=tiny_ensemble_dir, orchestrator=tiny_orchestrator_dir,
+                    train_data=[_write_pairs(tmp_path / "pairs.jsonl", pairs)], online_data=[str(tmp_path / "pairs.jsonl")],
+                    online_prompts=4, num_generations=3, max_new_tokens=6, offline_mix=2, sft_steps_per_iteration=1,
+                    per_device_train_batch_size=4, max_length=128, learning_rate=1e-2, output_dir=str(out))
+    assert cfg.preference == source
+    result = train_wic(cfg, scorer=_fake_scorer)
+    rows = [json.loads(line) for line in (out / "online_samples_0.jsonl").read_text().splitlines()]
+    offline = _fake_scorer([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs])
+    thresholds = torch.quantile(offline, 0.7, dim=0)
+    assert len(rows) == 12
+    for r in rows:
+        scores = _fake_scorer([tuple(r["prompt"])], [r["response"]])[0]
+        assert r["scores"] == pytest.approx(scores.tolist())
+        expected = torch.softmax(scores, -1) if method == "pro-wic" else scores
+        assert r["relabelled"] == pytest.approx(expected.tolist(), abs=1e-6), "relabelled with its own scores"
+        assert r["kept"] == (bool((scores >= thresholds).any()) and bool(r["response"].strip()))
+        pref = torch.tensor(r["preference"])
+        in_prompt = pref if method == "pro-wic" else ric_targets(pref, torch.tensor(spec.score_low), torch.tensor(spec.score_high))
+        assert r["prompt_values"] == pytest.approx(in_prompt.tolist(), abs=1e-6)
+    kept = sum(r["kept"] for r in rows)
+    assert 0 < kept < 12, "the filter should keep some samples and drop others here"
+    it = json.loads((out / "wic_run.json").read_text())["online"]["iterations"][0]
+    assert it == result["iterations"][0]
+    assert (it["generated"], it["kept"], it["offline_mixed"], it["sft_samples"]) == (12, kept, 2, kept + 2)
+    assert it["empty"] == sum(not r["response"].strip() for r in rows)
+    assert it["kept_fraction"] == pytest.approx(kept / 12) and it["thresholds"] == pytest.approx(thresholds.tolist())
+    assert it["sft_steps"] == 1 and it["sft_tokens"] > 0
+    assert load_wic_spec(out / "policy") == spec, "the online policy keeps the offline spec"
+
+
+def _expect_error(argv, message, out, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists(), "nothing half-written"
+
+
+def test_bad_input_fails_before_writing_anything(tiny_policy_dir, tiny_ensemble_dir, tiny_orchestrator_dir, tmp_path, capsys):
+    from preforch.data.schema import PreferencePair, PreferenceDataset
+    from preforch.rewards.ensemble import RewardEnsemble
+    from preforch.rewards.sources import RuleReward
+
+    out = tmp_path / "run"
+    data = _write_pairs(tmp_path / "pairs.jsonl", make_pairs(4))
+    tagged = PreferencePair(({"role": "user", "content": "<preference helpful=1.0>\nhi"},), "a", "b")
+    bad_data = _write_pairs(tmp_path / "tagged.jsonl", PreferenceDataset([tagged]))
+    _expect_error(_offline_args("pro-wic", tiny_policy_dir, tiny_ensemble_dir, bad_data, out),
+                  "already starts with a conditioning tag", out, capsys)
+    for flags, message in [(["--method", "dpo"], "method: expected one of ['pro-wic', 'ric']"),
+                           (["--stage", "warm"], "stage: expected one of"),
+                           (["--preference_source", "best"], "preference_source: expected one of"),
+                           (["--filter_quantile", "1.5"], "filter_quantile: must be in (0, 1)")]:
+        _expect_error(["train-wic", *flags, "--output_dir", str(out)], message, out, capsys)
+
+    online = ["train-wic", "--stage", "online", "--ensemble", tiny_ensemble_dir, "--orchestrator", tiny_orchestrator_dir,
+              "--train_data", data, "--online_data", data, "--output_dir", str(out)]
+    _expect_error([*online, "--policy", tiny_policy_dir], "not a weights-in-context policy (no wic.json)", out, capsys)
+    ric_policy, _ = _wic_policy(tiny_policy_dir, tmp_path, "ric")
+    _expect_error([*online, "--policy", ric_policy], "trained with method 'ric', but --method is 'pro-wic'", out, capsys)
+    _expect_error([*online, "--policy", ric_policy, "--method", "ric", "--tau", "0.5"], "differs from the tau", out, capsys)
+
+    rules = RewardEnsemble([RuleReward("conciseness", "conciseness"), RuleReward("engaged", "no_refusal")])
+    rules.fit_normalization(make_pairs(), progress=False)
+    rules.save(tmp_path / "rules")
+    _expect_error([*online, "--policy", ric_policy, "--method", "ric", "--ensemble", str(tmp_path / "rules")],
+                  "do not match the reward ensemble", out, capsys)
+    rules_policy, _ = _wic_policy(tiny_policy_dir, tmp_path, "pro-wic", ("conciseness", "engaged"))
+    _expect_error([*online, "--policy", rules_policy, "--ensemble", str(tmp_path / "rules")],
+                  f"orchestrator {tiny_orchestrator_dir}: objectives", out, capsys)
