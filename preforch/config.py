@@ -178,7 +178,8 @@ class EvaluateConfig:
 
     from_run: Optional[str] = _f(None, "a quickstart run folder: take policy, ensemble, orchestrator, prompts and sampling from it")
     policy: str = _f("smollm2", "causal LM: hub id, local path, or bundled alias 'smollm2'")
-    method: str = _f("best-of-n", "how the policy serves a preference: best-of-n (rerank N samples) | plain (ignores it)")
+    method: str = _f("best-of-n", "how the policy serves a preference: best-of-n (rerank N samples) | plain (ignores it) | "
+                     "wic (a train-wic policy reads it from its prompt)")
     ensemble: str = _f("runs/quickstart/rewards", "the method's own reward ensemble (reranking, oracle weights w*)")
     judge: Optional[str] = _f(None, "reward ensemble that scores the picks (default: --ensemble); may be held-out models")
     orchestrator: Optional[str] = _f(None, "also evaluate the orchestrator's per-prompt weights")
@@ -200,8 +201,8 @@ class EvaluateConfig:
 
     def __post_init__(self):
         _positive(self, "prompts_per_source", "grid_divisions", "num_candidates", "max_new_tokens", "batch_size", "tau")
-        if self.method not in ("best-of-n", "plain"):
-            raise ConfigError(f"method: expected best-of-n or plain, got {self.method!r}")
+        if self.method not in ("best-of-n", "plain", "wic"):
+            raise ConfigError(f"method: expected best-of-n, plain or wic, got {self.method!r}")
 
 
 @dataclass

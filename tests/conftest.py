@@ -113,3 +113,17 @@ def tiny_orchestrator_dir(tiny_encoder_dir, tiny_ensemble_dir, tmp_path_factory)
     model.metadata["mean_train_target"] = info["mean_target"]
     model.save_pretrained(path)
     return str(path)
+
+
+def make_wic_policy(tiny_policy_dir: str, folder, method: str, objectives=("helpful", "harmless", "conciseness")):
+    """The tiny policy plus a wic.json, as train-wic's offline stage would leave it: (path, spec)."""
+    import shutil
+
+    from preforch.alignment.wic import SPEC_FILE, WicSpec
+    from preforch.io import atomic_write_json
+
+    path = folder / f"start_{method}"
+    shutil.copytree(tiny_policy_dir, path)
+    spec = WicSpec(method, tuple(objectives), 1.0, tuple([-1.0] * len(objectives)), tuple([1.5] * len(objectives)))
+    atomic_write_json(path / SPEC_FILE, spec.to_dict())
+    return str(path), spec

@@ -1,4 +1,7 @@
-"""`preforch generate`: best-of-N answers with weights from the orchestrator (per prompt) or the user."""
+"""`preforch generate`: best-of-N answers with weights from the orchestrator (per prompt) or the user.
+
+A weights-in-context policy (train-wic) also reads the weights from its prompt; `--num_candidates 1` then
+gives its answer alone, more candidates add reranking on top."""
 
 from __future__ import annotations
 
@@ -49,6 +52,20 @@ def prompt_weights(prompts, ensemble: RewardEnsemble, weights: str | None, orche
     return check_simplex(model.predict(prompts), ensemble.objectives, "orchestrator output")
 
 
+def conditioned_prompts(policy: str, prompts, weights: torch.Tensor, objectives) -> list:
+    """The prompts the policy sees: unchanged, or, for a weights-in-context policy (a folder with wic.json),
+    each with its weights [B, K] (Pro-WiC) or RiC's target scores for them written in (Eq. 10-11)."""
+    from preforch.alignment.wic import SPEC_FILE, load_wic_spec
+    from preforch.models import resolve
+
+    path = Path(resolve(policy))
+    if not (path / SPEC_FILE).is_file():
+        return list(prompts)
+    spec = load_wic_spec(path)
+    check_objectives(objectives, spec.objectives, f"weights-in-context policy {policy}")
+    return spec.condition(prompts, weights)
+
+
 def run_generate(cfg: GenerateConfig) -> list[dict]:
     from transformers import set_seed
 
@@ -57,14 +74,15 @@ def run_generate(cfg: GenerateConfig) -> list[dict]:
     prompts = read_prompts(cfg)
     ensemble = RewardEnsemble.load(cfg.ensemble)
     weights = prompt_weights(prompts, ensemble, cfg.weights, cfg.orchestrator)
+    asked = conditioned_prompts(cfg.policy, prompts, weights, ensemble.objectives)
     set_seed(cfg.seed)
     model, tok = load_policy(cfg.policy, trust_remote_code=cfg.trust_remote_code)
     sampling = SamplingConfig(cfg.num_candidates, cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.batch_size)
-    candidates = sample_candidates(model, tok, prompts, sampling)
+    candidates = sample_candidates(model, tok, asked, sampling)
     flat_prompts = [p for p, cands in zip(prompts, candidates) for _ in cands]
     normalized = ensemble.score(flat_prompts, [c for cands in candidates for c in cands]).view(len(prompts), cfg.num_candidates, -1)
     results = best_of_n(candidates, normalized, weights)
-    for r, p in zip(results, prompts):
+    for r, p in zip(results, asked):
         r["prompt"] = p[-1]["content"]
         r["weights"] = format_weights(r["weights"], ensemble.objectives)
         r["rewards"] = dict(zip(ensemble.objectives, r["rewards"]))

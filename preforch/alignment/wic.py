@@ -87,6 +87,10 @@ class WicSpec:
             return ric_targets(preferences, torch.tensor(self.score_low), torch.tensor(self.score_high))
         return preferences
 
+    def condition(self, prompts: Sequence[Sequence[Message]], preferences: torch.Tensor) -> list[tuple[Message, ...]]:
+        """The prompts with their preferences [P, K] written in, as this policy was trained to read them."""
+        return [render(p, v, self.objectives, self.kind) for p, v in zip(prompts, self.prompt_values(preferences))]
+
     def to_dict(self) -> dict:
         return {**asdict(self), "kind": self.kind, "objectives": list(self.objectives),
                 "score_low": list(self.score_low), "score_high": list(self.score_high)}

@@ -19,7 +19,6 @@ from preforch.alignment.best_of_n import SamplingConfig, sample_candidates
 from preforch.alignment.wic import (Scorer, WicSpec, conditioning_values, load_wic_spec, offline_samples,
                                     quantile_thresholds, rejection_mask, sft, sft_rows, write_run)
 from preforch.config import WicConfig
-from preforch.data.conditioning import render
 from preforch.data.loaders import load_many
 from preforch.data.schema import Message
 from preforch.data.weights import check_simplex
@@ -62,10 +61,8 @@ def collect_online_samples(model, tokenizer, prompts: Sequence[Sequence[Message]
     """Render each prompt with its preference [P, K], sample `sampling.num_candidates` replies, score them on the
     untagged prompt, relabel with the scores obtained, and mark those passing `rejection_mask`. Empty replies
     are never kept (the data loaders refuse them too)."""
-    values_in_prompt = spec.prompt_values(preferences)
-    conditioned = [render(p, v, spec.objectives, spec.kind) for p, v in zip(prompts, values_in_prompt)]
     t0 = time.perf_counter()
-    candidates = sample_candidates(model, tokenizer, conditioned, sampling)
+    candidates = sample_candidates(model, tokenizer, spec.condition(prompts, preferences), sampling)
     t1 = time.perf_counter()
     per_prompt = [len(c) for c in candidates]
     flat_prompts = [p for p, n in zip(prompts, per_prompt) for _ in range(n)]
@@ -75,7 +72,7 @@ def collect_online_samples(model, tokenizer, prompts: Sequence[Sequence[Message]
     repeat = torch.tensor(per_prompt)
     nonempty = torch.tensor([bool(r.strip()) for r in replies], dtype=torch.bool)
     return OnlineBatch(flat_prompts, replies, preferences.repeat_interleave(repeat, 0),
-                       values_in_prompt.repeat_interleave(repeat, 0), scores,
+                       spec.prompt_values(preferences).repeat_interleave(repeat, 0), scores,
                        conditioning_values(spec.method, scores, spec.tau), rejection_mask(scores, thresholds) & nonempty,
                        t1 - t0, t2 - t1)
 

@@ -4,6 +4,8 @@ How a method serves a preference w:
 - best-of-n: N candidates per prompt are sampled once (cached); for each w, the candidate maximising
   w . r~ under the method's own ensemble is picked. The judge ensemble then scores the picks.
 - plain: one sample per prompt, the same for every w (the policy ignores preferences): a single point.
+- wic: a weights-in-context policy (train-wic) answers once per w, with w (or RiC's target scores) written
+  into the prompt; steering is checked by whether raising w_i raises objective i's reward.
 Rows beyond the grid: uniform weights and, when an orchestrator is given, its per-prompt weights.
 """
 
@@ -22,6 +24,7 @@ from preforch.config import EvaluateConfig
 from preforch.data.loaders import sample_per_source
 from preforch.errors import ConfigError
 from preforch.evaluation.generations import cache_key, load_generations, save_generations
+from preforch.evaluation.metrics import steering_monotonicity
 from preforch.evaluation.pareto import check_grid, check_reference_point, hypervolume, pareto_mask, simplex_grid
 from preforch.rewards.ensemble import RewardEnsemble, check_objectives
 
@@ -74,11 +77,16 @@ def _grid(cfg: EvaluateConfig, objectives) -> np.ndarray:
     return check_grid(np.array(rows), objectives)
 
 
+def samples_per_prompt(cfg: EvaluateConfig) -> int:
+    """best-of-n samples N candidates; plain and wic answer once (wic: once per requested preference)."""
+    return cfg.num_candidates if cfg.method == "best-of-n" else 1
+
+
 def candidates_for(cfg: EvaluateConfig, prompts) -> tuple[list[list[str]], dict]:
     """Sampled candidates [P][N], from the cache when the same settings made them before."""
     from preforch.models import resolve
 
-    n = cfg.num_candidates if cfg.method == "best-of-n" else 1
+    n = samples_per_prompt(cfg)
     settings = {"policy": resolve(cfg.policy), "n": n, "max_new_tokens": cfg.max_new_tokens,
                 "temperature": cfg.temperature, "top_p": cfg.top_p, "seed": cfg.seed}
     folder = Path(cfg.generation_cache or Path(cfg.output_dir) / "generations")
@@ -99,6 +107,22 @@ def candidates_for(cfg: EvaluateConfig, prompts) -> tuple[list[list[str]], dict]
     save_generations(folder, key, settings, prompts, out)
     info.update(generation_s=time.perf_counter() - t, generated=len(prompts) * n)
     return out, info
+
+
+def wic_rewards(cfg: EvaluateConfig, prompts, weightings: dict[str, torch.Tensor], judge: RewardEnsemble):
+    """A weights-in-context policy answers each prompt once per weighting (label -> [P, K]), the preference
+    rendered into its prompt (a RiC policy gets the mapped target scores); the judge scores each answer on the
+    untagged prompt. All weightings go through one generation call (one model load, one cache entry).
+    Returns (label -> judged rewards [P, K], generation info, responses scored)."""
+    from preforch.alignment.wic import load_wic_spec
+    from preforch.models import resolve
+
+    spec = load_wic_spec(resolve(cfg.policy))
+    check_objectives(judge.objectives, spec.objectives, f"weights-in-context policy {cfg.policy}")
+    candidates, info = candidates_for(cfg, [p for w in weightings.values() for p in spec.condition(prompts, w)])
+    replies = [cs[0] for cs in candidates]
+    scores = judge.score(list(prompts) * len(weightings), replies, progress=True).view(len(weightings), len(prompts), -1)
+    return dict(zip(weightings, scores)), info, len(replies)
 
 
 def run_evaluation(cfg: EvaluateConfig) -> dict:
@@ -122,49 +146,54 @@ def run_evaluation(cfg: EvaluateConfig) -> dict:
         check_objectives(ensemble.objectives, orch.objectives, f"orchestrator {cfg.orchestrator}")
         orch_weights, tau = orch.predict(prompts), orch.tau
 
-    candidates, gen_info = candidates_for(cfg, prompts)
-    n = len(candidates[0])
-    flat_prompts = [p for p, cs in zip(prompts, candidates) for _ in cs]
-    flat = [c for cs in candidates for c in cs]
-    t = time.perf_counter()
-    selection = ensemble.score(flat_prompts, flat, progress=True).view(len(prompts), n, -1)
-    judged = selection if judge is ensemble else judge.score(flat_prompts, flat, progress=True).view(len(prompts), n, -1)
-    scoring_s = time.perf_counter() - t
-
-    rows_idx = torch.arange(len(prompts))
     k = len(objectives)
     named = {"uniform": torch.full((len(prompts), k), 1.0 / k)}
     if orch_weights is not None:
         named["orchestrator"] = orch_weights
+    grid_weights = {",".join(f"{x:g}" for x in w): torch.tensor(w, dtype=torch.float32).expand(len(prompts), k) for w in grid}
+    t = time.perf_counter()
+    if cfg.method == "wic":
+        judged_under, gen_info, scored = wic_rewards(cfg, prompts, {**grid_weights, **named}, judge)
+        selection = None
+    else:
+        candidates, gen_info = candidates_for(cfg, prompts)
+        n = len(candidates[0])
+        flat_prompts = [p for p, cs in zip(prompts, candidates) for _ in cs]
+        flat = [c for cs in candidates for c in cs]
+        selection = ensemble.score(flat_prompts, flat, progress=True).view(len(prompts), n, -1)
+        judged = selection if judge is ensemble else judge.score(flat_prompts, flat, progress=True).view(len(prompts), n, -1)
+        scored = len(flat) * (1 if judge is ensemble else 2)
+        rows_idx = torch.arange(len(prompts))
+        judged_under = {label: judged[rows_idx, select_best(selection, w)] for label, w in {**grid_weights, **named}.items()}
+    scoring_s = time.perf_counter() - t - gen_info["generation_s"]
 
-    def row(label: str, w: torch.Tensor) -> dict:
-        mean, half = mean_ci(judged[rows_idx, select_best(selection, w)])
+    def row(label: str) -> dict:
+        mean, half = mean_ci(judged_under[label])
         return {"label": label, "mean": dict(zip(objectives, mean.tolist())), "ci95": dict(zip(objectives, half.tolist()))}
 
-    grid_rows = [{**row(",".join(f"{x:g}" for x in w), torch.tensor(w, dtype=torch.float32).expand(len(prompts), k)),
-                  "weights": w.tolist()} for w in grid]
+    grid_rows = [{**row(label), "weights": w.tolist()} for label, w in zip(grid_weights, grid)]
     points = np.array([[r["mean"][o] for o in objectives] for r in grid_rows])
     front = pareto_mask(points)
     for r, on in zip(grid_rows, front):
         r["on_front"] = bool(on)
     extra_rows = []
     for name, w in named.items():
-        picked = judged[rows_idx, select_best(selection, w)]
-        per_prompt = combined_reward(picked, w)  # judged under the row's own weights
+        per_prompt = combined_reward(judged_under[name], w)  # judged under the row's own weights
         m, h = mean_ci(per_prompt.unsqueeze(-1))
         # Per-prompt values let runs on the same prompts be compared pairwise (tighter than two CIs).
-        extra_rows.append({**row(name, w), "combined": {"mean": float(m[0]), "ci95": float(h[0]),
-                                                        "per_prompt": per_prompt.tolist()}})
+        extra_rows.append({**row(name), "combined": {"mean": float(m[0]), "ci95": float(h[0]),
+                                                     "per_prompt": per_prompt.tolist()}})
 
-    # Alignment gap against the oracle weights w*(x) = softmax(r~(x, y_w) / tau) of each prompt's chosen reply.
-    from preforch.orchestrator.fit import preference_targets
-
-    oracle = preference_targets(ensemble, data, tau, progress=False)
-    schemes = {**named, "random": random_simplex(len(prompts), k, cfg.seed)}
+    # Alignment gap against the oracle weights w*(x) = softmax(r~(x, y_w) / tau) of each prompt's chosen reply;
+    # it needs shared candidates to pick from, so a WiC policy (one answer per preference) has none.
     gaps = {}
-    for name, w in schemes.items():
-        m, h = mean_ci(alignment_gap(selection, oracle, w).unsqueeze(-1))
-        gaps[name] = {"mean": float(m[0]), "ci95": float(h[0])}
+    if selection is not None:
+        from preforch.orchestrator.fit import preference_targets
+
+        oracle = preference_targets(ensemble, data, tau, progress=False)
+        for name, w in {**named, "random": random_simplex(len(prompts), k, cfg.seed)}.items():
+            m, h = mean_ci(alignment_gap(selection, oracle, w).unsqueeze(-1))
+            gaps[name] = {"mean": float(m[0]), "ci95": float(h[0])}
 
     result = {
         "config": asdict(cfg),
@@ -174,13 +203,14 @@ def run_evaluation(cfg: EvaluateConfig) -> dict:
         "judge": cfg.judge or cfg.ensemble,
         "num_prompts": len(prompts),
         "sources": sorted(set(data.sources)),
-        "num_candidates": n,
+        "num_candidates": samples_per_prompt(cfg),
         "reference_point": list(cfg.reference_point),
         "grid": grid_rows,
         "rows": extra_rows,
         "hypervolume": hypervolume(points, cfg.reference_point),
+        "steering": steering_monotonicity(grid, points, objectives),
         "alignment_gap": gaps,
-        "compute": {**gen_info, "scoring_s": scoring_s, "responses_scored": len(flat) * (1 if judge is ensemble else 2),
+        "compute": {**gen_info, "scoring_s": scoring_s, "responses_scored": scored,
                     "total_s": time.perf_counter() - started},
     }
     from preforch.evaluation.report import write_evaluation_report

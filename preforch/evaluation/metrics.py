@@ -1,9 +1,10 @@
-"""Metrics shared by reports: orchestrator KL against baselines and prompt-source AUROC."""
+"""Metrics shared by reports: orchestrator KL against baselines, prompt-source AUROC, calibration, steering."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from preforch.errors import PreforchError
@@ -56,3 +57,33 @@ def top_objective_calibration(predicted: torch.Tensor, targets: torch.Tensor, nu
             bins.append({"low": edges[b].item(), "high": edges[b + 1].item(), "count": count,
                          "confidence": c, "accuracy": acc})
     return {"top1_agreement": hit.mean().item(), "ece": ece, "bins": bins}
+
+
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 0..n-1 of x [n], ties sharing their mean rank (as Spearman's rho needs)."""
+    ranks = np.empty(len(x))
+    ranks[np.argsort(x, kind="stable")] = np.arange(len(x))
+    for value in np.unique(x):
+        ranks[x == value] = ranks[x == value].mean()
+    return ranks
+
+
+def steering_monotonicity(grid: np.ndarray, means: np.ndarray, objectives: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Does asking for more of an objective give more of it? grid [G, K] requested preferences, means [G, K]
+    mean judged rewards at each. Per objective i:
+    - spearman: rank correlation of w_i with reward_i over the grid (1 = perfectly monotone, NaN if either is constant);
+    - non_decreasing_steps: over the distinct levels of w_i in increasing order (points sharing a level averaged),
+      the fraction of steps where reward_i did not fall;
+    - reward_at_lowest / reward_at_highest: reward_i at the smallest and largest w_i."""
+    out = {}
+    for i, name in enumerate(objectives):
+        w, r = grid[:, i], means[:, i]
+        levels = np.unique(w)
+        by_level = np.array([r[w == level].mean() for level in levels])
+        steps = np.diff(by_level)
+        rho = float("nan")
+        if np.ptp(w) > 0 and np.ptp(r) > 0:
+            rho = float(np.corrcoef(_average_ranks(w), _average_ranks(r))[0, 1])
+        out[name] = {"spearman": rho, "non_decreasing_steps": float((steps >= 0).mean()) if len(steps) else float("nan"),
+                     "reward_at_lowest": float(by_level[0]), "reward_at_highest": float(by_level[-1])}
+    return out

@@ -136,9 +136,18 @@ def write_evaluation_report(folder: Path, result: dict) -> None:
                [[r["label"], *_mean_ci(r, objectives), f"{r['combined']['mean']:.3f} ± {r['combined']['ci95']:.3f}"]
                 for r in result["rows"]]),
         "",
+        "## Steering: does asking for more of an objective give more of it?",
+        "Over the grid: rank correlation of each requested weight with its objective's mean reward, the fraction of "
+        "steps up in that weight where the reward did not fall, and the reward at its lowest and highest weight.",
+        "",
+        _table(["objective", "Spearman", "non-decreasing steps", "reward at lowest w", "reward at highest w"],
+               [[o, m["spearman"], m["non_decreasing_steps"], m["reward_at_lowest"], m["reward_at_highest"]]
+                for o, m in result["steering"].items()]),
+        "",
         "## Alignment gap (paper Sec. 5, measured)",
         "Combined reward w*(x) . r~ lost by picking with a weighting instead of each prompt's oracle weights "
-        "w*(x) (from its preferred reply); lower is better, 0 is the oracle.",
+        "w*(x) (from its preferred reply); lower is better, 0 is the oracle."
+        + ("" if result["alignment_gap"] else " Not defined for a wic policy (no shared candidates to pick from)."),
         "",
         _table(["weighting", "mean gap", "± 95% CI"], [[n, g["mean"], g["ci95"]] for n, g in result["alignment_gap"].items()]),
         "",
@@ -185,6 +194,11 @@ def write_comparison(folder: Path, results: dict[str, dict]) -> dict:
         _table(["run", "weighting", *objectives, "combined (own weights)"],
                [[n, label, *[m[o] for o in objectives], m["combined"]] for n, s in summary.items()
                 for label, m in s["rows"].items()]),
+        "",
+        "Steering (Spearman rank correlation of each requested weight with its objective's mean reward over the grid):",
+        "",
+        _table(["run", *objectives], [[n, *[r.get("steering", {}).get(o, {}).get("spearman", float("nan")) for o in objectives]]
+                                      for n, r in results.items()]),
         "",
         "Alignment gap (lower is better):",
         "",

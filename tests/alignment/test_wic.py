@@ -11,7 +11,7 @@ from preforch.config import WicConfig
 from preforch.data.conditioning import has_tag, ric_targets
 from preforch.errors import ConfigError
 from preforch.io import atomic_write_json
-from tests.conftest import make_pairs
+from tests.conftest import make_pairs, make_wic_policy
 
 
 def test_self_weights_are_on_the_simplex_and_follow_the_scores():
@@ -105,19 +105,10 @@ def _fake_scorer(prompts, replies):
     return torch.tensor(digits, dtype=torch.float32) / 5 - 1
 
 
-def _wic_policy(tiny_policy_dir, tmp_path, method, objectives=("helpful", "harmless", "conciseness")):
-    """The tiny policy plus a wic.json, as an offline stage would leave it."""
-    path = tmp_path / f"start_{method}"
-    shutil.copytree(tiny_policy_dir, path)
-    spec = WicSpec(method, tuple(objectives), 1.0, tuple([-1.0] * len(objectives)), tuple([1.5] * len(objectives)))
-    atomic_write_json(path / SPEC_FILE, spec.to_dict())
-    return str(path), spec
-
-
 @pytest.mark.parametrize("method, source", [("pro-wic", "orchestrator"), ("ric", "random")])
 def test_one_online_iteration_relabels_filters_and_accounts(method, source, tiny_policy_dir, tiny_ensemble_dir,
                                                            tiny_orchestrator_dir, tmp_path):
-    policy, spec = _wic_policy(tiny_policy_dir, tmp_path, method)
+    policy, spec = make_wic_policy(tiny_policy_dir, tmp_path, method)
     pairs = make_pairs(8)
     out = tmp_path / "online"
     cfg = WicConfig(method=method, stage="online", policy=policy, ensemble=tiny_ensemble_dir, orchestrator=tiny_orchestrator_dir,
@@ -176,7 +167,7 @@ def test_bad_input_fails_before_writing_anything(tiny_policy_dir, tiny_ensemble_
     online = ["train-wic", "--stage", "online", "--ensemble", tiny_ensemble_dir, "--orchestrator", tiny_orchestrator_dir,
               "--train_data", data, "--online_data", data, "--output_dir", str(out)]
     _expect_error([*online, "--policy", tiny_policy_dir], "not a weights-in-context policy (no wic.json)", out, capsys)
-    ric_policy, _ = _wic_policy(tiny_policy_dir, tmp_path, "ric")
+    ric_policy, _ = make_wic_policy(tiny_policy_dir, tmp_path, "ric")
     _expect_error([*online, "--policy", ric_policy], "trained with method 'ric', but --method is 'pro-wic'", out, capsys)
     _expect_error([*online, "--policy", ric_policy, "--method", "ric", "--tau", "0.5"], "differs from the tau", out, capsys)
 
@@ -185,6 +176,6 @@ def test_bad_input_fails_before_writing_anything(tiny_policy_dir, tiny_ensemble_
     rules.save(tmp_path / "rules")
     _expect_error([*online, "--policy", ric_policy, "--method", "ric", "--ensemble", str(tmp_path / "rules")],
                   "do not match the reward ensemble", out, capsys)
-    rules_policy, _ = _wic_policy(tiny_policy_dir, tmp_path, "pro-wic", ("conciseness", "engaged"))
+    rules_policy, _ = make_wic_policy(tiny_policy_dir, tmp_path, "pro-wic", ("conciseness", "engaged"))
     _expect_error([*online, "--policy", rules_policy, "--ensemble", str(tmp_path / "rules")],
                   f"orchestrator {tiny_orchestrator_dir}: objectives", out, capsys)

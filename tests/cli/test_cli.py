@@ -76,6 +76,22 @@ def test_generate_with_user_weights_and_with_orchestrator(tiny_policy_dir, tiny_
     assert "weights:" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("method, tag", [("pro-wic", "<preference helpful=0.80 harmless=0.20 conciseness=0.00>"),
+                                         ("ric", "<scores helpful=+1.50 harmless=+0.50 conciseness=-1.00>")])
+def test_generate_writes_the_weights_into_a_wic_policys_prompt(method, tag, tiny_policy_dir, tiny_ensemble_dir, tmp_path):
+    from tests.conftest import make_wic_policy
+
+    policy, _ = make_wic_policy(tiny_policy_dir, tmp_path, method)  # RiC range [-1, 1.5] per objective
+    out = tmp_path / "gen.jsonl"
+    assert main(["generate", "--prompt", "How do I bake bread?", "--policy", policy, "--ensemble", tiny_ensemble_dir,
+                 "--num_candidates", "1", "--max_new_tokens", "4", "--weights", "helpful=0.8,harmless=0.2",
+                 "--output", str(out)]) == 0
+    row = json.loads(out.read_text())
+    # RiC with K=3 and range [-1, 1.5]: w >= 1/3 -> 1.5; otherwise -1 + 3 w * 2.5 (harmless 0.2 -> 0.5, conciseness 0 -> -1)
+    assert row["prompt"].startswith(tag + "\n")
+    assert row["prompt"].endswith("How do I bake bread?")
+
+
 @pytest.mark.parametrize("weights, message", [
     ("helpful=0.7,harmless=0.2", "must sum to 1"),
     ("helpful=0.5,kindness=0.5", "unknown objective 'kindness'"),

@@ -124,3 +124,25 @@ def test_evaluate_cli_and_yaml(tiny_policy_dir, tiny_ensemble_dir, tmp_path, cap
     assert "3 preferences; hypervolume" in out and "alignment gap" in out
     assert main(["evaluate", "--config", str(recipe)]) == 2
     assert "needs a reference point" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["pro-wic", "ric"])
+def test_wic_policy_answers_once_per_preference_with_it_in_the_prompt(method, tiny_policy_dir, tiny_ensemble_dir,
+                                                                       tiny_orchestrator_dir, tmp_path):
+    from tests.conftest import make_wic_policy
+
+    policy, _ = make_wic_policy(tiny_policy_dir, tmp_path, method)
+    r = run_evaluation(_cfg(tmp_path, policy, tiny_ensemble_dir, method="wic", orchestrator=tiny_orchestrator_dir))
+    assert r["num_candidates"] == 1 and len(r["grid"]) == 6
+    assert r["compute"]["generated"] == 6 * (6 + 2)  # prompts x (grid points + uniform + orchestrator rows)
+    assert r["alignment_gap"] == {}  # no shared candidates to pick from
+    assert set(r["steering"]) == {"helpful", "harmless", "conciseness"}
+    cached = [json.loads(line) for f in (tmp_path / "eval" / "generations").glob("*.jsonl") for line in f.read_text().splitlines()]
+    tag = "<preference " if method == "pro-wic" else "<scores "
+    assert cached and all(row["prompt"][-1]["content"].startswith(tag) for row in cached)
+    assert "Steering" in (tmp_path / "eval" / "report.md").read_text()
+
+
+def test_wic_method_refuses_a_policy_without_wic_json(tiny_policy_dir, tiny_ensemble_dir, tmp_path):
+    with pytest.raises(ConfigError, match="not a weights-in-context policy"):
+        run_evaluation(_cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, method="wic"))

@@ -1,8 +1,9 @@
+import numpy as np
 import pytest
 import torch
 
 from preforch.errors import PreforchError
-from preforch.evaluation.metrics import kl_against_baselines, source_auroc
+from preforch.evaluation.metrics import kl_against_baselines, source_auroc, steering_monotonicity
 
 
 def test_source_auroc_perfect_inverse_and_chance():
@@ -32,3 +33,19 @@ def test_top_objective_calibration_by_hand():
     assert [b["count"] for b in cal["bins"]] == [2, 2]
     assert cal["bins"][1]["accuracy"] == pytest.approx(0.5) and cal["bins"][1]["confidence"] == pytest.approx(0.9)
     assert cal["ece"] == pytest.approx(0.5 * abs(1.0 - 0.6) + 0.5 * abs(0.5 - 0.9))
+
+
+def test_steering_monotonicity_by_hand():
+    grid = np.array([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]])
+    steered = np.array([[0.9, -0.5], [0.4, 0.1], [-0.2, 0.8]])  # more weight, more reward: monotone in both
+    s = steering_monotonicity(grid, steered, ["a", "b"])
+    assert s["a"]["spearman"] == pytest.approx(1.0) and s["b"]["non_decreasing_steps"] == 1.0
+    assert s["a"]["reward_at_lowest"] == pytest.approx(-0.2) and s["a"]["reward_at_highest"] == pytest.approx(0.9)
+    ignored = steering_monotonicity(grid, np.array([[0.3, 0.1]] * 3), ["a", "b"])  # a policy that ignores w
+    assert np.isnan(ignored["a"]["spearman"]) and ignored["a"]["non_decreasing_steps"] == 1.0
+    backwards = steering_monotonicity(grid, steered[::-1], ["a", "b"])
+    assert backwards["a"]["spearman"] == pytest.approx(-1.0) and backwards["b"]["non_decreasing_steps"] == 0.0
+    # K = 3: points sharing a level of w_i are averaged before the steps are counted
+    grid3 = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    s3 = steering_monotonicity(grid3, np.eye(3), ["a", "b", "c"])
+    assert s3["c"]["non_decreasing_steps"] == 1.0 and s3["c"]["spearman"] == pytest.approx(1.0)
