@@ -385,3 +385,22 @@ class WicConfig:
     def preference(self) -> str:
         """The online preference source, the method's default when not given."""
         return self.preference_source or ("orchestrator" if self.method == "pro-wic" else "random")
+
+
+@dataclass
+class WicComparisonConfig(WicConfig):
+    """`preforch wic-compare`: Pro-WiC, RiC-online and RiC-offline from one start at one budget, each judged
+    on held-out prompts across a preference grid. Every train-wic option applies to all three; the pipeline
+    sets `method`, `stage` and `preference_source` per arm (Pro-WiC: orchestrator, RiC-online: random)."""
+
+    output_dir: str = _f("runs/wic_compare", "one folder per arm, evaluations, compare/, report.md, wic_comparison.json")
+    eval_data: list[str] = _list(HH_TEST, "held-out preference data whose prompts judge the policies")
+    eval_prompts_per_source: int = _f(24, "held-out prompts drawn from each eval_data spec")
+    grid_divisions: int = _f(10, "simplex lattice resolution (K=2, d=10: 11 preferences)")
+    reference_point: Optional[list[float]] = _f(None, "hypervolume reference point (default -2 per objective)")
+    eval_batch_size: int = _f(16, "prompts per generation batch in the evaluations")
+    overwrite: bool = _f(False, "retrain and re-evaluate (default: reuse finished stages)")
+
+    def __post_init__(self):
+        super().__post_init__()
+        _positive(self, "eval_prompts_per_source", "grid_divisions", "eval_batch_size")

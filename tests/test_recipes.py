@@ -7,18 +7,18 @@ import pytest
 import preforch
 from preforch.cli.parsing import parse_config
 from preforch.config import (EnsembleConfig, EvaluateConfig, OrchestratorConfig, PolicyConfig, QuickstartConfig,
-                             RewardModelConfig, RLComparisonConfig, WicConfig)
+                             RewardModelConfig, RLComparisonConfig, WicComparisonConfig, WicConfig)
 
 RECIPES = Path(preforch.__file__).parent / "recipes"
 KIND = {"reward_models_": RewardModelConfig, "ensemble_": EnsembleConfig, "orchestrator_": OrchestratorConfig,
         "quickstart": QuickstartConfig, "evaluate_": EvaluateConfig, "policy_": PolicyConfig,
-        "rl_compare": RLComparisonConfig, "wic_": WicConfig}
+        "rl_compare": RLComparisonConfig, "wic_": WicConfig, "wic_compare": WicComparisonConfig}
 
 
 def _kind(path: Path):
-    matches = [cls for prefix, cls in KIND.items() if path.stem.startswith(prefix)]
-    assert len(matches) == 1, f"{path.name}: add its config class to KIND in this test"
-    return matches[0]
+    matches = [prefix for prefix in KIND if path.stem.startswith(prefix)]
+    assert matches, f"{path.name}: add its config class to KIND in this test"
+    return KIND[max(matches, key=len)]  # wic_compare is a WicComparisonConfig, wic_pro_offline a WicConfig
 
 
 @pytest.mark.parametrize("recipe", sorted(RECIPES.glob("*.yaml")), ids=lambda p: p.name)

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-policy": ("PolicyConfig", "Pro-MORLHF / MORLHF / single-reward RL with TRL GRPO or RLOO (Eq. 9)"),
     "train-wic": ("WicConfig", "Pro-WiC / RiC: preference in the prompt; offline SFT, online sample-relabel-filter-SFT (Eq. 10-11)"),
     "rl-compare": ("RLComparisonConfig", "train RL methods from one start, judge every checkpoint held-out: reward-vs-step plot, before/after table"),
+    "wic-compare": ("WicComparisonConfig", "Pro-WiC vs RiC-online vs RiC-offline at one budget: fronts, hypervolumes, steering, compute"),
     "plot-logs": ("PlotLogsConfig", "plot a logged training metric against the step for several train-policy runs"),
     "generate": ("GenerateConfig", "best-of-N generation reranked by orchestrator or user weights"),
     "evaluate": ("EvaluateConfig", "a policy under a preference grid: rewards with CIs, Pareto front, hypervolume, gap"),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from preforch.config import (CompareConfig, EnsembleConfig, EvalOrchestratorConfig, EvaluateConfig, GenerateConfig,
                              OrchestratorConfig, PlotLogsConfig, PolicyConfig, RewardModelConfig, RLComparisonConfig,
-                             WeightsConfig, WicConfig)
+                             WeightsConfig, WicComparisonConfig, WicConfig)
 from preforch.data.loaders import load_many
 from preforch.errors import ConfigError
 from preforch.io import atomic_write_json
@@ -129,6 +129,17 @@ def rl_compare(cfg: RLComparisonConfig) -> dict:
     for method, d in r["methods"].items():
         print(f"{method}: held-out combined reward change after {d['final_step']} steps (paired, 95% CI): "
               + ", ".join(f"{w} weights {v['mean']:+.3f} ± {v['ci95']:.3f}" for w, v in d["delta_combined"].items()))
+    print(f"report: {Path(cfg.output_dir) / 'report.md'}")
+    return r
+
+
+def wic_compare(cfg: WicComparisonConfig) -> dict:
+    from preforch.pipelines.wic_comparison import run_wic_comparison
+
+    r = run_wic_comparison(cfg)
+    for arm, d in r["arms"].items():
+        print(f"{arm}: hypervolume {d['hypervolume']:.4f}; steering Spearman "
+              + ", ".join(f"{o} {s['spearman']:.2f}" for o, s in d["steering"].items()))
     print(f"report: {Path(cfg.output_dir) / 'report.md'}")
     return r
 

@@ -1,0 +1,44 @@
+import json
+
+from preforch.cli import main
+from preforch.config import WicComparisonConfig
+from preforch.pipelines.wic_comparison import stage_plan
+from tests.conftest import make_pairs
+
+
+def test_stage_plan_gives_every_arm_the_same_sft_steps(tmp_path):
+    cfg = WicComparisonConfig(output_dir=str(tmp_path), max_steps=40, iterations=2, sft_steps_per_iteration=10)
+    plan = stage_plan(cfg)
+    online = plan["pro-wic/offline"].max_steps + plan["pro-wic/online"].iterations * plan["pro-wic/online"].sft_steps_per_iteration
+    offline_only = plan["ric/offline"].max_steps + plan["ric/offline-more"].max_steps
+    assert online == offline_only == 60
+    assert plan["pro-wic/online"].preference == "orchestrator" and plan["ric/online"].preference == "random"
+    assert plan["ric/offline-more"].policy == plan["ric/online"].policy == str(tmp_path / "ric/offline/policy")
+
+
+def test_wic_compare_trains_three_arms_and_reports_fronts_steering_and_compute(
+        tiny_policy_dir, tiny_ensemble_dir, tiny_orchestrator_dir, tmp_path, capsys):
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("\n".join(json.dumps({"prompt": list(p.prompt), "chosen": p.chosen, "rejected": p.rejected, "source": src})
+                              for src in ("a", "b") for p in make_pairs(4)))
+    out = tmp_path / "wic"
+    args = ["wic-compare", "--policy", tiny_policy_dir, "--ensemble", tiny_ensemble_dir, "--orchestrator", tiny_orchestrator_dir,
+            "--train_data", str(data), "--online_data", str(data), "--eval_data", str(data), "--output_dir", str(out),
+            "--max_steps", "2", "--iterations", "1", "--sft_steps_per_iteration", "1", "--online_prompts", "2",
+            "--num_generations", "2", "--max_new_tokens", "4", "--per_device_train_batch_size", "4", "--max_length", "128",
+            "--learning_rate", "1e-2", "--eval_prompts_per_source", "2", "--grid_divisions", "2", "--offline_mix", "2"]
+    assert main(args) == 0
+    r = json.loads((out / "wic_comparison.json").read_text())
+    assert list(r["arms"]) == ["pro-wic", "ric-online", "ric-offline"]
+    steps = {arm: d["compute"]["sft_steps"] for arm, d in r["arms"].items()}
+    assert steps == {"pro-wic": 3, "ric-online": 3, "ric-offline": 3}, steps
+    assert r["arms"]["pro-wic"]["compute"]["generated"] == 4 and r["arms"]["ric-offline"]["compute"]["generated"] == 0
+    for d in r["arms"].values():
+        assert set(d["steering"]) == {"helpful", "harmless", "conciseness"} and d["hypervolume"] >= 0
+    assert (out / "compare" / "front.png").is_file() and "Steering" in (out / "report.md").read_text()
+    assert "ric-offline: hypervolume" in capsys.readouterr().out
+
+    stamp = (out / "eval" / "pro-wic" / "evaluation.json").stat().st_mtime_ns
+    assert main(args) == 0  # a re-run reuses every finished stage
+    assert (out / "eval" / "pro-wic" / "evaluation.json").stat().st_mtime_ns == stamp
+    assert "train-wic" not in capsys.readouterr().out
