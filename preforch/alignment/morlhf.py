@@ -8,17 +8,17 @@ The three methods differ only in the `weights` column of the prompt dataset:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
+from preforch.alignment.trl_utils import LOG_FILE, jsonl_logger, lora_config, save_policy
 from preforch.config import PolicyConfig
 from preforch.data.loaders import load_many
 from preforch.data.weights import check_simplex, parse_weights
 from preforch.errors import ConfigError
-from preforch.alignment.trl_utils import LOG_FILE, jsonl_logger, lora_config, save_policy
 from preforch.rewards.ensemble import RewardEnsemble, check_objectives
+
 
 def method_weights(cfg: PolicyConfig, ensemble: RewardEnsemble, prompts) -> torch.Tensor:
     """The weight vector of every prompt under `cfg.method`: [P, K], rows on the simplex."""
