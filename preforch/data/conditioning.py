@@ -25,7 +25,7 @@ from typing import Literal, Sequence
 import torch
 
 from preforch.data.schema import Message, as_messages
-from preforch.data.weights import check_simplex
+from preforch.data.weights import check_simplex, parse_named_values
 from preforch.errors import ConfigError, WeightsError
 
 Kind = Literal["weights", "scores"]
@@ -121,21 +121,7 @@ def parse(messages_or_text: str | Sequence[Message], objectives: Sequence[str]) 
 
 
 def _parse_items(body: str, objectives: Sequence[str], kind: Kind) -> torch.Tensor:
-    found: dict[str, float] = {}
-    for item in body.split():
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise WeightsError(f"conditioning tag: expected name=value, got {item!r}")
-        if name not in objectives:
-            raise WeightsError(f"conditioning tag: unknown objective {name!r}; objectives are {list(objectives)}")
-        if name in found:
-            raise WeightsError(f"conditioning tag: objective {name!r} given twice")
-        try:
-            found[name] = float(value)
-        except ValueError:
-            raise WeightsError(f"conditioning tag: {name}={value!r} is not a number") from None
-        if not math.isfinite(found[name]):
-            raise WeightsError(f"conditioning tag: {name}={value!r} is not a finite number")
+    found = parse_named_values(body.split(), objectives, "conditioning tag")
     missing = [o for o in objectives if o not in found]
     if missing:
         raise WeightsError(f"conditioning tag: missing objective(s) {missing}; every one of {list(objectives)} is needed")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import torch
 
@@ -31,28 +31,35 @@ def check_simplex(weights: torch.Tensor, objectives: Sequence[str], where: str =
     return w
 
 
+def parse_named_values(items: Iterable[str], objectives: Sequence[str], where: str) -> dict[str, float]:
+    """`name=value` items -> {name: value}. A `WeightsError` starting with `where` for a missing '=', an
+    unknown or repeated objective, or a value that is not a finite number."""
+    values: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep:
+            raise WeightsError(f"{where}: expected name=value, got {item!r} (e.g. {objectives[0]}=1.0)")
+        if name not in objectives:
+            raise WeightsError(f"{where}: unknown objective {name!r}; objectives are {list(objectives)}")
+        if name in values:
+            raise WeightsError(f"{where}: objective {name!r} given twice")
+        try:
+            values[name] = float(value)
+        except ValueError:
+            raise WeightsError(f"{where}: {name}={value!r} is not a number") from None
+        if not math.isfinite(values[name]):
+            raise WeightsError(f"{where}: {name}={value!r} is not a finite number (NaN or inf)")
+    return values
+
+
 def parse_weights(spec: str, objectives: Sequence[str]) -> torch.Tensor:
     """Parse `"helpful=0.7,harmless=0.3"` into a [K] tensor ordered like `objectives`.
 
     Objectives left out get weight 0. The result must be on the simplex (no silent renormalisation:
     a typo like 0.7/0.2 should be an error, not a different preference).
     """
-    values: dict[str, float] = {}
-    for item in filter(None, (s.strip() for s in spec.split(","))):
-        name, sep, value = item.partition("=")
-        name = name.strip()
-        if not sep:
-            raise WeightsError(f"--weights: expected name=value, got {item!r} (e.g. {objectives[0]}=1.0)")
-        if name not in objectives:
-            raise WeightsError(f"--weights: unknown objective {name!r}; objectives are {list(objectives)}")
-        if name in values:
-            raise WeightsError(f"--weights: objective {name!r} given twice")
-        try:
-            values[name] = float(value)
-        except ValueError:
-            raise WeightsError(f"--weights: {name}={value!r} is not a number") from None
-        if math.isnan(values[name]):
-            raise WeightsError(f"--weights: {name} is NaN")
+    values = parse_named_values(filter(None, (s.strip() for s in spec.split(","))), objectives, "--weights")
     if not values:
         raise WeightsError("--weights: empty weight specification")
     return check_simplex(torch.tensor([values.get(o, 0.0) for o in objectives]), objectives, "--weights")
