@@ -146,10 +146,10 @@ def write_evaluation_report(folder: Path, result: dict) -> None:
         "",
         "## Alignment gap (paper Sec. 5, measured)",
         "Combined reward w*(x) . r~ lost by picking with a weighting instead of each prompt's oracle weights "
-        "w*(x) (from its preferred reply); lower is better, 0 is the oracle."
-        + ("" if result["alignment_gap"] else " Not defined for a wic policy (no shared candidates to pick from)."),
+        "w*(x) (from its preferred reply); lower is better, 0 is the oracle.",
         "",
-        _table(["weighting", "mean gap", "± 95% CI"], [[n, g["mean"], g["ci95"]] for n, g in result["alignment_gap"].items()]),
+        _table(["weighting", "mean gap", "± 95% CI"], [[n, g["mean"], g["ci95"]] for n, g in result["alignment_gap"].items()])
+        if result["alignment_gap"] else "Not defined for a wic policy: it has no shared candidates to pick from.",
         "",
         "## Compute",
         f"Generations: {generation} (key {c['cache_key']}); scoring: {c['responses_scored']} responses in {c['scoring_s']:.1f} s; "
