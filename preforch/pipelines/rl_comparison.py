@@ -71,17 +71,21 @@ def _summary(evaluation: dict) -> dict:
 
 
 def run_rl_comparison(cfg: RLComparisonConfig) -> dict:
-    from preforch.alignment.morlhf import train_policy
+    from preforch.alignment.morlhf import method_weights, train_policy
     from preforch.evaluation.plots import plot_rl_comparison
     from preforch.rewards.ensemble import RewardEnsemble
 
     out = Path(cfg.output_dir)
-    objectives = list(RewardEnsemble.load(cfg.ensemble).objectives)
+    ensemble = RewardEnsemble.load(cfg.ensemble)
+    objectives = list(ensemble.objectives)
     k = len(objectives)
     if cfg.reference_point is not None and len(cfg.reference_point) != k:
         from preforch.errors import ConfigError
 
         raise ConfigError(f"reference_point: expected {k} values (objectives {objectives}), got {cfg.reference_point}")
+    probe = [({"role": "user", "content": "hello"},)]
+    for method in cfg.methods:  # bad weights or a mismatched orchestrator fail now, not after an earlier method trained
+        method_weights(policy_config(cfg, method), ensemble, probe)
     if cfg.overwrite:
         for name in [*cfg.methods, "eval"]:
             shutil.rmtree(out / name, ignore_errors=True)

@@ -80,13 +80,19 @@ def run_wic_comparison(cfg: WicComparisonConfig) -> dict:
     from preforch.evaluation.harness import run_evaluation
     from preforch.rewards.ensemble import RewardEnsemble
 
+    from preforch.errors import ConfigError
+    from preforch.orchestrator.model import PreferenceOrchestrator
+    from preforch.rewards.ensemble import check_objectives
+
     out = Path(cfg.output_dir)
-    k = len(RewardEnsemble.load(cfg.ensemble).objectives)
+    objectives = RewardEnsemble.load(cfg.ensemble).objectives
+    k = len(objectives)
     reference = cfg.reference_point or [-2.0] * k
     if len(reference) != k:
-        from preforch.errors import ConfigError
-
         raise ConfigError(f"reference_point: expected {k} values, got {reference}")
+    # Pro-WiC's online stage needs it; a mismatch must fail now, not after the offline stages have trained.
+    check_objectives(objectives, PreferenceOrchestrator.from_pretrained(cfg.orchestrator).objectives,
+                     f"orchestrator {cfg.orchestrator}")
     if cfg.overwrite:
         for name in ("pro-wic", "ric", "eval", "compare"):
             shutil.rmtree(out / name, ignore_errors=True)

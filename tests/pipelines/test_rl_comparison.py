@@ -55,3 +55,12 @@ def test_rl_compare_refuses_a_reference_point_of_the_wrong_length(tiny_ensemble_
                  "--output_dir", str(tmp_path / "o")]) == 2
     assert "reference_point: expected 3 values" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_rl_compare_checks_every_methods_weights_before_training_any(tiny_policy_dir, tiny_ensemble_dir,
+                                                                    tiny_orchestrator_dir, tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(["rl-compare", "--policy", tiny_policy_dir, "--ensemble", tiny_ensemble_dir, "--orchestrator",
+                 tiny_orchestrator_dir, "--weights", "kindness=1", "--output_dir", str(out)]) == 2
+    assert "unknown objective 'kindness'" in capsys.readouterr().err  # morlhf's weights, though pro-morlhf comes first
+    assert not out.exists()

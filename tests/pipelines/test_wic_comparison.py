@@ -42,3 +42,17 @@ def test_wic_compare_trains_three_arms_and_reports_fronts_steering_and_compute(
     assert main(args) == 0  # a re-run reuses every finished stage
     assert (out / "eval" / "pro-wic" / "evaluation.json").stat().st_mtime_ns == stamp
     assert "train-wic" not in capsys.readouterr().out
+
+
+def test_wic_compare_refuses_a_mismatched_orchestrator_before_training(tiny_policy_dir, tiny_orchestrator_dir, tmp_path, capsys):
+    from preforch.rewards.ensemble import RewardEnsemble
+    from preforch.rewards.sources import RuleReward
+
+    ens = RewardEnsemble([RuleReward("conciseness", "conciseness"), RuleReward("engaged", "no_refusal")])
+    ens.fit_normalization(make_pairs(), progress=False)
+    ens.save(tmp_path / "ens")
+    out = tmp_path / "wic"
+    assert main(["wic-compare", "--policy", tiny_policy_dir, "--ensemble", str(tmp_path / "ens"),
+                 "--orchestrator", tiny_orchestrator_dir, "--output_dir", str(out)]) == 2
+    assert "do not match the reward ensemble" in capsys.readouterr().err
+    assert not out.exists()
