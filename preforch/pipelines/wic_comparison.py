@@ -21,7 +21,9 @@ from preforch.alignment.wic import RUN_FILE
 from preforch.config import EvaluateConfig, WicComparisonConfig, WicConfig
 from preforch.io import atomic_write_json, atomic_write_text
 
-ARMS = ("pro-wic", "ric-online", "ric-offline")
+# arm -> its train-wic stages in order (keys of `stage_plan`); the last one's policy is the arm's policy
+ARM_STAGES = {"pro-wic": ("pro-wic/offline", "pro-wic/online"), "ric-online": ("ric/offline", "ric/online"),
+              "ric-offline": ("ric/offline", "ric/offline-more")}
 
 
 def wic_config(cfg: WicComparisonConfig, **changes) -> WicConfig:
@@ -43,9 +45,6 @@ def stage_plan(cfg: WicComparisonConfig) -> dict[str, WicConfig]:
         "ric/offline-more": wic_config(cfg, method="ric", stage="offline", max_steps=extra_steps,
                                        policy=str(out / "ric/offline/policy"), output_dir=str(out / "ric/offline-more")),
     }
-
-
-FINAL_STAGE = {"pro-wic": "pro-wic/online", "ric-online": "ric/online", "ric-offline": "ric/offline-more"}
 
 
 def _finished(stage: WicConfig) -> dict | None:
@@ -77,12 +76,10 @@ def run_wic_comparison(cfg: WicComparisonConfig) -> dict:
     from preforch.alignment.wic import train_wic
     from preforch.cli.commands import compare
     from preforch.config import CompareConfig
-    from preforch.evaluation.harness import run_evaluation
-    from preforch.rewards.ensemble import RewardEnsemble
-
     from preforch.errors import ConfigError
+    from preforch.evaluation.harness import run_evaluation
     from preforch.orchestrator.model import PreferenceOrchestrator
-    from preforch.rewards.ensemble import check_objectives
+    from preforch.rewards.ensemble import RewardEnsemble, check_objectives
 
     out = Path(cfg.output_dir)
     objectives = RewardEnsemble.load(cfg.ensemble).objectives
@@ -108,28 +105,26 @@ def run_wic_comparison(cfg: WicComparisonConfig) -> dict:
             records[name] = _finished(stage)
 
     evaluations = {}
-    for arm, final in FINAL_STAGE.items():
+    for arm, stages in ARM_STAGES.items():
         folder = out / "eval" / arm
         if not (folder / "evaluation.json").is_file():
             print(f"\n=== evaluate --method wic: {arm} ===", flush=True)
             run_evaluation(EvaluateConfig(
-                policy=str(Path(plan[final].output_dir) / "policy"), method="wic", ensemble=cfg.ensemble,
+                policy=str(Path(plan[stages[-1]].output_dir) / "policy"), method="wic", ensemble=cfg.ensemble,
                 orchestrator=cfg.orchestrator, eval_data=cfg.eval_data, prompts_per_source=cfg.eval_prompts_per_source,
                 grid_divisions=cfg.grid_divisions, reference_point=reference, max_new_tokens=cfg.max_new_tokens,
                 temperature=cfg.temperature, top_p=cfg.top_p, batch_size=cfg.eval_batch_size, seed=cfg.seed,
                 output_dir=str(folder), trust_remote_code=cfg.trust_remote_code))
         evaluations[arm] = json.loads((folder / "evaluation.json").read_text())
-    compare(CompareConfig(runs=[str(out / "eval" / arm) for arm in ARMS], output_dir=str(out / "compare")))
+    compare(CompareConfig(runs=[str(out / "eval" / arm) for arm in ARM_STAGES], output_dir=str(out / "compare")))
 
-    arm_stages = {"pro-wic": ["pro-wic/offline", "pro-wic/online"], "ric-online": ["ric/offline", "ric/online"],
-                  "ric-offline": ["ric/offline", "ric/offline-more"]}
     result = {"config": asdict(cfg), "objectives": evaluations["pro-wic"]["objectives"], "reference_point": reference,
               "arms": {arm: {"hypervolume": evaluations[arm]["hypervolume"],
                              "equal_weights": next(r for r in evaluations[arm]["rows"] if r["label"] == "uniform"),
                              "orchestrator_weights": next((r for r in evaluations[arm]["rows"] if r["label"] == "orchestrator"), None),
                              "steering": evaluations[arm]["steering"],
-                             "compute": _accounting([records[s] for s in arm_stages[arm]])}
-                       for arm in ARMS},
+                             "compute": _accounting([records[s] for s in ARM_STAGES[arm]])}
+                       for arm in ARM_STAGES},
               "comparison": str(out / "compare" / "comparison.json")}
     atomic_write_json(out / "wic_comparison.json", result)
     atomic_write_text(out / "report.md", render_report(result))
