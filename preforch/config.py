@@ -190,7 +190,7 @@ class EvaluateConfig:
     reference_point: Optional[list[float]] = _f(None, "hypervolume reference point, one value per objective (required)")
     num_candidates: int = _f(4, "samples per prompt (best-of-n)")
     max_new_tokens: int = _f(48, "tokens per sample")
-    temperature: float = _f(0.8, "sampling temperature")
+    temperature: float = _f(0.8, "sampling temperature; 0 decodes greedily (plain and wic only)")
     top_p: float = _f(0.95, "nucleus sampling")
     batch_size: int = _f(8, "prompts per generation batch")
     tau: float = _f(1.0, "temperature of the oracle weights w* (the orchestrator's own tau when given)")
@@ -203,6 +203,10 @@ class EvaluateConfig:
         _positive(self, "prompts_per_source", "grid_divisions", "num_candidates", "max_new_tokens", "batch_size", "tau")
         if self.method not in ("best-of-n", "plain", "wic"):
             raise ConfigError(f"method: expected best-of-n, plain or wic, got {self.method!r}")
+        _non_negative(self, "temperature")
+        if self.temperature == 0 and self.method == "best-of-n":
+            raise ConfigError("temperature: 0 (greedy) gives best-of-n identical candidates; use --method plain or a "
+                              "temperature > 0")
 
 
 @dataclass
@@ -257,13 +261,14 @@ class RLComparisonConfig(PolicyConfig):
     output_dir: str = _f("runs/rl_compare", "one sub-folder per method, evaluations, report.md, rl_comparison.json")
     eval_data: list[str] = _list(HH_TEST, "held-out preference data whose prompts judge the policies")
     eval_prompts_per_source: int = _f(64, "held-out prompts drawn from each eval_data spec")
-    eval_temperature: float = _f(0.8, "sampling temperature of the held-out answers")
+    eval_temperature: float = _f(0.8, "sampling temperature of the held-out answers (0: greedy)")
     reference_point: Optional[list[float]] = _f(None, "hypervolume reference point recorded in each evaluation (default -2 per objective)")
     overwrite: bool = _f(False, "retrain and re-evaluate (default: reuse finished stages, resume from checkpoints)")
 
     def __post_init__(self):
         super().__post_init__()
         _positive(self, "eval_prompts_per_source")
+        _non_negative(self, "eval_temperature")
         for m in self.methods:
             _check_policy_method("methods", m)
         if len(set(self.methods)) != len(self.methods) or not self.methods:
@@ -302,6 +307,12 @@ def _positive(cfg, *names: str) -> None:
     for n in names:
         if not getattr(cfg, n) > 0:
             raise ConfigError(f"{n}: must be > 0, got {getattr(cfg, n)!r}")
+
+
+def _non_negative(cfg, *names: str) -> None:
+    for n in names:
+        if not getattr(cfg, n) >= 0:
+            raise ConfigError(f"{n}: must be >= 0, got {getattr(cfg, n)!r}")
 
 
 def load_yaml(path: str | Path, cls) -> dict:
@@ -360,6 +371,8 @@ class WicConfig:
     lora_r: int = _f(16, "LoRA rank")
     lora_alpha: int = _f(32, "LoRA alpha")
     output_dir: str = _f("runs/wic", "policy/ (with wic.json), wic_run.json, log.jsonl, online samples")
+    resume: bool = _f(False, "online: continue after the last finished iteration recorded in OUTPUT_DIR/wic_run.json "
+                      "(same settings; --iterations may grow)")
     seed: int = _f(0, "random seed")
     report_to: str = _f("none", "extra loggers for TRL: none | tensorboard | wandb ...")
     trust_remote_code: bool = _f(False, "allow custom model code from the hub")
@@ -398,9 +411,14 @@ class WicComparisonConfig(WicConfig):
     eval_prompts_per_source: int = _f(24, "held-out prompts drawn from each eval_data spec")
     grid_divisions: int = _f(10, "simplex lattice resolution (K=2, d=10: 11 preferences)")
     reference_point: Optional[list[float]] = _f(None, "hypervolume reference point (default -2 per objective)")
+    resume: bool = _f(True, "continue an unfinished online stage after its last finished iteration (false: restart it); "
+                      "finished stages are always reused, --overwrite redoes all")
     eval_batch_size: int = _f(16, "prompts per generation batch in the evaluations")
+    eval_temperature: float = _f(0.0, "temperature of the held-out answers; 0 decodes greedily, so answers to one prompt "
+                                 "differ only through the preference in it")
     overwrite: bool = _f(False, "retrain and re-evaluate (default: reuse finished stages)")
 
     def __post_init__(self):
         super().__post_init__()
         _positive(self, "eval_prompts_per_source", "grid_divisions", "eval_batch_size")
+        _non_negative(self, "eval_temperature")

@@ -26,6 +26,8 @@ def select_best(normalized: torch.Tensor, weights: torch.Tensor) -> torch.Tensor
 
 @dataclass
 class SamplingConfig:
+    """temperature 0 decodes greedily (then every candidate is the same; callers ask for one)."""
+
     num_candidates: int = 4
     max_new_tokens: int = 64
     temperature: float = 0.8
@@ -37,13 +39,15 @@ class SamplingConfig:
 def sample_candidates(model, tokenizer, prompts: Sequence[Sequence[Message]], cfg: SamplingConfig,
                       progress: bool = True) -> list[list[str]]:
     """N sampled replies per chat prompt (the model's chat template), batched with left padding."""
+    decoding = ({"do_sample": False} if cfg.temperature == 0
+                else {"do_sample": True, "temperature": cfg.temperature, "top_p": cfg.top_p})
     out: list[list[str]] = []
     bar = tqdm(total=len(prompts) * cfg.num_candidates, desc="generating", unit="resp", disable=not progress)
     for s in range(0, len(prompts), cfg.batch_size):
         chunk = prompts[s:s + cfg.batch_size]
         texts = [tokenizer.apply_chat_template(list(p), tokenize=False, add_generation_prompt=True) for p in chunk]
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        gen = model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p,
+        gen = model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], **decoding,
                              max_new_tokens=cfg.max_new_tokens, num_return_sequences=cfg.num_candidates,
                              pad_token_id=tokenizer.pad_token_id)
         replies = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)

@@ -1,7 +1,8 @@
 """Online stage of Pro-WiC / RiC: sample under chosen preferences, relabel, filter, mix, SFT; repeated.
 
 Each iteration writes OUTPUT_DIR/online_samples_<t>.jsonl (every generated sample with its scores, relabelled
-conditioning and whether it was kept) and updates the accounting in OUTPUT_DIR/wic_run.json.
+conditioning and whether it was kept), saves OUTPUT_DIR/policy and updates the accounting in
+OUTPUT_DIR/wic_run.json, so `--resume` continues after the last finished iteration.
 """
 
 from __future__ import annotations
@@ -9,14 +10,14 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
 from preforch.alignment.best_of_n import SamplingConfig, sample_candidates
-from preforch.alignment.wic import (Scorer, WicSpec, conditioning_values, load_wic_spec, offline_samples,
+from preforch.alignment.wic import (RUN_FILE, Scorer, WicSpec, conditioning_values, load_wic_spec, offline_samples,
                                     quantile_thresholds, rejection_mask, sft, sft_rows, write_run)
 from preforch.config import WicConfig
 from preforch.data.loaders import load_many
@@ -105,6 +106,25 @@ def _write_samples(path: Path, t: int, batch: OnlineBatch) -> None:
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
+# settings that may change between a run and its --resume
+RESUMABLE = ("resume", "iterations", "report_to")
+
+
+def resume_point(cfg: WicConfig) -> tuple[list[dict], str]:
+    """(accounting of the finished iterations, policy to continue from): from OUTPUT_DIR/wic_run.json under
+    --resume, else none and `cfg.policy`. Refuses a record written with other settings."""
+    file = Path(cfg.output_dir) / RUN_FILE
+    record = json.loads(file.read_text()).get("online") if cfg.resume and file.is_file() else None
+    if not record:
+        return [], cfg.policy
+    saved, now = record["config"], asdict(cfg)
+    changed = [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in now.items() if k not in RESUMABLE and saved.get(k) != v]
+    if changed:
+        raise ConfigError(f"--resume: {file} was written with other settings ({'; '.join(changed)}); "
+                          "use those, or another --output_dir without --resume")
+    return record["iterations"], record["policy"]
+
+
 def run_online(cfg: WicConfig, objectives: Sequence[str], scorer: Scorer) -> dict:
     """`cfg.iterations` rounds of sample -> relabel -> filter -> mix -> SFT, starting from `cfg.policy`."""
     from transformers import set_seed
@@ -118,8 +138,11 @@ def run_online(cfg: WicConfig, objectives: Sequence[str], scorer: Scorer) -> dic
     thresholds = quantile_thresholds(off_scores, cfg.filter_quantile)  # fixed by the offline data, as in RiC
     off_values = conditioning_values(cfg.method, off_scores, spec.tau)
     sampling = SamplingConfig(cfg.num_generations, cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.generation_batch_size)
-    out, policy, iterations = Path(cfg.output_dir), cfg.policy, []
-    for t in range(cfg.iterations):
+    out = Path(cfg.output_dir)
+    iterations, policy = resume_point(cfg)
+    if iterations:
+        print(f"resuming after online iteration {len(iterations) - 1} from {policy}", flush=True)
+    for t in range(len(iterations), cfg.iterations):
         start = t * cfg.online_prompts  # a fresh slice each iteration, wrapping around a small online set
         prompts = [online[(start + i) % len(online)].prompt for i in range(cfg.online_prompts)]
         preferences = choose_preferences(cfg.preference, prompts, objectives, orchestrator, cfg.seed + t)

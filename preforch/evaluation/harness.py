@@ -24,16 +24,9 @@ from preforch.config import EvaluateConfig
 from preforch.data.loaders import sample_per_source
 from preforch.errors import ConfigError
 from preforch.evaluation.generations import cache_key, load_generations, save_generations
-from preforch.evaluation.metrics import steering_monotonicity
+from preforch.evaluation.metrics import mean_ci, steering_monotonicity
 from preforch.evaluation.pareto import check_grid, check_reference_point, hypervolume, pareto_mask, simplex_grid
 from preforch.rewards.ensemble import RewardEnsemble, check_objectives
-
-
-def mean_ci(values: torch.Tensor, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
-    """Column means and normal-approximation CI half-widths: [N, K] -> ([K], [K])."""
-    v = values.double().numpy()
-    half = z * v.std(0, ddof=1) / np.sqrt(len(v)) if len(v) > 1 else np.full(v.shape[1], np.nan)
-    return v.mean(0), half
 
 
 def alignment_gap(selection: torch.Tensor, oracle: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -208,7 +201,7 @@ def run_evaluation(cfg: EvaluateConfig) -> dict:
         "grid": grid_rows,
         "rows": extra_rows,
         "hypervolume": hypervolume(points, cfg.reference_point),
-        "steering": steering_monotonicity(grid, points, objectives),
+        "steering": steering_monotonicity(grid, torch.stack([judged_under[label] for label in grid_weights]).numpy(), objectives),
         "alignment_gap": gaps,
         "compute": {**gen_info, "scoring_s": scoring_s, "responses_scored": scored,
                     "total_s": time.perf_counter() - started},

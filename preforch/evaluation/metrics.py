@@ -11,6 +11,13 @@ from preforch.errors import PreforchError
 from preforch.orchestrator.losses import kl_per_prompt
 
 
+def mean_ci(values: torch.Tensor | np.ndarray, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and normal-approximation CI half-widths: [N, K] -> ([K], [K])."""
+    v = np.asarray(values, dtype=np.float64)
+    half = z * v.std(0, ddof=1) / np.sqrt(len(v)) if len(v) > 1 else np.full(v.shape[1], np.nan)
+    return v.mean(0), half
+
+
 def kl_against_baselines(predicted: torch.Tensor, targets: torch.Tensor, train_targets: torch.Tensor) -> dict[str, float]:
     """Held-out mean KL(w* || .) for a predictor [N, K] vs the uniform predictor and the constant
     predictor equal to the mean training target (the best prompt-blind guess)."""
@@ -68,22 +75,29 @@ def _average_ranks(x: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def steering_monotonicity(grid: np.ndarray, means: np.ndarray, objectives: Sequence[str]) -> dict[str, dict[str, float]]:
-    """Does asking for more of an objective give more of it? grid [G, K] requested preferences, means [G, K]
-    mean judged rewards at each. Per objective i:
-    - spearman: rank correlation of w_i with reward_i over the grid (1 = perfectly monotone, NaN if either is constant);
+def steering_monotonicity(grid: np.ndarray, rewards: np.ndarray, objectives: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Does asking for more of an objective give more of it? grid [G, K] requested preferences; rewards
+    [G, P, K] judged rewards of the answers to P prompts (the same prompts at every grid point). Per objective i:
+    - spearman: rank correlation of w_i with mean reward_i over the grid (1 = perfectly monotone, NaN if either
+      is constant);
     - non_decreasing_steps: over the distinct levels of w_i in increasing order (points sharing a level averaged),
-      the fraction of steps where reward_i did not fall;
-    - reward_at_lowest / reward_at_highest: reward_i at the smallest and largest w_i."""
+      the fraction of steps where mean reward_i did not fall;
+    - reward_at_lowest / reward_at_highest: mean reward_i at the smallest and largest w_i;
+    - gain / gain_ci95: per prompt, reward_i at the largest w_i minus at the smallest, averaged over prompts with
+      its 95% CI half-width. Paired on prompts, so prompt difficulty cancels: the significance test of steering."""
     out = {}
     for i, name in enumerate(objectives):
-        w, r = grid[:, i], means[:, i]
+        w = grid[:, i]
         levels = np.unique(w)
-        by_level = np.array([r[w == level].mean() for level in levels])
+        per_level = np.stack([rewards[w == level, :, i].mean(0) for level in levels])  # [levels, P]
+        by_level = per_level.mean(1)
         steps = np.diff(by_level)
+        means = rewards[:, :, i].mean(1)
         rho = float("nan")
-        if np.ptp(w) > 0 and np.ptp(r) > 0:
-            rho = float(np.corrcoef(_average_ranks(w), _average_ranks(r))[0, 1])
+        if np.ptp(w) > 0 and np.ptp(means) > 0:
+            rho = float(np.corrcoef(_average_ranks(w), _average_ranks(means))[0, 1])
+        gain, half = mean_ci((per_level[-1] - per_level[0])[:, None])
         out[name] = {"spearman": rho, "non_decreasing_steps": float((steps >= 0).mean()) if len(steps) else float("nan"),
-                     "reward_at_lowest": float(by_level[0]), "reward_at_highest": float(by_level[-1])}
+                     "reward_at_lowest": float(by_level[0]), "reward_at_highest": float(by_level[-1]),
+                     "gain": float(gain[0]), "gain_ci95": float(half[0])}
     return out

@@ -110,6 +110,15 @@ def _mean_ci(row: dict, objectives) -> list[str]:
     return [f"{row['mean'][o]:.3f} ± {row['ci95'][o]:.3f}" for o in objectives]
 
 
+def steering_gain(m: dict) -> str:
+    """A steering entry's paired gain as 'mean ± CI' ('-' for results written before it was measured)."""
+    return f"{m['gain']:.3f} ± {m['gain_ci95']:.3f}" if "gain" in m else "-"
+
+
+def _steering_cell(m: dict | None) -> str:
+    return "-" if m is None else f"{m['spearman']:.2f} / {steering_gain(m)}"
+
+
 def write_evaluation_report(folder: Path, result: dict) -> None:
     from preforch.evaluation.plots import plot_fronts
 
@@ -138,11 +147,12 @@ def write_evaluation_report(folder: Path, result: dict) -> None:
         "",
         "## Steering: does asking for more of an objective give more of it?",
         "Over the grid: rank correlation of each requested weight with its objective's mean reward, the fraction of "
-        "steps up in that weight where the reward did not fall, and the reward at its lowest and highest weight.",
+        "steps up in that weight where the reward did not fall, the reward at its lowest and highest weight, and the "
+        "gain from lowest to highest paired on prompts (mean ± 95% CI; a CI clear of 0 is significant steering).",
         "",
-        _table(["objective", "Spearman", "non-decreasing steps", "reward at lowest w", "reward at highest w"],
-               [[o, m["spearman"], m["non_decreasing_steps"], m["reward_at_lowest"], m["reward_at_highest"]]
-                for o, m in result["steering"].items()]),
+        _table(["objective", "Spearman", "non-decreasing steps", "reward at lowest w", "reward at highest w", "gain"],
+               [[o, m["spearman"], m["non_decreasing_steps"], m["reward_at_lowest"], m["reward_at_highest"],
+                 steering_gain(m)] for o, m in result["steering"].items()]),
         "",
         "## Alignment gap (paper Sec. 5, measured)",
         "Combined reward w*(x) . r~ lost by picking with a weighting instead of each prompt's oracle weights "
@@ -195,9 +205,10 @@ def write_comparison(folder: Path, results: dict[str, dict]) -> dict:
                [[n, label, *[m[o] for o in objectives], m["combined"]] for n, s in summary.items()
                 for label, m in s["rows"].items()]),
         "",
-        "Steering (Spearman rank correlation of each requested weight with its objective's mean reward over the grid):",
+        "Steering (Spearman rank correlation of each requested weight with its objective's mean reward over the grid; "
+        "gain from its lowest to highest weight, paired on prompts, mean ± 95% CI):",
         "",
-        _table(["run", *objectives], [[n, *[r.get("steering", {}).get(o, {}).get("spearman", float("nan")) for o in objectives]]
+        _table(["run", *objectives], [[n, *[_steering_cell(r.get("steering", {}).get(o)) for o in objectives]]
                                       for n, r in results.items()]),
         "",
         "Alignment gap (lower is better):",

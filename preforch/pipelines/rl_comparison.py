@@ -20,7 +20,7 @@ import torch
 
 from preforch.alignment.trl_utils import LOG_FILE
 from preforch.config import EvaluateConfig, PolicyConfig, RLComparisonConfig
-from preforch.evaluation.harness import mean_ci
+from preforch.evaluation.metrics import mean_ci
 from preforch.io import atomic_write_json, atomic_write_text
 
 INITIAL = "initial"

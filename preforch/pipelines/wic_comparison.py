@@ -7,7 +7,8 @@ Arms, all from the same start model, offline data and offline SFT steps:
 - ric-offline: the RiC offline policy, trained on offline data for as many more SFT steps as the online
   rounds take, so every arm gets the same number of SFT steps.
 Each arm is judged with `evaluate --method wic` on the same held-out prompts and grid; `compare` draws the
-fronts. Stages resume from their artifacts; `--overwrite` redoes them.
+fronts. Finished stages are reused, online stages continue after their last finished iteration;
+`--overwrite` redoes everything.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from preforch.alignment.wic import RUN_FILE
 from preforch.config import EvaluateConfig, WicComparisonConfig, WicConfig
+from preforch.evaluation.report import steering_gain
 from preforch.io import atomic_write_json, atomic_write_text
 
 # arm -> its train-wic stages in order (keys of `stage_plan`); the last one's policy is the arm's policy
@@ -36,13 +38,13 @@ def stage_plan(cfg: WicComparisonConfig) -> dict[str, WicConfig]:
     out = Path(cfg.output_dir)
     extra_steps = cfg.iterations * cfg.sft_steps_per_iteration
     return {
-        "pro-wic/offline": wic_config(cfg, method="pro-wic", stage="offline", output_dir=str(out / "pro-wic/offline")),
+        "pro-wic/offline": wic_config(cfg, method="pro-wic", stage="offline", resume=False, output_dir=str(out / "pro-wic/offline")),
         "pro-wic/online": wic_config(cfg, method="pro-wic", stage="online", preference_source="orchestrator",
                                      policy=str(out / "pro-wic/offline/policy"), output_dir=str(out / "pro-wic/online")),
-        "ric/offline": wic_config(cfg, method="ric", stage="offline", output_dir=str(out / "ric/offline")),
+        "ric/offline": wic_config(cfg, method="ric", stage="offline", resume=False, output_dir=str(out / "ric/offline")),
         "ric/online": wic_config(cfg, method="ric", stage="online", preference_source="random",
                                  policy=str(out / "ric/offline/policy"), output_dir=str(out / "ric/online")),
-        "ric/offline-more": wic_config(cfg, method="ric", stage="offline", max_steps=extra_steps,
+        "ric/offline-more": wic_config(cfg, method="ric", stage="offline", resume=False, max_steps=extra_steps,
                                        policy=str(out / "ric/offline/policy"), output_dir=str(out / "ric/offline-more")),
     }
 
@@ -100,7 +102,8 @@ def run_wic_comparison(cfg: WicComparisonConfig) -> dict:
         records[name] = _finished(stage)
         if records[name] is None:
             print(f"\n=== train-wic {name} ===", flush=True)
-            shutil.rmtree(stage.output_dir, ignore_errors=True)  # an unfinished stage restarts from its start model
+            if not stage.resume:  # an offline stage has no checkpoints: it restarts from its start model
+                shutil.rmtree(stage.output_dir, ignore_errors=True)
             train_wic(stage)
             records[name] = _finished(stage)
 
@@ -113,7 +116,7 @@ def run_wic_comparison(cfg: WicComparisonConfig) -> dict:
                 policy=str(Path(plan[stages[-1]].output_dir) / "policy"), method="wic", ensemble=cfg.ensemble,
                 orchestrator=cfg.orchestrator, eval_data=cfg.eval_data, prompts_per_source=cfg.eval_prompts_per_source,
                 grid_divisions=cfg.grid_divisions, reference_point=reference, max_new_tokens=cfg.max_new_tokens,
-                temperature=cfg.temperature, top_p=cfg.top_p, batch_size=cfg.eval_batch_size, seed=cfg.seed,
+                temperature=cfg.eval_temperature, top_p=cfg.top_p, batch_size=cfg.eval_batch_size, seed=cfg.seed,
                 output_dir=str(folder), trust_remote_code=cfg.trust_remote_code))
         evaluations[arm] = json.loads((folder / "evaluation.json").read_text())
     compare(CompareConfig(runs=[str(out / "eval" / arm) for arm in ARM_STAGES], output_dir=str(out / "compare")))
@@ -150,7 +153,7 @@ def render_report(r: dict) -> str:
         f"{c['sft_steps_per_iteration']} SFT steps per round (RiC-offline gets the same steps on offline data); batch "
         f"{c['per_device_train_batch_size']}, learning rate {c['learning_rate']}, LoRA {c['use_lora']}, seed {c['seed']}. "
         f"Held-out: {c['eval_prompts_per_source']} prompts per source of {', '.join(c['eval_data'])}, one answer per "
-        f"preference, judged by `{c['ensemble']}`; reference point {r['reference_point']}.",
+        f"preference at temperature {c['eval_temperature']} (0: greedy), judged by `{c['ensemble']}`; reference point {r['reference_point']}.",
         "",
         "![fronts](compare/front.png)",
         "",
@@ -168,9 +171,13 @@ def render_report(r: dict) -> str:
         "",
         "## Steering: raising the requested weight of an objective should raise its reward",
         "",
-        *table(["arm", *(f"{o}: Spearman / non-decreasing steps / reward at w=0 -> w=1" for o in objectives)],
+        "Per objective: Spearman correlation over the grid / fraction of non-decreasing steps / mean reward at w=0 -> "
+        "w=1 / gain from w=0 to w=1 paired on prompts (mean ± 95% CI).",
+        "",
+        *table(["arm", *objectives],
                [[a, *(f"{d['steering'][o]['spearman']:.2f} / {d['steering'][o]['non_decreasing_steps']:.2f} / "
-                      f"{d['steering'][o]['reward_at_lowest']:.3f} -> {d['steering'][o]['reward_at_highest']:.3f}" for o in objectives)]
+                      f"{d['steering'][o]['reward_at_lowest']:.3f} -> {d['steering'][o]['reward_at_highest']:.3f} / "
+                      f"{steering_gain(d['steering'][o])}" for o in objectives)]
                 for a, d in arms.items()]),
         "",
         "## Compute",

@@ -178,3 +178,26 @@ def test_bad_input_fails_before_writing_anything(tiny_policy_dir, tiny_ensemble_
     rules_policy, _ = make_wic_policy(tiny_policy_dir, tmp_path, "pro-wic", ("conciseness", "engaged"))
     _expect_error([*online, "--policy", rules_policy, "--ensemble", str(tmp_path / "rules")],
                   f"orchestrator {tiny_orchestrator_dir}: objectives", out, capsys)
+
+
+def test_online_resume_continues_after_the_last_finished_iteration(tiny_policy_dir, tiny_ensemble_dir, tmp_path, capsys):
+    from dataclasses import replace
+
+    policy, _ = make_wic_policy(tiny_policy_dir, tmp_path, "ric")
+    data = _write_pairs(tmp_path / "pairs.jsonl", make_pairs(8))
+    out = tmp_path / "online"
+    cfg = WicConfig(method="ric", stage="online", policy=policy, ensemble=tiny_ensemble_dir, train_data=[data],
+                    online_data=[data], online_prompts=2, num_generations=2, max_new_tokens=4, offline_mix=2,
+                    sft_steps_per_iteration=1, per_device_train_batch_size=4, max_length=128, output_dir=str(out))
+    first = train_wic(cfg, scorer=_fake_scorer)["iterations"]
+    samples_0 = (out / "online_samples_0.jsonl").read_text()
+
+    resumed = train_wic(replace(cfg, iterations=2, resume=True), scorer=_fake_scorer)
+    assert "resuming after online iteration 0" in capsys.readouterr().out
+    assert [it["iteration"] for it in resumed["iterations"]] == [0, 1]
+    assert resumed["iterations"][0] == first[0], "the finished iteration is kept, not redone"
+    assert (out / "online_samples_0.jsonl").read_text() == samples_0 and (out / "online_samples_1.jsonl").is_file()
+    assert len(json.loads((out / "wic_run.json").read_text())["online"]["iterations"]) == 2
+
+    with pytest.raises(ConfigError, match=r"--resume: .*wic_run.json was written with other settings \(filter_quantile: 0.7 -> 0.5\)"):
+        train_wic(replace(cfg, iterations=3, resume=True, filter_quantile=0.5), scorer=_fake_scorer)

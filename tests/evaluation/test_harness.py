@@ -8,7 +8,8 @@ from preforch.cli import main
 from preforch.config import EvaluateConfig
 from preforch.errors import ConfigError, DataError, ObjectiveMismatchError, WeightsError
 from preforch.alignment.best_of_n import select_best
-from preforch.evaluation.harness import alignment_gap, mean_ci, random_simplex, run_evaluation
+from preforch.evaluation.harness import alignment_gap, random_simplex, run_evaluation
+from preforch.evaluation.metrics import mean_ci
 
 
 def test_selection_and_alignment_gap_by_hand():
@@ -72,6 +73,10 @@ def test_evaluate_input_errors(tiny_policy_dir, tiny_ensemble_dir, tmp_path):
         run_evaluation(_cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, reference_point=[0.0, 0.0]))
     with pytest.raises(WeightsError, match="not on the simplex"):
         run_evaluation(_cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, grid=["0.5,0.5,0", "0.9,0.2,0"]))
+    with pytest.raises(ConfigError, match="temperature: must be >= 0"):
+        _cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, temperature=-0.1)
+    with pytest.raises(ConfigError, match="greedy.*identical candidates"):
+        _cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, temperature=0.0, method="best-of-n")
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     with pytest.raises(DataError, match="no records"):

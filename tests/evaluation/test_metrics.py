@@ -37,15 +37,26 @@ def test_top_objective_calibration_by_hand():
 
 def test_steering_monotonicity_by_hand():
     grid = np.array([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]])
-    steered = np.array([[0.9, -0.5], [0.4, 0.1], [-0.2, 0.8]])  # more weight, more reward: monotone in both
+    steered = np.array([[0.9, -0.5], [0.4, 0.1], [-0.2, 0.8]])[:, None]  # more weight, more reward: monotone in both
     s = steering_monotonicity(grid, steered, ["a", "b"])
     assert s["a"]["spearman"] == pytest.approx(1.0) and s["b"]["non_decreasing_steps"] == 1.0
     assert s["a"]["reward_at_lowest"] == pytest.approx(-0.2) and s["a"]["reward_at_highest"] == pytest.approx(0.9)
-    ignored = steering_monotonicity(grid, np.array([[0.3, 0.1]] * 3), ["a", "b"])  # a policy that ignores w
+    assert s["a"]["gain"] == pytest.approx(1.1) and np.isnan(s["a"]["gain_ci95"])  # one prompt: no CI
+    ignored = steering_monotonicity(grid, np.array([[0.3, 0.1]] * 3)[:, None], ["a", "b"])  # a policy that ignores w
     assert np.isnan(ignored["a"]["spearman"]) and ignored["a"]["non_decreasing_steps"] == 1.0
     backwards = steering_monotonicity(grid, steered[::-1], ["a", "b"])
     assert backwards["a"]["spearman"] == pytest.approx(-1.0) and backwards["b"]["non_decreasing_steps"] == 0.0
     # K = 3: points sharing a level of w_i are averaged before the steps are counted
     grid3 = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-    s3 = steering_monotonicity(grid3, np.eye(3), ["a", "b", "c"])
+    s3 = steering_monotonicity(grid3, np.eye(3)[:, None], ["a", "b", "c"])
     assert s3["c"]["non_decreasing_steps"] == 1.0 and s3["c"]["spearman"] == pytest.approx(1.0)
+    assert s3["c"]["gain"] == pytest.approx(1.0)  # 1 at w_c = 1 minus the mean of the two w_c = 0 points
+
+
+def test_steering_gain_is_paired_on_prompts():
+    # Two prompts of very different difficulty; asking for more of "a" adds 0.1 to each.
+    grid = np.array([[0.0, 1.0], [1.0, 0.0]])
+    rewards = np.array([[[-3.0, 0.0], [3.0, 0.0]], [[-2.9, 0.0], [3.1, 0.0]]])  # [G=2, P=2, K=2]
+    s = steering_monotonicity(grid, rewards, ["a", "b"])
+    assert s["a"]["gain"] == pytest.approx(0.1) and s["a"]["gain_ci95"] == pytest.approx(0.0, abs=1e-9)
+    assert s["b"]["gain"] == pytest.approx(0.0)

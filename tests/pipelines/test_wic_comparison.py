@@ -1,7 +1,10 @@
 import json
 
+import pytest
+
 from preforch.cli import main
 from preforch.config import WicComparisonConfig
+from preforch.errors import ConfigError
 from preforch.pipelines.wic_comparison import stage_plan
 from tests.conftest import make_pairs
 
@@ -14,6 +17,8 @@ def test_stage_plan_gives_every_arm_the_same_sft_steps(tmp_path):
     assert online == offline_only == 60
     assert plan["pro-wic/online"].preference == "orchestrator" and plan["ric/online"].preference == "random"
     assert plan["ric/offline-more"].policy == plan["ric/online"].policy == str(tmp_path / "ric/offline/policy")
+    with pytest.raises(ConfigError, match="eval_temperature: must be >= 0"):
+        WicComparisonConfig(eval_temperature=-1.0)
 
 
 def test_wic_compare_trains_three_arms_and_reports_fronts_steering_and_compute(
@@ -35,7 +40,10 @@ def test_wic_compare_trains_three_arms_and_reports_fronts_steering_and_compute(
     assert r["arms"]["pro-wic"]["compute"]["generated"] == 4 and r["arms"]["ric-offline"]["compute"]["generated"] == 0
     for d in r["arms"].values():
         assert set(d["steering"]) == {"helpful", "harmless", "conciseness"} and d["hypervolume"] >= 0
-    assert (out / "compare" / "front.png").is_file() and "Steering" in (out / "report.md").read_text()
+        assert {"spearman", "gain", "gain_ci95"} <= set(d["steering"]["helpful"])
+    # judged greedily by default: one prompt's answers differ only through the preference in it
+    assert json.loads((out / "eval" / "pro-wic" / "evaluation.json").read_text())["config"]["temperature"] == 0.0
+    assert (out / "compare" / "front.png").is_file() and "paired on prompts" in (out / "report.md").read_text()
     assert "ric-offline: hypervolume" in capsys.readouterr().out
 
     stamp = (out / "eval" / "pro-wic" / "evaluation.json").stat().st_mtime_ns
