@@ -71,7 +71,8 @@ def plot_curve(values: Sequence[float], path: Path, title: str, xlabel: str, yla
 def plot_fronts(series: dict[str, Sequence[Sequence[float]]], markers: dict[str, Sequence[float]], objectives: Sequence[str],
                 path: Path) -> None:
     """Mean-reward points of each series (a method's preference grid), its Pareto front as a line, and
-    single points (e.g. uniform, orchestrator) as markers. K > 2: one panel per pair of objectives."""
+    single points (e.g. uniform, orchestrator; "run: uniform" takes the run's colour) as markers, one shape
+    per weighting. K > 2: one panel per pair of objectives."""
     import itertools
 
     import numpy as np
@@ -92,8 +93,13 @@ def plot_fronts(series: dict[str, Sequence[Sequence[float]]], markers: dict[str,
             front = proj[pareto_mask(proj)]
             front = front[np.argsort(front[:, 0])]
             ax.plot(front[:, 0], front[:, 1], "-o", ms=4, color=colors[c % len(colors)], label=name)
-        for m, (name, point) in enumerate(markers.items()):
-            ax.scatter([point[i]], [point[j]], marker="*x^sD"[m % 5], s=120, color="black", zorder=5, label=name)
+        shapes: dict[str, str] = {}
+        for name, point in markers.items():
+            # "run: weighting" (compare): the run's colour, one shape per weighting; else black
+            run, _, label = name.rpartition(": ")
+            shape = shapes.setdefault(label, "*X^sDP"[len(shapes) % 6])
+            color = colors[list(series).index(run) % len(colors)] if run in series else "black"
+            ax.scatter([point[i]], [point[j]], marker=shape, s=130, color=color, edgecolors="black", zorder=5, label=name)
         ax.set_xlabel(f"{objectives[i]} (mean normalised reward)")
         ax.set_ylabel(f"{objectives[j]}")
     for ax in list(axes.flat)[len(pairs):]:
