@@ -118,6 +118,18 @@ def wic_rewards(cfg: EvaluateConfig, prompts, weightings: dict[str, torch.Tensor
     return dict(zip(weightings, scores)), info, len(replies)
 
 
+def wic_tag_reading(cfg: EvaluateConfig, data, judge: RewardEnsemble) -> dict:
+    """evaluation/tag_reading.py's check on the held-out prompts' chosen and rejected replies."""
+    from preforch.alignment.wic import load_wic_spec
+    from preforch.evaluation.tag_reading import tag_reading
+    from preforch.models import load_policy, resolve
+
+    prompts = [p.prompt for p in data] * 2
+    replies = [p.chosen for p in data] + [p.rejected for p in data]
+    model, tok = load_policy(resolve(cfg.policy), trust_remote_code=cfg.trust_remote_code)
+    return tag_reading(model, tok, load_wic_spec(resolve(cfg.policy)), prompts, replies, judge.score(prompts, replies))
+
+
 def run_evaluation(cfg: EvaluateConfig) -> dict:
     if cfg.from_run:
         cfg = resolve_from_run(cfg)
@@ -147,8 +159,10 @@ def run_evaluation(cfg: EvaluateConfig) -> dict:
     t = time.perf_counter()
     if cfg.method == "wic":
         judged_under, gen_info, scored = wic_rewards(cfg, prompts, {**grid_weights, **named}, judge)
+        reading = wic_tag_reading(cfg, data, judge)
         selection = None
     else:
+        reading = None
         candidates, gen_info = candidates_for(cfg, prompts)
         n = len(candidates[0])
         flat_prompts = [p for p, cs in zip(prompts, candidates) for _ in cs]
@@ -203,6 +217,7 @@ def run_evaluation(cfg: EvaluateConfig) -> dict:
         "hypervolume": hypervolume(points, cfg.reference_point),
         "steering": steering_monotonicity(grid, torch.stack([judged_under[label] for label in grid_weights]).numpy(), objectives),
         "alignment_gap": gaps,
+        "tag_reading": reading,
         "compute": {**gen_info, "scoring_s": scoring_s, "responses_scored": scored,
                     "total_s": time.perf_counter() - started},
     }

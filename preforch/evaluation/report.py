@@ -119,6 +119,16 @@ def _steering_cell(m: dict | None) -> str:
     return "-" if m is None else f"{m['spearman']:.2f} / {steering_gain(m)}"
 
 
+def _tag_reading_lines(t: dict | None) -> list[str]:
+    if t is None:
+        return []
+    return ["## Does the policy read its tag?",
+            f"Mean token NLL of {t['replies']} held-out replies under the tag of their own judged scores: "
+            f"{t['nll_own_tag']:.4f}; under another reply's tag: {t['nll_mismatched_tag']:.4f}. Paired gap "
+            f"(mismatched - own): **{t['gap']:+.4f} ± {t['gap_ci95']:.4f}** nats/token; above 0 means it reads the tag.",
+            ""]
+
+
 def write_evaluation_report(folder: Path, result: dict) -> None:
     from preforch.evaluation.plots import plot_fronts
 
@@ -154,6 +164,7 @@ def write_evaluation_report(folder: Path, result: dict) -> None:
                [[o, m["spearman"], m["non_decreasing_steps"], m["reward_at_lowest"], m["reward_at_highest"],
                  steering_gain(m)] for o, m in result["steering"].items()]),
         "",
+        *_tag_reading_lines(result.get("tag_reading")),
         "## Alignment gap (paper Sec. 5, measured)",
         "Combined reward w*(x) . r~ lost by picking with a weighting instead of each prompt's oracle weights "
         "w*(x) (from its preferred reply); lower is better, 0 is the oracle.",

@@ -126,6 +126,7 @@ def run_wic_comparison(cfg: WicComparisonConfig) -> dict:
                              "equal_weights": next(r for r in evaluations[arm]["rows"] if r["label"] == "uniform"),
                              "orchestrator_weights": next((r for r in evaluations[arm]["rows"] if r["label"] == "orchestrator"), None),
                              "steering": evaluations[arm]["steering"],
+                             "tag_reading": evaluations[arm].get("tag_reading"),
                              "compute": _accounting([records[s] for s in ARM_STAGES[arm]])}
                        for arm in ARM_STAGES},
               "comparison": str(out / "compare" / "comparison.json")}
@@ -178,6 +179,13 @@ def render_report(r: dict) -> str:
                [[a, *(f"{d['steering'][o]['spearman']:.2f} / {d['steering'][o]['non_decreasing_steps']:.2f} / "
                       f"{d['steering'][o]['reward_at_lowest']:.3f} -> {d['steering'][o]['reward_at_highest']:.3f} / "
                       f"{steering_gain(d['steering'][o])}" for o in objectives)]
+                for a, d in arms.items()]),
+        "",
+        "Does each policy read its tag? Held-out replies' mean token NLL under another reply's tag minus under "
+        "their own (paired, nats/token; above 0: it reads the tag):",
+        "",
+        *table(["arm", "gap (mean ± 95% CI)"],
+               [[a, f"{d['tag_reading']['gap']:+.4f} ± {d['tag_reading']['gap_ci95']:.4f}" if d["tag_reading"] else "-"]
                 for a, d in arms.items()]),
         "",
         "## Compute",

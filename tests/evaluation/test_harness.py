@@ -142,10 +142,12 @@ def test_wic_policy_answers_once_per_preference_with_it_in_the_prompt(method, ti
     assert r["compute"]["generated"] == 6 * (6 + 2)  # prompts x (grid points + uniform + orchestrator rows)
     assert r["alignment_gap"] == {}  # no shared candidates to pick from
     assert set(r["steering"]) == {"helpful", "harmless", "conciseness"}
+    assert r["tag_reading"]["replies"] == 2 * r["num_prompts"]  # each prompt's chosen and rejected reply
     cached = [json.loads(line) for f in (tmp_path / "eval" / "generations").glob("*.jsonl") for line in f.read_text().splitlines()]
     tag = "<preference " if method == "pro-wic" else "<scores "
     assert cached and all(row["prompt"][-1]["content"].startswith(tag) for row in cached)
-    assert "Steering" in (tmp_path / "eval" / "report.md").read_text()
+    report = (tmp_path / "eval" / "report.md").read_text()
+    assert "Steering" in report and "Does the policy read its tag?" in report
 
 
 def test_wic_method_refuses_a_policy_without_wic_json(tiny_policy_dir, tiny_ensemble_dir, tmp_path):

@@ -44,6 +44,7 @@ def test_wic_compare_trains_three_arms_and_reports_fronts_steering_and_compute(
     # judged greedily by default: one prompt's answers differ only through the preference in it
     assert json.loads((out / "eval" / "pro-wic" / "evaluation.json").read_text())["config"]["temperature"] == 0.0
     assert (out / "compare" / "front.png").is_file() and "paired on prompts" in (out / "report.md").read_text()
+    assert "read its tag" in (out / "report.md").read_text() and r["arms"]["pro-wic"]["tag_reading"]["replies"] == 8
     assert "ric-offline: hypervolume" in capsys.readouterr().out
 
     stamp = (out / "eval" / "pro-wic" / "evaluation.json").stat().st_mtime_ns

@@ -1,0 +1,55 @@
+"""Does a weights-in-context policy read its tag? A check that needs no generation.
+
+Each held-out reply is scored by the judge, tagged with the conditioning its own scores imply (what the
+policy was trained on: Eq. 10 self-weights, or RiC scores) and, separately, with another reply's. A policy
+that reads the tag finds a reply likelier under its own tag: mismatched NLL - own NLL > 0, paired per reply.
+Sampling noise cannot hide or fake it, so it shows whether training taught the tag before steering shows up.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from preforch.data.conditioning import render
+from preforch.data.schema import Message
+from preforch.evaluation.metrics import mean_ci
+
+
+def mismatched(values: torch.Tensor) -> torch.Tensor:
+    """Another reply's conditioning for each reply: [N, K] rolled by N // 2 rows (never its own when N > 1)."""
+    return values.roll(len(values) // 2, 0)
+
+
+@torch.no_grad()
+def reply_nll(model, tokenizer, prompts: Sequence[Sequence[Message]], replies: Sequence[str],
+              max_reply_tokens: int = 64) -> torch.Tensor:
+    """Mean token NLL [N] of each reply (its first `max_reply_tokens` tokens) after its chat-templated prompt."""
+    out = []
+    for prompt, reply in zip(prompts, replies):
+        text = tokenizer.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True)
+        p = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
+        r = tokenizer(reply, add_special_tokens=False, return_tensors="pt").input_ids[:, :max_reply_tokens]
+        ids = torch.cat([p, r], 1).to(model.device)
+        logits = model(ids).logits[0, p.shape[1] - 1:-1].float()
+        out.append(torch.nn.functional.cross_entropy(logits, ids[0, p.shape[1]:]).item())
+    return torch.tensor(out)
+
+
+def tag_reading(model, tokenizer, spec, prompts: Sequence[Sequence[Message]], replies: Sequence[str],
+                normalized: torch.Tensor) -> dict[str, float]:
+    """NLL of replies [N] under their own tag and under a mismatched one; normalized [N, K] their judged scores.
+    `spec` is the policy's WicSpec. gap = mismatched - own (nats per token, mean and 95% CI over replies)."""
+    from preforch.alignment.wic import conditioning_values
+
+    values = conditioning_values(spec.method, normalized, spec.tau)
+
+    def tagged(v: torch.Tensor) -> list:
+        return [render(p, x, spec.objectives, spec.kind) for p, x in zip(prompts, v)]
+
+    own = reply_nll(model, tokenizer, tagged(values), replies)
+    other = reply_nll(model, tokenizer, tagged(mismatched(values)), replies)
+    gap, half = mean_ci((other - own).unsqueeze(-1))
+    return {"replies": len(replies), "nll_own_tag": float(own.mean()), "nll_mismatched_tag": float(other.mean()),
+            "gap": float(gap[0]), "gap_ci95": float(half[0])}
