@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+from tqdm.auto import tqdm
 
 from preforch.data.conditioning import render
 from preforch.data.schema import Message
@@ -24,10 +25,10 @@ def mismatched(values: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def reply_nll(model, tokenizer, prompts: Sequence[Sequence[Message]], replies: Sequence[str],
-              max_reply_tokens: int = 64) -> torch.Tensor:
+              max_reply_tokens: int = 64, progress: bool = False) -> torch.Tensor:
     """Mean token NLL [N] of each reply (its first `max_reply_tokens` tokens) after its chat-templated prompt."""
     out = []
-    for prompt, reply in zip(prompts, replies):
+    for prompt, reply in tqdm(list(zip(prompts, replies)), desc="tag reading", unit="reply", disable=not progress):
         text = tokenizer.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True)
         p = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
         r = tokenizer(reply, add_special_tokens=False, return_tensors="pt").input_ids[:, :max_reply_tokens]
@@ -38,7 +39,7 @@ def reply_nll(model, tokenizer, prompts: Sequence[Sequence[Message]], replies: S
 
 
 def tag_reading(model, tokenizer, spec, prompts: Sequence[Sequence[Message]], replies: Sequence[str],
-                normalized: torch.Tensor) -> dict[str, float]:
+                normalized: torch.Tensor, progress: bool = False) -> dict[str, float]:
     """NLL of replies [N] under their own tag and under a mismatched one; normalized [N, K] their judged scores.
     `spec` is the policy's WicSpec. gap = mismatched - own (nats per token, mean and 95% CI over replies)."""
     from preforch.alignment.wic import conditioning_values
@@ -48,8 +49,8 @@ def tag_reading(model, tokenizer, spec, prompts: Sequence[Sequence[Message]], re
     def tagged(v: torch.Tensor) -> list:
         return [render(p, x, spec.objectives, spec.kind) for p, x in zip(prompts, v)]
 
-    own = reply_nll(model, tokenizer, tagged(values), replies)
-    other = reply_nll(model, tokenizer, tagged(mismatched(values)), replies)
+    own = reply_nll(model, tokenizer, tagged(values), replies, progress=progress)
+    other = reply_nll(model, tokenizer, tagged(mismatched(values)), replies, progress=progress)
     gap, half = mean_ci((other - own).unsqueeze(-1))
     return {"replies": len(replies), "nll_own_tag": float(own.mean()), "nll_mismatched_tag": float(other.mean()),
             "gap": float(gap[0]), "gap_ci95": float(half[0])}
