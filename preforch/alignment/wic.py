@@ -89,7 +89,11 @@ class WicSpec:
 
     def condition(self, prompts: Sequence[Sequence[Message]], preferences: torch.Tensor) -> list[tuple[Message, ...]]:
         """The prompts with their preferences [P, K] written in, as this policy was trained to read them."""
-        return [render(p, v, self.objectives, self.kind) for p, v in zip(prompts, self.prompt_values(preferences))]
+        return self.tagged(prompts, self.prompt_values(preferences))
+
+    def tagged(self, prompts: Sequence[Sequence[Message]], values: torch.Tensor) -> list[tuple[Message, ...]]:
+        """The prompts with the tag of their conditioning values [P, K] (weights, or RiC scores) in front."""
+        return [render(p, v, self.objectives, self.kind) for p, v in zip(prompts, values)]
 
     def to_dict(self) -> dict:
         return {**asdict(self), "kind": self.kind, "objectives": list(self.objectives),
@@ -132,8 +136,8 @@ def offline_samples(cfg: WicConfig, scorer: Scorer) -> tuple[list, list[str], to
 
 def sft_rows(prompts: Sequence[Sequence[Message]], replies: Sequence[str], values: torch.Tensor, spec: WicSpec) -> list[dict]:
     """TRL conversational prompt-completion rows: prompt = x with the tag of its values [N, K], completion = y."""
-    return [{"prompt": list(render(p, v, spec.objectives, spec.kind)), "completion": [{"role": "assistant", "content": y}]}
-            for p, y, v in zip(prompts, replies, values)]
+    return [{"prompt": list(p), "completion": [{"role": "assistant", "content": y}]}
+            for p, y in zip(spec.tagged(prompts, values), replies)]
 
 
 def sft(cfg: WicConfig, start: str, rows: list[dict], max_steps: int, spec: WicSpec, seed: int) -> dict:

@@ -126,9 +126,9 @@ def wic_tag_reading(cfg: EvaluateConfig, data, judge: RewardEnsemble) -> dict:
 
     prompts = [p.prompt for p in data] * 2
     replies = [p.chosen for p in data] + [p.rejected for p in data]
-    model, tok = load_policy(resolve(cfg.policy), trust_remote_code=cfg.trust_remote_code)
-    return tag_reading(model, tok, load_wic_spec(resolve(cfg.policy)), prompts, replies, judge.score(prompts, replies),
-                       progress=True)
+    policy = resolve(cfg.policy)
+    model, tok = load_policy(policy, trust_remote_code=cfg.trust_remote_code)
+    return tag_reading(model, tok, load_wic_spec(policy), prompts, replies, judge.score(prompts, replies), progress=True)
 
 
 def run_evaluation(cfg: EvaluateConfig) -> dict:

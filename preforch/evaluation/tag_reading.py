@@ -13,7 +13,6 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from preforch.data.conditioning import render
 from preforch.data.schema import Message
 from preforch.evaluation.metrics import mean_ci
 
@@ -45,12 +44,8 @@ def tag_reading(model, tokenizer, spec, prompts: Sequence[Sequence[Message]], re
     from preforch.alignment.wic import conditioning_values
 
     values = conditioning_values(spec.method, normalized, spec.tau)
-
-    def tagged(v: torch.Tensor) -> list:
-        return [render(p, x, spec.objectives, spec.kind) for p, x in zip(prompts, v)]
-
-    own = reply_nll(model, tokenizer, tagged(values), replies, progress=progress)
-    other = reply_nll(model, tokenizer, tagged(mismatched(values)), replies, progress=progress)
+    own = reply_nll(model, tokenizer, spec.tagged(prompts, values), replies, progress=progress)
+    other = reply_nll(model, tokenizer, spec.tagged(prompts, mismatched(values)), replies, progress=progress)
     gap, half = mean_ci((other - own).unsqueeze(-1))
     return {"replies": len(replies), "nll_own_tag": float(own.mean()), "nll_mismatched_tag": float(other.mean()),
             "gap": float(gap[0]), "gap_ci95": float(half[0])}
