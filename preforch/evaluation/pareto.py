@@ -55,10 +55,18 @@ def check_reference_point(reference_point: Sequence[float] | None, num_objective
                           "method on every objective, e.g. --reference_point -2 -2); keep it fixed across runs")
     ref = np.asarray(reference_point, dtype=np.float64)
     if ref.shape != (num_objectives,):
-        raise ConfigError(f"reference point has {ref.size} values, points have {num_objectives} objectives")
+        raise ConfigError(f"reference_point: expected {num_objectives} values (one per objective), got {ref.size}")
     if not np.isfinite(ref).all():
         raise ConfigError(f"reference point must be finite, got {ref.tolist()}")
     return ref
+
+
+def reference_point_or_default(reference_point: Sequence[float] | None, num_objectives: int) -> list[float]:
+    """The comparison pipelines' reference point: the given one, checked, or -2 per objective (normalised
+    scores are z-scores, so -2 is worse than almost every policy on every objective)."""
+    if reference_point is None:
+        return [-2.0] * num_objectives
+    return check_reference_point(reference_point, num_objectives).tolist()
 
 
 def hypervolume(points: np.ndarray, reference_point: Sequence[float] | None) -> float:

@@ -24,16 +24,22 @@ def mismatched(values: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def reply_nll(model, tokenizer, prompts: Sequence[Sequence[Message]], replies: Sequence[str],
-              max_reply_tokens: int = 64, progress: bool = False) -> torch.Tensor:
-    """Mean token NLL [N] of each reply (its first `max_reply_tokens` tokens) after its chat-templated prompt."""
+              max_reply_tokens: int = 128, progress: bool = False) -> torch.Tensor:
+    """Mean token NLL [N] of each reply as SFT trained it: the chat-templated assistant turn after its prompt,
+    end-of-turn marker included, cut to its first `max_reply_tokens` tokens.
+
+    The end marker matters: where a reply stops is how a tag on a length objective (conciseness) shows.
+    """
     out = []
     for prompt, reply in tqdm(list(zip(prompts, replies)), desc="tag reading", unit="reply", disable=not progress):
-        text = tokenizer.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True)
-        p = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
-        r = tokenizer(reply, add_special_tokens=False, return_tensors="pt").input_ids[:, :max_reply_tokens]
-        ids = torch.cat([p, r], 1).to(model.device)
-        logits = model(ids).logits[0, p.shape[1] - 1:-1].float()
-        out.append(torch.nn.functional.cross_entropy(logits, ids[0, p.shape[1]:]).item())
+        turn = [*prompt, {"role": "assistant", "content": reply}]
+        p = tokenizer.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True)
+        full = tokenizer.apply_chat_template(turn, tokenize=False)
+        p_ids = tokenizer(p, add_special_tokens=False, return_tensors="pt").input_ids
+        ids = tokenizer(full, add_special_tokens=False, return_tensors="pt").input_ids
+        ids = ids[:, :p_ids.shape[1] + max_reply_tokens].to(model.device)
+        logits = model(ids).logits[0, p_ids.shape[1] - 1:-1].float()
+        out.append(torch.nn.functional.cross_entropy(logits, ids[0, p_ids.shape[1]:]).item())
     return torch.tensor(out)
 
 

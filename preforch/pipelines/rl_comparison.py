@@ -21,6 +21,7 @@ import torch
 from preforch.alignment.trl_utils import LOG_FILE
 from preforch.config import EvaluateConfig, PolicyConfig, RLComparisonConfig
 from preforch.evaluation.metrics import mean_ci
+from preforch.evaluation.pareto import reference_point_or_default
 from preforch.io import atomic_write_json, atomic_write_text
 
 INITIAL = "initial"
@@ -59,7 +60,7 @@ def _evaluate(cfg: RLComparisonConfig, policy: str, name: str, k: int) -> dict:
     return run_evaluation(EvaluateConfig(
         policy=policy, method="plain", ensemble=cfg.ensemble, orchestrator=cfg.orchestrator, eval_data=cfg.eval_data,
         prompts_per_source=cfg.eval_prompts_per_source, grid=[",".join([repr(1 / k)] * k)],
-        reference_point=cfg.reference_point or [-2.0] * k, max_new_tokens=cfg.max_completion_length,
+        reference_point=reference_point_or_default(cfg.reference_point, k), max_new_tokens=cfg.max_completion_length,
         temperature=cfg.eval_temperature, seed=cfg.seed, output_dir=str(out), trust_remote_code=cfg.trust_remote_code))
 
 
@@ -79,10 +80,7 @@ def run_rl_comparison(cfg: RLComparisonConfig) -> dict:
     ensemble = RewardEnsemble.load(cfg.ensemble)
     objectives = list(ensemble.objectives)
     k = len(objectives)
-    if cfg.reference_point is not None and len(cfg.reference_point) != k:
-        from preforch.errors import ConfigError
-
-        raise ConfigError(f"reference_point: expected {k} values (objectives {objectives}), got {cfg.reference_point}")
+    reference_point_or_default(cfg.reference_point, k)  # a wrong one fails now, not after training
     probe = [({"role": "user", "content": "hello"},)]
     for method in cfg.methods:  # bad weights or a mismatched orchestrator fail now, not after an earlier method trained
         method_weights(policy_config(cfg, method), ensemble, probe)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from preforch.alignment.wic import RUN_FILE
 from preforch.config import EvaluateConfig, WicComparisonConfig, WicConfig
+from preforch.evaluation.pareto import reference_point_or_default
 from preforch.evaluation.report import steering_gain
 from preforch.io import atomic_write_json, atomic_write_text
 
@@ -78,7 +79,6 @@ def run_wic_comparison(cfg: WicComparisonConfig) -> dict:
     from preforch.alignment.wic import train_wic
     from preforch.cli.commands import compare
     from preforch.config import CompareConfig
-    from preforch.errors import ConfigError
     from preforch.evaluation.harness import run_evaluation
     from preforch.orchestrator.model import PreferenceOrchestrator
     from preforch.rewards.ensemble import RewardEnsemble, check_objectives
@@ -86,9 +86,7 @@ def run_wic_comparison(cfg: WicComparisonConfig) -> dict:
     out = Path(cfg.output_dir)
     objectives = RewardEnsemble.load(cfg.ensemble).objectives
     k = len(objectives)
-    reference = cfg.reference_point or [-2.0] * k
-    if len(reference) != k:
-        raise ConfigError(f"reference_point: expected {k} values, got {reference}")
+    reference = reference_point_or_default(cfg.reference_point, k)
     # Pro-WiC's online stage needs it; a mismatch must fail now, not after the offline stages have trained.
     check_objectives(objectives, PreferenceOrchestrator.from_pretrained(cfg.orchestrator).objectives,
                      f"orchestrator {cfg.orchestrator}")

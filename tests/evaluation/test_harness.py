@@ -69,7 +69,7 @@ def test_evaluate_writes_front_hypervolume_gap_and_reuses_generations(tiny_polic
 def test_evaluate_input_errors(tiny_policy_dir, tiny_ensemble_dir, tmp_path):
     with pytest.raises(ConfigError, match="needs a reference point"):
         run_evaluation(_cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, reference_point=None))
-    with pytest.raises(ConfigError, match="reference point has 2 values"):
+    with pytest.raises(ConfigError, match="reference_point: expected 3 values"):
         run_evaluation(_cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, reference_point=[0.0, 0.0]))
     with pytest.raises(WeightsError, match="not on the simplex"):
         run_evaluation(_cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, grid=["0.5,0.5,0", "0.9,0.2,0"]))

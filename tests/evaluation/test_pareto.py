@@ -34,7 +34,7 @@ def test_hypervolume_matches_hand_computed_values():
 def test_reference_point_errors():
     with pytest.raises(ConfigError, match="needs a reference point"):
         hypervolume(np.ones((2, 2)), None)
-    with pytest.raises(ConfigError, match="reference point has 3 values"):
+    with pytest.raises(ConfigError, match="reference_point: expected 2 values"):
         hypervolume(np.ones((2, 2)), [0, 0, 0])
 
 

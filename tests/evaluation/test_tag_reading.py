@@ -11,17 +11,22 @@ def test_mismatched_never_gives_a_reply_its_own_conditioning():
     assert not (other == values).all(-1).any()
 
 
-def test_reply_nll_is_the_mean_token_cross_entropy_of_the_reply(tiny_policy_dir):
+def test_reply_nll_is_the_mean_token_cross_entropy_of_the_templated_reply_with_its_end(tiny_policy_dir):
     from preforch.models import load_policy
 
     model, tok = load_policy(tiny_policy_dir, device="cpu")
     prompt, reply = ({"role": "user", "content": "hello there"},), "a short reply"
     p = tok(tok.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True),
             add_special_tokens=False, return_tensors="pt").input_ids
-    r = tok(reply, add_special_tokens=False, return_tensors="pt").input_ids
-    logp = torch.log_softmax(model(torch.cat([p, r], 1)).logits[0].float(), -1)
-    by_hand = -torch.stack([logp[p.shape[1] - 1 + i, t] for i, t in enumerate(r[0])]).mean()
+    full = tok(tok.apply_chat_template([*prompt, {"role": "assistant", "content": reply}], tokenize=False),
+               add_special_tokens=False, return_tensors="pt").input_ids
+    reply_ids = full[0, p.shape[1]:]
+    assert len(reply_ids) > len(tok(reply, add_special_tokens=False).input_ids)  # the end marker is scored too
+    logp = torch.log_softmax(model(full).logits[0].float(), -1)
+    by_hand = -torch.stack([logp[p.shape[1] - 1 + i, t] for i, t in enumerate(reply_ids)]).mean()
     assert reply_nll(model, tok, [prompt], [reply])[0].item() == pytest.approx(by_hand.item(), rel=1e-4)
+    cut = -torch.stack([logp[p.shape[1] - 1 + i, t] for i, t in enumerate(reply_ids[:2])]).mean()
+    assert reply_nll(model, tok, [prompt], [reply], max_reply_tokens=2)[0].item() == pytest.approx(cut.item(), rel=1e-4)
 
 
 def test_no_gap_when_every_reply_carries_the_same_conditioning(tiny_policy_dir, tmp_path):

@@ -65,3 +65,11 @@ def test_wic_compare_refuses_a_mismatched_orchestrator_before_training(tiny_poli
                  "--orchestrator", tiny_orchestrator_dir, "--output_dir", str(out)]) == 2
     assert "do not match the reward ensemble" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_wic_compare_refuses_a_reference_point_of_the_wrong_length(tiny_policy_dir, tiny_ensemble_dir, tmp_path, capsys):
+    out = tmp_path / "wic"
+    assert main(["wic-compare", "--policy", tiny_policy_dir, "--ensemble", tiny_ensemble_dir,
+                 "--reference_point", "-1", "-1", "--output_dir", str(out)]) == 2
+    assert "reference_point: expected 3 values" in capsys.readouterr().err
+    assert not out.exists()
