@@ -348,6 +348,8 @@ class WicConfig:
     train_data: list[str] = _list(HH_TRAIN, "preference data: its chosen and rejected replies are the offline samples "
                                   "(online: mixed in, and they set the filter thresholds)")
     max_pairs: Optional[int] = _f(None, "cap on pairs per train_data spec")
+    max_user_turns: Optional[int] = _f(None, "train and sample only on prompts with at most this many user turns "
+                                       "(1: single-turn questions; shorter samples, more epochs per hour)")
     online_data: list[str] = _list(HH_TRAIN, "data whose prompts are sampled in the online stage")
     online_prompts: int = _f(32, "prompts per online iteration (a fresh slice of the shuffled online data each time)")
     iterations: int = _f(1, "online iterations")
@@ -391,8 +393,9 @@ class WicConfig:
             raise ConfigError(f"offline_mix: must be >= 0, got {self.offline_mix!r}")
         if self.tau is not None:
             _positive(self, "tau")
-        if self.max_pairs is not None:
-            _positive(self, "max_pairs")
+        for name in ("max_pairs", "max_user_turns"):
+            if getattr(self, name) is not None:
+                _positive(self, name)
 
     @property
     def preference(self) -> str:

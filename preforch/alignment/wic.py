@@ -127,11 +127,15 @@ def load_wic_spec(policy_dir: str | Path) -> WicSpec:
 
 def offline_samples(cfg: WicConfig, scorer: Scorer) -> tuple[list, list[str], torch.Tensor]:
     """Chosen and rejected replies of `cfg.train_data`, all as samples: (prompts, replies, normalised scores [N, K])."""
-    data = load_many(cfg.train_data, cfg.max_pairs)
+    data = load_many(cfg.train_data, cfg.max_pairs, cfg.max_user_turns)
     if not len(data):
-        raise ConfigError(f"train_data {cfg.train_data}: no preference pairs")
+        raise ConfigError(f"train_data {cfg.train_data}: no preference pairs" + turns_note(cfg))
     prompts, replies = data.prompts * 2, [p.chosen for p in data] + [p.rejected for p in data]
     return prompts, replies, scorer(prompts, replies)
+
+
+def turns_note(cfg: WicConfig) -> str:
+    return f" with at most {cfg.max_user_turns} user turn(s) (--max_user_turns)" if cfg.max_user_turns else ""
 
 
 def sft_rows(prompts: Sequence[Sequence[Message]], replies: Sequence[str], values: torch.Tensor, spec: WicSpec) -> list[dict]:

@@ -18,7 +18,7 @@ import torch
 
 from preforch.alignment.best_of_n import SamplingConfig, sample_candidates
 from preforch.alignment.wic import (RUN_FILE, Scorer, WicSpec, conditioning_values, load_wic_spec, offline_samples,
-                                    quantile_thresholds, rejection_mask, sft, sft_rows, write_run)
+                                    quantile_thresholds, rejection_mask, sft, sft_rows, turns_note, write_run)
 from preforch.config import WicConfig
 from preforch.data.loaders import load_many
 from preforch.data.schema import Message
@@ -92,9 +92,9 @@ def _check_inputs(cfg: WicConfig, objectives: Sequence[str]):
 
         orchestrator = PreferenceOrchestrator.from_pretrained(cfg.orchestrator)
         check_objectives(objectives, orchestrator.objectives, f"orchestrator {cfg.orchestrator}")
-    online = load_many(cfg.online_data)
+    online = load_many(cfg.online_data, max_user_turns=cfg.max_user_turns)
     if not len(online):
-        raise ConfigError(f"online_data {cfg.online_data}: no prompts")
+        raise ConfigError(f"online_data {cfg.online_data}: no prompts" + turns_note(cfg))
     return spec, orchestrator, online.shuffled(cfg.seed)
 
 

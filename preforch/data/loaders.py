@@ -169,12 +169,21 @@ def load_preferences(spec: str, limit: int | None = None) -> PreferenceDataset:
     return load_file(spec, limit=limit)
 
 
-def load_many(specs: Iterable[str], limit: int | None = None) -> PreferenceDataset:
-    """Concatenate several data specs (each capped at `limit` pairs), keeping each record's source."""
+def user_turns(pair: PreferencePair) -> int:
+    """How many user messages the pair's prompt holds (1 for a single-turn question)."""
+    return sum(m["role"] == "user" for m in pair.prompt)
+
+
+def load_many(specs: Iterable[str], limit: int | None = None, max_user_turns: int | None = None) -> PreferenceDataset:
+    """Concatenate several data specs, keeping each record's source. With `max_user_turns`, only pairs whose
+    prompt has at most that many user messages; then each spec is capped at `limit` pairs."""
     specs = list(specs)
     if not specs:
         raise DataError("no data given")
-    return PreferenceDataset.concat(load_preferences(s, limit) for s in specs)
+    if max_user_turns is None:
+        return PreferenceDataset.concat(load_preferences(s, limit) for s in specs)
+    kept = ([p for p in load_preferences(s) if user_turns(p) <= max_user_turns][:limit] for s in specs)
+    return PreferenceDataset.concat(PreferenceDataset(pairs) for pairs in kept)
 
 
 def sample_per_source(specs: Iterable[str], per_source: int, seed: int) -> PreferenceDataset:

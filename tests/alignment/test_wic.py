@@ -157,10 +157,16 @@ def test_bad_input_fails_before_writing_anything(tiny_policy_dir, tiny_ensemble_
     bad_data = _write_pairs(tmp_path / "tagged.jsonl", PreferenceDataset([tagged]))
     _expect_error(_offline_args("pro-wic", tiny_policy_dir, tiny_ensemble_dir, bad_data, out),
                   "already starts with a conditioning tag", out, capsys)
+    follow_up = PreferencePair(({"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
+                                {"role": "user", "content": "and?"}), "a", "b")
+    dialogue = _write_pairs(tmp_path / "dialogue.jsonl", PreferenceDataset([follow_up]))
+    _expect_error([*_offline_args("pro-wic", tiny_policy_dir, tiny_ensemble_dir, dialogue, out), "--max_user_turns", "1"],
+                  "no preference pairs with at most 1 user turn(s) (--max_user_turns)", out, capsys)
     for flags, message in [(["--method", "dpo"], "method: expected one of ['pro-wic', 'ric']"),
                            (["--stage", "warm"], "stage: expected one of"),
                            (["--preference_source", "best"], "preference_source: expected one of"),
-                           (["--filter_quantile", "1.5"], "filter_quantile: must be in (0, 1)")]:
+                           (["--filter_quantile", "1.5"], "filter_quantile: must be in (0, 1)"),
+                           (["--max_user_turns", "0"], "max_user_turns: must be > 0")]:
         _expect_error(["train-wic", *flags, "--output_dir", str(out)], message, out, capsys)
 
     online = ["train-wic", "--stage", "online", "--ensemble", tiny_ensemble_dir, "--orchestrator", tiny_orchestrator_dir,

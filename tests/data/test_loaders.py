@@ -4,7 +4,8 @@ import json
 import pytest
 
 from preforch.data.hh import parse_dialogue, split_pair
-from preforch.data.loaders import BUNDLED, load_bundled, load_file, load_hf_dataset, load_many, load_preferences
+from preforch.data.loaders import (BUNDLED, load_bundled, load_file, load_hf_dataset, load_many, load_preferences,
+                                    user_turns)
 from preforch.errors import DataError
 
 
@@ -121,5 +122,14 @@ def test_specs_join_and_unknown_bundled_split():
     both = load_preferences("hh-helpful:test+hh-harmless:test", limit=5)
     assert both.sources == ["hh-helpful"] * 5 + ["hh-harmless"] * 5
     assert len(load_many(["hh-helpful:test", "ultrafeedback:test"], limit=3)) == 6
+
+
+def test_load_many_keeps_prompts_up_to_max_user_turns_before_capping():
+    everything = load_many(["hh-helpful:test"])
+    assert max(user_turns(p) for p in everything) > 1  # HH dialogues have follow-up turns
+    single = load_many(["hh-helpful:test", "hh-harmless:test"], limit=5, max_user_turns=1)
+    assert len(single) == 10 and all(user_turns(p) == 1 for p in single)
+    assert single.sources == ["hh-helpful"] * 5 + ["hh-harmless"] * 5
+    assert len(load_many(["hh-helpful:test"], max_user_turns=2)) == sum(user_turns(p) <= 2 for p in everything)
     with pytest.raises(DataError, match="split must be"):
         load_preferences("hh-helpful:validation")
