@@ -130,11 +130,12 @@ def offline_samples(cfg: WicConfig, scorer: Scorer) -> tuple[list, list[str], to
     data = load_many(cfg.train_data, cfg.max_pairs, cfg.max_user_turns)
     if not len(data):
         raise ConfigError(f"train_data {cfg.train_data}: no preference pairs" + turns_note(cfg))
-    prompts, replies = data.prompts * 2, [p.chosen for p in data] + [p.rejected for p in data]
+    prompts, replies = data.all_replies()
     return prompts, replies, scorer(prompts, replies)
 
 
 def turns_note(cfg: WicConfig) -> str:
+    """What an empty-data error adds when --max_user_turns filtered the data."""
     return f" with at most {cfg.max_user_turns} user turn(s) (--max_user_turns)" if cfg.max_user_turns else ""
 
 

@@ -85,6 +85,10 @@ class PreferenceDataset:
     def prompts(self) -> list[tuple[Message, ...]]:
         return [p.prompt for p in self.pairs]
 
+    def all_replies(self) -> tuple[list[tuple[Message, ...]], list[str]]:
+        """Every reply as its own sample: (prompts, replies), the chosen replies first, then the rejected."""
+        return self.prompts * 2, [p.chosen for p in self.pairs] + [p.rejected for p in self.pairs]
+
     @property
     def sources(self) -> list[str]:
         return [p.source for p in self.pairs]

@@ -124,8 +124,7 @@ def wic_tag_reading(cfg: EvaluateConfig, data, judge: RewardEnsemble) -> dict:
     from preforch.evaluation.tag_reading import tag_reading
     from preforch.models import load_policy, resolve
 
-    prompts = [p.prompt for p in data] * 2
-    replies = [p.chosen for p in data] + [p.rejected for p in data]
+    prompts, replies = data.all_replies()
     policy = resolve(cfg.policy)
     model, tok = load_policy(policy, trust_remote_code=cfg.trust_remote_code)
     return tag_reading(model, tok, load_wic_spec(policy), prompts, replies, judge.score(prompts, replies), progress=True)

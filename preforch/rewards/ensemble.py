@@ -80,8 +80,7 @@ class RewardEnsemble:
 
     def fit_normalization(self, data: PreferenceDataset, progress: bool = True) -> ZScore:
         """Fit z-scores on the chosen and rejected responses of `data` (the reference set) and keep them."""
-        prompts = data.prompts * 2
-        responses = [p.chosen for p in data] + [p.rejected for p in data]
+        prompts, responses = data.all_replies()
         self.normalizer = fit_zscore(self.score_raw(prompts, responses, progress))
         return self.normalizer
 

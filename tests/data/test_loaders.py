@@ -131,5 +131,12 @@ def test_load_many_keeps_prompts_up_to_max_user_turns_before_capping():
     assert len(single) == 10 and all(user_turns(p) == 1 for p in single)
     assert single.sources == ["hh-helpful"] * 5 + ["hh-harmless"] * 5
     assert len(load_many(["hh-helpful:test"], max_user_turns=2)) == sum(user_turns(p) <= 2 for p in everything)
+
+
+def test_all_replies_lists_chosen_then_rejected_each_with_its_prompt():
+    data = load_many(["hh-helpful:test"], limit=3)
+    prompts, replies = data.all_replies()
+    assert prompts == data.prompts * 2
+    assert replies == [p.chosen for p in data] + [p.rejected for p in data]
     with pytest.raises(DataError, match="split must be"):
         load_preferences("hh-helpful:validation")
