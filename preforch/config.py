@@ -46,10 +46,14 @@ class RewardModelConfig:
     center_coefficient: float = _f(0.1, "weight of the reward-centering term (r_w + r_l)^2")
     max_train_pairs: Optional[int] = _f(None, "cap on training pairs per objective")
     max_eval_pairs: Optional[int] = _f(None, "cap on held-out pairs per objective")
+    cross_fit_folds: int = _f(0, "also train k fold models (each without one fold of the pairs) so the orchestrator's "
+                              "targets come from a model that never saw the pair; 0 = off, else >= 2")
     seed: int = _f(0, "random seed")
     trust_remote_code: bool = _f(False, "allow custom model code from the hub (off unless you trust it)")
 
     def __post_init__(self):
+        if self.cross_fit_folds == 1 or self.cross_fit_folds < 0:
+            raise ConfigError(f"cross_fit_folds: expected 0 (off) or at least 2, got {self.cross_fit_folds}")
         _same_length(self, "objectives", "train_data")
         if self.eval_data:
             _same_length(self, "objectives", "eval_data")
@@ -79,6 +83,15 @@ class OrchestratorConfig:
     output_dir: str = _f("runs/orchestrator", "where the orchestrator is saved")
     positive_source: Optional[str] = _f(None, "source label whose prompts are positives for the AUROC (default: last)")
     tau: float = _f(1.0, "temperature of the targets softmax(r~(x, y_w) / tau) (Eq. 7)")
+    objective: str = _f("kl", "kl (PRO, Eq. 8: KL to the targets) | bradley-terry (ArmoRM-style gate: human labels "
+                        "through the combined reward) | hybrid (kl + hybrid_weight * bradley-terry)")
+    hybrid_weight: float = _f(1.0, "weight of the Bradley-Terry term in the hybrid objective")
+    cross_fit: bool = _f(False, "score each training pair with reward models that never trained on it "
+                         "(needs train-rm --cross_fit_folds k)")
+    validation_fraction: float = _f(0.1, "share of training pairs held out to calibrate the temperature and pick the "
+                                    "best fixed weights (0 = none)")
+    calibrate_temperature: bool = _f(True, "fit softmax(logits / T) on the validation pairs (Bradley-Terry likelihood "
+                                     "of the human labels); predict applies T everywhere")
     pooling: str = _f("mean", "how token states become one vector: mean | cls")
     max_length: int = _f(64, "prompt tokens (the end of the dialogue is kept)")
     train_encoder: bool = _f(False, "fine-tune the encoder too (slower); default trains the head on cached features")
@@ -96,6 +109,12 @@ class OrchestratorConfig:
         _positive(self, "tau", "max_length", "batch_size", "learning_rate")
         if self.pooling not in ("mean", "cls"):
             raise ConfigError(f"pooling: expected 'mean' or 'cls', got {self.pooling!r}")
+        if self.objective not in ("kl", "bradley-terry", "hybrid"):
+            raise ConfigError(f"objective: expected kl, bradley-terry or hybrid, got {self.objective!r}")
+        if not 0 <= self.validation_fraction < 1:
+            raise ConfigError(f"validation_fraction: expected a value in [0, 1), got {self.validation_fraction}")
+        if self.calibrate_temperature and self.validation_fraction == 0:
+            raise ConfigError("calibrate_temperature needs validation pairs: set validation_fraction > 0")
 
     @property
     def num_epochs(self) -> int:

@@ -78,7 +78,12 @@ def load_policy(name_or_path: str, dtype=None, device: str | None = None, trust_
     path = resolve(name_or_path)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if dtype is None:
-        dtype = torch.bfloat16 if (device == "cpu" or torch.cuda.is_bf16_supported()) else torch.float16
+        # bf16 weights only where bf16 runs fast (fast_bf16): a CPU without AMX / AVX512-BF16 emulates bf16
+        # matmuls, and PREFORCH_BF16=0 must mean no bf16 anywhere, decoding included.
+        if device == "cpu":
+            dtype = torch.bfloat16 if fast_bf16(device) else torch.float32
+        else:
+            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     tok = load_pretrained(AutoTokenizer, path, "policy tokenizer", trust_remote_code=trust_remote_code)
     tok.padding_side = "left"
     if tok.pad_token is None:

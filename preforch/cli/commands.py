@@ -14,7 +14,6 @@ from preforch.errors import ConfigError
 from preforch.io import atomic_write_json
 from preforch.models import is_main_process
 
-ORCHESTRATOR_METRICS = "train_metrics.json"
 
 
 def train_rm(cfg: RewardModelConfig) -> None:
@@ -29,38 +28,27 @@ def train_rm(cfg: RewardModelConfig) -> None:
 
 
 def build_ensemble(cfg: EnsembleConfig):
-    from preforch.rewards.ensemble import RewardEnsemble
-    from preforch.rewards.sources import HFRewardModel, RuleReward
+    from preforch.rewards.ensemble import build_ensemble as build
 
-    sources = [HFRewardModel(p, trust_remote_code=cfg.trust_remote_code) for p in cfg.reward_models]
-    ensemble = RewardEnsemble(sources + [RuleReward.from_spec(r) for r in cfg.rules])
-    reference = load_many(cfg.reference_data, cfg.max_reference_pairs)
-    stats = ensemble.fit_normalization(reference)
-    ensemble.save(cfg.output_dir)
+    ensemble = build(cfg)
     print(f"saved {Path(cfg.output_dir) / 'ensemble.json'}: objectives {list(ensemble.objectives)}, "
-          f"z-scores fitted on {stats.num_samples} responses")
+          f"z-scores fitted on {ensemble.normalizer.num_samples} responses")
     return ensemble
 
 
 def train_orchestrator(cfg: OrchestratorConfig) -> dict:
-    import torch
+    from preforch.orchestrator.train import train_and_evaluate
 
-    from preforch.orchestrator.evaluate import evaluate_orchestrator
-    from preforch.orchestrator.fit import train_orchestrator as fit
-    from preforch.rewards.ensemble import RewardEnsemble
-
-    ensemble = RewardEnsemble.load(cfg.ensemble)
-    model, info = fit(cfg, ensemble, load_many(cfg.train_data, cfg.max_train_pairs))
-    if not is_main_process():  # under torchrun, one process saves and evaluates
-        return {}
-    model.metadata["mean_train_target"] = info["mean_target"]
-    model.save_pretrained(cfg.output_dir)
-    result = {"config": asdict(cfg), "training": info}
-    if cfg.eval_data:
-        result["eval"] = evaluate_orchestrator(model, ensemble, load_many(cfg.eval_data, cfg.max_eval_pairs),
-                                               torch.tensor(info["mean_target"]), cfg.positive_source)
+    result = train_and_evaluate(cfg)
+    if not result:  # a non-main process under torchrun
+        return result
+    val = result["training"].get("validation")
+    if val:
+        if "temperature" in val:
+            print(f"calibrated temperature {val['temperature']:g} (Bradley-Terry likelihood on {val['pairs']} validation pairs)")
+        print_human_labels(val["human_labels"], "validation")
+    if "eval" in result:
         _print_eval(result["eval"])
-    atomic_write_json(Path(cfg.output_dir) / ORCHESTRATOR_METRICS, result)  # last: marks a finished run
     print(f"saved {cfg.output_dir}")
     return result
 
@@ -209,7 +197,17 @@ def quickstart(cfg) -> dict:
     return run_quickstart(cfg)
 
 
+def print_human_labels(table: dict, title: str) -> None:
+    """The human-label accuracy table (orchestrator/human_labels.py) as console lines."""
+    print(f"{title}: combined-reward accuracy on {table['num_pairs']} pairs (95% CI)")
+    for name, r in table["rows"].items():
+        print(f"  {name:<36} {r['accuracy']:.3f}  [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]")
+    for name, m in table.get("margins", {}).items():
+        print(f"  margin {name:<29} {m['margin']:+.3f}  [{m['ci95'][0]:+.3f}, {m['ci95'][1]:+.3f}]")
+
+
 def _print_eval(ev: dict) -> None:
+    print_human_labels(ev["human_labels"], f"held-out human labels (temperature {ev['temperature']:.2f})")
     kl = ev["kl"]
     print(f"held-out KL(w*||.) over {ev['num_prompts']} prompts: orchestrator {kl['orchestrator']:.4f} | "
           f"uniform {kl['uniform']:.4f} | constant mean target {kl['constant_mean_target']:.4f}")

@@ -66,6 +66,15 @@ def content_key(prompt: Sequence[Message], response: str | None = None) -> str:
     return hashlib.sha1(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
 
 
+def pair_fold(pair: PreferencePair, folds: int, salt: str = "") -> int:
+    """The fold (0..folds-1) of a pair: a stable hash of its content, so reward-model training and target
+    scoring agree on the assignment without storing it, whatever order the data comes in. A different
+    `salt` gives an independent assignment (e.g. the validation split)."""
+    if folds < 2:
+        raise ValueError(f"a split needs at least 2 folds, got {folds}")
+    return int(content_key(pair.prompt, salt + "\0" + pair.chosen + "\0" + pair.rejected), 16) % folds
+
+
 @dataclass
 class PreferenceDataset:
     """An ordered collection of `PreferencePair`s with the few views later stages need."""
@@ -103,6 +112,9 @@ class PreferenceDataset:
         pairs = list(self.pairs)
         random.Random(seed).shuffle(pairs)
         return PreferenceDataset(pairs)
+
+    def subset(self, indices: Iterable[int]) -> "PreferenceDataset":
+        return PreferenceDataset([self.pairs[i] for i in indices])
 
     def to_hf(self):
         """A `datasets.Dataset` in TRL's conversational preference format, plus a `source` column."""

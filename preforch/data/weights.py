@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Iterable, Sequence
 
 import torch
 
-from preforch.errors import WeightsError
+import numpy as np
+
+from preforch.errors import ConfigError, WeightsError
 
 SIMPLEX_ATOL = 1e-4
 
@@ -68,3 +71,14 @@ def parse_weights(spec: str, objectives: Sequence[str]) -> torch.Tensor:
 def format_weights(weights: Sequence[float], objectives: Sequence[str], digits: int = 3) -> str:
     """Inverse of `parse_weights` (rounded): `"helpful=0.700,harmless=0.300"`."""
     return ",".join(f"{o}={float(w):.{digits}f}" for o, w in zip(objectives, weights))
+
+
+def simplex_grid(num_objectives: int, divisions: int) -> np.ndarray:
+    """All weight vectors with entries in {0, 1/d, ..., 1} summing to 1: [M, K], M = C(d+K-1, K-1).
+
+    K = 2, d = 10 gives the usual 11 points (1, 0), (0.9, 0.1), ..., (0, 1).
+    """
+    if num_objectives < 1 or divisions < 1:
+        raise ConfigError(f"simplex grid needs K >= 1 and divisions >= 1, got K={num_objectives}, d={divisions}")
+    rows = [c for c in itertools.product(range(divisions + 1), repeat=num_objectives) if sum(c) == divisions]
+    return np.array(sorted(rows, reverse=True), dtype=np.float64) / divisions

@@ -6,23 +6,12 @@ code; this module validates shapes and reference points and fixes the maximisati
 
 from __future__ import annotations
 
-import itertools
 from typing import Sequence
 
 import numpy as np
 
+from preforch.data.weights import simplex_grid  # noqa: F401  (the grid lives with the other simplex helpers)
 from preforch.errors import ConfigError, WeightsError
-
-
-def simplex_grid(num_objectives: int, divisions: int) -> np.ndarray:
-    """All weight vectors with entries in {0, 1/d, ..., 1} summing to 1: [M, K], M = C(d+K-1, K-1).
-
-    K = 2, d = 10 gives the usual 11 points (1, 0), (0.9, 0.1), ..., (0, 1).
-    """
-    if num_objectives < 1 or divisions < 1:
-        raise ConfigError(f"simplex grid needs K >= 1 and divisions >= 1, got K={num_objectives}, d={divisions}")
-    rows = [c for c in itertools.product(range(divisions + 1), repeat=num_objectives) if sum(c) == divisions]
-    return np.array(sorted(rows, reverse=True), dtype=np.float64) / divisions
 
 
 def check_grid(grid: np.ndarray, objectives: Sequence[str], atol: float = 1e-6) -> np.ndarray:

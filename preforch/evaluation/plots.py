@@ -154,3 +154,21 @@ def plot_rl_comparison(heldout: dict[str, dict[str, list]], training: dict[str, 
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
+
+
+def plot_accuracy_bars(rows: dict[str, dict], path: Path, title: str) -> None:
+    """Horizontal bars of each weighting's combined-reward accuracy on human labels, with its 95% CI
+    (rows: name -> {"accuracy", "ci95": [lo, hi]}, as orchestrator/human_labels.py reports them)."""
+    plt = _pyplot()
+    names = list(rows)[::-1]
+    acc = [rows[n]["accuracy"] for n in names]
+    err = [[a - rows[n]["ci95"][0] for n, a in zip(names, acc)], [rows[n]["ci95"][1] - a for n, a in zip(names, acc)]]
+    fig, ax = plt.subplots(figsize=(6.5, 0.35 * len(names) + 1.2))
+    colors = ["tab:red" if n == "orchestrator" else "tab:gray" for n in names]
+    ax.barh(names, acc, xerr=err, color=colors, capsize=3)
+    ax.axvline(0.5, color="black", lw=0.8, ls=":")
+    ax.set_xlim(min(0.4, min(acc) - 0.05), max(acc) + 0.08)
+    ax.set_xlabel("share of held-out pairs where w . (r~_chosen - r~_rejected) > 0")
+    ax.set_title(title)
+    _save(fig, path)
+    plt.close(fig)

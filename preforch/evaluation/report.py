@@ -7,7 +7,7 @@ from typing import Sequence
 
 import torch
 
-from preforch.evaluation.plots import plot_curve, plot_grouped_bars, plot_weights_by_source
+from preforch.evaluation.plots import plot_accuracy_bars, plot_curve, plot_grouped_bars, plot_weights_by_source
 from preforch.io import atomic_write_json, atomic_write_text
 
 
@@ -28,9 +28,27 @@ def write_quickstart_report(run: Path, metrics: dict, heldout_weights: torch.Ten
     plot_curve(metrics["reward_models"]["loss_curve"], run / "reward_model_loss.png", "reward models (Bradley-Terry)",
                "step", "loss", smooth=20)
     plot_curve(metrics["orchestrator_training"]["loss_history"], run / "orchestrator_loss.png",
-               "orchestrator training (Eq. 8)", "epoch", "mean KL(w* || f_phi)")
+               "orchestrator training", "epoch", f"mean {metrics['orchestrator_training']['objective']} loss")
+    plot_accuracy_bars(metrics["orchestrator"]["human_labels"]["rows"], run / "human_label_accuracy.png",
+                       "held-out human labels")
     atomic_write_json(run / "metrics.json", metrics)
     atomic_write_text(run / "report.md", render_markdown(metrics))
+
+
+def human_label_lines(table: dict) -> list[str]:
+    """Markdown table of combined-reward accuracy per weighting, and the orchestrator's paired margins."""
+    def weights_of(r: dict) -> str:
+        return " / ".join(f"{v:.2f}" for v in r["weights"].values()) if "weights" in r else "per prompt"
+
+    lines = [_table(["weighting", "weights", "accuracy", "95% CI"],
+                    [[n, weights_of(r), r["accuracy"], f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]"]
+                     for n, r in table["rows"].items()]), ""]
+    if table.get("margins"):
+        lines += ["Paired-bootstrap margins (same pairs, 2,000 resamples):", "",
+                  _table(["comparison", "margin", "95% CI"],
+                         [[n, f"{v['margin']:+.3f}", f"[{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}]"] for n, v in table["margins"].items()]),
+                  ""]
+    return lines
 
 
 def render_markdown(m: dict) -> str:
@@ -53,6 +71,15 @@ def render_markdown(m: dict) -> str:
         "![reward model loss](reward_model_loss.png)",
         "",
         "## Preference Orchestrator",
+        f"Does the combined reward `w . r~` prefer what people preferred? Share of {orch['human_labels']['num_pairs']} "
+        "held-out pairs where `w . (r~(x, chosen) - r~(x, rejected)) > 0`, for each weighting (the orchestrator at its "
+        f"calibrated temperature {orch['temperature']:g}; 'best fixed (validation)' was chosen on the validation slice "
+        "of the training pairs, 'best fixed (test, ceiling)' on these same pairs; the per-source oracle puts all weight "
+        "on the objective the pair's source names):",
+        "",
+        *human_label_lines(orch["human_labels"]),
+        "![human-label accuracy](human_label_accuracy.png)",
+        "",
         f"Held-out KL(w* || predictor) over {orch['num_prompts']} prompts (lower is better):",
         "",
         _table(["predictor", "KL"], [["orchestrator", kl["orchestrator"]], ["uniform", kl["uniform"]],

@@ -6,15 +6,19 @@ import torch
 
 from preforch.data.schema import PreferenceDataset
 from preforch.evaluation.metrics import kl_against_baselines, source_auroc, top_objective_calibration
-from preforch.orchestrator.fit import preference_targets
+from preforch.orchestrator.calibration import tempered_weights
+from preforch.orchestrator.human_labels import human_label_table
 from preforch.orchestrator.model import PreferenceOrchestrator
+from preforch.orchestrator.targets import implicit_preference_weights
 from preforch.rewards.ensemble import RewardEnsemble, check_objectives
 
 
 def evaluate_orchestrator(model: PreferenceOrchestrator, ensemble: RewardEnsemble, held_out: PreferenceDataset,
                           train_targets_mean: torch.Tensor, positive_source: str | None = None,
                           dump_weights: str | None = None) -> dict:
-    """KL on held-out targets vs uniform and constant-mean predictors, top-objective calibration, and
+    """Held-out: combined-reward accuracy on the human labels (orchestrator vs uniform, each objective alone,
+    the best fixed vector chosen on validation and on these pairs, the per-source oracle; paired-bootstrap
+    CIs), KL to the targets vs uniform and constant-mean predictors, top-objective calibration, and
     prompt-source AUROC.
 
     `train_targets_mean` [K] is the constant predictor (the mean training target). AUROC is reported
@@ -22,11 +26,19 @@ def evaluate_orchestrator(model: PreferenceOrchestrator, ensemble: RewardEnsembl
     `dump_weights` writes one JSON line per prompt (prompt, source, predicted and target weights).
     """
     check_objectives(ensemble.objectives, model.objectives, "orchestrator")
-    targets = preference_targets(ensemble, held_out, model.tau, progress=False)
+    chosen, rejected = ensemble.score_pairs(held_out)
+    targets = implicit_preference_weights(chosen, model.tau)
     predicted = model.predict(held_out.prompts)
+    weightings = {"orchestrator": predicted}
+    if model.temperature != 1.0:
+        weightings["orchestrator (T = 1, uncalibrated)"] = tempered_weights(model.logits(held_out.prompts), 1.0)
+    if "best_fixed_validation" in model.metadata:
+        weightings["best fixed (validation)"] = torch.tensor([model.metadata["best_fixed_validation"][o] for o in model.objectives])
     result = {
         "objectives": list(model.objectives),
         "num_prompts": len(held_out),
+        "temperature": model.temperature,
+        "human_labels": human_label_table(chosen - rejected, model.objectives, weightings, held_out.sources),
         "kl": kl_against_baselines(predicted, targets, train_targets_mean.reshape(1, -1)),
         "calibration": top_objective_calibration(predicted, targets),
         "mean_weights": dict(zip(model.objectives, predicted.mean(0).tolist())),

@@ -1,7 +1,9 @@
-"""Training the orchestrator on reward-derived targets (paper Eq. 6-8).
+"""Training the orchestrator (paper Eq. 6-8) and calibrating its temperature on validation pairs.
 
 Two modes: with a frozen encoder (default) the prompts are encoded once and only the head trains, for
-many epochs in seconds; with `train_encoder` the whole model trains through `accelerate`.
+many epochs in seconds; with `train_encoder` the whole model trains through `accelerate`. A slice of the
+training pairs (`validation_fraction`, chosen by hash) is kept out of training: it picks the temperature
+of the predicted weights and the best fixed weight vector the orchestrator is compared with.
 """
 
 from __future__ import annotations
@@ -14,11 +16,15 @@ import torch
 from tqdm.auto import tqdm
 
 from preforch.config import OrchestratorConfig
-from preforch.data.schema import Message, PreferenceDataset
-from preforch.orchestrator.losses import orchestrator_kl_loss
+from preforch.data.schema import Message, PreferenceDataset, pair_fold
+from preforch.orchestrator.calibration import fit_temperature
+from preforch.orchestrator.human_labels import best_fixed_weights, human_label_table
+from preforch.orchestrator.losses import orchestrator_loss
 from preforch.orchestrator.model import PreferenceOrchestrator
 from preforch.orchestrator.targets import implicit_preference_weights
 from preforch.rewards.ensemble import RewardEnsemble
+
+VALIDATION_SALT = "validation"
 
 
 def preference_targets(ensemble: RewardEnsemble, data: PreferenceDataset, tau: float, progress: bool = True) -> torch.Tensor:
@@ -27,31 +33,53 @@ def preference_targets(ensemble: RewardEnsemble, data: PreferenceDataset, tau: f
     return implicit_preference_weights(normalized, tau)
 
 
+def validation_split(data: PreferenceDataset, fraction: float) -> tuple[list[int], list[int]]:
+    """(training indices, validation indices): about `fraction` of the pairs, chosen by a stable hash so a
+    re-run or another stage holds out the same pairs."""
+    held = [pair_fold(p, 1000, VALIDATION_SALT) < round(1000 * fraction) for p in data]
+    return [i for i, h in enumerate(held) if not h], [i for i, h in enumerate(held) if h]
+
+
+def pair_scores(ensemble: RewardEnsemble, data: PreferenceDataset, cross_fit: bool,
+                progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised (chosen [N, K], rejected [N, K]) scores; cross-fitted (rewards/crossfit.py) if asked."""
+    if cross_fit:
+        from preforch.rewards.crossfit import cross_fitted_pair_scores
+
+        return cross_fitted_pair_scores(ensemble, data, progress)
+    return ensemble.score_pairs(data, progress)
+
+
 def _batches(n: int, batch_size: int, rng: random.Random):
     idx = rng.sample(range(n), n)
     return [idx[s:s + batch_size] for s in range(0, n, batch_size)]
 
 
 def fit_orchestrator(model: PreferenceOrchestrator, prompts: Sequence[Sequence[Message]], targets: torch.Tensor,
-                     cfg: OrchestratorConfig, progress: bool = True) -> list[float]:
-    """Minimise mean KL(w* || f_phi) over `prompts`; returns the mean loss of each epoch."""
+                     delta: torch.Tensor, cfg: OrchestratorConfig, progress: bool = True) -> list[float]:
+    """Minimise `cfg.objective` over `prompts` (targets [N, K] for KL, delta [N, K] = chosen - rejected
+    normalised scores for Bradley-Terry); returns the mean loss of each epoch."""
     from accelerate.utils import set_seed
 
-    if len(prompts) != len(targets):
-        raise ValueError(f"{len(prompts)} prompts but {len(targets)} targets")
+    if not len(prompts) == len(targets) == len(delta):
+        raise ValueError(f"{len(prompts)} prompts, {len(targets)} targets, {len(delta)} score differences")
     set_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     model.clear_cache()
     history: list[float] = []
+
+    def loss_of(logits, idx):
+        return orchestrator_loss(cfg.objective, logits, targets[idx].to(logits.device), delta[idx].to(logits.device),
+                                 cfg.hybrid_weight)
+
     if not cfg.train_encoder:
         model.encoder.requires_grad_(False)
         feats = model.embed(prompts, progress=progress).to(model.device)
-        targets = targets.to(model.device)
         opt = torch.optim.AdamW(model.head.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         for _ in tqdm(range(cfg.num_epochs), desc="orchestrator head", disable=not progress):
             losses = []
             for b in _batches(len(prompts), cfg.batch_size, rng):
-                loss = orchestrator_kl_loss(model.head(feats[b]), targets[b])
+                loss = loss_of(model.head(feats[b]), b)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -78,7 +106,7 @@ def fit_orchestrator(model: PreferenceOrchestrator, prompts: Sequence[Sequence[M
         for b in _batches(len(prompts), cfg.batch_size, rng):
             mine = b[accelerator.process_index::accelerator.num_processes]
             # Through the (possibly DDP-wrapped) module, so gradients are averaged across processes.
-            loss = orchestrator_kl_loss(model([prompts[i] for i in mine]), targets[mine].to(inner.device))
+            loss = loss_of(model([prompts[i] for i in mine]), mine)
             accelerator.backward(loss)
             opt.step()
             opt.zero_grad()
@@ -91,11 +119,36 @@ def fit_orchestrator(model: PreferenceOrchestrator, prompts: Sequence[Sequence[M
     return history
 
 
+def calibrate(model: PreferenceOrchestrator, validation: PreferenceDataset, delta: torch.Tensor, fit: bool) -> dict:
+    """On validation pairs (delta [V, K]): set the temperature (if `fit`), store the best fixed vector in
+    the model's metadata, and report the human-label accuracy table there."""
+    info: dict = {"pairs": len(validation)}
+    if fit:
+        temperature, nll = fit_temperature(model.logits(validation.prompts), delta)
+        model.set_temperature(temperature)
+        info["temperature"] = temperature
+        info["label_nll_by_temperature"] = {str(t): v for t, v in nll.items()}
+    best, _ = best_fixed_weights(delta)
+    model.metadata["best_fixed_validation"] = dict(zip(model.objectives, best.tolist()))
+    info["human_labels"] = human_label_table(delta, model.objectives, {"orchestrator": model.predict(validation.prompts)},
+                                             validation.sources)
+    return info
+
+
 def train_orchestrator(cfg: OrchestratorConfig, ensemble: RewardEnsemble, data: PreferenceDataset,
                        progress: bool = True) -> tuple[PreferenceOrchestrator, dict]:
-    """Targets from `ensemble` on `data`, a new orchestrator on `cfg.encoder`, fitted. Returns (model, info)."""
+    """A new orchestrator on `cfg.encoder`, fitted on `data` minus its validation slice, then calibrated on
+    that slice. Returns (model, info)."""
     model = PreferenceOrchestrator.from_encoder(cfg.encoder, ensemble.objectives, cfg.tau, cfg.pooling,
                                                 cfg.max_length, cfg.trust_remote_code)  # first: fail fast on a bad path
-    targets = preference_targets(ensemble, data, cfg.tau, progress)
-    history = fit_orchestrator(model, data.prompts, targets, cfg, progress)
-    return model, {"train_prompts": len(data), "loss_history": history, "mean_target": targets.mean(0).tolist()}
+    train_idx, val_idx = validation_split(data, cfg.validation_fraction)
+    chosen, rejected = pair_scores(ensemble, data, cfg.cross_fit, progress)
+    delta = chosen - rejected
+    targets = implicit_preference_weights(chosen[train_idx], cfg.tau)
+    train = data.subset(train_idx)
+    history = fit_orchestrator(model, train.prompts, targets, delta[train_idx], cfg, progress)
+    info = {"train_prompts": len(train), "loss_history": history, "mean_target": targets.mean(0).tolist(),
+            "cross_fit": cfg.cross_fit, "objective": cfg.objective}
+    if val_idx:
+        info["validation"] = calibrate(model, data.subset(val_idx), delta[val_idx], cfg.calibrate_temperature)
+    return model, info

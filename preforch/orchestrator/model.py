@@ -1,8 +1,10 @@
 """The Preference Orchestrator f_phi(x) = softmax(head(pool(encoder(x)))) (paper Eq. 8).
 
 Any Hugging Face encoder works. Predictions depend on the prompt only, so `predict` caches them per
-prompt. Saved folders hold `encoder/`, `head.safetensors` and `orchestrator_config.json` (objectives,
-tau, pooling, max_length and metadata such as the mean training target).
+prompt. `predict` applies the calibrated temperature (`softmax(logits / temperature)`, see
+calibration.py), so every consumer (generate, evaluate, RL, WiC) gets the same weights. Saved folders hold
+`encoder/`, `head.safetensors` and `orchestrator_config.json` (objectives, tau, temperature, pooling,
+max_length and metadata such as the mean training target).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from preforch.data.schema import Message, content_key
 from preforch.errors import ConfigError
 from preforch.modeling import PooledHeadModel
 from preforch.models import autocast, fast_bf16
+from preforch.orchestrator.calibration import tempered_weights
 from preforch.rewards.formatting import encode_prompts
 
 
@@ -23,11 +26,12 @@ class PreferenceOrchestrator(PooledHeadModel):
     CONFIG_FILE = "orchestrator_config.json"
 
     def __init__(self, encoder: nn.Module, tokenizer, objectives: Sequence[str], tau: float = 1.0,
-                 pooling: str = "mean", max_length: int = 64):
+                 pooling: str = "mean", max_length: int = 64, temperature: float = 1.0):
         if len(objectives) < 2:
             raise ConfigError(f"an orchestrator needs at least 2 objectives, got {list(objectives)}")
         super().__init__(encoder, tokenizer, len(objectives), pooling)
         self.objectives, self.tau, self.max_length = tuple(objectives), float(tau), max_length
+        self.temperature = float(temperature)
         self.metadata: dict = {}  # saved with the config, e.g. the mean training target
         self._cache: dict[str, torch.Tensor] = {}
 
@@ -70,13 +74,25 @@ class PreferenceOrchestrator(PooledHeadModel):
         return out
 
     @torch.no_grad()
+    def logits(self, prompts: Sequence[Sequence[Message]], batch_size: int = 64) -> torch.Tensor:
+        """Head outputs [B, K] before the temperature and softmax (not cached)."""
+        return self.head(self.embed(prompts, batch_size).to(self.device)).float().cpu()
+
+    def set_temperature(self, temperature: float) -> None:
+        """Use `softmax(logits / temperature)` from now on (drops cached predictions)."""
+        if not temperature > 0:
+            raise ConfigError(f"temperature must be > 0, got {temperature}")
+        self.temperature = float(temperature)
+        self.clear_cache()
+
+    @torch.no_grad()
     def predict(self, prompts: Sequence[Sequence[Message]], batch_size: int = 64) -> torch.Tensor:
-        """Preference weights [B, K] on the simplex; each distinct prompt is encoded once and cached."""
+        """Preference weights [B, K] on the simplex, at the calibrated temperature; each distinct prompt is
+        encoded once and cached."""
         keys = [content_key(p) for p in prompts]
         todo = {k: p for k, p in zip(keys, prompts) if k not in self._cache}
         if todo:
-            feats = self.embed(list(todo.values()), batch_size)
-            weights = torch.softmax(self.head(feats.to(self.device)).float(), -1).cpu()
+            weights = tempered_weights(self.logits(list(todo.values()), batch_size), self.temperature)
             self._cache.update(zip(todo, weights))
         if not keys:
             return torch.empty(0, self.num_objectives)
@@ -87,11 +103,13 @@ class PreferenceOrchestrator(PooledHeadModel):
         self._cache.clear()
 
     def config_dict(self) -> dict:
-        return {"objectives": list(self.objectives), "tau": self.tau, "max_length": self.max_length,
+        return {"objectives": list(self.objectives), "tau": self.tau, "temperature": self.temperature,
+                "max_length": self.max_length,
                 "hidden_size": self.encoder.config.hidden_size, "metadata": self.metadata}
 
     @classmethod
     def _from_parts(cls, encoder, tokenizer, cfg: dict):
-        model = cls(encoder, tokenizer, cfg["objectives"], cfg["tau"], cfg.get("pooling", "mean"), cfg.get("max_length", 64))
+        model = cls(encoder, tokenizer, cfg["objectives"], cfg["tau"], cfg.get("pooling", "mean"), cfg.get("max_length", 64),
+                    cfg.get("temperature", 1.0))
         model.metadata = cfg.get("metadata", {})
         return model

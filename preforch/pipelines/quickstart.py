@@ -32,13 +32,14 @@ def _stage(name: str) -> float:
 
 
 def run_quickstart(cfg: QuickstartConfig) -> dict:
-    from preforch.cli import commands
     from preforch.data.loaders import load_many, sample_per_source
     from preforch.data.schema import as_messages
     from preforch.evaluation.report import write_quickstart_report
     from preforch.models import resolve
     from preforch.orchestrator.model import PreferenceOrchestrator
-    from preforch.rewards.ensemble import RewardEnsemble
+    from preforch.orchestrator.train import ORCHESTRATOR_METRICS, train_and_evaluate
+    from preforch.rewards.ensemble import RewardEnsemble, build_ensemble
+    from preforch.rewards.training import train_reward_models
 
     run = Path(cfg.output_dir)
     run.mkdir(parents=True, exist_ok=True)
@@ -57,16 +58,17 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
                                epochs=cfg.rm_epochs, center_coefficient=cfg.center_coefficient,
                                max_train_pairs=cfg.max_train_pairs, max_eval_pairs=cfg.max_eval_pairs, seed=cfg.seed)
     if cfg.overwrite or not (rm_dir / "train_rm_config.json").is_file():
-        commands.train_rm(rm_cfg)
+        train_reward_models(rm_cfg)
     else:
         print(f"reusing {rm_dir}")
     rm_metrics = _read_json(rm_dir / "train_rm_config.json")["metrics"]
+    print("held-out pairwise accuracy: " + ", ".join(f"{o} {a:.3f}" for o, a in rm_metrics["eval_accuracy"].items()))
     timings["reward_models"] = time.perf_counter() - t
 
     t = _stage("3/5 reward ensemble + normalisation")
     ens_dir = run / "rewards"
     if cfg.overwrite or not (ens_dir / "ensemble.json").is_file():
-        ensemble = commands.build_ensemble(EnsembleConfig(reward_models=[str(rm_dir)], rules=cfg.rules, reference_data=HH_TRAIN,
+        ensemble = build_ensemble(EnsembleConfig(reward_models=[str(rm_dir)], rules=cfg.rules, reference_data=HH_TRAIN,
                                                           max_reference_pairs=cfg.max_train_pairs, output_dir=str(ens_dir)))
     else:
         print(f"reusing {ens_dir}")
@@ -79,11 +81,12 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
                                   output_dir=str(orch_dir), tau=cfg.tau, max_train_pairs=cfg.max_train_pairs,
                                   max_eval_pairs=cfg.max_eval_pairs,
                                   positive_source=POSITIVE_SOURCE, seed=cfg.seed)
-    if cfg.overwrite or not (orch_dir / commands.ORCHESTRATOR_METRICS).is_file():
-        orch_result = commands.train_orchestrator(orch_cfg)
+    if cfg.overwrite or not (orch_dir / ORCHESTRATOR_METRICS).is_file():
+        orch_result = train_and_evaluate(orch_cfg, ensemble)
     else:
         print(f"reusing {orch_dir}")
-        orch_result = _read_json(orch_dir / commands.ORCHESTRATOR_METRICS)
+        orch_result = _read_json(orch_dir / ORCHESTRATOR_METRICS)
+    print_accuracy_summary(orch_result["eval"]["human_labels"])
     orchestrator = PreferenceOrchestrator.from_pretrained(orch_dir)
     examples = [as_messages(p, "example") for p in EXAMPLE_PROMPTS]
     example_weights = [dict(zip(orchestrator.objectives, w)) for w in orchestrator.predict(examples).tolist()]
@@ -113,6 +116,13 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     write_quickstart_report(run, metrics, orchestrator.predict(all_held_out.prompts), all_held_out.sources)
     print(f"\nreport: {run / 'report.md'}")
     return metrics
+
+
+def print_accuracy_summary(table: dict) -> None:
+    """One line per weighting: combined-reward accuracy on the held-out human labels."""
+    print(f"held-out combined-reward accuracy on human labels ({table['num_pairs']} pairs):")
+    for name, r in table["rows"].items():
+        print(f"  {name:<36} {r['accuracy']:.3f}")
 
 
 def compare_best_of_n(cfg: QuickstartConfig, policy_path: str, ensemble, orchestrator, held_out) -> dict:

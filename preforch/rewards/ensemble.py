@@ -14,6 +14,7 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
+from preforch.config import EnsembleConfig
 from preforch.data.schema import Message, PreferenceDataset, content_key
 from preforch.errors import ConfigError, ObjectiveMismatchError, PreforchError
 from preforch.io import atomic_write_json
@@ -78,6 +79,11 @@ class RewardEnsemble:
         """Normalised rewards r~ [B, K] using the stored statistics."""
         return self.normalize(self.score_raw(prompts, responses, progress))
 
+    def score_pairs(self, data: PreferenceDataset, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised scores of each pair's chosen [N, K] and rejected [N, K] reply."""
+        s = self.score(*data.all_replies(), progress=progress)
+        return s[:len(data)], s[len(data):]
+
     def fit_normalization(self, data: PreferenceDataset, progress: bool = True) -> ZScore:
         """Fit z-scores on the chosen and rejected responses of `data` (the reference set) and keep them."""
         prompts, responses = data.all_replies()
@@ -115,3 +121,15 @@ class RewardEnsemble:
         ens = cls(sources, norm)
         check_objectives(cfg["objectives"], ens.objectives, str(file))
         return ens
+
+
+def build_ensemble(cfg: EnsembleConfig, progress: bool = True) -> RewardEnsemble:
+    """`build-ensemble`: reward models + rules, z-scores fitted on the reference set, saved to cfg.output_dir."""
+    from preforch.data.loaders import load_many
+    from preforch.rewards.sources import HFRewardModel, RuleReward
+
+    sources = [HFRewardModel(p, trust_remote_code=cfg.trust_remote_code) for p in cfg.reward_models]
+    ensemble = RewardEnsemble(sources + [RuleReward.from_spec(r) for r in cfg.rules])
+    ensemble.fit_normalization(load_many(cfg.reference_data, cfg.max_reference_pairs), progress)
+    ensemble.save(cfg.output_dir)
+    return ensemble

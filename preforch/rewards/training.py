@@ -18,9 +18,11 @@ from tqdm.auto import tqdm
 
 from preforch.config import RewardModelConfig
 from preforch.data.loaders import load_preferences
+from preforch.data.schema import pair_fold
 from preforch.io import atomic_write_json
 from preforch.models import autocast, fast_bf16, make_accelerator
 from preforch.rewards.formatting import encode_pairs
+from preforch.rewards.crossfit import FOLDS_DIR
 from preforch.rewards.losses import bradley_terry_loss
 from preforch.rewards.multihead import MultiHeadRewardModel
 from preforch.rewards.sources import HFRewardModel
@@ -56,15 +58,19 @@ def pairwise_accuracy(model, tok, examples: Sequence[Example], cfg: RewardModelC
     return [h / n if n else float("nan") for h, n in zip(hits, counts)]
 
 
-def _examples(specs: Sequence[str], cap: int | None) -> list[Example]:
-    """Pairs of the k-th data spec train the k-th head."""
-    return [(k, p.prompt, p.chosen, p.rejected) for k, s in enumerate(specs) for p in load_preferences(s, limit=cap)]
+def _examples(specs: Sequence[str], cap: int | None, exclude_fold: tuple[int, int] | None = None) -> list[Example]:
+    """Pairs of the k-th data spec train the k-th head; `exclude_fold` (fold, folds) leaves that fold's pairs out."""
+    data = [(k, p) for k, s in enumerate(specs) for p in load_preferences(s, limit=cap)]
+    if exclude_fold is not None:
+        data = [(k, p) for k, p in data if pair_fold(p, exclude_fold[1]) != exclude_fold[0]]
+    return [(k, p.prompt, p.chosen, p.rejected) for k, p in data]
 
 
 def train_reward_model(cfg: RewardModelConfig, objectives: Sequence[str] | None = None,
                        train_specs: Sequence[str] | None = None, eval_specs: Sequence[str] | None = None,
-                       output_dir: str | None = None) -> dict:
+                       output_dir: str | None = None, exclude_fold: tuple[int, int] | None = None) -> dict:
     """Train one reward model with a head per objective in `objectives` (default: all of cfg's), save it.
+    With `exclude_fold` = (f, k) it trains on every pair outside cross-fitting fold f of k (see `pair_fold`).
 
     Returns metrics: held-out pairwise accuracy per objective and the training-loss curve. The model
     folder is swapped in whole; `train_rm_config.json` (config + metrics) is written into it last, so
@@ -77,7 +83,7 @@ def train_reward_model(cfg: RewardModelConfig, objectives: Sequence[str] | None 
     output_dir = Path(output_dir or cfg.output_dir)
     set_seed(cfg.seed)
     accelerator = make_accelerator()
-    train = _examples(cfg.train_data if train_specs is None else train_specs, cfg.max_train_pairs)
+    train = _examples(cfg.train_data if train_specs is None else train_specs, cfg.max_train_pairs, exclude_fold)
     held_out = _examples(cfg.eval_data if eval_specs is None else eval_specs, cfg.max_eval_pairs)
     model = MultiHeadRewardModel.from_encoder(cfg.base_model, objectives, cfg.pooling, cfg.max_length,
                                               cfg.prompt_max_tokens, cfg.trust_remote_code)
@@ -116,6 +122,7 @@ def train_reward_model(cfg: RewardModelConfig, objectives: Sequence[str] | None 
         "eval_pairs": len(held_out),
         "steps": steps,
         "eval_accuracy": dict(zip(objectives, acc_after)),
+        "excluded_fold": list(exclude_fold) if exclude_fold else None,
         "loss_curve": losses,
     }
     accelerator.wait_for_everyone()
@@ -128,7 +135,10 @@ def train_reward_model(cfg: RewardModelConfig, objectives: Sequence[str] | None 
 
 def train_reward_models(cfg: RewardModelConfig) -> tuple[list[HFRewardModel], dict]:
     """Train per `cfg.multi_head`: one K-head model in `output_dir`, or K single-head models in
-    `output_dir/<objective>`. Returns the loaded reward sources and the metrics per model."""
+    `output_dir/<objective>`. With `cfg.cross_fit_folds` = k, each model also gets k fold models in
+    `<model>/folds/<f>`, fold f trained without the pairs of fold f (they score those pairs for the
+    orchestrator's targets, so no target comes from a model that saw its pair). Returns the loaded reward
+    sources and the metrics per model."""
     if cfg.multi_head or len(cfg.objectives) == 1:
         runs = [(cfg.objectives, cfg.train_data, cfg.eval_data, cfg.output_dir)]
     else:
@@ -137,5 +147,8 @@ def train_reward_models(cfg: RewardModelConfig) -> tuple[list[HFRewardModel], di
     sources, metrics = [], {}
     for objectives, train_specs, eval_specs, out in runs:
         metrics[out] = train_reward_model(cfg, objectives, train_specs, eval_specs, out)
+        for f in range(cfg.cross_fit_folds):  # after the main model: its save replaces the whole folder
+            fold_out = str(Path(out) / FOLDS_DIR / str(f))
+            metrics[fold_out] = train_reward_model(cfg, objectives, train_specs, eval_specs, fold_out, (f, cfg.cross_fit_folds))
         sources.append(HFRewardModel(out))
     return sources, metrics

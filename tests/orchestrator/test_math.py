@@ -29,3 +29,32 @@ def test_mean_pool_ignores_padding():
     h = torch.tensor([[[1.0], [3.0], [100.0]]])
     assert pool(h, torch.tensor([[1, 1, 0]]), "mean").item() == 2.0
     assert pool(h, torch.tensor([[1, 1, 0]]), "cls").item() == 1.0
+
+
+def test_gate_objective_softmaxes_over_objectives_and_trains():
+    from preforch.orchestrator.losses import combined_bradley_terry_loss, orchestrator_loss
+
+    # Two prompts, K = 3; a softmax over the batch axis (ArmoRM's public bug) would give a different loss.
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 2.0]])
+    delta = torch.tensor([[1.0, -1.0, 0.0], [0.0, 0.0, 1.0]])
+    w = torch.softmax(logits, -1)
+    expected = -torch.nn.functional.logsigmoid((w * delta).sum(-1)).mean()
+    assert combined_bradley_terry_loss(logits, delta).item() == pytest.approx(expected.item())
+    wrong_axis = torch.softmax(logits, 0)
+    assert combined_bradley_terry_loss(logits, delta).item() != pytest.approx(
+        -torch.nn.functional.logsigmoid((wrong_axis * delta).sum(-1)).mean().item())
+    # Gradient descent on the gate loss moves weight toward the objective that agrees with the label.
+    head = torch.zeros(2, 3, requires_grad=True)
+    opt = torch.optim.SGD([head], lr=1.0)
+    first = None
+    for _ in range(50):
+        loss = orchestrator_loss("bradley-terry", head, torch.full((2, 3), 1 / 3), delta)
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < first
+    final = torch.softmax(head.detach(), -1)
+    assert final[0, 0] > 0.5 and final[1, 2] > 0.5
+    with pytest.raises(ValueError, match="objective: expected one of"):
+        orchestrator_loss("mse", head, head, head)

@@ -27,7 +27,7 @@ def test_fit_learns_prompt_dependent_weights(tiny_encoder_dir, pairs, train_enco
     enc_before = next(orch.encoder.parameters()).clone()
     cfg = OrchestratorConfig(encoder=tiny_encoder_dir, train_encoder=train_encoder, epochs=40 if not train_encoder else 8,
                              learning_rate=1e-2, weight_decay=0.0, batch_size=8)
-    history = fit_orchestrator(orch, pairs.prompts, targets, cfg, progress=False)
+    history = fit_orchestrator(orch, pairs.prompts, targets, torch.zeros_like(targets), cfg, progress=False)
     assert history[-1] < history[0]
     w = orch.predict(pairs.prompts)
     hurt = torch.tensor(["hurt" in p[-1]["content"] for p in pairs.prompts])
@@ -57,6 +57,20 @@ def test_save_load_round_trip_keeps_objectives_tau_and_outputs(tiny_orchestrator
     assert torch.allclose(orch.predict(pairs.prompts), again.predict(pairs.prompts))
     assert (tmp_path / "again" / "head.safetensors").is_file()
     assert not list(tmp_path.glob(".again*")), "no temp folders left behind"
+
+
+def test_temperature_is_saved_and_applied_by_predict(tiny_orchestrator_dir, pairs, tmp_path):
+    orch = PreferenceOrchestrator.from_pretrained(tiny_orchestrator_dir, device="cpu")
+    logits = orch.logits(pairs.prompts)
+    orch.set_temperature(0.25)
+    w = orch.predict(pairs.prompts)
+    assert torch.allclose(w, torch.softmax(logits / 0.25, -1), atol=1e-6)
+    assert torch.allclose(w.sum(-1), torch.ones(len(w)), atol=1e-6) and (w >= 0).all()
+    orch.save_pretrained(tmp_path / "sharp")
+    again = PreferenceOrchestrator.from_pretrained(tmp_path / "sharp", device="cpu")
+    assert again.temperature == 0.25 and torch.allclose(again.predict(pairs.prompts), w, atol=1e-6)
+    with pytest.raises(ConfigError, match="temperature must be > 0"):
+        orch.set_temperature(0.0)
 
 
 def test_load_errors(tmp_path):

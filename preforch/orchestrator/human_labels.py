@@ -1,0 +1,112 @@
+"""Judging preference weights by human labels (docs/design.md, "Judging weights by human labels").
+
+A weighting w(x) is good if the combined reward `w(x) . r~(x, y)` prefers what people preferred. For a
+held-out pair the combined margin is `w(x) . (r~(x, y_w) - r~(x, y_l))`; its sign against the human label
+compares any weighting on one footing: uniform, one objective alone, the best fixed vector, the
+orchestrator, a gate, the per-source oracle.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from preforch.data.weights import simplex_grid
+
+
+def combined_margins(weights: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """Per-pair margins of the combined reward: weights [N, K] (or [K]) x delta [N, K] -> [N], where
+    delta = r~(x, y_w) - r~(x, y_l) (normalised scores of the chosen minus the rejected reply)."""
+    return (weights.float() * delta.float()).sum(-1)
+
+
+def pair_hits(weights: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """[N] in {0, 0.5, 1}: 1 where the combined reward prefers the chosen reply, 0.5 on an exact tie."""
+    m = combined_margins(weights, delta)
+    return (m > 0).float() + 0.5 * (m == 0).float()
+
+
+def preference_accuracy(weights: torch.Tensor, delta: torch.Tensor) -> float:
+    """Share of pairs whose combined margin agrees with the human label (ties count half)."""
+    return float(pair_hits(weights, delta).mean()) if len(delta) else float("nan")
+
+
+def best_fixed_weights(delta: torch.Tensor, divisions: int = 20) -> tuple[torch.Tensor, float]:
+    """The fixed vector of the simplex lattice (step 1/divisions) with the highest accuracy on `delta` [N, K].
+    Returns (w [K], accuracy); ties go to the vector closest to uniform, the least committal one."""
+    grid = torch.tensor(simplex_grid(delta.shape[-1], divisions), dtype=torch.float32)  # [M, K]
+    acc = ((delta.float() @ grid.T > 0).float() + 0.5 * (delta.float() @ grid.T == 0).float()).mean(0)  # [M]
+    spread = (grid - 1.0 / grid.shape[1]).pow(2).sum(-1)
+    best = max(range(len(grid)), key=lambda i: (round(float(acc[i]), 9), -float(spread[i])))
+    return grid[best], float(acc[best])
+
+
+def source_oracle_weights(sources: Sequence[str], objectives: Sequence[str]) -> torch.Tensor | None:
+    """All weight on the objective a pair's source names (e.g. source 'hh-harmless' -> 'harmless'): [N, K].
+
+    None unless every source names exactly one objective. An upper reference for prompt-aware weights
+    where the data's origin says which objective its labels judge; never a training signal.
+    """
+    one_hot = torch.zeros(len(sources), len(objectives))
+    for i, s in enumerate(sources):
+        named = [k for k, o in enumerate(objectives) if o in s.split("-")]
+        if len(named) != 1:
+            return None
+        one_hot[i, named[0]] = 1.0
+    return one_hot
+
+
+def paired_bootstrap(hits_a: torch.Tensor, hits_b: torch.Tensor, num_samples: int = 2000, seed: int = 0) -> dict:
+    """Accuracy margin of weighting a over b on the same pairs, with a 95% percentile-bootstrap CI.
+
+    hits_a, hits_b: [N] per-pair hits (`pair_hits`). Pairs are resampled jointly, so what both get right or
+    wrong cancels: much tighter than comparing two separate CIs.
+    """
+    diff = (hits_a.double() - hits_b.double()).numpy()
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), size=(num_samples, len(diff)))].mean(1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return {"margin": float(diff.mean()), "ci95": [float(lo), float(hi)]}
+
+
+def accuracy_ci(hits: torch.Tensor, num_samples: int = 2000, seed: int = 0) -> list[float]:
+    """95% percentile-bootstrap CI of one weighting's accuracy from its per-pair hits [N]."""
+    h = hits.double().numpy()
+    means = h[np.random.default_rng(seed).integers(0, len(h), size=(num_samples, len(h)))].mean(1)
+    return [float(x) for x in np.percentile(means, [2.5, 97.5])]
+
+
+def human_label_table(delta: torch.Tensor, objectives: Sequence[str], weightings: dict[str, torch.Tensor],
+                      sources: Sequence[str] | None = None, compare_to: str = "orchestrator",
+                      divisions: int = 20, seed: int = 0) -> dict:
+    """Combined-reward accuracy on held-out pairs for every weighting, with CIs.
+
+    delta: [N, K] chosen-minus-rejected normalised scores. weightings: name -> [N, K] or [K] (e.g.
+    'orchestrator', 'best fixed (validation)'). Adds uniform, each objective alone, the best fixed vector
+    chosen on these same pairs ('best fixed (test, ceiling)': an optimistic reference, it peeks at the
+    labels) and the per-source oracle when sources name objectives. When `compare_to` is among the
+    weightings, its paired-bootstrap margin over every other row is reported too.
+    """
+    k = len(objectives)
+    rows: dict[str, torch.Tensor] = {"uniform": torch.full((k,), 1.0 / k)}
+    rows.update({f"{o} only": torch.eye(k)[i] for i, o in enumerate(objectives)})
+    ceiling, _ = best_fixed_weights(delta, divisions)
+    rows["best fixed (test, ceiling)"] = ceiling
+    rows.update(weightings)
+    oracle = source_oracle_weights(sources, objectives) if sources is not None else None
+    if oracle is not None:
+        rows["per-source oracle"] = oracle
+    hits = {name: pair_hits(w.expand_as(delta) if w.dim() == 1 else w, delta) for name, w in rows.items()}
+    table = {}
+    for name, w in rows.items():
+        entry = {"accuracy": float(hits[name].mean()), "ci95": accuracy_ci(hits[name], seed=seed)}
+        if w.dim() == 1:
+            entry["weights"] = dict(zip(objectives, [round(float(x), 4) for x in w]))
+        table[name] = entry
+    result = {"num_pairs": len(delta), "rows": table}
+    if compare_to in hits:
+        result["margins"] = {f"{compare_to} - {name}": paired_bootstrap(hits[compare_to], h, seed=seed)
+                             for name, h in hits.items() if name != compare_to}
+    return result

@@ -1,0 +1,40 @@
+"""`train-orchestrator` as one library call: targets -> fit -> calibrate -> save -> held-out evaluation."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from preforch.config import OrchestratorConfig
+from preforch.data.loaders import load_many
+from preforch.io import atomic_write_json
+from preforch.models import is_main_process
+from preforch.rewards.ensemble import RewardEnsemble
+
+ORCHESTRATOR_METRICS = "train_metrics.json"
+
+
+def train_and_evaluate(cfg: OrchestratorConfig, ensemble: RewardEnsemble | None = None, progress: bool = True) -> dict:
+    """Train an orchestrator per `cfg`, save it to `cfg.output_dir`, evaluate it on `cfg.eval_data`.
+
+    `ensemble` reuses a loaded ensemble (and its score cache) instead of loading `cfg.ensemble`. Returns
+    {"config", "training", "eval"}; `train_metrics.json` holds the same and is written last, so its
+    presence marks a finished run. Under torchrun only the main process saves and evaluates ({} elsewhere).
+    """
+    from preforch.orchestrator.evaluate import evaluate_orchestrator
+    from preforch.orchestrator.fit import train_orchestrator
+
+    ensemble = ensemble or RewardEnsemble.load(cfg.ensemble)
+    model, info = train_orchestrator(cfg, ensemble, load_many(cfg.train_data, cfg.max_train_pairs), progress)
+    if not is_main_process():
+        return {}
+    model.metadata["mean_train_target"] = info["mean_target"]
+    model.save_pretrained(cfg.output_dir)
+    result = {"config": asdict(cfg), "training": info}
+    if cfg.eval_data:
+        result["eval"] = evaluate_orchestrator(model, ensemble, load_many(cfg.eval_data, cfg.max_eval_pairs),
+                                               torch.tensor(info["mean_target"]), cfg.positive_source)
+    atomic_write_json(Path(cfg.output_dir) / ORCHESTRATOR_METRICS, result)
+    return result
