@@ -152,7 +152,8 @@ class GenerateConfig:
     policy: str = _f("smollm2", "causal LM: hub id, local path, or bundled alias 'smollm2'")
     ensemble: str = _f("runs/quickstart/rewards", "reward ensemble folder")
     orchestrator: Optional[str] = _f("runs/quickstart/orchestrator", "orchestrator folder (weights per prompt)")
-    weights: Optional[str] = _f(None, "fixed weights, e.g. helpful=0.7,harmless=0.3 (overrides the orchestrator)")
+    weights: Optional[str] = _f(None, "fixed weights, e.g. helpful=0.7,harmless=0.3 (overrides the orchestrator); "
+                                "end with auto to let the orchestrator fill the objectives not named: harmless=0.5,auto")
     num_candidates: int = _f(4, "N in best-of-N")
     max_new_tokens: int = _f(64, "tokens per candidate")
     temperature: float = _f(0.8, "sampling temperature")
@@ -202,6 +203,8 @@ class EvaluateConfig:
     ensemble: str = _f("runs/quickstart/rewards", "the method's own reward ensemble (reranking, oracle weights w*)")
     judge: Optional[str] = _f(None, "reward ensemble that scores the picks (default: --ensemble); may be held-out models")
     orchestrator: Optional[str] = _f(None, "also evaluate the orchestrator's per-prompt weights")
+    weights: Optional[str] = _f(None, "also evaluate this preference as a row labelled by it, e.g. helpful=0.7,harmless=0.3, "
+                                "or partial: harmless=0.5,auto (the orchestrator fills the rest per prompt)")
     eval_data: list[str] = _list(HH_TEST, "held-out preference data (prompts; chosen replies give w* for the gap)")
     prompts_per_source: int = _f(16, "random prompts drawn from each eval_data spec")
     grid_divisions: int = _f(10, "simplex lattice resolution d (K=2, d=10: 11 preferences)")
@@ -237,7 +240,8 @@ class PolicyConfig:
     policy: str = _f("smollm2", "causal LM to train: hub id, local path, or bundled alias 'smollm2'")
     ensemble: str = _f("runs/quickstart/rewards", "reward ensemble folder (objectives + stored normalisation)")
     orchestrator: Optional[str] = _f("runs/quickstart/orchestrator", "orchestrator folder (pro-morlhf)")
-    weights: Optional[str] = _f(None, "morlhf: fixed weights, e.g. helpful=0.5,harmless=0.5 (default uniform)")
+    weights: Optional[str] = _f(None, "morlhf: fixed weights, e.g. helpful=0.5,harmless=0.5 (default uniform); "
+                                "harmless=0.5,auto: the orchestrator fills the rest per prompt")
     objective: Optional[str] = _f(None, "single-reward: the one objective to optimise")
     train_data: list[str] = _list(HH_TRAIN, "preference data whose prompts are the RL prompts")
     max_prompts: Optional[int] = _f(None, "cap on prompts per data spec")

@@ -1,4 +1,5 @@
-"""`preforch generate`: best-of-N answers with weights from the orchestrator (per prompt) or the user.
+"""`preforch generate`: best-of-N answers with weights from the orchestrator (per prompt), the user, or both
+(`--weights harmless=0.5,auto`: the orchestrator fills the objectives not named).
 
 A weights-in-context policy (train-wic) also reads the weights from its prompt; `--num_candidates 1` then
 gives its answer alone, more candidates add reranking on top."""
@@ -12,9 +13,10 @@ import torch
 from preforch.alignment.best_of_n import SamplingConfig, best_of_n, sample_candidates
 from preforch.config import GenerateConfig
 from preforch.data.schema import as_messages
-from preforch.data.weights import check_simplex, format_weights, parse_weights
+from preforch.data.weights import format_weights
 from preforch.errors import ConfigError, DataError
 from preforch.io import atomic_write_text
+from preforch.orchestrator.preference import preference_weights
 from preforch.rewards.ensemble import RewardEnsemble, check_objectives
 
 
@@ -38,20 +40,6 @@ def read_prompts(cfg: GenerateConfig) -> list[tuple[dict, ...]]:
     return prompts
 
 
-def prompt_weights(prompts, ensemble: RewardEnsemble, weights: str | None, orchestrator: str | None) -> torch.Tensor:
-    """[B, K] weights: the user's fixed vector for every prompt, else the orchestrator's per prompt."""
-    if weights:
-        w = parse_weights(weights, ensemble.objectives)
-        return w.expand(len(prompts), -1)
-    if not orchestrator:
-        raise ConfigError("give --weights name=value,... or --orchestrator DIR")
-    from preforch.orchestrator.model import PreferenceOrchestrator
-
-    model = PreferenceOrchestrator.from_pretrained(orchestrator)
-    check_objectives(ensemble.objectives, model.objectives, f"orchestrator {orchestrator}")
-    return check_simplex(model.predict(prompts), ensemble.objectives, "orchestrator output")
-
-
 def conditioned_prompts(policy: str, prompts, weights: torch.Tensor, objectives) -> list:
     """The prompts the policy sees: unchanged, or, for a weights-in-context policy (a folder with wic.json),
     each with its weights [B, K] (Pro-WiC) or RiC's target scores for them written in (Eq. 10-11)."""
@@ -73,7 +61,7 @@ def run_generate(cfg: GenerateConfig) -> list[dict]:
 
     prompts = read_prompts(cfg)
     ensemble = RewardEnsemble.load(cfg.ensemble)
-    weights = prompt_weights(prompts, ensemble, cfg.weights, cfg.orchestrator)
+    weights = preference_weights(cfg.weights, prompts, ensemble.objectives, cfg.orchestrator)
     asked = conditioned_prompts(cfg.policy, prompts, weights, ensemble.objectives)
     set_seed(cfg.seed)
     model, tok = load_policy(cfg.policy, trust_remote_code=cfg.trust_remote_code)

@@ -2,7 +2,8 @@
 
 The three methods differ only in the `weights` column of the prompt dataset:
 - pro-morlhf: the orchestrator's f_phi(x) per prompt (paper Eq. 9), predicted once and cached;
-- morlhf: one user-given vector for every prompt (default uniform);
+- morlhf: one user-given vector for every prompt (default uniform), or a partial one (`harmless=0.5,auto`)
+  whose free objectives the orchestrator fills per prompt;
 - single-reward: a one-hot vector on one objective.
 """
 
@@ -15,9 +16,9 @@ import torch
 from preforch.alignment.trl_utils import LOG_FILE, jsonl_logger, lora_config, save_policy
 from preforch.config import PolicyConfig
 from preforch.data.loaders import load_many
-from preforch.data.weights import check_simplex, parse_weights
 from preforch.errors import ConfigError
-from preforch.rewards.ensemble import RewardEnsemble, check_objectives
+from preforch.orchestrator.preference import preference_weights
+from preforch.rewards.ensemble import RewardEnsemble
 
 
 def method_weights(cfg: PolicyConfig, ensemble: RewardEnsemble, prompts) -> torch.Tensor:
@@ -26,14 +27,11 @@ def method_weights(cfg: PolicyConfig, ensemble: RewardEnsemble, prompts) -> torc
     if cfg.method == "pro-morlhf":
         if not cfg.orchestrator:
             raise ConfigError("pro-morlhf needs --orchestrator DIR")
-        from preforch.orchestrator.model import PreferenceOrchestrator
-
-        orch = PreferenceOrchestrator.from_pretrained(cfg.orchestrator)
-        check_objectives(objectives, orch.objectives, f"orchestrator {cfg.orchestrator}")
-        return check_simplex(orch.predict(prompts), objectives, "orchestrator output")
+        return preference_weights(None, prompts, objectives, cfg.orchestrator)
     if cfg.method == "morlhf":
-        w = parse_weights(cfg.weights, objectives) if cfg.weights else torch.full((len(objectives),), 1 / len(objectives))
-        return w.expand(p, -1).clone()
+        if not cfg.weights:
+            return torch.full((p, len(objectives)), 1 / len(objectives))
+        return preference_weights(cfg.weights, prompts, objectives, cfg.orchestrator)
     if cfg.objective not in objectives:
         raise ConfigError(f"single-reward needs --objective, one of {list(objectives)}; got {cfg.objective!r}")
     w = torch.zeros(p, len(objectives))

@@ -22,9 +22,9 @@ from preforch.alignment.wic import (RUN_FILE, Scorer, WicSpec, conditioning_valu
 from preforch.config import WicConfig
 from preforch.data.loaders import load_many
 from preforch.data.schema import Message
-from preforch.data.weights import check_simplex
 from preforch.errors import ConfigError
 from preforch.io import atomic_write_text
+from preforch.orchestrator.preference import load_orchestrator, preference_weights
 from preforch.rewards.ensemble import check_objectives
 
 
@@ -32,7 +32,7 @@ def choose_preferences(source: str, prompts: Sequence[Sequence[Message]], object
                        orchestrator, seed: int) -> torch.Tensor:
     """Preferences [P, K] to sample under: f_phi(x) (Pro-WiC), Dirichlet(1) draws (RiC-online) or uniform."""
     if source == "orchestrator":
-        return check_simplex(orchestrator.predict(prompts), objectives, "orchestrator output")
+        return preference_weights(None, prompts, objectives, orchestrator)
     if source == "random":
         from preforch.evaluation.harness import random_simplex
 
@@ -87,11 +87,8 @@ def _check_inputs(cfg: WicConfig, objectives: Sequence[str]):
         raise ConfigError(f"--tau {cfg.tau} differs from the tau {spec.tau} {cfg.policy} was trained with")
     check_objectives(objectives, spec.objectives, f"policy {cfg.policy} ({spec.method})")
     orchestrator = None
-    if cfg.preference == "orchestrator":
-        from preforch.orchestrator.model import PreferenceOrchestrator
-
-        orchestrator = PreferenceOrchestrator.from_pretrained(cfg.orchestrator)
-        check_objectives(objectives, orchestrator.objectives, f"orchestrator {cfg.orchestrator}")
+    if cfg.preference == "orchestrator":  # loaded once: its predictions are cached across iterations
+        orchestrator = load_orchestrator(cfg.orchestrator, objectives)
     online = load_many(cfg.online_data, max_user_turns=cfg.max_user_turns)
     if not len(online):
         raise ConfigError(f"online_data {cfg.online_data}: no prompts" + turns_note(cfg))

@@ -1,10 +1,15 @@
-"""Preference-weight vectors: parsing user input and checking they lie on the probability simplex."""
+"""Preference-weight vectors: parsing user input and checking they lie on the probability simplex.
+
+A `--weights` spec fixes some objectives and may end in `auto`: the orchestrator then fills the rest per
+prompt (`fill_preference`). Without `auto` the spec is the whole vector and must sum to 1.
+"""
 
 from __future__ import annotations
 
 import itertools
 import math
-from typing import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Sequence
 
 import torch
 
@@ -13,6 +18,9 @@ import numpy as np
 from preforch.errors import ConfigError, WeightsError
 
 SIMPLEX_ATOL = 1e-4
+AUTO = "auto"
+# Below this total the orchestrator's free weights carry no usable ratios (underflow), so the rest is split evenly.
+NEGLIGIBLE_MASS = 1e-12
 
 
 def check_simplex(weights: torch.Tensor, objectives: Sequence[str], where: str = "weights") -> torch.Tensor:
@@ -56,16 +64,79 @@ def parse_named_values(items: Iterable[str], objectives: Sequence[str], where: s
     return values
 
 
-def parse_weights(spec: str, objectives: Sequence[str]) -> torch.Tensor:
-    """Parse `"helpful=0.7,harmless=0.3"` into a [K] tensor ordered like `objectives`.
+@dataclass(frozen=True)
+class PartialPreference:
+    """A parsed `--weights` spec: `fixed` {objective: weight}; with `auto`, the orchestrator fills the objectives
+    not named, per prompt, with the mass 1 - sum(fixed) left over."""
 
-    Objectives left out get weight 0. The result must be on the simplex (no silent renormalisation:
-    a typo like 0.7/0.2 should be an error, not a different preference).
+    fixed: Mapping[str, float]
+    auto: bool = False
+
+    def fixed_vector(self, objectives: Sequence[str]) -> torch.Tensor:
+        """[K] the fixed weights ordered like `objectives`, 0 for the others."""
+        return torch.tensor([float(self.fixed.get(o, 0.0)) for o in objectives])
+
+
+def parse_preference(spec: str, objectives: Sequence[str], where: str = "--weights") -> PartialPreference:
+    """Parse `"harmless=0.5,auto"` (or a full `"helpful=0.7,harmless=0.3"`) against `objectives`.
+
+    Raises `WeightsError` starting with `where` for: an unknown, repeated or non-numeric entry; a negative
+    weight; fixed weights summing above 1; `auto` twice; `auto` with every objective fixed below 1 (nothing
+    left to fill it); and, without `auto`, weights that do not sum to 1 (no silent renormalisation: a typo like
+    0.7/0.2 should be an error, not a different preference).
     """
-    values = parse_named_values(filter(None, (s.strip() for s in spec.split(","))), objectives, "--weights")
-    if not values:
-        raise WeightsError("--weights: empty weight specification")
-    return check_simplex(torch.tensor([values.get(o, 0.0) for o in objectives]), objectives, "--weights")
+    items = [s.strip() for s in spec.split(",") if s.strip()]
+    if not items:
+        raise WeightsError(f"{where}: empty weight specification")
+    autos = items.count(AUTO)
+    if autos > 1:
+        raise WeightsError(f"{where}: {AUTO!r} given twice")
+    values = parse_named_values([i for i in items if i != AUTO], objectives, where)
+    negative = {n: v for n, v in values.items() if v < 0}
+    if negative:
+        raise WeightsError(f"{where}: weights must be non-negative, got {negative}")
+    total = sum(values.values())
+    if total > 1 + SIMPLEX_ATOL:
+        raise WeightsError(f"{where}: fixed weights sum to {total:.4g}, more than 1")
+    pref = PartialPreference(values, auto=autos == 1)
+    if not pref.auto:
+        check_simplex(pref.fixed_vector(objectives), objectives, where)
+    elif len(values) == len(objectives) and total < 1 - SIMPLEX_ATOL:
+        raise WeightsError(f"{where}: {AUTO!r} has nothing to fill: every objective is fixed and they sum to "
+                           f"{total:.4g} < 1")
+    return pref
+
+
+def parse_weights(spec: str, objectives: Sequence[str]) -> torch.Tensor:
+    """Parse a full spec `"helpful=0.7,harmless=0.3"` into a [K] tensor ordered like `objectives`.
+
+    Objectives left out get weight 0 and the result must be on the simplex (see `parse_preference`). A spec
+    with `auto` is refused: only per-prompt orchestrator weights complete it (`fill_preference`).
+    """
+    pref = parse_preference(spec, objectives)
+    if pref.auto:
+        raise WeightsError(f"--weights: {AUTO!r} needs the orchestrator's per-prompt weights; give a full vector here")
+    return pref.fixed_vector(objectives)
+
+
+def fill_preference(partial: PartialPreference, orchestrator_weights: torch.Tensor,
+                    objectives: Sequence[str]) -> torch.Tensor:
+    """Complete `partial` for each prompt: orchestrator_weights [P, K] -> weights [P, K] on the simplex.
+
+    Fixed entries are kept exactly; with `auto`, free objective j gets (1 - sum fixed) * o_j / sum_free o_k,
+    or an even share of the rest where the orchestrator gives every free objective ~0 weight. Without `auto`
+    (or with nothing free) every row is the fixed vector.
+    """
+    o = check_simplex(orchestrator_weights, objectives, "orchestrator output")
+    fixed = partial.fixed_vector(objectives)  # [K]
+    free = torch.tensor([name not in partial.fixed for name in objectives], dtype=torch.float32)  # [K]
+    if not partial.auto or not free.any():
+        return fixed.expand_as(o).clone()
+    rest = (1.0 - fixed.sum()).clamp_min(0.0)  # fixed may exceed 1 by up to SIMPLEX_ATOL
+    o_free = o * free  # [P, K]
+    mass = o_free.sum(-1, keepdim=True)  # [P, 1]
+    share = torch.where(mass > NEGLIGIBLE_MASS, o_free / mass.clamp_min(NEGLIGIBLE_MASS), free / free.sum())
+    return check_simplex(fixed + rest * share, objectives, "filled preference")
 
 
 def format_weights(weights: Sequence[float], objectives: Sequence[str], digits: int = 3) -> str:

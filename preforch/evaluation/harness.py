@@ -6,7 +6,8 @@ How a method serves a preference w:
 - plain: one sample per prompt, the same for every w (the policy ignores preferences): a single point.
 - wic: a weights-in-context policy (train-wic) answers once per w, with w (or RiC's target scores) written
   into the prompt; steering is checked by whether raising w_i raises objective i's reward.
-Rows beyond the grid: uniform weights and, when an orchestrator is given, its per-prompt weights.
+Rows beyond the grid: uniform weights, the orchestrator's per-prompt weights when one is given, and the user's
+`--weights` (labelled by the spec; a partial spec such as `harmless=0.5,auto` is filled by the orchestrator).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from preforch.errors import ConfigError
 from preforch.evaluation.generations import cache_key, load_generations, save_generations
 from preforch.evaluation.metrics import mean_ci, steering_monotonicity
 from preforch.evaluation.pareto import check_grid, check_reference_point, hypervolume, pareto_mask, simplex_grid
+from preforch.orchestrator.preference import load_orchestrator, preference_weights
 from preforch.rewards.ensemble import RewardEnsemble, check_objectives
 
 
@@ -143,18 +145,15 @@ def run_evaluation(cfg: EvaluateConfig) -> dict:
     data = sample_per_source(cfg.eval_data, cfg.prompts_per_source, cfg.seed)  # raises on empty data
     prompts = data.prompts
 
-    orch_weights, tau = None, cfg.tau
-    if cfg.orchestrator:
-        from preforch.orchestrator.model import PreferenceOrchestrator
-
-        orch = PreferenceOrchestrator.from_pretrained(cfg.orchestrator)
-        check_objectives(ensemble.objectives, orch.objectives, f"orchestrator {cfg.orchestrator}")
-        orch_weights, tau = orch.predict(prompts), orch.tau
+    orch = load_orchestrator(cfg.orchestrator, objectives) if cfg.orchestrator else None
+    tau = orch.tau if orch is not None else cfg.tau
 
     k = len(objectives)
     named = {"uniform": torch.full((len(prompts), k), 1.0 / k)}
-    if orch_weights is not None:
-        named["orchestrator"] = orch_weights
+    if orch is not None:
+        named["orchestrator"] = preference_weights(None, prompts, objectives, orch)
+    if cfg.weights:
+        named[cfg.weights] = preference_weights(cfg.weights, prompts, objectives, orch)
     grid_weights = {",".join(f"{x:g}" for x in w): torch.tensor(w, dtype=torch.float32).expand(len(prompts), k) for w in grid}
     t = time.perf_counter()
     if cfg.method == "wic":

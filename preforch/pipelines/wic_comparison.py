@@ -80,16 +80,15 @@ def run_wic_comparison(cfg: WicComparisonConfig) -> dict:
     from preforch.cli.commands import compare
     from preforch.config import CompareConfig
     from preforch.evaluation.harness import run_evaluation
-    from preforch.orchestrator.model import PreferenceOrchestrator
-    from preforch.rewards.ensemble import RewardEnsemble, check_objectives
+    from preforch.orchestrator.preference import load_orchestrator
+    from preforch.rewards.ensemble import RewardEnsemble
 
     out = Path(cfg.output_dir)
     objectives = RewardEnsemble.load(cfg.ensemble).objectives
     k = len(objectives)
     reference = reference_point_or_default(cfg.reference_point, k)
     # Pro-WiC's online stage needs it; a mismatch must fail now, not after the offline stages have trained.
-    check_objectives(objectives, PreferenceOrchestrator.from_pretrained(cfg.orchestrator).objectives,
-                     f"orchestrator {cfg.orchestrator}")
+    load_orchestrator(cfg.orchestrator, objectives)
     if cfg.overwrite:
         for name in ("pro-wic", "ric", "eval", "compare"):
             shutil.rmtree(out / name, ignore_errors=True)

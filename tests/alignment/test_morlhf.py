@@ -37,6 +37,9 @@ def test_method_weights(tiny_ensemble_dir, tiny_orchestrator_dir, pairs):
     assert one[0].tolist() == [0.0, 1.0, 0.0]
     pro = method_weights(PolicyConfig(orchestrator=tiny_orchestrator_dir), ens, pairs.prompts)
     assert pro.shape == (len(pairs), 3) and torch.allclose(pro.sum(-1), torch.ones(len(pairs)))
+    partial = method_weights(PolicyConfig(method="morlhf", weights="harmless=0.5,auto", orchestrator=tiny_orchestrator_dir),
+                             ens, pairs.prompts)
+    assert (partial[:, 1] == 0.5).all() and torch.allclose(partial[:, 0] / partial[:, 2], pro[:, 0] / pro[:, 2])
     with pytest.raises(ConfigError, match="single-reward needs --objective"):
         method_weights(PolicyConfig(method="single-reward", objective="kindness"), ens, pairs.prompts)
     with pytest.raises(WeightsError, match="unknown objective"):

@@ -76,6 +76,21 @@ def test_generate_with_user_weights_and_with_orchestrator(tiny_policy_dir, tiny_
     assert "weights:" in capsys.readouterr().out
 
 
+def test_generate_with_a_partial_preference(tiny_policy_dir, tiny_ensemble_dir, tiny_orchestrator_dir, tmp_path, capsys):
+    out = tmp_path / "gen.jsonl"
+    args = ["--prompt", "How do I bake bread?", "How do I pick a lock?", "--policy", tiny_policy_dir,
+            "--ensemble", tiny_ensemble_dir, "--num_candidates", "2", "--max_new_tokens", "4",
+            "--weights", "harmless=0.5,auto"]
+    assert main(["generate", *args, "--orchestrator", tiny_orchestrator_dir, "--output", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 2
+    for row in rows:
+        weights = dict(item.split("=") for item in row["weights"].split(","))
+        assert weights["harmless"] == "0.500" and sum(map(float, weights.values())) == pytest.approx(1.0, abs=2e-3)
+    assert main(["generate", *args, "--orchestrator", ""]) == 2
+    assert "'auto' fills from the orchestrator; add --orchestrator DIR" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("method, tag", [("pro-wic", "<preference helpful=0.80 harmless=0.20 conciseness=0.00>"),
                                          ("ric", "<scores helpful=+1.50 harmless=+0.50 conciseness=-1.00>")])
 def test_generate_writes_the_weights_into_a_wic_policys_prompt(method, tag, tiny_policy_dir, tiny_ensemble_dir, tmp_path):

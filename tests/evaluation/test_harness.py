@@ -48,13 +48,14 @@ def _cfg(tmp_path, policy, ensemble, **kw):
 
 def test_evaluate_writes_front_hypervolume_gap_and_reuses_generations(tiny_policy_dir, tiny_ensemble_dir,
                                                                        tiny_orchestrator_dir, tmp_path, monkeypatch):
-    r = run_evaluation(_cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, orchestrator=tiny_orchestrator_dir))
+    r = run_evaluation(_cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, orchestrator=tiny_orchestrator_dir,
+                            weights="harmless=0.5,auto"))
     out = tmp_path / "eval"
     assert {p.name for p in out.iterdir()} >= {"evaluation.json", "report.md", "front.png", "generations"}
     assert len(r["grid"]) == 6 and r["num_prompts"] == 6  # K=3, d=2
     assert any(row["on_front"] for row in r["grid"]) and r["hypervolume"] > 0
-    assert [row["label"] for row in r["rows"]] == ["uniform", "orchestrator"]
-    assert set(r["alignment_gap"]) == {"uniform", "orchestrator", "random"}
+    assert [row["label"] for row in r["rows"]] == ["uniform", "orchestrator", "harmless=0.5,auto"]
+    assert set(r["alignment_gap"]) == {"uniform", "orchestrator", "harmless=0.5,auto", "random"}
     assert all(g["mean"] >= 0 for g in r["alignment_gap"].values())
     assert not r["compute"]["cache_hit"] and r["compute"]["generated"] == 18
 
@@ -71,6 +72,8 @@ def test_evaluate_input_errors(tiny_policy_dir, tiny_ensemble_dir, tmp_path):
         run_evaluation(_cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, reference_point=None))
     with pytest.raises(ConfigError, match="reference_point: expected 3 values"):
         run_evaluation(_cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, reference_point=[0.0, 0.0]))
+    with pytest.raises(ConfigError, match="add --orchestrator DIR"):
+        run_evaluation(_cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, weights="harmless=0.5,auto"))
     with pytest.raises(WeightsError, match="not on the simplex"):
         run_evaluation(_cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, grid=["0.5,0.5,0", "0.9,0.2,0"]))
     with pytest.raises(ConfigError, match="temperature: must be >= 0"):
