@@ -35,7 +35,7 @@ class RewardModelConfig:
     eval_data: list[str] = _list(HH_TEST, "held-out pairwise data per objective, for accuracy")
     output_dir: str = _f("runs/reward_model", "where the trained model is saved")
     multi_head: bool = _f(True, "one backbone with K heads (True) or one single-head model per objective")
-    pooling: str = _f("mean", "how token states become one vector: mean | cls")
+    pooling: str = _f("mean", "how token states become one vector: mean | cls | response (mean over the reply's tokens)")
     max_length: int = _f(128, "tokens per (prompt, response) input")
     prompt_max_tokens: int = _f(64, "tokens kept from the end of the dialogue")
     learning_rate: float = _f(5e-5, "AdamW learning rate")

@@ -16,6 +16,9 @@ from preforch.errors import ConfigError
 from preforch.io import atomic_directory, atomic_write_json
 
 
+POOLINGS = ("mean", "cls", "response")
+
+
 def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str = "mean") -> torch.Tensor:
     """Token states [B, T, H] and attention mask [B, T] -> one vector per sequence [B, H]."""
     if how == "cls":
@@ -32,8 +35,8 @@ class PooledHeadModel(nn.Module):
 
     def __init__(self, encoder: nn.Module, tokenizer, num_outputs: int, pooling: str = "mean"):
         super().__init__()
-        if pooling not in ("mean", "cls"):
-            raise ConfigError(f"pooling: expected 'mean' or 'cls', got {pooling!r}")
+        if pooling not in POOLINGS:
+            raise ConfigError(f"pooling: expected one of {POOLINGS}, got {pooling!r}")
         self.encoder, self.tokenizer, self.pooling = encoder, tokenizer, pooling
         self.head = nn.Linear(encoder.config.hidden_size, num_outputs)
 
@@ -42,8 +45,15 @@ class PooledHeadModel(nn.Module):
         return self.head.weight.device
 
     def features(self, enc) -> torch.Tensor:
-        """Pooled features [B, H] of a tokenised batch."""
-        return pool(self.encoder(**enc).last_hidden_state, enc["attention_mask"], self.pooling)
+        """Pooled features [B, H] of a tokenised batch. 'response' pooling averages the second segment of a
+        (prompt, response) text pair only (token_type_ids 1), so the reply is not diluted by the prompt."""
+        mask = enc["attention_mask"]
+        if self.pooling == "response":
+            if "token_type_ids" not in enc:
+                raise ConfigError("pooling 'response' needs a tokenizer that marks the response segment "
+                                  "(token_type_ids, as BERT-style encoders do); use pooling 'mean'")
+            mask = mask * enc["token_type_ids"]
+        return pool(self.encoder(**enc).last_hidden_state, mask, "cls" if self.pooling == "cls" else "mean")
 
     def config_dict(self) -> dict:
         raise NotImplementedError

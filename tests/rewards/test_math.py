@@ -58,3 +58,23 @@ def test_rule_specs():
     assert RuleReward.from_spec("conciseness").objectives == ("conciseness",)
     r = RuleReward.from_spec("engaged=preforch.rewards.rules:no_refusal")
     assert r.objectives == ("engaged",) and r.fn is no_refusal
+
+
+def test_response_pooling_averages_only_the_reply_tokens(tiny_encoder_dir):
+    import pytest
+
+    from preforch.errors import ConfigError
+    from preforch.rewards.formatting import encode_pairs
+    from preforch.rewards.multihead import MultiHeadRewardModel
+
+    rm = MultiHeadRewardModel.from_encoder(tiny_encoder_dir, ["a"], pooling="response").eval()
+    enc = encode_pairs(rm.tokenizer, [({"role": "user", "content": "a long question about many things"},)] * 2,
+                       ["yes", "a much longer reply with more words"], 64, 32)
+    hidden = rm.encoder(**enc).last_hidden_state
+    reply = (enc["attention_mask"] * enc["token_type_ids"]).unsqueeze(-1).float()
+    expected = (hidden * reply).sum(1) / reply.sum(1)
+    assert torch.allclose(rm.features(enc), expected, atol=1e-6)
+    assert not torch.allclose(rm.features(enc), hidden.mean(1), atol=1e-3)
+    del enc["token_type_ids"]
+    with pytest.raises(ConfigError, match="pooling 'response' needs"):
+        rm.features(enc)
