@@ -23,6 +23,7 @@ import torch
 from preforch.alignment.best_of_n import combined_reward, select_best
 from preforch.config import EvaluateConfig
 from preforch.data.loaders import sample_per_source
+from preforch.data.weights import random_simplex
 from preforch.errors import ConfigError
 from preforch.evaluation.generations import cache_key, load_generations, save_generations
 from preforch.evaluation.metrics import mean_ci, steering_monotonicity
@@ -40,12 +41,6 @@ def alignment_gap(selection: torch.Tensor, oracle: torch.Tensor, weights: torch.
     under_oracle = combined_reward(selection, oracle.unsqueeze(1))  # [P, N]
     rows = torch.arange(len(selection))
     return under_oracle[rows, select_best(selection, oracle)] - under_oracle[rows, select_best(selection, weights)]
-
-
-def random_simplex(n: int, k: int, seed: int) -> torch.Tensor:
-    """n weight vectors drawn uniformly from the simplex (Dirichlet(1) via normalised exponentials): [n, k]."""
-    e = -torch.log(torch.rand(n, k, generator=torch.Generator().manual_seed(seed)).clamp_min(1e-12))
-    return e / e.sum(-1, keepdim=True)
 
 
 def resolve_from_run(cfg: EvaluateConfig) -> EvaluateConfig:
