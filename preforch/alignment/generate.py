@@ -1,23 +1,24 @@
-"""`preforch generate`: best-of-N answers with weights from the orchestrator (per prompt), the user, or both
-(`--weights harmless=0.5,auto`: the orchestrator fills the objectives not named).
+"""`preforch generate`: a preference policy answers under weights from the orchestrator (per prompt), the user, or
+both (`--weights harmless=0.5,auto`: the orchestrator fills the objectives not named).
 
-A weights-in-context policy (train-wic) also reads the weights from its prompt; `--num_candidates 1` then
-gives its answer alone, more candidates add reranking on top."""
+The policy is anything `preforch.serving` loads: by default a bare model is served best-of-N, reranked with
+`--ensemble`; a train-wic folder reads the weights from its prompt (`--method best-of-n` reranks its answers)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 
-from preforch.alignment.best_of_n import SamplingConfig, best_of_n, sample_candidates
-from preforch.config import GenerateConfig
+from preforch.alignment.best_of_n import SamplingConfig, combined_reward
+from preforch.config import DEFAULT_KIND, GenerateConfig
 from preforch.data.schema import as_messages
 from preforch.data.weights import format_weights
 from preforch.errors import ConfigError, DataError
 from preforch.io import atomic_write_text
 from preforch.orchestrator.preference import preference_weights
-from preforch.rewards.ensemble import RewardEnsemble, check_objectives
+from preforch.rewards.ensemble import RewardEnsemble
+from preforch.serving.folder import load_preference_policy
+from preforch.serving.policy import LoadOptions
 
 
 def read_prompts(cfg: GenerateConfig) -> list[tuple[dict, ...]]:
@@ -40,40 +41,22 @@ def read_prompts(cfg: GenerateConfig) -> list[tuple[dict, ...]]:
     return prompts
 
 
-def conditioned_prompts(policy: str, prompts, weights: torch.Tensor, objectives) -> list:
-    """The prompts the policy sees: unchanged, or, for a weights-in-context policy (a folder with wic.json),
-    each with its weights [B, K] (Pro-WiC) or RiC's target scores for them written in (Eq. 10-11)."""
-    from preforch.alignment.wic import SPEC_FILE, load_wic_spec
-    from preforch.models import resolve
-
-    path = Path(resolve(policy))
-    if not (path / SPEC_FILE).is_file():
-        return list(prompts)
-    spec = load_wic_spec(path)
-    check_objectives(objectives, spec.objectives, f"weights-in-context policy {policy}")
-    return spec.condition(prompts, weights)
-
-
 def run_generate(cfg: GenerateConfig) -> list[dict]:
-    from transformers import set_seed
-
-    from preforch.models import load_policy
-
+    """One answer per prompt from the preference policy `cfg.policy` under its weights; each row also gives the
+    prompt as the policy read it, the answer's normalised rewards and its combined reward under those weights."""
     prompts = read_prompts(cfg)
     ensemble = RewardEnsemble.load(cfg.ensemble)
+    policy = load_preference_policy(cfg.policy, cfg.method, default_kind=DEFAULT_KIND, objectives=ensemble.objectives,
+                                    options=LoadOptions(cfg.trust_remote_code, {cfg.ensemble: ensemble}),
+                                    ensemble=cfg.ensemble, num_candidates=cfg.num_candidates)
+    sampling = SamplingConfig(1, cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.batch_size, cfg.seed)
+    policy.check_sampling(sampling)
     weights = preference_weights(cfg.weights, prompts, ensemble.objectives, cfg.orchestrator)
-    asked = conditioned_prompts(cfg.policy, prompts, weights, ensemble.objectives)
-    set_seed(cfg.seed)
-    model, tok = load_policy(cfg.policy, trust_remote_code=cfg.trust_remote_code)
-    sampling = SamplingConfig(cfg.num_candidates, cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.batch_size)
-    candidates = sample_candidates(model, tok, asked, sampling)
-    flat_prompts = [p for p, cands in zip(prompts, candidates) for _ in cands]
-    normalized = ensemble.score(flat_prompts, [c for cands in candidates for c in cands]).view(len(prompts), cfg.num_candidates, -1)
-    results = best_of_n(candidates, normalized, weights)
-    for r, p in zip(results, asked):
-        r["prompt"] = p[-1]["content"]
-        r["weights"] = format_weights(r["weights"], ensemble.objectives)
-        r["rewards"] = dict(zip(ensemble.objectives, r["rewards"]))
+    replies = [r[0] for r in policy.respond(prompts, weights, sampling)]
+    rewards = ensemble.score(prompts, replies)  # [P, K]; best-of-n's picks come from the ensemble's cache
+    results = [{"prompt": asked[-1]["content"], "response": reply, "weights": format_weights(w, ensemble.objectives),
+                "rewards": dict(zip(ensemble.objectives, r.tolist())), "combined_reward": combined_reward(r, w).item()}
+               for asked, reply, w, r in zip(policy.conditioned(prompts, weights), replies, weights, rewards)]
     if cfg.output:
         import json
 

@@ -18,9 +18,13 @@ def test_selection_and_alignment_gap_by_hand():
     assert select_best(sel, torch.tensor([[1.0, 0.0]])).item() == 0
     assert select_best(sel, torch.tensor([[0.5, 0.5]])).item() == 2
     oracle = torch.tensor([[0.0, 1.0]])  # this prompt wants harmlessness
-    assert alignment_gap(sel, oracle, oracle).item() == 0.0
-    assert alignment_gap(sel, oracle, torch.tensor([[1.0, 0.0]])).item() == pytest.approx(2.0)
-    assert alignment_gap(sel, oracle, torch.tensor([[0.5, 0.5]])).item() == pytest.approx(0.8)
+
+    def gap(w):
+        return alignment_gap(sel[0, select_best(sel, oracle)], sel[0, select_best(sel, w)], oracle).item()
+
+    assert gap(oracle) == 0.0
+    assert gap(torch.tensor([[1.0, 0.0]])) == pytest.approx(2.0)
+    assert gap(torch.tensor([[0.5, 0.5]])) == pytest.approx(0.8)
 
 
 def test_mean_ci():
@@ -75,8 +79,8 @@ def test_evaluate_input_errors(tiny_policy_dir, tiny_ensemble_dir, tmp_path):
         run_evaluation(_cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, grid=["0.5,0.5,0", "0.9,0.2,0"]))
     with pytest.raises(ConfigError, match="temperature: must be >= 0"):
         _cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, temperature=-0.1)
-    with pytest.raises(ConfigError, match="greedy.*identical candidates"):
-        _cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, temperature=0.0, method="best-of-n")
+    with pytest.raises(ConfigError, match="greedy.*identical candidates"):  # best-of-n is a bare folder's default
+        run_evaluation(_cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, temperature=0.0))
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     with pytest.raises(DataError, match="no records"):
