@@ -92,7 +92,7 @@ def weights(cfg: WeightsConfig) -> list[dict]:
 
 
 def generate(cfg: GenerateConfig) -> list[dict]:
-    from preforch.alignment.generate import run_generate
+    from preforch.serving.generate import run_generate
 
     results = run_generate(cfg)
     for r in results:

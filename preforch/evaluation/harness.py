@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from preforch.alignment.best_of_n import SamplingConfig, combined_reward
-from preforch.config import DEFAULT_KIND, EvaluateConfig
+from preforch.config import EvaluateConfig
 from preforch.data.loaders import sample_per_source
 from preforch.data.weights import random_simplex
 from preforch.errors import ConfigError
@@ -31,8 +31,8 @@ from preforch.evaluation.metrics import mean_ci, steering_monotonicity
 from preforch.evaluation.pareto import check_grid, check_reference_point, hypervolume, pareto_mask, simplex_grid
 from preforch.orchestrator.preference import load_orchestrator, preference_weights
 from preforch.rewards.ensemble import RewardEnsemble, check_objectives
-from preforch.serving.folder import load_preference_policy
-from preforch.serving.policy import LoadOptions, PreferencePolicy, PromptTagged, Prompts, Replies
+from preforch.serving.folder import served_policy
+from preforch.serving.policy import PreferencePolicy, PromptTagged, Prompts, Replies
 
 
 def alignment_gap(oracle_pick: torch.Tensor, pick: torch.Tensor, oracle: torch.Tensor) -> torch.Tensor:
@@ -74,7 +74,7 @@ def candidates_for(cfg: EvaluateConfig, policy: PreferencePolicy, prompts: Promp
     """The policy's candidates for every weighting, from the cache when the same kind, settings, sampling and
     prompts (and weights, for a policy whose samples depend on them) made them before."""
     asked = policy.asked(prompts, weightings)
-    settings = {"kind": policy.kind, **asdict(policy.settings), "sampling": asdict(sampling),
+    settings = {**policy.describe(), "sampling": asdict(sampling),
                 "weights": None if policy.shares_candidates else [w.tolist() for w in weightings]}
     folder = Path(cfg.generation_cache or Path(cfg.output_dir) / "generations")
     key = cache_key(settings, asked)
@@ -98,7 +98,7 @@ def selected_scores(policy: PreferencePolicy, scorer: RewardEnsemble, prompts: P
     return scorer.score(list(prompts) * len(picks), replies, progress=progress).view(len(picks), len(prompts), -1)
 
 
-def wic_tag_reading(policy: PromptTagged, data, judge: RewardEnsemble) -> dict:
+def tag_reading_check(policy: PromptTagged, data, judge: RewardEnsemble) -> dict:
     """evaluation/tag_reading.py's check on the held-out prompts' chosen and rejected replies."""
     from preforch.evaluation.tag_reading import tag_reading
 
@@ -137,11 +137,7 @@ def run_evaluation(cfg: EvaluateConfig) -> dict:
     objectives = list(ensemble.objectives)
     check_reference_point(cfg.reference_point, len(objectives))  # fail before any generation
     grid = _grid(cfg, objectives)
-    policy = load_preference_policy(cfg.policy, cfg.method, default_kind=DEFAULT_KIND, objectives=objectives,
-                                    options=LoadOptions(cfg.trust_remote_code, {cfg.ensemble: ensemble}),
-                                    ensemble=cfg.ensemble, num_candidates=cfg.num_candidates)
-    sampling = SamplingConfig(1, cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.batch_size, cfg.seed)
-    policy.check_sampling(sampling)
+    policy, sampling = served_policy(cfg, ensemble)  # fails on other objectives, before any generation
     data = sample_per_source(cfg.eval_data, cfg.prompts_per_source, cfg.seed)  # raises on empty data
     prompts = data.prompts
 
@@ -164,7 +160,7 @@ def run_evaluation(cfg: EvaluateConfig) -> dict:
     judged_under = dict(zip(weightings, judged))  # label -> [P, K]
     scoring_s = time.perf_counter() - t - gen_info["generation_s"]
     scored = sum(e.pairs_scored - n for e, n in zip(scorers, already_scored))
-    reading = wic_tag_reading(policy, data, judge) if isinstance(policy, PromptTagged) else None
+    reading = tag_reading_check(policy, data, judge) if isinstance(policy, PromptTagged) else None
 
     def row(label: str) -> dict:
         mean, half = mean_ci(judged_under[label])
@@ -188,7 +184,7 @@ def run_evaluation(cfg: EvaluateConfig) -> dict:
         "objectives": objectives,
         "method": policy.kind,
         "policy": cfg.policy,
-        "policy_settings": {"kind": policy.kind, **asdict(policy.settings)},
+        "policy_settings": policy.describe(),
         "judge": cfg.judge or cfg.ensemble,
         "num_prompts": len(prompts),
         "sources": sorted(set(data.sources)),

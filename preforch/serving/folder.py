@@ -11,12 +11,16 @@ import json
 import os
 from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
+from preforch.alignment.best_of_n import SamplingConfig
 from preforch.errors import ConfigError
 from preforch.io import atomic_write_json
 from preforch.serving.kinds import kind_class
 from preforch.serving.policy import LoadOptions, PreferencePolicy
+
+if TYPE_CHECKING:
+    from preforch.rewards.ensemble import RewardEnsemble
 
 POLICY_FILE = "preference_policy.json"
 
@@ -118,14 +122,25 @@ def save_preference_policy(policy: PreferencePolicy, folder: str | Path) -> Path
     `folder` relative to it, other local paths absolute, hub ids and aliases as they are."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    data: dict[str, Any] = {"kind": policy.kind}
-    paths = _path_fields(type(policy.settings))
-    for f in fields(policy.settings):
-        value = getattr(policy.settings, f.name)
-        if f.name in paths and Path(value).exists():
-            value = Path(value).resolve()
-            value = str(value.relative_to(folder.resolve())) if value.is_relative_to(folder.resolve()) else str(value)
-        data[f.name] = list(value) if isinstance(value, tuple) else value
+    data = policy.describe()
+    for name in _path_fields(type(policy.settings)):
+        if Path(data[name]).exists():
+            path = Path(data[name]).resolve()
+            data[name] = str(path.relative_to(folder.resolve())) if path.is_relative_to(folder.resolve()) else str(path)
     file = folder / POLICY_FILE
     atomic_write_json(file, data)
     return file
+
+
+def served_policy(cfg, ensemble: "RewardEnsemble") -> tuple[PreferencePolicy, SamplingConfig]:
+    """What `generate` and `evaluate` serve: `cfg.policy` as `cfg.method` (default best-of-n for a bare model),
+    reranking with the loaded `ensemble` (`cfg.ensemble`) where it reranks, and the sampling for one reply per
+    prompt; `cfg` is a GenerateConfig or EvaluateConfig. Refuses sampling the policy cannot answer with."""
+    from preforch.config import DEFAULT_KIND
+
+    policy = load_preference_policy(cfg.policy, cfg.method, default_kind=DEFAULT_KIND, objectives=ensemble.objectives,
+                                    options=LoadOptions(cfg.trust_remote_code, {cfg.ensemble: ensemble}),
+                                    ensemble=cfg.ensemble, num_candidates=cfg.num_candidates)
+    sampling = SamplingConfig(1, cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.batch_size, cfg.seed)
+    policy.check_sampling(sampling)
+    return policy, sampling

@@ -14,7 +14,7 @@ two steps, so that `evaluate` can cache the expensive one and serve a whole grid
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Mapping, Sequence
 
@@ -72,6 +72,11 @@ class PreferencePolicy(ABC):
 
     def __init__(self, settings, options: LoadOptions):
         self.settings = settings
+
+    def describe(self) -> dict:
+        """Its kind and settings as JSON values: what evaluate records, and keys its generation cache by."""
+        settings = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.settings).items()}
+        return {"kind": self.kind, **settings}
 
     @property
     @abstractmethod

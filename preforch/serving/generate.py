@@ -8,17 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
-from preforch.alignment.best_of_n import SamplingConfig, combined_reward
-from preforch.config import DEFAULT_KIND, GenerateConfig
+from preforch.alignment.best_of_n import combined_reward
+from preforch.config import GenerateConfig
 from preforch.data.schema import as_messages
 from preforch.data.weights import format_weights
 from preforch.errors import ConfigError, DataError
 from preforch.io import atomic_write_text
 from preforch.orchestrator.preference import preference_weights
 from preforch.rewards.ensemble import RewardEnsemble
-from preforch.serving.folder import load_preference_policy
-from preforch.serving.policy import LoadOptions
+from preforch.serving.folder import served_policy
 
 
 def read_prompts(cfg: GenerateConfig) -> list[tuple[dict, ...]]:
@@ -46,11 +44,7 @@ def run_generate(cfg: GenerateConfig) -> list[dict]:
     prompt as the policy read it, the answer's normalised rewards and its combined reward under those weights."""
     prompts = read_prompts(cfg)
     ensemble = RewardEnsemble.load(cfg.ensemble)
-    policy = load_preference_policy(cfg.policy, cfg.method, default_kind=DEFAULT_KIND, objectives=ensemble.objectives,
-                                    options=LoadOptions(cfg.trust_remote_code, {cfg.ensemble: ensemble}),
-                                    ensemble=cfg.ensemble, num_candidates=cfg.num_candidates)
-    sampling = SamplingConfig(1, cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.batch_size, cfg.seed)
-    policy.check_sampling(sampling)
+    policy, sampling = served_policy(cfg, ensemble)
     weights = preference_weights(cfg.weights, prompts, ensemble.objectives, cfg.orchestrator)
     replies = [r[0] for r in policy.respond(prompts, weights, sampling)]
     rewards = ensemble.score(prompts, replies)  # [P, K]; best-of-n's picks come from the ensemble's cache
