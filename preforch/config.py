@@ -143,18 +143,27 @@ class EvalOrchestratorConfig:
     dump_weights: Optional[str] = _f(None, "write per-prompt predicted and target weights (JSONL) here")
 
 
+DEFAULT_KIND = "best-of-n"  # how generate and evaluate serve a bare model folder
+METHOD_HELP = ("how the policy serves a preference, any kind in preforch/serving/kinds.py: best-of-n (rerank N samples "
+               "with --ensemble) | plain (ignores it) | wic (a train-wic policy reads it from its prompt); default: the "
+               "folder's own (its preference_policy.json; wic for a train-wic folder), else best-of-n")
+POLICY_HELP = "policy folder (see --method), causal LM hub id or local path, or bundled alias 'smollm2'"
+
+
 @dataclass
 class GenerateConfig:
-    """`preforch generate`: best-of-N sampling reranked by sum_i w_i(x) r~_i(x, y)."""
+    """`preforch generate`: answers under orchestrator or user weights, by default best-of-N reranked by
+    sum_i w_i(x) r~_i(x, y)."""
 
     prompt: list[str] = _list([], "prompt(s) to answer; or use --prompts_file")
     prompts_file: Optional[str] = _f(None, "JSONL/CSV/JSON preference file or .txt (one prompt per line)")
-    policy: str = _f("smollm2", "causal LM: hub id, local path, or bundled alias 'smollm2'")
+    policy: str = _f("smollm2", POLICY_HELP)
+    method: Optional[str] = _f(None, METHOD_HELP)
     ensemble: str = _f("runs/quickstart/rewards", "reward ensemble folder")
     orchestrator: Optional[str] = _f("runs/quickstart/orchestrator", "orchestrator folder (weights per prompt)")
     weights: Optional[str] = _f(None, "fixed weights, e.g. helpful=0.7,harmless=0.3 (overrides the orchestrator); "
                                 "end with auto to let the orchestrator fill the objectives not named: harmless=0.5,auto")
-    num_candidates: int = _f(4, "N in best-of-N")
+    num_candidates: Optional[int] = _f(None, "N in best-of-N (default: the policy folder's, else 4)")
     max_new_tokens: int = _f(64, "tokens per candidate")
     temperature: float = _f(0.8, "sampling temperature")
     top_p: float = _f(0.95, "nucleus sampling")
@@ -165,6 +174,7 @@ class GenerateConfig:
 
     def __post_init__(self):
         _positive(self, "num_candidates", "max_new_tokens", "batch_size")
+        _check_kind("method", self.method)
 
 
 @dataclass
@@ -197,9 +207,8 @@ class EvaluateConfig:
     """`preforch evaluate`: a policy under a preference grid, scored by a (judge) reward ensemble."""
 
     from_run: Optional[str] = _f(None, "a quickstart run folder: take policy, ensemble, orchestrator, prompts and sampling from it")
-    policy: str = _f("smollm2", "causal LM: hub id, local path, or bundled alias 'smollm2'")
-    method: str = _f("best-of-n", "how the policy serves a preference: best-of-n (rerank N samples) | plain (ignores it) | "
-                     "wic (a train-wic policy reads it from its prompt)")
+    policy: str = _f("smollm2", POLICY_HELP)
+    method: Optional[str] = _f(None, METHOD_HELP)
     ensemble: str = _f("runs/quickstart/rewards", "the method's own reward ensemble (reranking, oracle weights w*)")
     judge: Optional[str] = _f(None, "reward ensemble that scores the picks (default: --ensemble); may be held-out models")
     orchestrator: Optional[str] = _f(None, "also evaluate the orchestrator's per-prompt weights")
@@ -210,9 +219,9 @@ class EvaluateConfig:
     grid_divisions: int = _f(10, "simplex lattice resolution d (K=2, d=10: 11 preferences)")
     grid: list[str] = _list([], "explicit preferences instead of the lattice, each 'w1,w2,...'")
     reference_point: Optional[list[float]] = _f(None, "hypervolume reference point, one value per objective (required)")
-    num_candidates: int = _f(4, "samples per prompt (best-of-n)")
+    num_candidates: Optional[int] = _f(None, "N in best-of-N (default: the policy folder's, else 4)")
     max_new_tokens: int = _f(48, "tokens per sample")
-    temperature: float = _f(0.8, "sampling temperature; 0 decodes greedily (plain and wic only)")
+    temperature: float = _f(0.8, "sampling temperature; 0 decodes greedily (not for best-of-n)")
     top_p: float = _f(0.95, "nucleus sampling")
     batch_size: int = _f(8, "prompts per generation batch")
     tau: float = _f(1.0, "temperature of the oracle weights w* (the orchestrator's own tau when given)")
@@ -223,12 +232,8 @@ class EvaluateConfig:
 
     def __post_init__(self):
         _positive(self, "prompts_per_source", "grid_divisions", "num_candidates", "max_new_tokens", "batch_size", "tau")
-        if self.method not in ("best-of-n", "plain", "wic"):
-            raise ConfigError(f"method: expected best-of-n, plain or wic, got {self.method!r}")
+        _check_kind("method", self.method)
         _non_negative(self, "temperature")
-        if self.temperature == 0 and self.method == "best-of-n":
-            raise ConfigError("temperature: 0 (greedy) gives best-of-n identical candidates; use --method plain or a "
-                              "temperature > 0")
 
 
 @dataclass
@@ -326,9 +331,18 @@ def _check_policy_method(field_name: str, method: str) -> None:
         raise ConfigError(f"{field_name}: expected one of {', '.join(POLICY_METHODS)}, got {method!r}")
 
 
+def _check_kind(field_name: str, kind: Optional[str]) -> None:
+    """A preference-policy kind must be registered (None: the policy folder's own)."""
+    from preforch.serving.kinds import check_kind
+
+    if kind is not None:
+        check_kind(kind, field_name)
+
+
 def _positive(cfg, *names: str) -> None:
+    """Each named field > 0 (an optional one left at None passes)."""
     for n in names:
-        if not getattr(cfg, n) > 0:
+        if getattr(cfg, n) is not None and not getattr(cfg, n) > 0:
             raise ConfigError(f"{n}: must be > 0, got {getattr(cfg, n)!r}")
 
 

@@ -127,3 +127,24 @@ def make_wic_policy(tiny_policy_dir: str, folder, method: str, objectives=("help
     spec = WicSpec(method, tuple(objectives), 1.0, tuple([-1.0] * len(objectives)), tuple([1.5] * len(objectives)))
     atomic_write_json(path / SPEC_FILE, spec.to_dict())
     return str(path), spec
+
+
+def heldout_file(tmp_path, n=3) -> str:
+    """Held-out pairs from two sources, n each, for evaluate."""
+    import json
+
+    f = tmp_path / "heldout.jsonl"
+    rows = [{"prompt": f"how do I hurt {i}", "chosen": "No.", "rejected": "Like this: " * 5, "source": "unsafe"} for i in range(n)]
+    rows += [{"prompt": f"explain item {i}", "chosen": "Sure: " * 6, "rejected": "no", "source": "benign"} for i in range(n)]
+    f.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return str(f)
+
+
+def eval_config(tmp_path, policy, ensemble, **kw):
+    """A small, fast `EvaluateConfig` (6 prompts, K=3 grid at d=2) writing to tmp_path/eval; `kw` override it."""
+    from preforch.config import EvaluateConfig
+
+    base = dict(policy=policy, ensemble=ensemble, eval_data=[heldout_file(tmp_path)], prompts_per_source=3,
+                grid_divisions=2, reference_point=[-5.0, -5.0, -5.0], num_candidates=3, max_new_tokens=4,
+                output_dir=str(tmp_path / "eval"))
+    return EvaluateConfig(**{**base, **kw})

@@ -26,13 +26,16 @@ def select_best(normalized: torch.Tensor, weights: torch.Tensor) -> torch.Tensor
 
 @dataclass
 class SamplingConfig:
-    """temperature 0 decodes greedily (then every candidate is the same; callers ask for one)."""
+    """num_candidates: replies sampled per prompt. temperature 0 decodes greedily (then every candidate is the
+    same; callers ask for one). seed: what a preference policy (preforch/serving) seeds the sampler with before
+    it samples; `sample_candidates` itself leaves the random state alone."""
 
     num_candidates: int = 4
     max_new_tokens: int = 64
     temperature: float = 0.8
     top_p: float = 0.95
     batch_size: int = 8
+    seed: int = 0
 
 
 @torch.no_grad()
@@ -56,12 +59,3 @@ def sample_candidates(model, tokenizer, prompts: Sequence[Sequence[Message]], cf
     bar.close()
     return out
 
-
-def best_of_n(candidates: list[list[str]], normalized: torch.Tensor, weights: torch.Tensor) -> list[dict]:
-    """Pick each prompt's best candidate. normalized: [B, N, K]; weights: [B, K]."""
-    best = select_best(normalized, weights)
-    return [
-        {"response": candidates[b][i], "index": i, "combined_reward": combined_reward(normalized[b, i], weights[b]).item(),
-         "rewards": normalized[b, i].tolist(), "weights": weights[b].tolist()}
-        for b, i in enumerate(best.tolist())
-    ]

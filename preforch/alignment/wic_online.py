@@ -22,6 +22,7 @@ from preforch.alignment.wic import (RUN_FILE, Scorer, WicSpec, conditioning_valu
 from preforch.config import WicConfig
 from preforch.data.loaders import load_many
 from preforch.data.schema import Message
+from preforch.data.weights import random_simplex
 from preforch.errors import ConfigError
 from preforch.io import atomic_write_text
 from preforch.orchestrator.preference import load_orchestrator, preference_weights
@@ -34,8 +35,6 @@ def choose_preferences(source: str, prompts: Sequence[Sequence[Message]], object
     if source == "orchestrator":
         return preference_weights(None, prompts, objectives, orchestrator)
     if source == "random":
-        from preforch.evaluation.harness import random_simplex
-
         return random_simplex(len(prompts), len(objectives), seed)
     if source == "uniform":
         return torch.full((len(prompts), len(objectives)), 1 / len(objectives))

@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rl-compare": ("RLComparisonConfig", "train RL methods from one start, judge every checkpoint held-out: reward-vs-step plot, before/after table"),
     "wic-compare": ("WicComparisonConfig", "Pro-WiC vs RiC-online vs RiC-offline at one budget: fronts, hypervolumes, steering, compute"),
     "plot-logs": ("PlotLogsConfig", "plot a logged training metric against the step for several train-policy runs"),
-    "generate": ("GenerateConfig", "best-of-N generation reranked by orchestrator or user weights"),
+    "generate": ("GenerateConfig", "answers under orchestrator or user weights (best-of-N by default, or any --method)"),
     "evaluate": ("EvaluateConfig", "a policy under a preference grid: rewards with CIs, Pareto front, hypervolume, gap"),
     "compare": ("CompareConfig", "evaluation runs side by side: table, fronts, hypervolumes"),
 }

@@ -92,7 +92,7 @@ def weights(cfg: WeightsConfig) -> list[dict]:
 
 
 def generate(cfg: GenerateConfig) -> list[dict]:
-    from preforch.alignment.generate import run_generate
+    from preforch.serving.generate import run_generate
 
     results = run_generate(cfg)
     for r in results:
@@ -165,26 +165,9 @@ def evaluate(cfg: EvaluateConfig) -> dict:
 
 
 def compare(cfg: CompareConfig) -> dict:
-    from preforch.evaluation.report import write_comparison
+    from preforch.evaluation.compare import compare_runs
 
-    if len(cfg.runs) < 1:
-        raise ConfigError("give one or more evaluation folders: preforch compare runs/eval_a runs/eval_b")
-    results = {}
-    for run in cfg.runs:
-        file = Path(run) / "evaluation.json"
-        if not file.is_file():
-            raise ConfigError(f"{run}: not an evaluation folder (missing evaluation.json; run preforch evaluate)")
-        r = json.loads(file.read_text())
-        name = Path(run).name if Path(run).name not in results else str(run)
-        results[name] = r
-    first_name, first = next(iter(results.items()))
-    for name, r in results.items():
-        if r["objectives"] != first["objectives"]:
-            raise ConfigError(f"{name}: objectives {r['objectives']} differ from {first_name}'s {first['objectives']}")
-        if r["reference_point"] != first["reference_point"]:
-            raise ConfigError(f"{name}: reference point {r['reference_point']} differs from {first_name}'s "
-                              f"{first['reference_point']}; hypervolumes are only comparable under one reference point")
-    comparison = write_comparison(Path(cfg.output_dir), results)
+    comparison = compare_runs(cfg.runs, cfg.output_dir)
     for name, s in comparison["runs"].items():
         print(f"{name}: hypervolume {s['hypervolume']:.4f}")
     print(f"report: {Path(cfg.output_dir) / 'report.md'}")

@@ -153,3 +153,9 @@ def simplex_grid(num_objectives: int, divisions: int) -> np.ndarray:
         raise ConfigError(f"simplex grid needs K >= 1 and divisions >= 1, got K={num_objectives}, d={divisions}")
     rows = [c for c in itertools.product(range(divisions + 1), repeat=num_objectives) if sum(c) == divisions]
     return np.array(sorted(rows, reverse=True), dtype=np.float64) / divisions
+
+
+def random_simplex(n: int, k: int, seed: int) -> torch.Tensor:
+    """n weight vectors drawn uniformly from the simplex (Dirichlet(1) via normalised exponentials): [n, k]."""
+    e = -torch.log(torch.rand(n, k, generator=torch.Generator().manual_seed(seed)).clamp_min(1e-12))
+    return e / e.sum(-1, keepdim=True)

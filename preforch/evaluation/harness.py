@@ -1,11 +1,11 @@
-"""`preforch evaluate`: one policy, held-out prompts, a preference grid, a judge; fronts, hypervolume, gap.
+"""`preforch evaluate`: one preference policy, held-out prompts, a preference grid, a judge; fronts, hypervolume, gap.
 
-How a method serves a preference w:
-- best-of-n: N candidates per prompt are sampled once (cached); for each w, the candidate maximising
-  w . r~ under the method's own ensemble is picked. The judge ensemble then scores the picks.
-- plain: one sample per prompt, the same for every w (the policy ignores preferences): a single point.
-- wic: a weights-in-context policy (train-wic) answers once per w, with w (or RiC's target scores) written
-  into the prompt; steering is checked by whether raising w_i raises objective i's reward.
+The policy is whatever `preforch.serving` loads (plain, best-of-n, wic, or any kind registered there), and
+evaluate uses only its interface: the policy samples candidates once for every weighting (cached on disk, keyed
+by its kind, settings, the sampling settings and the prompts), selects a reply per prompt under each weighting,
+and the judge scores the replies. Best-of-N's candidates serve every weighting, so a grid costs one sampling; a
+wic policy answers every weighting in one generation call. A policy that reads its preference from a prompt tag
+is also checked for whether it reads it.
 Rows beyond the grid: uniform weights, the orchestrator's per-prompt weights when one is given, and the user's
 `--weights` (labelled by the spec; a partial spec such as `harmless=0.5,auto` is filled by the orchestrator).
 """
@@ -16,36 +16,33 @@ import json
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from preforch.alignment.best_of_n import combined_reward, select_best
+from preforch.alignment.best_of_n import SamplingConfig, combined_reward
 from preforch.config import EvaluateConfig
 from preforch.data.loaders import sample_per_source
+from preforch.data.weights import random_simplex
 from preforch.errors import ConfigError
 from preforch.evaluation.generations import cache_key, load_generations, save_generations
 from preforch.evaluation.metrics import mean_ci, steering_monotonicity
 from preforch.evaluation.pareto import check_grid, check_reference_point, hypervolume, pareto_mask, simplex_grid
 from preforch.orchestrator.preference import load_orchestrator, preference_weights
 from preforch.rewards.ensemble import RewardEnsemble, check_objectives
+from preforch.serving.folder import served_policy
+from preforch.serving.policy import PreferencePolicy, PromptTagged, Prompts, Replies
 
 
-def alignment_gap(selection: torch.Tensor, oracle: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Combined reward lost per prompt by weighting with `weights` instead of the oracle w*(x) (Sec. 5).
+def alignment_gap(oracle_pick: torch.Tensor, pick: torch.Tensor, oracle: torch.Tensor) -> torch.Tensor:
+    """Combined reward lost per prompt by weighting with w instead of the oracle w*(x) (Sec. 5).
 
-    gap(x) = w*(x) . r~(x, y*) - w*(x) . r~(x, y_w), y* and y_w the candidates picked under w* and w.
-    selection [P, N, K]; oracle, weights [P, K]. Returns [P], >= 0.
+    gap(x) = w*(x) . r~(x, y*) - w*(x) . r~(x, y_w): oracle_pick and pick [P, K] are r~ of y* and y_w, the
+    replies the policy gives under w* and under w; oracle [P, K] is w*. Returns [P]: >= 0 for a policy that
+    picks by w . r~ under the same ensemble (best-of-n), 0 for one that ignores w.
     """
-    under_oracle = combined_reward(selection, oracle.unsqueeze(1))  # [P, N]
-    rows = torch.arange(len(selection))
-    return under_oracle[rows, select_best(selection, oracle)] - under_oracle[rows, select_best(selection, weights)]
-
-
-def random_simplex(n: int, k: int, seed: int) -> torch.Tensor:
-    """n weight vectors drawn uniformly from the simplex (Dirichlet(1) via normalised exponentials): [n, k]."""
-    e = -torch.log(torch.rand(n, k, generator=torch.Generator().manual_seed(seed)).clamp_min(1e-12))
-    return e / e.sum(-1, keepdim=True)
+    return combined_reward(oracle_pick, oracle) - combined_reward(pick, oracle)
 
 
 def resolve_from_run(cfg: EvaluateConfig) -> EvaluateConfig:
@@ -72,64 +69,62 @@ def _grid(cfg: EvaluateConfig, objectives) -> np.ndarray:
     return check_grid(np.array(rows), objectives)
 
 
-def samples_per_prompt(cfg: EvaluateConfig) -> int:
-    """best-of-n samples N candidates; plain and wic answer once (wic: once per requested preference)."""
-    return cfg.num_candidates if cfg.method == "best-of-n" else 1
-
-
-def candidates_for(cfg: EvaluateConfig, prompts) -> tuple[list[list[str]], dict]:
-    """Sampled candidates [P][N], from the cache when the same settings made them before."""
-    from preforch.models import resolve
-
-    n = samples_per_prompt(cfg)
-    settings = {"policy": resolve(cfg.policy), "n": n, "max_new_tokens": cfg.max_new_tokens,
-                "temperature": cfg.temperature, "top_p": cfg.top_p, "seed": cfg.seed}
+def candidates_for(cfg: EvaluateConfig, policy: PreferencePolicy, prompts: Prompts, weightings: list[torch.Tensor],
+                   sampling: SamplingConfig) -> tuple[Replies, dict]:
+    """The policy's candidates for every weighting, from the cache when the same kind, settings, sampling and
+    prompts (and weights, for a policy whose samples depend on them) made them before."""
+    asked = policy.asked(prompts, weightings)
+    settings = {**policy.describe(), "sampling": asdict(sampling),
+                "weights": None if policy.shares_candidates else [w.tolist() for w in weightings]}
     folder = Path(cfg.generation_cache or Path(cfg.output_dir) / "generations")
-    key = cache_key(settings, prompts)
-    cached = load_generations(folder, key, len(prompts))
+    key = cache_key(settings, asked)
+    cached = load_generations(folder, key, len(asked))
     info = {"cache_key": key, "cache_hit": cached is not None, "generation_s": 0.0, "generated": 0}
     if cached is not None:
         return cached, info
-    from transformers import set_seed
-
-    from preforch.alignment.best_of_n import SamplingConfig, sample_candidates
-    from preforch.models import load_policy
-
     t = time.perf_counter()
-    set_seed(cfg.seed)
-    model, tok = load_policy(settings["policy"], trust_remote_code=cfg.trust_remote_code)
-    out = sample_candidates(model, tok, prompts, SamplingConfig(n, cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.batch_size))
-    save_generations(folder, key, settings, prompts, out)
-    info.update(generation_s=time.perf_counter() - t, generated=len(prompts) * n)
+    out = policy.candidates(prompts, weightings, sampling)
+    save_generations(folder, key, settings, asked, out)
+    info.update(generation_s=time.perf_counter() - t, generated=sum(map(len, out)))
     return out, info
 
 
-def wic_rewards(cfg: EvaluateConfig, prompts, weightings: dict[str, torch.Tensor], judge: RewardEnsemble):
-    """A weights-in-context policy answers each prompt once per weighting (label -> [P, K]), the preference
-    rendered into its prompt (a RiC policy gets the mapped target scores); the judge scores each answer on the
-    untagged prompt. All weightings go through one generation call (one model load, one cache entry).
-    Returns (label -> judged rewards [P, K], generation info, responses scored)."""
-    from preforch.alignment.wic import load_wic_spec
-    from preforch.models import resolve
-
-    spec = load_wic_spec(resolve(cfg.policy))
-    check_objectives(judge.objectives, spec.objectives, f"weights-in-context policy {cfg.policy}")
-    candidates, info = candidates_for(cfg, [p for w in weightings.values() for p in spec.condition(prompts, w)])
-    replies = [cs[0] for cs in candidates]
-    scores = judge.score(list(prompts) * len(weightings), replies, progress=True).view(len(weightings), len(prompts), -1)
-    return dict(zip(weightings, scores)), info, len(replies)
+def selected_scores(policy: PreferencePolicy, scorer: RewardEnsemble, prompts: Prompts, candidates: Replies,
+                    weightings: Sequence[torch.Tensor], sampling: SamplingConfig, progress: bool = True) -> torch.Tensor:
+    """Normalised scores [L, P, K] of the reply the policy selects for each prompt under each of the L
+    weightings (a reply picked under several weightings is scored once: the ensemble caches pairs)."""
+    picks = policy.select(prompts, candidates, weightings, sampling)
+    replies = [row[0] for pick in picks for row in pick]
+    return scorer.score(list(prompts) * len(picks), replies, progress=progress).view(len(picks), len(prompts), -1)
 
 
-def wic_tag_reading(cfg: EvaluateConfig, data, judge: RewardEnsemble) -> dict:
+def tag_reading_check(policy: PromptTagged, data, judge: RewardEnsemble) -> dict:
     """evaluation/tag_reading.py's check on the held-out prompts' chosen and rejected replies."""
-    from preforch.alignment.wic import load_wic_spec
     from preforch.evaluation.tag_reading import tag_reading
-    from preforch.models import load_policy, resolve
 
     prompts, replies = data.all_replies()
-    policy = resolve(cfg.policy)
-    model, tok = load_policy(policy, trust_remote_code=cfg.trust_remote_code)
-    return tag_reading(model, tok, load_wic_spec(policy), prompts, replies, judge.score(prompts, replies), progress=True)
+    model, tok = policy.language_model()
+    return tag_reading(model, tok, policy.spec, prompts, replies, judge.score(prompts, replies), progress=True)
+
+
+def alignment_gaps(policy: PreferencePolicy, ensemble: RewardEnsemble, data, candidates: Replies,
+                   named: dict[str, torch.Tensor], sampling: SamplingConfig, tau: float, seed: int) -> dict:
+    """Mean gap (± 95% CI) of each named weighting and random weights against the oracle weights
+    w*(x) = softmax(r~(x, y_w) / tau) of each prompt's chosen reply, the policy picking from its shared
+    candidates under each (empty for a policy without shared candidates: y* would need new samples)."""
+    if not policy.shares_candidates:
+        return {}
+    from preforch.orchestrator.fit import preference_targets
+
+    prompts = data.prompts
+    oracle = preference_targets(ensemble, data, tau, progress=False)
+    named = {**named, "random": random_simplex(len(prompts), len(ensemble.objectives), seed)}
+    scores = selected_scores(policy, ensemble, prompts, candidates, [oracle, *named.values()], sampling, progress=False)
+    gaps = {}
+    for name, pick in zip(named, scores[1:]):
+        m, h = mean_ci(alignment_gap(scores[0], pick, oracle).unsqueeze(-1))
+        gaps[name] = {"mean": float(m[0]), "ci95": float(h[0])}
+    return gaps
 
 
 def run_evaluation(cfg: EvaluateConfig) -> dict:
@@ -142,6 +137,7 @@ def run_evaluation(cfg: EvaluateConfig) -> dict:
     objectives = list(ensemble.objectives)
     check_reference_point(cfg.reference_point, len(objectives))  # fail before any generation
     grid = _grid(cfg, objectives)
+    policy, sampling = served_policy(cfg, ensemble)  # fails on other objectives, before any generation
     data = sample_per_source(cfg.eval_data, cfg.prompts_per_source, cfg.seed)  # raises on empty data
     prompts = data.prompts
 
@@ -155,23 +151,16 @@ def run_evaluation(cfg: EvaluateConfig) -> dict:
     if cfg.weights:
         named[cfg.weights] = preference_weights(cfg.weights, prompts, objectives, orch)
     grid_weights = {",".join(f"{x:g}" for x in w): torch.tensor(w, dtype=torch.float32).expand(len(prompts), k) for w in grid}
+    weightings = dict(zip([*grid_weights, *named], policy.check_weights(prompts, [*grid_weights.values(), *named.values()])))
     t = time.perf_counter()
-    if cfg.method == "wic":
-        judged_under, gen_info, scored = wic_rewards(cfg, prompts, {**grid_weights, **named}, judge)
-        reading = wic_tag_reading(cfg, data, judge)
-        selection = None
-    else:
-        reading = None
-        candidates, gen_info = candidates_for(cfg, prompts)
-        n = len(candidates[0])
-        flat_prompts = [p for p, cs in zip(prompts, candidates) for _ in cs]
-        flat = [c for cs in candidates for c in cs]
-        selection = ensemble.score(flat_prompts, flat, progress=True).view(len(prompts), n, -1)
-        judged = selection if judge is ensemble else judge.score(flat_prompts, flat, progress=True).view(len(prompts), n, -1)
-        scored = len(flat) * (1 if judge is ensemble else 2)
-        rows_idx = torch.arange(len(prompts))
-        judged_under = {label: judged[rows_idx, select_best(selection, w)] for label, w in {**grid_weights, **named}.items()}
+    scorers = [ensemble] if judge is ensemble else [ensemble, judge]  # the ensemble scores best-of-n's candidates
+    already_scored = [e.pairs_scored for e in scorers]
+    candidates, gen_info = candidates_for(cfg, policy, prompts, list(weightings.values()), sampling)
+    judged = selected_scores(policy, judge, prompts, candidates, list(weightings.values()), sampling)
+    judged_under = dict(zip(weightings, judged))  # label -> [P, K]
     scoring_s = time.perf_counter() - t - gen_info["generation_s"]
+    scored = sum(e.pairs_scored - n for e, n in zip(scorers, already_scored))
+    reading = tag_reading_check(policy, data, judge) if isinstance(policy, PromptTagged) else None
 
     def row(label: str) -> dict:
         mean, half = mean_ci(judged_under[label])
@@ -190,32 +179,22 @@ def run_evaluation(cfg: EvaluateConfig) -> dict:
         extra_rows.append({**row(name), "combined": {"mean": float(m[0]), "ci95": float(h[0]),
                                                      "per_prompt": per_prompt.tolist()}})
 
-    # Alignment gap against the oracle weights w*(x) = softmax(r~(x, y_w) / tau) of each prompt's chosen reply;
-    # it needs shared candidates to pick from, so a WiC policy (one answer per preference) has none.
-    gaps = {}
-    if selection is not None:
-        from preforch.orchestrator.fit import preference_targets
-
-        oracle = preference_targets(ensemble, data, tau, progress=False)
-        for name, w in {**named, "random": random_simplex(len(prompts), k, cfg.seed)}.items():
-            m, h = mean_ci(alignment_gap(selection, oracle, w).unsqueeze(-1))
-            gaps[name] = {"mean": float(m[0]), "ci95": float(h[0])}
-
     result = {
         "config": asdict(cfg),
         "objectives": objectives,
-        "method": cfg.method,
+        "method": policy.kind,
         "policy": cfg.policy,
+        "policy_settings": policy.describe(),
         "judge": cfg.judge or cfg.ensemble,
         "num_prompts": len(prompts),
         "sources": sorted(set(data.sources)),
-        "num_candidates": samples_per_prompt(cfg),
+        "num_candidates": len(candidates[0]),
         "reference_point": list(cfg.reference_point),
         "grid": grid_rows,
         "rows": extra_rows,
         "hypervolume": hypervolume(points, cfg.reference_point),
         "steering": steering_monotonicity(grid, torch.stack([judged_under[label] for label in grid_weights]).numpy(), objectives),
-        "alignment_gap": gaps,
+        "alignment_gap": alignment_gaps(policy, ensemble, data, candidates, named, sampling, tau, cfg.seed),
         "tag_reading": reading,
         "compute": {**gen_info, "scoring_s": scoring_s, "responses_scored": scored,
                     "total_s": time.perf_counter() - started},

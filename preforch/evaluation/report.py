@@ -197,7 +197,8 @@ def write_evaluation_report(folder: Path, result: dict) -> None:
         "w*(x) (from its preferred reply); lower is better, 0 is the oracle.",
         "",
         _table(["weighting", "mean gap", "± 95% CI"], [[n, g["mean"], g["ci95"]] for n, g in result["alignment_gap"].items()])
-        if result["alignment_gap"] else "Not defined for a wic policy: it has no shared candidates to pick from.",
+        if result["alignment_gap"] else "Not defined for this policy: it samples anew for each preference, so it has no "
+                                        "shared candidates to pick from under the oracle weights.",
         "",
         "## Compute",
         f"Generations: {generation} (key {c['cache_key']}); scoring: {c['responses_scored']} responses in {c['scoring_s']:.1f} s; "

@@ -77,8 +77,7 @@ def _accounting(records: list[dict]) -> dict:
 
 def run_wic_comparison(cfg: WicComparisonConfig) -> dict:
     from preforch.alignment.wic import train_wic
-    from preforch.cli.commands import compare
-    from preforch.config import CompareConfig
+    from preforch.evaluation.compare import compare_runs
     from preforch.evaluation.harness import run_evaluation
     from preforch.orchestrator.preference import load_orchestrator
     from preforch.rewards.ensemble import RewardEnsemble
@@ -116,7 +115,7 @@ def run_wic_comparison(cfg: WicComparisonConfig) -> dict:
                 temperature=cfg.eval_temperature, top_p=cfg.top_p, batch_size=cfg.eval_batch_size, seed=cfg.seed,
                 output_dir=str(folder), trust_remote_code=cfg.trust_remote_code))
         evaluations[arm] = json.loads((folder / "evaluation.json").read_text())
-    compare(CompareConfig(runs=[str(out / "eval" / arm) for arm in ARM_STAGES], output_dir=str(out / "compare")))
+    compare_runs([str(out / "eval" / arm) for arm in ARM_STAGES], out / "compare")
 
     result = {"config": asdict(cfg), "objectives": evaluations["pro-wic"]["objectives"], "reference_point": reference,
               "arms": {arm: {"hypervolume": evaluations[arm]["hypervolume"],

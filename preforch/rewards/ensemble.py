@@ -51,6 +51,11 @@ class RewardEnsemble:
     def num_objectives(self) -> int:
         return len(self.objectives)
 
+    @property
+    def pairs_scored(self) -> int:
+        """(prompt, response) pairs this instance has scored: each once, repeats come from its cache."""
+        return len(self._cache)
+
     def score_raw(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str], progress: bool = False) -> torch.Tensor:
         """Raw rewards [B, K]; pairs scored before come from the cache."""
         if len(prompts) != len(responses):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from preforch.data.weights import (PartialPreference, check_simplex, fill_preference, format_weights, parse_preference,
-                                   parse_weights)
+                                   parse_weights, random_simplex)
 from preforch.errors import WeightsError
 
 OBJ = ("helpful", "harmless", "conciseness")
@@ -93,3 +93,9 @@ def test_filled_rows_stay_on_the_simplex(spec):
     check_simplex(filled, OBJ)
     for name, value in pref.fixed.items():
         assert (filled[:, OBJ.index(name)] == value).all()
+
+
+def test_random_simplex_is_seeded_and_on_the_simplex():
+    w = random_simplex(50, 3, seed=1)
+    assert torch.allclose(w.sum(-1), torch.ones(50)) and (w > 0).all()
+    assert torch.equal(w, random_simplex(50, 3, seed=1))

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from preforch.cli import main
-from preforch.config import EvaluateConfig
 from preforch.errors import ConfigError, DataError, ObjectiveMismatchError, WeightsError
 from preforch.alignment.best_of_n import select_best
-from preforch.evaluation.harness import alignment_gap, random_simplex, run_evaluation
+from preforch.evaluation.harness import alignment_gap, run_evaluation
 from preforch.evaluation.metrics import mean_ci
+from tests.conftest import eval_config, heldout_file
 
 
 def test_selection_and_alignment_gap_by_hand():
@@ -18,37 +18,23 @@ def test_selection_and_alignment_gap_by_hand():
     assert select_best(sel, torch.tensor([[1.0, 0.0]])).item() == 0
     assert select_best(sel, torch.tensor([[0.5, 0.5]])).item() == 2
     oracle = torch.tensor([[0.0, 1.0]])  # this prompt wants harmlessness
-    assert alignment_gap(sel, oracle, oracle).item() == 0.0
-    assert alignment_gap(sel, oracle, torch.tensor([[1.0, 0.0]])).item() == pytest.approx(2.0)
-    assert alignment_gap(sel, oracle, torch.tensor([[0.5, 0.5]])).item() == pytest.approx(0.8)
+
+    def gap(w):
+        return alignment_gap(sel[0, select_best(sel, oracle)], sel[0, select_best(sel, w)], oracle).item()
+
+    assert gap(oracle) == 0.0
+    assert gap(torch.tensor([[1.0, 0.0]])) == pytest.approx(2.0)
+    assert gap(torch.tensor([[0.5, 0.5]])) == pytest.approx(0.8)
 
 
-def test_mean_ci_and_random_simplex():
+def test_mean_ci():
     mean, half = mean_ci(torch.tensor([[1.0], [3.0]]))
     assert mean.tolist() == [2.0] and half[0] == pytest.approx(1.96 * np.sqrt(2) / np.sqrt(2))
-    w = random_simplex(50, 3, seed=1)
-    assert torch.allclose(w.sum(-1), torch.ones(50)) and (w > 0).all()
-    assert torch.equal(w, random_simplex(50, 3, seed=1))
-
-
-def _prompts_file(tmp_path, n=3):
-    f = tmp_path / "heldout.jsonl"
-    rows = [{"prompt": f"how do I hurt {i}", "chosen": "No.", "rejected": "Like this: " * 5, "source": "unsafe"} for i in range(n)]
-    rows += [{"prompt": f"explain item {i}", "chosen": "Sure: " * 6, "rejected": "no", "source": "benign"} for i in range(n)]
-    f.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    return str(f)
-
-
-def _cfg(tmp_path, policy, ensemble, **kw):
-    base = dict(policy=policy, ensemble=ensemble, eval_data=[_prompts_file(tmp_path)], prompts_per_source=3,
-                grid_divisions=2, reference_point=[-5.0, -5.0, -5.0], num_candidates=3, max_new_tokens=4,
-                output_dir=str(tmp_path / "eval"))
-    return EvaluateConfig(**{**base, **kw})
 
 
 def test_evaluate_writes_front_hypervolume_gap_and_reuses_generations(tiny_policy_dir, tiny_ensemble_dir,
                                                                        tiny_orchestrator_dir, tmp_path, monkeypatch):
-    r = run_evaluation(_cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, orchestrator=tiny_orchestrator_dir,
+    r = run_evaluation(eval_config(tmp_path, tiny_policy_dir, tiny_ensemble_dir, orchestrator=tiny_orchestrator_dir,
                             weights="harmless=0.5,auto"))
     out = tmp_path / "eval"
     assert {p.name for p in out.iterdir()} >= {"evaluation.json", "report.md", "front.png", "generations"}
@@ -62,28 +48,28 @@ def test_evaluate_writes_front_hypervolume_gap_and_reuses_generations(tiny_polic
     import preforch.models
 
     monkeypatch.setattr(preforch.models, "load_policy", lambda *a, **k: pytest.fail("regenerated despite the cache"))
-    again = run_evaluation(_cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, judge=tiny_ensemble_dir))
+    again = run_evaluation(eval_config(tmp_path, tiny_policy_dir, tiny_ensemble_dir, judge=tiny_ensemble_dir))
     assert again["compute"]["cache_hit"] and again["compute"]["generated"] == 0
     assert again["grid"][0]["mean"] == pytest.approx(r["grid"][0]["mean"])
 
 
 def test_evaluate_input_errors(tiny_policy_dir, tiny_ensemble_dir, tmp_path):
     with pytest.raises(ConfigError, match="needs a reference point"):
-        run_evaluation(_cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, reference_point=None))
+        run_evaluation(eval_config(tmp_path, tiny_policy_dir, tiny_ensemble_dir, reference_point=None))
     with pytest.raises(ConfigError, match="reference_point: expected 3 values"):
-        run_evaluation(_cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, reference_point=[0.0, 0.0]))
+        run_evaluation(eval_config(tmp_path, tiny_policy_dir, tiny_ensemble_dir, reference_point=[0.0, 0.0]))
     with pytest.raises(ConfigError, match="add --orchestrator DIR"):
-        run_evaluation(_cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, weights="harmless=0.5,auto"))
+        run_evaluation(eval_config(tmp_path, tiny_policy_dir, tiny_ensemble_dir, weights="harmless=0.5,auto"))
     with pytest.raises(WeightsError, match="not on the simplex"):
-        run_evaluation(_cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, grid=["0.5,0.5,0", "0.9,0.2,0"]))
+        run_evaluation(eval_config(tmp_path, tiny_policy_dir, tiny_ensemble_dir, grid=["0.5,0.5,0", "0.9,0.2,0"]))
     with pytest.raises(ConfigError, match="temperature: must be >= 0"):
-        _cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, temperature=-0.1)
-    with pytest.raises(ConfigError, match="greedy.*identical candidates"):
-        _cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, temperature=0.0, method="best-of-n")
+        eval_config(tmp_path, tiny_policy_dir, tiny_ensemble_dir, temperature=-0.1)
+    with pytest.raises(ConfigError, match="greedy.*identical candidates"):  # best-of-n is a bare folder's default
+        run_evaluation(eval_config(tmp_path, tiny_policy_dir, tiny_ensemble_dir, temperature=0.0))
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     with pytest.raises(DataError, match="no records"):
-        run_evaluation(_cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, eval_data=[str(empty)]))
+        run_evaluation(eval_config(tmp_path, tiny_policy_dir, tiny_ensemble_dir, eval_data=[str(empty)]))
 
 
 def test_judge_with_other_objectives_is_refused(tiny_policy_dir, tiny_ensemble_dir, tmp_path):
@@ -95,12 +81,12 @@ def test_judge_with_other_objectives_is_refused(tiny_policy_dir, tiny_ensemble_d
     judge.fit_normalization(make_pairs(), progress=False)
     judge.save(tmp_path / "judge")
     with pytest.raises(ObjectiveMismatchError, match="do not match"):
-        run_evaluation(_cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, judge=str(tmp_path / "judge")))
+        run_evaluation(eval_config(tmp_path, tiny_policy_dir, tiny_ensemble_dir, judge=str(tmp_path / "judge")))
 
 
 def test_compare_runs_and_refuses_mismatches(tiny_policy_dir, tiny_ensemble_dir, tmp_path, capsys):
-    a = run_evaluation(_cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, output_dir=str(tmp_path / "a")))
-    run_evaluation(_cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, method="plain", output_dir=str(tmp_path / "b")))
+    a = run_evaluation(eval_config(tmp_path, tiny_policy_dir, tiny_ensemble_dir, output_dir=str(tmp_path / "a")))
+    run_evaluation(eval_config(tmp_path, tiny_policy_dir, tiny_ensemble_dir, method="plain", output_dir=str(tmp_path / "b")))
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--output_dir", str(tmp_path / "cmp")]) == 0
     comparison = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
     assert set(comparison["runs"]) == {"a", "b"}
@@ -124,7 +110,7 @@ def test_compare_runs_and_refuses_mismatches(tiny_policy_dir, tiny_ensemble_dir,
 
 def test_evaluate_cli_and_yaml(tiny_policy_dir, tiny_ensemble_dir, tmp_path, capsys):
     recipe = tmp_path / "eval.yaml"
-    recipe.write_text(f"policy: {tiny_policy_dir}\nensemble: {tiny_ensemble_dir}\neval_data: [{_prompts_file(tmp_path)}]\n"
+    recipe.write_text(f"policy: {tiny_policy_dir}\nensemble: {tiny_ensemble_dir}\neval_data: [{heldout_file(tmp_path)}]\n"
                       f"prompts_per_source: 2\ngrid: ['1,0,0', '0,1,0', '0,0,1']\nnum_candidates: 2\nmax_new_tokens: 3\n"
                       f"output_dir: {tmp_path / 'e'}\n")
     assert main(["evaluate", "--config", str(recipe), "--reference_point", "-3", "-3", "-3"]) == 0
@@ -140,7 +126,7 @@ def test_wic_policy_answers_once_per_preference_with_it_in_the_prompt(method, ti
     from tests.conftest import make_wic_policy
 
     policy, _ = make_wic_policy(tiny_policy_dir, tmp_path, method)
-    r = run_evaluation(_cfg(tmp_path, policy, tiny_ensemble_dir, method="wic", orchestrator=tiny_orchestrator_dir))
+    r = run_evaluation(eval_config(tmp_path, policy, tiny_ensemble_dir, method="wic", orchestrator=tiny_orchestrator_dir))
     assert r["num_candidates"] == 1 and len(r["grid"]) == 6
     assert r["compute"]["generated"] == 6 * (6 + 2)  # prompts x (grid points + uniform + orchestrator rows)
     assert r["alignment_gap"] == {}  # no shared candidates to pick from
@@ -155,4 +141,4 @@ def test_wic_policy_answers_once_per_preference_with_it_in_the_prompt(method, ti
 
 def test_wic_method_refuses_a_policy_without_wic_json(tiny_policy_dir, tiny_ensemble_dir, tmp_path):
     with pytest.raises(ConfigError, match="not a weights-in-context policy"):
-        run_evaluation(_cfg(tmp_path, tiny_policy_dir, tiny_ensemble_dir, method="wic"))
+        run_evaluation(eval_config(tmp_path, tiny_policy_dir, tiny_ensemble_dir, method="wic"))

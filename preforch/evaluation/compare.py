@@ -1,0 +1,32 @@
+"""`preforch compare` as one library call: read evaluation folders, refuse mismatches, write the comparison."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+from preforch.errors import ConfigError
+from preforch.evaluation.report import write_comparison
+
+
+def compare_runs(runs: Sequence[str], output_dir: str | Path) -> dict:
+    """Side-by-side report of `runs` (folders holding evaluation.json) in `output_dir`; `ConfigError` for a
+    folder without one, or runs whose objectives or reference points differ (hypervolumes would not compare)."""
+    if not runs:
+        raise ConfigError("give one or more evaluation folders: preforch compare runs/eval_a runs/eval_b")
+    results = {}
+    for run in runs:
+        file = Path(run) / "evaluation.json"
+        if not file.is_file():
+            raise ConfigError(f"{run}: not an evaluation folder (missing evaluation.json; run preforch evaluate)")
+        name = Path(run).name if Path(run).name not in results else str(run)
+        results[name] = json.loads(file.read_text())
+    first_name, first = next(iter(results.items()))
+    for name, r in results.items():
+        if r["objectives"] != first["objectives"]:
+            raise ConfigError(f"{name}: objectives {r['objectives']} differ from {first_name}'s {first['objectives']}")
+        if r["reference_point"] != first["reference_point"]:
+            raise ConfigError(f"{name}: reference point {r['reference_point']} differs from {first_name}'s "
+                              f"{first['reference_point']}; hypervolumes are only comparable under one reference point")
+    return write_comparison(Path(output_dir), results)

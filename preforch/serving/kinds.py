@@ -1,0 +1,27 @@
+"""The one table of preference-policy kinds: name -> "module:Class", imported when used (like the CLI's
+COMMANDS). A new way to serve a preference is one module under preforch/serving/ and one row here."""
+
+from __future__ import annotations
+
+import importlib
+
+from preforch.errors import ConfigError
+
+KINDS: dict[str, str] = {
+    "plain": "preforch.serving.plain:PlainPolicy",
+    "best-of-n": "preforch.serving.best_of_n:BestOfNPolicy",
+    "wic": "preforch.serving.wic:WicPolicy",
+}
+
+
+def check_kind(name: str, where: str) -> str:
+    """`name` if it is a registered kind, else a `ConfigError` starting with `where` that lists them."""
+    if name not in KINDS:
+        raise ConfigError(f"{where}: unknown kind {name!r}; registered kinds: {', '.join(KINDS)}")
+    return name
+
+
+def kind_class(name: str, where: str) -> type:
+    """The class implementing kind `name` (see `check_kind` for the error)."""
+    module, _, attr = KINDS[check_kind(name, where)].partition(":")
+    return getattr(importlib.import_module(module), attr)
