@@ -15,6 +15,7 @@ from preforch.errors import ConfigError
 HH_TRAIN = ["hh-helpful:train", "hh-harmless:train"]
 HH_TEST = ["hh-helpful:test", "hh-harmless:test"]
 POLICY_METHODS = ("pro-morlhf", "morlhf", "single-reward")
+ORCHESTRATOR_OBJECTIVES = ("kl", "bradley-terry", "hybrid")
 
 
 def _list(default: list[str], help: str):
@@ -83,8 +84,9 @@ class OrchestratorConfig:
     output_dir: str = _f("runs/orchestrator", "where the orchestrator is saved")
     positive_source: Optional[str] = _f(None, "source label whose prompts are positives for the AUROC (default: last)")
     tau: float = _f(1.0, "temperature of the targets softmax(r~(x, y_w) / tau) (Eq. 7)")
-    objective: str = _f("kl", "kl (PRO, Eq. 8: KL to the targets) | bradley-terry (ArmoRM-style gate: human labels "
-                        "through the combined reward) | hybrid (kl + hybrid_weight * bradley-terry)")
+    objective: str = _f("bradley-terry", "bradley-terry (human labels through the combined reward, as ArmoRM's gate; the "
+                        "default: best on validation, docs/design.md) | kl (the paper's Eq. 8: KL to the targets of Eq. 7) | "
+                        "hybrid (kl + hybrid_weight * bradley-terry)")
     hybrid_weight: float = _f(1.0, "weight of the Bradley-Terry term in the hybrid objective")
     cross_fit: bool = _f(False, "score each training pair with reward models that never trained on it "
                          "(needs train-rm --cross_fit_folds k)")
@@ -109,8 +111,7 @@ class OrchestratorConfig:
         _positive(self, "tau", "max_length", "batch_size", "learning_rate")
         if self.pooling not in ("mean", "cls"):
             raise ConfigError(f"pooling: expected 'mean' or 'cls', got {self.pooling!r}")
-        if self.objective not in ("kl", "bradley-terry", "hybrid"):
-            raise ConfigError(f"objective: expected kl, bradley-terry or hybrid, got {self.objective!r}")
+        _one_of(self, "objective", ORCHESTRATOR_OBJECTIVES)
         if not 0 <= self.validation_fraction < 1:
             raise ConfigError(f"validation_fraction: expected a value in [0, 1), got {self.validation_fraction}")
         if self.calibrate_temperature and self.validation_fraction == 0:
@@ -192,6 +193,10 @@ class QuickstartConfig:
     max_train_pairs: Optional[int] = _f(None, "cap on training pairs per source (for a faster smoke run)")
     max_eval_pairs: Optional[int] = _f(None, "cap on held-out pairs per source")
     tau: float = _f(1.0, "target temperature (Eq. 7)")
+    orchestrator_objective: str = _f("bradley-terry", "objective of the orchestrator the run serves (see train-orchestrator "
+                                     "--objective; chosen by validation accuracy, docs/design.md)")
+    side_objectives: list[str] = _list(["kl"], "other orchestrator objectives trained on the same scores and reported "
+                                       "beside it (kl = the paper's Eq. 8)")
     bon_prompts_per_source: int = _f(16, "held-out prompts per source for the best-of-N comparison")
     num_candidates: int = _f(4, "N in best-of-N")
     max_new_tokens: int = _f(48, "tokens per candidate")
@@ -200,6 +205,11 @@ class QuickstartConfig:
 
     def __post_init__(self):
         _positive(self, "rm_epochs", "tau", "num_candidates", "max_new_tokens", "bon_prompts_per_source")
+        _one_of(self, "orchestrator_objective", ORCHESTRATOR_OBJECTIVES)
+        for objective in self.side_objectives:
+            if objective not in ORCHESTRATOR_OBJECTIVES or objective == self.orchestrator_objective:
+                raise ConfigError(f"side_objectives: expected objectives from {ORCHESTRATOR_OBJECTIVES} other than "
+                                  f"orchestrator_objective {self.orchestrator_objective!r}, got {objective!r}")
 
 
 @dataclass
@@ -337,6 +347,11 @@ def _check_kind(field_name: str, kind: Optional[str]) -> None:
 
     if kind is not None:
         check_kind(kind, field_name)
+
+
+def _one_of(cfg, name: str, allowed: tuple[str, ...]) -> None:
+    if getattr(cfg, name) not in allowed:
+        raise ConfigError(f"{name}: expected one of {', '.join(allowed)}, got {getattr(cfg, name)!r}")
 
 
 def _positive(cfg, *names: str) -> None:

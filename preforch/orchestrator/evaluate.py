@@ -15,7 +15,7 @@ from preforch.rewards.ensemble import RewardEnsemble, check_objectives
 
 def evaluate_orchestrator(model: PreferenceOrchestrator, ensemble: RewardEnsemble, held_out: PreferenceDataset,
                           train_targets_mean: torch.Tensor, positive_source: str | None = None,
-                          dump_weights: str | None = None) -> dict:
+                          dump_weights: str | None = None, others: dict[str, PreferenceOrchestrator] | None = None) -> dict:
     """Held-out: combined-reward accuracy on the human labels (orchestrator vs uniform, each objective alone,
     the best fixed vector chosen on validation and on these pairs, the per-source oracle; paired-bootstrap
     CIs), KL to the targets vs uniform and constant-mean predictors, top-objective calibration, and
@@ -23,7 +23,8 @@ def evaluate_orchestrator(model: PreferenceOrchestrator, ensemble: RewardEnsembl
 
     `train_targets_mean` [K] is the constant predictor (the mean training target). AUROC is reported
     when `held_out` holds prompts of more than one source; `positive_source` defaults to the last one.
-    `dump_weights` writes one JSON line per prompt (prompt, source, predicted and target weights).
+    `dump_weights` writes one JSON line per prompt (prompt, source, predicted and target weights). `others`
+    (row name -> orchestrator) adds other orchestrators to the human-label table, paired on the same pairs.
     """
     check_objectives(ensemble.objectives, model.objectives, "orchestrator")
     chosen, rejected = ensemble.score_pairs(held_out)
@@ -32,6 +33,9 @@ def evaluate_orchestrator(model: PreferenceOrchestrator, ensemble: RewardEnsembl
     weightings = {"orchestrator": predicted}
     if model.temperature != 1.0:
         weightings["orchestrator (T = 1, uncalibrated)"] = tempered_weights(model.logits(held_out.prompts), 1.0)
+    for name, other in (others or {}).items():
+        check_objectives(ensemble.objectives, other.objectives, name)
+        weightings[name] = other.predict(held_out.prompts)
     if "best_fixed_validation" in model.metadata:
         weightings["best fixed (validation)"] = torch.tensor([model.metadata["best_fixed_validation"][o] for o in model.objectives])
     result = {

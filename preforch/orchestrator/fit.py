@@ -22,7 +22,7 @@ from preforch.orchestrator.human_labels import best_fixed_weights, human_label_t
 from preforch.orchestrator.losses import orchestrator_loss
 from preforch.orchestrator.model import PreferenceOrchestrator
 from preforch.orchestrator.targets import implicit_preference_weights
-from preforch.rewards.ensemble import RewardEnsemble
+from preforch.rewards.ensemble import RewardEnsemble, check_objectives
 
 VALIDATION_SALT = "validation"
 
@@ -91,6 +91,7 @@ def fit_orchestrator(model: PreferenceOrchestrator, prompts: Sequence[Sequence[M
     from preforch.models import make_accelerator
 
     accelerator = make_accelerator()
+    model.clear_cache(features=True)  # the encoder is about to change
     model.encoder.requires_grad_(True)
     opt = torch.optim.AdamW([
         {"params": model.encoder.parameters(), "lr": cfg.encoder_learning_rate, "weight_decay": 0.01},
@@ -115,7 +116,7 @@ def fit_orchestrator(model: PreferenceOrchestrator, prompts: Sequence[Sequence[M
         history.append(sum(losses) / len(prompts))
     bar.close()
     inner.eval()
-    inner.clear_cache()
+    inner.clear_cache(features=True)
     return history
 
 
@@ -136,11 +137,15 @@ def calibrate(model: PreferenceOrchestrator, validation: PreferenceDataset, delt
 
 
 def train_orchestrator(cfg: OrchestratorConfig, ensemble: RewardEnsemble, data: PreferenceDataset,
-                       progress: bool = True) -> tuple[PreferenceOrchestrator, dict]:
-    """A new orchestrator on `cfg.encoder`, fitted on `data` minus its validation slice, then calibrated on
-    that slice. Returns (model, info)."""
-    model = PreferenceOrchestrator.from_encoder(cfg.encoder, ensemble.objectives, cfg.tau, cfg.pooling,
-                                                cfg.max_length, cfg.trust_remote_code)  # first: fail fast on a bad path
+                       progress: bool = True, model: PreferenceOrchestrator | None = None) -> tuple[PreferenceOrchestrator, dict]:
+    """A new orchestrator on `cfg.encoder` (or the untrained `model` given, e.g. a `sibling()` sharing an
+    encoder), fitted on `data` minus its validation slice, then calibrated on that slice. Returns (model, info)."""
+    if model is None:  # first: fail fast on a bad path
+        model = PreferenceOrchestrator.from_encoder(cfg.encoder, ensemble.objectives, cfg.tau, cfg.pooling,
+                                                    cfg.max_length, cfg.trust_remote_code)
+    else:
+        check_objectives(ensemble.objectives, model.objectives, "orchestrator")
+        model.tau = cfg.tau
     train_idx, val_idx = validation_split(data, cfg.validation_fraction)
     chosen, rejected = pair_scores(ensemble, data, cfg.cross_fit, progress)
     delta = chosen - rejected

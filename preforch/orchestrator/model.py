@@ -33,7 +33,8 @@ class PreferenceOrchestrator(PooledHeadModel):
         self.objectives, self.tau, self.max_length = tuple(objectives), float(tau), max_length
         self.temperature = float(temperature)
         self.metadata: dict = {}  # saved with the config, e.g. the mean training target
-        self._cache: dict[str, torch.Tensor] = {}
+        self._cache: dict[str, torch.Tensor] = {}  # prompt key -> weights [K]
+        self._features: dict[str, torch.Tensor] = {}  # prompt key -> pooled features [H] of the current encoder
 
     @classmethod
     def from_encoder(cls, name_or_path: str, objectives: Sequence[str], tau: float = 1.0, pooling: str = "mean",
@@ -44,6 +45,15 @@ class PreferenceOrchestrator(PooledHeadModel):
         nn.init.zeros_(model.head.weight)
         nn.init.zeros_(model.head.bias)
         return model
+
+    def sibling(self) -> "PreferenceOrchestrator":
+        """A new zero-initialised head on this same encoder, sharing its feature cache: several heads (e.g.
+        one per training objective) on one frozen encoder encode each prompt once."""
+        other = type(self)(self.encoder, self.tokenizer, self.objectives, self.tau, self.pooling, self.max_length)
+        other._features = self._features
+        nn.init.zeros_(other.head.weight)
+        nn.init.zeros_(other.head.bias)
+        return other.to(self.device)
 
     @property
     def num_objectives(self) -> int:
@@ -59,19 +69,24 @@ class PreferenceOrchestrator(PooledHeadModel):
 
     @torch.no_grad()
     def embed(self, prompts: Sequence[Sequence[Message]], batch_size: int = 64, progress: bool = False) -> torch.Tensor:
-        """Pooled features [N, H] in eval mode, length-sorted batches (for frozen-encoder training)."""
+        """Pooled features [N, H] in eval mode, length-sorted batches; each distinct prompt is encoded once and
+        cached until the encoder changes (`clear_cache(features=True)`)."""
         from tqdm.auto import tqdm
 
+        keys = [content_key(p) for p in prompts]
+        todo = list({k: p for k, p in zip(keys, prompts) if k not in self._features}.items())
+        todo.sort(key=lambda kp: sum(len(m["content"]) for m in kp[1]))
         was_training = self.training
         self.eval()
-        out = torch.empty(len(prompts), self.encoder.config.hidden_size)
-        order = sorted(range(len(prompts)), key=lambda i: sum(len(m["content"]) for m in prompts[i]))
-        for s in tqdm(range(0, len(order), batch_size), desc="encoding prompts", disable=not progress):
-            idx = order[s:s + batch_size]
+        for s in tqdm(range(0, len(todo), batch_size), desc="encoding prompts", disable=not progress or not todo):
+            chunk = todo[s:s + batch_size]
             with autocast(self.device, fast_bf16(self.device)):
-                out[idx] = self.encode([prompts[i] for i in idx]).float().cpu()
+                feats = self.encode([p for _, p in chunk]).float().cpu()
+            self._features.update(zip((k for k, _ in chunk), feats))
         self.train(was_training)
-        return out
+        if not keys:
+            return torch.empty(0, self.encoder.config.hidden_size)
+        return torch.stack([self._features[k] for k in keys])
 
     @torch.no_grad()
     def logits(self, prompts: Sequence[Sequence[Message]], batch_size: int = 64) -> torch.Tensor:
@@ -98,9 +113,12 @@ class PreferenceOrchestrator(PooledHeadModel):
             return torch.empty(0, self.num_objectives)
         return torch.stack([self._cache[k] for k in keys])
 
-    def clear_cache(self) -> None:
-        """Drop cached predictions (call after changing parameters)."""
+    def clear_cache(self, features: bool = False) -> None:
+        """Drop cached predictions (call after changing the head), and the cached features too when
+        `features` (after changing the encoder)."""
         self._cache.clear()
+        if features:
+            self._features.clear()
 
     def config_dict(self) -> dict:
         return {"objectives": list(self.objectives), "tau": self.tau, "temperature": self.temperature,

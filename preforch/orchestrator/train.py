@@ -16,10 +16,13 @@ from preforch.rewards.ensemble import RewardEnsemble
 ORCHESTRATOR_METRICS = "train_metrics.json"
 
 
-def train_and_evaluate(cfg: OrchestratorConfig, ensemble: RewardEnsemble | None = None, progress: bool = True) -> dict:
+def train_and_evaluate(cfg: OrchestratorConfig, ensemble: RewardEnsemble | None = None, progress: bool = True,
+                       others: dict | None = None, model=None) -> dict:
     """Train an orchestrator per `cfg`, save it to `cfg.output_dir`, evaluate it on `cfg.eval_data`.
 
-    `ensemble` reuses a loaded ensemble (and its score cache) instead of loading `cfg.ensemble`. Returns
+    `ensemble` reuses a loaded ensemble (and its score cache) instead of loading `cfg.ensemble`; `others`
+    (row name -> orchestrator) are evaluated beside it on the same held-out pairs; `model` is an untrained
+    orchestrator to fit instead of a new one on `cfg.encoder` (see `PreferenceOrchestrator.sibling`). Returns
     {"config", "training", "eval"}; `train_metrics.json` holds the same and is written last, so its
     presence marks a finished run. Under torchrun only the main process saves and evaluates ({} elsewhere).
     """
@@ -27,7 +30,7 @@ def train_and_evaluate(cfg: OrchestratorConfig, ensemble: RewardEnsemble | None 
     from preforch.orchestrator.fit import train_orchestrator
 
     ensemble = ensemble or RewardEnsemble.load(cfg.ensemble)
-    model, info = train_orchestrator(cfg, ensemble, load_many(cfg.train_data, cfg.max_train_pairs), progress)
+    model, info = train_orchestrator(cfg, ensemble, load_many(cfg.train_data, cfg.max_train_pairs), progress, model)
     if not is_main_process():
         return {}
     model.metadata["mean_train_target"] = info["mean_target"]
@@ -35,6 +38,6 @@ def train_and_evaluate(cfg: OrchestratorConfig, ensemble: RewardEnsemble | None 
     result = {"config": asdict(cfg), "training": info}
     if cfg.eval_data:
         result["eval"] = evaluate_orchestrator(model, ensemble, load_many(cfg.eval_data, cfg.max_eval_pairs),
-                                               torch.tensor(info["mean_target"]), cfg.positive_source)
+                                               torch.tensor(info["mean_target"]), cfg.positive_source, others=others)
     atomic_write_json(Path(cfg.output_dir) / ORCHESTRATOR_METRICS, result)
     return result

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import platform
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -78,16 +78,29 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     t = _stage("4/5 preference orchestrator")
     orch_dir = run / "orchestrator"
     orch_cfg = OrchestratorConfig(ensemble=str(ens_dir), encoder=cfg.encoder, train_data=HH_TRAIN, eval_data=HH_TEST,
-                                  output_dir=str(orch_dir), tau=cfg.tau, max_train_pairs=cfg.max_train_pairs,
-                                  max_eval_pairs=cfg.max_eval_pairs,
+                                  output_dir=str(orch_dir), tau=cfg.tau, objective=cfg.orchestrator_objective,
+                                  max_train_pairs=cfg.max_train_pairs, max_eval_pairs=cfg.max_eval_pairs,
                                   positive_source=POSITIVE_SOURCE, seed=cfg.seed)
+    # Every head is trained on one frozen encoder (siblings share its feature cache: prompts encoded once)
+    # and the same cached reward scores; the other objectives are reported beside the served one.
+    base = PreferenceOrchestrator.from_encoder(cfg.encoder, ensemble.objectives, cfg.tau)
+    others = {}
+    for objective in cfg.side_objectives:
+        side_dir, side = run / f"orchestrator_{objective}", base.sibling()
+        if cfg.overwrite or not (side_dir / ORCHESTRATOR_METRICS).is_file():
+            train_and_evaluate(replace(orch_cfg, objective=objective, output_dir=str(side_dir)), ensemble, progress=False,
+                               model=side)
+        else:
+            side = PreferenceOrchestrator.from_pretrained(side_dir)
+        others[f"orchestrator, {objective} objective"] = side
+    orchestrator = base.sibling()
     if cfg.overwrite or not (orch_dir / ORCHESTRATOR_METRICS).is_file():
-        orch_result = train_and_evaluate(orch_cfg, ensemble)
+        orch_result = train_and_evaluate(orch_cfg, ensemble, others=others, model=orchestrator)
     else:
         print(f"reusing {orch_dir}")
         orch_result = _read_json(orch_dir / ORCHESTRATOR_METRICS)
+        orchestrator = PreferenceOrchestrator.from_pretrained(orch_dir)
     print_accuracy_summary(orch_result["eval"]["human_labels"])
-    orchestrator = PreferenceOrchestrator.from_pretrained(orch_dir)
     examples = [as_messages(p, "example") for p in EXAMPLE_PROMPTS]
     example_weights = [dict(zip(orchestrator.objectives, w)) for w in orchestrator.predict(examples).tolist()]
     for p, w in zip(EXAMPLE_PROMPTS, example_weights):

@@ -25,7 +25,7 @@ def test_fit_learns_prompt_dependent_weights(tiny_encoder_dir, pairs, train_enco
     orch = PreferenceOrchestrator.from_encoder(tiny_encoder_dir, ["helpful", "harmless"])
     targets = _keyword_targets(pairs.prompts)
     enc_before = next(orch.encoder.parameters()).clone()
-    cfg = OrchestratorConfig(encoder=tiny_encoder_dir, train_encoder=train_encoder, epochs=40 if not train_encoder else 8,
+    cfg = OrchestratorConfig(encoder=tiny_encoder_dir, objective="kl", train_encoder=train_encoder, epochs=40 if not train_encoder else 8,
                              learning_rate=1e-2, weight_decay=0.0, batch_size=8)
     history = fit_orchestrator(orch, pairs.prompts, targets, torch.zeros_like(targets), cfg, progress=False)
     assert history[-1] < history[0]

@@ -1,0 +1,87 @@
+"""The orchestrator choices of docs/design.md, measured on one set of reward scores and frozen prompt features.
+
+    .venv/bin/python scripts/sweep_orchestrator.py RUN/rewards/reward_model --output sweep.json
+
+Builds the reward model's ensemble (+ the conciseness rule) with z-scores fitted on the HH training pairs,
+scores those pairs once as the model sees them (memorised) and, with `--cross_fit` (needs `train-rm
+--cross_fit_folds 2`), once cross-fitted; embeds the prompts once; then fits one orchestrator head per
+(objective, tau, cross-fit) exactly as `train-orchestrator` does (fit, calibrate on the validation slice)
+and reports the calibrated temperature, the validation accuracy and the held-out human-label table.
+Choices are made on validation; held-out numbers are reported, not used to choose.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+from torch import nn
+
+from preforch.config import HH_TEST, HH_TRAIN, OrchestratorConfig
+from preforch.data.loaders import load_many
+from preforch.data.schema import content_key
+from preforch.io import atomic_write_json
+from preforch.orchestrator.fit import calibrate, fit_orchestrator, validation_split
+from preforch.orchestrator.human_labels import human_label_table
+from preforch.orchestrator.model import PreferenceOrchestrator
+from preforch.orchestrator.targets import implicit_preference_weights
+from preforch.rewards.ensemble import RewardEnsemble
+from preforch.rewards.sources import HFRewardModel, RuleReward
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("reward_model")
+    ap.add_argument("--output", default="orchestrator_sweep.json")
+    ap.add_argument("--taus", type=float, nargs="+", default=[0.25, 0.5, 1.0, 2.0])
+    ap.add_argument("--cross_fit", action="store_true", help="also score cross-fitted (needs fold models)")
+    args = ap.parse_args()
+
+    ensemble = RewardEnsemble([HFRewardModel(args.reward_model), RuleReward("conciseness", "conciseness")])
+    train, test = load_many(HH_TRAIN), load_many(HH_TEST)
+    ensemble.fit_normalization(train)
+    scores = {False: ensemble.score_pairs(train, progress=True)}
+    if args.cross_fit:
+        from preforch.rewards.crossfit import cross_fitted_pair_scores
+
+        scores[True] = cross_fitted_pair_scores(ensemble, train, progress=True)
+    test_chosen, test_rejected = ensemble.score_pairs(test, progress=True)
+
+    orch = PreferenceOrchestrator.from_encoder("minilm", ensemble.objectives)
+    feats = torch.cat([orch.embed(train.prompts, progress=True), orch.embed(test.prompts, progress=True)])
+    by_prompt = {content_key(p): f for p, f in zip(train.prompts + test.prompts, feats)}
+    # Every variant trains on the same frozen features: encode once, look up after.
+    orch.embed = lambda prompts, batch_size=64, progress=False: torch.stack([by_prompt[content_key(p)] for p in prompts])
+
+    train_idx, val_idx = validation_split(train, 0.1)
+    variants = [("kl", tau) for tau in args.taus] + [("hybrid", tau) for tau in args.taus] + [("bradley-terry", 1.0)]
+    results = []
+    for objective, tau in variants:
+        for cross_fit, (chosen, rejected) in scores.items():
+            cfg = OrchestratorConfig(objective=objective, tau=tau, cross_fit=cross_fit)
+            nn.init.zeros_(orch.head.weight)
+            nn.init.zeros_(orch.head.bias)
+            orch.set_temperature(1.0)
+            delta = chosen - rejected
+            targets = implicit_preference_weights(chosen[train_idx], tau)
+            fit_orchestrator(orch, train.subset(train_idx).prompts, targets, delta[train_idx], cfg, progress=False)
+            val = calibrate(orch, train.subset(val_idx), delta[val_idx], fit=True)
+            best_val = torch.tensor(list(orch.metadata["best_fixed_validation"].values()))
+            predicted = orch.predict(test.prompts)
+            table = human_label_table(test_chosen - test_rejected, ensemble.objectives,
+                                      {"orchestrator": predicted, "best fixed (validation)": best_val}, test.sources)
+            row = {"objective": objective, "tau": tau, "cross_fit": cross_fit, "temperature": orch.temperature,
+                   "validation_accuracy": val["human_labels"]["rows"]["orchestrator"]["accuracy"],
+                   "test": {k: v["accuracy"] for k, v in table["rows"].items()}, "margins": table["margins"],
+                   "best_fixed_validation": orch.metadata["best_fixed_validation"],
+                   "mean_weights_by_source": {s: predicted[[x == s for x in test.sources]].mean(0).tolist()
+                                              for s in dict.fromkeys(test.sources)}}
+            results.append(row)
+            print(json.dumps({k: row[k] for k in ("objective", "tau", "cross_fit", "temperature", "validation_accuracy")}
+                             | {"test_orchestrator": row["test"]["orchestrator"]}), flush=True)
+    atomic_write_json(args.output, {"reward_model": args.reward_model, "variants": results})
+
+
+if __name__ == "__main__":
+    main()
