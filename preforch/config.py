@@ -36,10 +36,11 @@ class RewardModelConfig:
     eval_data: list[str] = _list(HH_TEST, "held-out pairwise data per objective, for accuracy")
     output_dir: str = _f("runs/reward_model", "where the trained model is saved")
     multi_head: bool = _f(True, "one backbone with K heads (True) or one single-head model per objective")
-    pooling: str = _f("mean", "how token states become one vector: mean | cls | response (mean over the reply's tokens)")
+    pooling: str = _f("auto", "how token states become one vector: auto (response where the tokenizer marks the reply, "
+                      "else mean) | response (mean over the reply's tokens) | mean | cls")
     max_length: int = _f(128, "tokens per (prompt, response) input")
     prompt_max_tokens: int = _f(64, "tokens kept from the end of the dialogue")
-    learning_rate: float = _f(5e-5, "AdamW learning rate")
+    learning_rate: float = _f(1e-4, "AdamW learning rate")
     weight_decay: float = _f(0.01, "AdamW weight decay")
     warmup_ratio: float = _f(0.1, "linear warm-up fraction, then linear decay")
     epochs: float = _f(1.0, "passes over the training pairs")
@@ -53,6 +54,7 @@ class RewardModelConfig:
     trust_remote_code: bool = _f(False, "allow custom model code from the hub (off unless you trust it)")
 
     def __post_init__(self):
+        _one_of(self, "pooling", ("auto", "response", "mean", "cls"))
         if self.cross_fit_folds == 1 or self.cross_fit_folds < 0:
             raise ConfigError(f"cross_fit_folds: expected 0 (off) or at least 2, got {self.cross_fit_folds}")
         _same_length(self, "objectives", "train_data")
@@ -188,7 +190,7 @@ class QuickstartConfig:
     encoder: str = _f("minilm", "orchestrator encoder")
     rules: list[str] = _list(["conciseness"], "rule-based objectives added to helpful and harmless")
     rm_epochs: float = _f(1.0, "reward-model epochs")
-    rm_learning_rate: float = _f(5e-5, "reward-model learning rate")
+    rm_learning_rate: float = _f(1e-4, "reward-model learning rate")
     center_coefficient: float = _f(0.1, "reward-centering weight (pins the prompt offset BT leaves free)")
     max_train_pairs: Optional[int] = _f(None, "cap on training pairs per source (for a faster smoke run)")
     max_eval_pairs: Optional[int] = _f(None, "cap on held-out pairs per source")
