@@ -21,7 +21,7 @@ from preforch.data.loaders import load_preferences
 from preforch.data.schema import pair_fold
 from preforch.io import atomic_write_json
 from preforch.models import autocast, fast_bf16, make_accelerator
-from preforch.rewards.formatting import encode_pairs
+from preforch.rewards.formatting import encode_pairs, render_dialogue
 from preforch.rewards.crossfit import FOLDS_DIR
 from preforch.rewards.losses import bradley_terry_loss
 from preforch.rewards.multihead import MultiHeadRewardModel
@@ -56,6 +56,25 @@ def pairwise_accuracy(model, tok, examples: Sequence[Example], cfg: RewardModelC
             counts[e[0]] += 1
     model.train()
     return [h / n if n else float("nan") for h, n in zip(hits, counts)]
+
+
+def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.Random, group: int = 50) -> list[list[int]]:
+    """One epoch of batches [n / batch_size][batch_size] in random order, each made of examples of similar
+    length: shuffle, sort within windows of `group` batches, cut, shuffle the batches. A padded batch costs
+    its longest member, so this saves the compute random batches spend on padding."""
+    order = rng.sample(range(len(lengths)), len(lengths))
+    window = group * batch_size
+    batches = []
+    for s in range(0, len(order), window):
+        chunk = sorted(order[s:s + window], key=lambda i: lengths[i])
+        batches += [chunk[b:b + batch_size] for b in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def _approx_length(example: Example) -> int:
+    """Characters the model will read for a pair: the dialogue tail it keeps plus the longer reply."""
+    return min(len(render_dialogue(example[1])), 400) + max(len(example[2]), len(example[3]))
 
 
 def _examples(specs: Sequence[str], cap: int | None, exclude_fold: tuple[int, int] | None = None) -> list[Example]:
@@ -95,16 +114,16 @@ def train_reward_model(cfg: RewardModelConfig, objectives: Sequence[str] | None 
     device = accelerator.device
 
     rng = random.Random(cfg.seed)
-    order: list[int] = []
+    lengths = [_approx_length(e) for e in train]
+    queue: list[list[int]] = []
     losses: list[float] = []
     model.train()
     bar = tqdm(range(steps), desc=f"train-rm [{','.join(objectives)}]", disable=not accelerator.is_local_main_process)
     for step in bar:
-        while len(order) < cfg.batch_size:
-            order += rng.sample(range(len(train)), len(train))
+        if not queue:
+            queue = length_grouped_batches(lengths, cfg.batch_size, rng)
         # Each process takes its own slice of the global batch (data parallel without a DataLoader).
-        batch_idx, order = order[:cfg.batch_size], order[cfg.batch_size:]
-        batch = [train[i] for i in batch_idx[accelerator.process_index::accelerator.num_processes]]
+        batch = [train[i] for i in queue.pop()[accelerator.process_index::accelerator.num_processes]]
         chosen, rejected = pair_scores(model, tok, batch, cfg, device)
         loss = bradley_terry_loss(chosen, rejected, cfg.center_coefficient)
         accelerator.backward(loss)

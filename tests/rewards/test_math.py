@@ -78,3 +78,19 @@ def test_response_pooling_averages_only_the_reply_tokens(tiny_encoder_dir):
     del enc["token_type_ids"]
     with pytest.raises(ConfigError, match="pooling 'response' needs"):
         rm.features(enc)
+
+
+def test_length_grouped_batches_cover_the_epoch_and_group_similar_lengths():
+    import random
+
+    from preforch.rewards.training import length_grouped_batches
+
+    lengths = [random.Random(i).randint(1, 500) for i in range(1000)]
+    batches = length_grouped_batches(lengths, 16, random.Random(0), group=10)
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    assert sorted(len(b) for b in batches) == [8] + [16] * 62  # 1,000 = 6 windows of 160 + one of 40
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
+    shuffled = random.Random(1).sample(range(1000), 1000)
+    random_spread = sum(max(lengths[i] for i in shuffled[s:s + 16]) - min(lengths[i] for i in shuffled[s:s + 16])
+                        for s in range(0, 1000, 16)) / len(batches)
+    assert spread < random_spread / 4
