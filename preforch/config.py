@@ -48,6 +48,8 @@ class RewardModelConfig:
     center_coefficient: float = _f(0.1, "weight of the reward-centering term (r_w + r_l)^2")
     max_train_pairs: Optional[int] = _f(None, "cap on training pairs per objective")
     max_eval_pairs: Optional[int] = _f(None, "cap on held-out pairs per objective")
+    holdout_validation: float = _f(0.0, "leave out the orchestrator's validation slice of this size (the same hash as "
+                                   "train-orchestrator --validation_fraction), so its scores there are out-of-sample")
     cross_fit_folds: int = _f(0, "also train k fold models (each without one fold of the pairs) so the orchestrator's "
                               "targets come from a model that never saw the pair; 0 = off, else >= 2")
     seed: int = _f(0, "random seed")
@@ -55,6 +57,8 @@ class RewardModelConfig:
 
     def __post_init__(self):
         _one_of(self, "pooling", ("auto", "response", "mean", "cls"))
+        if not 0 <= self.holdout_validation < 1:
+            raise ConfigError(f"holdout_validation: expected a value in [0, 1), got {self.holdout_validation}")
         if self.cross_fit_folds == 1 or self.cross_fit_folds < 0:
             raise ConfigError(f"cross_fit_folds: expected 0 (off) or at least 2, got {self.cross_fit_folds}")
         _same_length(self, "objectives", "train_data")

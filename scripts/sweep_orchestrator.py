@@ -20,9 +20,9 @@ from torch import nn
 
 from preforch.config import HH_TEST, HH_TRAIN, OrchestratorConfig
 from preforch.data.loaders import load_many
-from preforch.data.schema import content_key
+from preforch.data.schema import content_key, validation_split
 from preforch.io import atomic_write_json
-from preforch.orchestrator.fit import calibrate, fit_orchestrator, validation_split
+from preforch.orchestrator.fit import calibrate, fit_orchestrator
 from preforch.orchestrator.human_labels import human_label_table
 from preforch.orchestrator.model import PreferenceOrchestrator
 from preforch.orchestrator.targets import implicit_preference_weights

@@ -75,6 +75,18 @@ def pair_fold(pair: PreferencePair, folds: int, salt: str = "") -> int:
     return int(content_key(pair.prompt, salt + "\0" + pair.chosen + "\0" + pair.rejected), 16) % folds
 
 
+def in_validation(pair: PreferencePair, fraction: float) -> bool:
+    """Whether a pair belongs to the validation slice (about `fraction` of any data set, by a stable hash):
+    the orchestrator calibrates on it, and reward models can be told to leave it out (`holdout_validation`)."""
+    return pair_fold(pair, 1000, "validation") < round(1000 * fraction)
+
+
+def validation_split(pairs: Iterable[PreferencePair], fraction: float) -> tuple[list[int], list[int]]:
+    """(training indices, validation indices) under `in_validation`."""
+    held = [in_validation(p, fraction) for p in pairs]
+    return [i for i, h in enumerate(held) if not h], [i for i, h in enumerate(held) if h]
+
+
 @dataclass
 class PreferenceDataset:
     """An ordered collection of `PreferencePair`s with the few views later stages need."""

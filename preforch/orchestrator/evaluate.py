@@ -7,7 +7,7 @@ import torch
 from preforch.data.schema import PreferenceDataset
 from preforch.evaluation.metrics import kl_against_baselines, source_auroc, top_objective_calibration
 from preforch.orchestrator.calibration import tempered_weights
-from preforch.orchestrator.human_labels import human_label_table
+from preforch.orchestrator.human_labels import human_label_table, source_objective_accuracy
 from preforch.orchestrator.model import PreferenceOrchestrator
 from preforch.orchestrator.targets import implicit_preference_weights
 from preforch.rewards.ensemble import RewardEnsemble, check_objectives
@@ -43,6 +43,7 @@ def evaluate_orchestrator(model: PreferenceOrchestrator, ensemble: RewardEnsembl
         "num_prompts": len(held_out),
         "temperature": model.temperature,
         "human_labels": human_label_table(chosen - rejected, model.objectives, weightings, held_out.sources),
+        "reward_model_accuracy": source_objective_accuracy(chosen - rejected, held_out.sources, model.objectives),
         "kl": kl_against_baselines(predicted, targets, train_targets_mean.reshape(1, -1)),
         "calibration": top_objective_calibration(predicted, targets),
         "mean_weights": dict(zip(model.objectives, predicted.mean(0).tolist())),

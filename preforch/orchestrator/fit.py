@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from preforch.config import OrchestratorConfig
-from preforch.data.schema import Message, PreferenceDataset, pair_fold
+from preforch.data.schema import Message, PreferenceDataset, validation_split
 from preforch.orchestrator.calibration import fit_temperature
 from preforch.orchestrator.human_labels import best_fixed_weights, human_label_table
 from preforch.orchestrator.losses import orchestrator_loss
@@ -24,20 +24,10 @@ from preforch.orchestrator.model import PreferenceOrchestrator
 from preforch.orchestrator.targets import implicit_preference_weights
 from preforch.rewards.ensemble import RewardEnsemble, check_objectives
 
-VALIDATION_SALT = "validation"
-
-
 def preference_targets(ensemble: RewardEnsemble, data: PreferenceDataset, tau: float, progress: bool = True) -> torch.Tensor:
     """w*(x) [N, K] from the normalised ensemble scores of each pair's chosen response (Eq. 6-7)."""
     normalized = ensemble.score(data.prompts, [p.chosen for p in data], progress=progress)
     return implicit_preference_weights(normalized, tau)
-
-
-def validation_split(data: PreferenceDataset, fraction: float) -> tuple[list[int], list[int]]:
-    """(training indices, validation indices): about `fraction` of the pairs, chosen by a stable hash so a
-    re-run or another stage holds out the same pairs."""
-    held = [pair_fold(p, 1000, VALIDATION_SALT) < round(1000 * fraction) for p in data]
-    return [i for i, h in enumerate(held) if not h], [i for i, h in enumerate(held) if h]
 
 
 def pair_scores(ensemble: RewardEnsemble, data: PreferenceDataset, cross_fit: bool,

@@ -58,6 +58,17 @@ def source_oracle_weights(sources: Sequence[str], objectives: Sequence[str]) -> 
     return one_hot
 
 
+def source_objective_accuracy(delta: torch.Tensor, sources: Sequence[str], objectives: Sequence[str]) -> dict[str, float]:
+    """For each objective a source names: the share of that source's pairs whose own score difference is
+    positive, i.e. the reward model's held-out pairwise accuracy read off the ensemble's normalised scores
+    (delta [N, K]; z-scoring does not change a sign)."""
+    oracle = source_oracle_weights(sources, objectives)
+    if oracle is None:
+        return {}
+    hits = pair_hits(oracle, delta)
+    return {o: float(hits[oracle[:, k] == 1].mean()) for k, o in enumerate(objectives) if (oracle[:, k] == 1).any()}
+
+
 def paired_bootstrap(hits_a: torch.Tensor, hits_b: torch.Tensor, num_samples: int = 2000, seed: int = 0) -> dict:
     """Accuracy margin of weighting a over b on the same pairs, with a 95% percentile-bootstrap CI.
 

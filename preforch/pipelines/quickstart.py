@@ -53,16 +53,19 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
 
     t = _stage("2/5 reward models (helpful, harmless heads on one MiniLM backbone)")
     rm_dir = run / "rewards" / "reward_model"
+    # No eval_data here: stage 4 scores the held-out pairs once through the ensemble and reads the reward
+    # models' accuracy off those scores. The orchestrator's validation slice is held out, so calibrating on it
+    # uses out-of-sample scores.
     rm_cfg = RewardModelConfig(base_model=cfg.reward_base_model, objectives=["helpful", "harmless"], train_data=HH_TRAIN,
-                               eval_data=HH_TEST, output_dir=str(rm_dir), learning_rate=cfg.rm_learning_rate,
+                               eval_data=[], output_dir=str(rm_dir), learning_rate=cfg.rm_learning_rate,
                                epochs=cfg.rm_epochs, center_coefficient=cfg.center_coefficient,
-                               max_train_pairs=cfg.max_train_pairs, max_eval_pairs=cfg.max_eval_pairs, seed=cfg.seed)
+                               max_train_pairs=cfg.max_train_pairs, holdout_validation=OrchestratorConfig.validation_fraction,
+                               seed=cfg.seed)
     if cfg.overwrite or not (rm_dir / "train_rm_config.json").is_file():
         train_reward_models(rm_cfg)
     else:
         print(f"reusing {rm_dir}")
     rm_metrics = _read_json(rm_dir / "train_rm_config.json")["metrics"]
-    print("held-out pairwise accuracy: " + ", ".join(f"{o} {a:.3f}" for o, a in rm_metrics["eval_accuracy"].items()))
     timings["reward_models"] = time.perf_counter() - t
 
     t = _stage("3/5 reward ensemble + normalisation")
@@ -100,6 +103,8 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
         print(f"reusing {orch_dir}")
         orch_result = _read_json(orch_dir / ORCHESTRATOR_METRICS)
         orchestrator = PreferenceOrchestrator.from_pretrained(orch_dir)
+    rm_metrics["eval_accuracy"] = orch_result["eval"]["reward_model_accuracy"]
+    print("reward models, held-out pairwise accuracy: " + ", ".join(f"{o} {a:.3f}" for o, a in rm_metrics["eval_accuracy"].items()))
     print_accuracy_summary(orch_result["eval"]["human_labels"])
     examples = [as_messages(p, "example") for p in EXAMPLE_PROMPTS]
     example_weights = [dict(zip(orchestrator.objectives, w)) for w in orchestrator.predict(examples).tolist()]

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from preforch.config import RewardModelConfig
 from preforch.data.loaders import load_preferences
-from preforch.data.schema import pair_fold
+from preforch.data.schema import in_validation, pair_fold
 from preforch.io import atomic_write_json
 from preforch.models import autocast, fast_bf16, make_accelerator
 from preforch.rewards.formatting import encode_pairs, render_dialogue
@@ -77,9 +77,12 @@ def _approx_length(example: Example) -> int:
     return min(len(render_dialogue(example[1])), 400) + max(len(example[2]), len(example[3]))
 
 
-def _examples(specs: Sequence[str], cap: int | None, exclude_fold: tuple[int, int] | None = None) -> list[Example]:
-    """Pairs of the k-th data spec train the k-th head; `exclude_fold` (fold, folds) leaves that fold's pairs out."""
-    data = [(k, p) for k, s in enumerate(specs) for p in load_preferences(s, limit=cap)]
+def _examples(specs: Sequence[str], cap: int | None, exclude_fold: tuple[int, int] | None = None,
+              holdout_validation: float = 0.0) -> list[Example]:
+    """Pairs of the k-th data spec train the k-th head; `exclude_fold` (fold, folds) leaves that fold's pairs
+    out, `holdout_validation` the orchestrator's validation slice of that size (`in_validation`)."""
+    data = [(k, p) for k, s in enumerate(specs) for p in load_preferences(s, limit=cap)
+            if not (holdout_validation and in_validation(p, holdout_validation))]
     if exclude_fold is not None:
         data = [(k, p) for k, p in data if pair_fold(p, exclude_fold[1]) != exclude_fold[0]]
     return [(k, p.prompt, p.chosen, p.rejected) for k, p in data]
@@ -102,7 +105,8 @@ def train_reward_model(cfg: RewardModelConfig, objectives: Sequence[str] | None 
     output_dir = Path(output_dir or cfg.output_dir)
     set_seed(cfg.seed)
     accelerator = make_accelerator()
-    train = _examples(cfg.train_data if train_specs is None else train_specs, cfg.max_train_pairs, exclude_fold)
+    train = _examples(cfg.train_data if train_specs is None else train_specs, cfg.max_train_pairs, exclude_fold,
+                      cfg.holdout_validation)
     held_out = _examples(cfg.eval_data if eval_specs is None else eval_specs, cfg.max_eval_pairs)
     model = MultiHeadRewardModel.from_encoder(cfg.base_model, objectives, cfg.pooling, cfg.max_length,
                                               cfg.prompt_max_tokens, cfg.trust_remote_code)

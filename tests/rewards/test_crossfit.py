@@ -24,8 +24,8 @@ def test_cross_fitting_never_scores_a_pair_with_a_model_that_trained_on_it(tiny_
     trained_on: dict = {}  # excluded fold -> (prompt, reply) keys the model trained on
     examples = training._examples
 
-    def recording_examples(specs, cap, exclude_fold=None):
-        out = examples(specs, cap, exclude_fold)
+    def recording_examples(specs, cap, exclude_fold=None, holdout_validation=0.0):
+        out = examples(specs, cap, exclude_fold, holdout_validation)
         trained_on[exclude_fold] = {content_key(e[1], r) for e in out for r in (e[2], e[3])}
         return out
 

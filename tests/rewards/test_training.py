@@ -61,3 +61,16 @@ def test_train_rm_runs_data_parallel_under_torchrun(tiny_encoder_dir, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.count("held-out pairwise accuracy") == 1
     assert HFRewardModel(str(tmp_path / "rm"), device="cpu").objectives == ("polite",)
+
+
+def test_holdout_validation_leaves_out_exactly_the_orchestrators_validation_slice(tmp_path):
+    from preforch.data.loaders import load_preferences
+    from preforch.data.schema import validation_split
+    from preforch.rewards.training import _examples
+
+    data = _write_pairs(tmp_path / "p.jsonl", 200)
+    kept = {e[1][-1]["content"] for e in _examples([data], None, holdout_validation=0.1)}
+    pairs = load_preferences(data)
+    train_idx, val_idx = validation_split(pairs, 0.1)
+    assert 5 <= len(val_idx) <= 40
+    assert kept == {pairs[i].prompt_text for i in train_idx}
