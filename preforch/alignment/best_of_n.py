@@ -44,17 +44,20 @@ def sample_candidates(model, tokenizer, prompts: Sequence[Sequence[Message]], cf
     """N sampled replies per chat prompt (the model's chat template), batched with left padding."""
     decoding = ({"do_sample": False} if cfg.temperature == 0
                 else {"do_sample": True, "temperature": cfg.temperature, "top_p": cfg.top_p})
-    out: list[list[str]] = []
+    texts = [tokenizer.apply_chat_template(list(p), tokenize=False, add_generation_prompt=True) for p in prompts]
+    # Batches of similar length: a left-padded batch costs its longest prompt at every decoding step.
+    order = sorted(range(len(prompts)), key=lambda i: len(texts[i]))
+    out: list[list[str]] = [[] for _ in prompts]
     bar = tqdm(total=len(prompts) * cfg.num_candidates, desc="generating", unit="resp", disable=not progress)
-    for s in range(0, len(prompts), cfg.batch_size):
-        chunk = prompts[s:s + cfg.batch_size]
-        texts = [tokenizer.apply_chat_template(list(p), tokenize=False, add_generation_prompt=True) for p in chunk]
-        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+    for s in range(0, len(order), cfg.batch_size):
+        chunk = order[s:s + cfg.batch_size]
+        enc = tokenizer([texts[i] for i in chunk], return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         gen = model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], **decoding,
                              max_new_tokens=cfg.max_new_tokens, num_return_sequences=cfg.num_candidates,
                              pad_token_id=tokenizer.pad_token_id)
         replies = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-        out += [[r.strip() for r in replies[i * cfg.num_candidates:(i + 1) * cfg.num_candidates]] for i in range(len(chunk))]
+        for j, i in enumerate(chunk):
+            out[i] = [r.strip() for r in replies[j * cfg.num_candidates:(j + 1) * cfg.num_candidates]]
         bar.update(len(chunk) * cfg.num_candidates)
     bar.close()
     return out

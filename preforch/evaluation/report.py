@@ -80,7 +80,9 @@ def render_markdown(m: dict) -> str:
         *human_label_lines(orch["human_labels"]),
         "![human-label accuracy](human_label_accuracy.png)",
         "",
-        f"Held-out KL(w* || predictor) over {orch['num_prompts']} prompts (lower is better):",
+        f"Held-out KL(w* || predictor) to the targets of Eq. 7 over {orch['num_prompts']} prompts (lower is better; "
+        f"the training loss of the kl objective: an orchestrator trained with "
+        f"{m['orchestrator_training']['objective']!r} is not fitted to these targets, so this is not its test):",
         "",
         _table(["predictor", "KL"], [["orchestrator", kl["orchestrator"]], ["uniform", kl["uniform"]],
                                      ["constant mean target", kl["constant_mean_target"]]]),
