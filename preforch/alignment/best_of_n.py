@@ -38,6 +38,18 @@ class SamplingConfig:
     seed: int = 0
 
 
+def encode_prompts(tokenizer, prompts: Sequence[Sequence[Message]], device):
+    """Chat prompts through the tokenizer's chat template, ready to answer: input_ids and attention_mask [B, T],
+    padded on the tokenizer's side (left, as `load_policy` sets it, for batched decoding)."""
+    texts = [tokenizer.apply_chat_template(list(p), tokenize=False, add_generation_prompt=True) for p in prompts]
+    return tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+
+
+def reply_rows(replies: Sequence[str], n: int) -> list[list[str]]:
+    """Decoded replies, n per prompt in prompt order, as [P][n] rows of stripped texts."""
+    return [[r.strip() for r in replies[i:i + n]] for i in range(0, len(replies), n)]
+
+
 @torch.no_grad()
 def sample_candidates(model, tokenizer, prompts: Sequence[Sequence[Message]], cfg: SamplingConfig,
                       progress: bool = True) -> list[list[str]]:
@@ -48,13 +60,12 @@ def sample_candidates(model, tokenizer, prompts: Sequence[Sequence[Message]], cf
     bar = tqdm(total=len(prompts) * cfg.num_candidates, desc="generating", unit="resp", disable=not progress)
     for s in range(0, len(prompts), cfg.batch_size):
         chunk = prompts[s:s + cfg.batch_size]
-        texts = [tokenizer.apply_chat_template(list(p), tokenize=False, add_generation_prompt=True) for p in chunk]
-        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        enc = encode_prompts(tokenizer, chunk, model.device)
         gen = model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], **decoding,
                              max_new_tokens=cfg.max_new_tokens, num_return_sequences=cfg.num_candidates,
                              pad_token_id=tokenizer.pad_token_id)
         replies = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-        out += [[r.strip() for r in replies[i * cfg.num_candidates:(i + 1) * cfg.num_candidates]] for i in range(len(chunk))]
+        out += reply_rows(replies, cfg.num_candidates)
         bar.update(len(chunk) * cfg.num_candidates)
     bar.close()
     return out
