@@ -66,14 +66,15 @@ class SoupsPolicy(ExpertsPolicy):
         self._names = (f"soup{i}" for i in itertools.count())
 
     def adapter(self, weights: Sequence[float]) -> str:
-        """The adapter that answers under preference `weights` [K]: an expert as it is at a corner of the simplex,
-        else the experts merged by w (made on first use, then cached by w)."""
+        """Activate and name the adapter that answers under preference `weights` [K]: an expert as it is at a
+        corner of the simplex, else the experts merged by w (made on first use, then cached by w)."""
+        model, _ = self.model_and_tokenizer()
         used = [i for i, w in enumerate(weights) if w > 0]
         if len(used) == 1:
+            model.set_adapter(self.experts.names[used[0]], inference_mode=True)
             return self.experts.names[used[0]]
         key = tuple(weights)
         if key not in self._merged:
-            model, _ = self.model_and_tokenizer()
             total = sum(weights[i] for i in used)
             ws = [weights[i] / total for i in used]  # rounding may have moved w off the simplex a little
             if self.settings.combination == "linear":
@@ -81,9 +82,10 @@ class SoupsPolicy(ExpertsPolicy):
             self._merged[key] = name = next(self._names)
             model.add_weighted_adapter([self.experts.names[i] for i in used], ws, name,
                                        combination_type=self.settings.combination)
-            if len(self._merged) > KEPT:
-                model.delete_adapter(self._merged.popitem(last=False)[1])
         self._merged.move_to_end(key)
+        model.set_adapter(self._merged[key], inference_mode=True)  # before evicting: never delete the active one
+        if len(self._merged) > KEPT:
+            model.delete_adapter(self._merged.popitem(last=False)[1])
         return self._merged[key]
 
     def candidates(self, prompts: Prompts, weightings: Sequence[torch.Tensor], sampling: SamplingConfig) -> Replies:
@@ -95,7 +97,7 @@ class SoupsPolicy(ExpertsPolicy):
         asked = self.asked(prompts, weightings)  # [L * P]
         out: Replies = [[] for _ in asked]
         for weights, rows in weight_groups(torch.cat(weightings)).items():
-            model.set_adapter(self.adapter(weights), inference_mode=True)
+            self.adapter(weights)
             set_seed(sampling.seed)  # a group's replies do not depend on the other groups in the call
             for i, replies in zip(rows, sample_candidates(model, tok, [asked[i] for i in rows], sampling)):
                 out[i] = replies
