@@ -152,8 +152,10 @@ class EvalOrchestratorConfig:
 
 DEFAULT_KIND = "best-of-n"  # how generate and evaluate serve a bare model folder
 METHOD_HELP = ("how the policy serves a preference, any kind in preforch/serving/kinds.py: best-of-n (rerank N samples "
-               "with --ensemble) | plain (ignores it) | wic (a train-wic policy reads it from its prompt); default: the "
-               "folder's own (its preference_policy.json; wic for a train-wic folder), else best-of-n")
+               "with --ensemble) | plain (ignores it) | wic (a train-wic policy reads it from its prompt) | soups (a "
+               "train-experts folder: experts merged in weight space by w) | mod (a train-experts folder: experts' "
+               "next-token log-probs mixed by w); default: the folder's own (its preference_policy.json; wic for a "
+               "train-wic folder, soups for a train-experts folder), else best-of-n")
 POLICY_HELP = "policy folder (see --method), causal LM hub id or local path, or bundled alias 'smollm2'"
 
 
@@ -293,6 +295,55 @@ class PolicyConfig:
         if self.per_device_train_batch_size % self.num_generations:
             raise ConfigError(f"per_device_train_batch_size ({self.per_device_train_batch_size}) must be a multiple "
                               f"of num_generations ({self.num_generations})")
+
+
+EXPERT_METHODS = ("dpo", "grpo")
+
+
+@dataclass
+class ExpertsConfig:
+    """`preforch train-experts`: one LoRA expert per objective on one base model, for the soups and mod kinds."""
+
+    base_model: str = _f("smollm2", "causal LM every expert adapts: hub id, local path, or bundled alias 'smollm2'")
+    objectives: list[str] = _list(["helpful", "harmless"], "objective names, one expert each, in the order of the "
+                                  "reward ensemble they will be evaluated with")
+    train_data: list[str] = _list(HH_TRAIN, "training data per objective (bundled name[:split] or file): dpo trains on "
+                                  "its pairs, grpo on its prompts")
+    eval_data: list[str] = _list(HH_TEST, "held-out pairs per objective: each expert's implicit-reward accuracy on every "
+                                 "objective's pairs")
+    method: str = _f("dpo", "dpo (TRL DPOTrainer on the objective's pairs) | grpo (single-reward GRPO on the objective's "
+                     "reward in --ensemble, as train-policy)")
+    ensemble: Optional[str] = _f(None, "grpo: reward ensemble folder whose objective rewards each expert")
+    output_dir: str = _f("runs/experts", "experts.json, experts/<objective>/ (LoRA adapters), training/<objective>/ (logs)")
+    max_train_pairs: Optional[int] = _f(None, "cap on training pairs (grpo: prompts) per objective")
+    max_eval_pairs: Optional[int] = _f(64, "cap on held-out pairs per objective")
+    max_steps: int = _f(50, "optimisation steps per expert")
+    learning_rate: float = _f(1e-4, "AdamW learning rate of the LoRA weights")
+    per_device_train_batch_size: int = _f(8, "pairs (dpo) or completions (grpo, a multiple of num_generations) per step")
+    beta: float = _f(0.1, "dpo: beta of the loss and of the reported implicit reward; grpo: KL penalty")
+    max_length: int = _f(512, "dpo: tokens per prompt + reply")
+    num_generations: int = _f(4, "grpo: completions per prompt")
+    max_completion_length: int = _f(48, "grpo: tokens per completion")
+    max_reply_tokens: int = _f(128, "held-out accuracy: reply tokens scored")
+    lora_r: int = _f(16, "LoRA rank")
+    lora_alpha: int = _f(32, "LoRA alpha")
+    report_to: str = _f("none", "extra loggers for TRL: none | tensorboard | wandb ...")
+    seed: int = _f(0, "random seed")
+    trust_remote_code: bool = _f(False, "allow custom model code from the hub")
+
+    def __post_init__(self):
+        _one_of(self, "method", EXPERT_METHODS)
+        _same_length(self, "objectives", "train_data")
+        _same_length(self, "objectives", "eval_data")
+        _positive(self, "max_steps", "learning_rate", "per_device_train_batch_size", "beta", "max_length",
+                  "num_generations", "max_completion_length", "max_reply_tokens", "lora_r", "lora_alpha")
+        if not self.objectives or len(set(self.objectives)) != len(self.objectives):
+            raise ConfigError(f"objectives: expected distinct objective names, got {self.objectives}")
+        for o in self.objectives:  # each names a folder
+            if not o or o in (".", "..") or "/" in o or "\\" in o:
+                raise ConfigError(f"objectives: {o!r} cannot name an expert's folder")
+        if self.method == "grpo" and not self.ensemble:
+            raise ConfigError("method grpo: needs --ensemble (the reward of each objective)")
 
 
 @dataclass

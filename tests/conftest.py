@@ -148,3 +148,28 @@ def eval_config(tmp_path, policy, ensemble, **kw):
                 grid_divisions=2, reference_point=[-5.0, -5.0, -5.0], num_candidates=3, max_new_tokens=4,
                 output_dir=str(tmp_path / "eval"))
     return EvaluateConfig(**{**base, **kw})
+
+
+def make_experts(tiny_policy_dir: str, folder, objectives=("helpful", "harmless", "conciseness"), same: bool = False,
+                 r: int = 4) -> str:
+    """A train-experts folder on the tiny policy: one random LoRA adapter per objective (A and B both random, so
+    the experts differ), or with `same` one adapter that every objective's entry names."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from preforch.alignment.expert_set import adapter_folder, write_expert_set
+
+    for i, objective in enumerate(objectives[:1] if same else objectives):
+        torch.manual_seed(i + 1)
+        model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_policy_dir),
+                               LoraConfig(r=r, lora_alpha=2 * r, target_modules="all-linear", init_lora_weights=False))
+        model.save_pretrained(folder / adapter_folder(objective))
+    adapters = [adapter_folder(objectives[0])] * len(objectives) if same else None
+    write_expert_set(folder, tiny_policy_dir, objectives, "random", adapters)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_experts_dir(tiny_policy_dir, tmp_path_factory) -> str:
+    """Three different random LoRA experts (helpful, harmless, conciseness) on the tiny policy."""
+    return make_experts(tiny_policy_dir, tmp_path_factory.mktemp("tiny_experts"))

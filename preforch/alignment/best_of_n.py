@@ -38,26 +38,38 @@ class SamplingConfig:
     seed: int = 0
 
 
+def encode_prompts(tokenizer, prompts: Sequence[Sequence[Message]], device):
+    """Chat prompts through the tokenizer's chat template, ready to answer: input_ids and attention_mask [B, T],
+    padded on the tokenizer's side (left, as `load_policy` sets it, for batched decoding)."""
+    texts = [tokenizer.apply_chat_template(list(p), tokenize=False, add_generation_prompt=True) for p in prompts]
+    return tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+
+
+def reply_rows(replies: Sequence[str], n: int) -> list[list[str]]:
+    """Decoded replies, n per prompt in prompt order, as [P][n] rows of stripped texts."""
+    return [[r.strip() for r in replies[i:i + n]] for i in range(0, len(replies), n)]
+
+
 @torch.no_grad()
 def sample_candidates(model, tokenizer, prompts: Sequence[Sequence[Message]], cfg: SamplingConfig,
                       progress: bool = True) -> list[list[str]]:
     """N sampled replies per chat prompt (the model's chat template), batched with left padding."""
     decoding = ({"do_sample": False} if cfg.temperature == 0
                 else {"do_sample": True, "temperature": cfg.temperature, "top_p": cfg.top_p})
-    texts = [tokenizer.apply_chat_template(list(p), tokenize=False, add_generation_prompt=True) for p in prompts]
     # Batches of similar length: a left-padded batch costs its longest prompt at every decoding step.
-    order = sorted(range(len(prompts)), key=lambda i: len(texts[i]))
+    lengths = [sum(len(m["content"]) for m in p) for p in prompts]
+    order = sorted(range(len(prompts)), key=lengths.__getitem__)
     out: list[list[str]] = [[] for _ in prompts]
     bar = tqdm(total=len(prompts) * cfg.num_candidates, desc="generating", unit="resp", disable=not progress)
     for s in range(0, len(order), cfg.batch_size):
         chunk = order[s:s + cfg.batch_size]
-        enc = tokenizer([texts[i] for i in chunk], return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        enc = encode_prompts(tokenizer, [prompts[i] for i in chunk], model.device)
         gen = model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], **decoding,
                              max_new_tokens=cfg.max_new_tokens, num_return_sequences=cfg.num_candidates,
                              pad_token_id=tokenizer.pad_token_id)
         replies = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-        for j, i in enumerate(chunk):
-            out[i] = [r.strip() for r in replies[j * cfg.num_candidates:(j + 1) * cfg.num_candidates]]
+        for i, row in zip(chunk, reply_rows(replies, cfg.num_candidates)):
+            out[i] = row
         bar.update(len(chunk) * cfg.num_candidates)
     bar.close()
     return out

@@ -49,9 +49,10 @@ def prompt_dataset(cfg: PolicyConfig, ensemble: RewardEnsemble):
                               "source": data.sources})
 
 
-def train_policy(cfg: PolicyConfig, callbacks: tuple = ()) -> dict:
-    """Run RL and save the final (LoRA-merged) policy to OUTPUT_DIR/policy, loadable by from_pretrained.
-    Extra `transformers.TrainerCallback`s (e.g. timers) are passed to the trainer."""
+def train_policy(cfg: PolicyConfig, callbacks: tuple = (), merge_lora: bool = True) -> dict:
+    """Run RL and save the final (LoRA-merged) policy to OUTPUT_DIR/policy, loadable by from_pretrained; with
+    `use_lora` and not `merge_lora`, the LoRA adapter alone (a per-objective expert). Extra
+    `transformers.TrainerCallback`s (e.g. timers) are passed to the trainer."""
     from transformers import AutoTokenizer
 
     from preforch.alignment.rewards import CombinedReward
@@ -81,5 +82,5 @@ def train_policy(cfg: PolicyConfig, callbacks: tuple = ()) -> dict:
     if cfg.resume and not has_checkpoint:
         raise ConfigError(f"--resume: no checkpoint-* folder in {out}")
     trainer.train(resume_from_checkpoint=True if cfg.resume else None)
-    save_policy(trainer, tok, out / "policy", merge_lora=cfg.use_lora)
+    save_policy(trainer, tok, out / "policy", merge_lora=cfg.use_lora and merge_lora)
     return {"steps": trainer.state.global_step, "policy": str(out / "policy"), "log": str(out / LOG_FILE)}

@@ -6,9 +6,9 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from preforch.config import (CompareConfig, EnsembleConfig, EvalOrchestratorConfig, EvaluateConfig, GenerateConfig,
-                             OrchestratorConfig, PlotLogsConfig, PolicyConfig, RewardModelConfig, RLComparisonConfig,
-                             WeightsConfig, WicComparisonConfig, WicConfig)
+from preforch.config import (CompareConfig, EnsembleConfig, EvalOrchestratorConfig, EvaluateConfig, ExpertsConfig,
+                             GenerateConfig, OrchestratorConfig, PlotLogsConfig, PolicyConfig, RewardModelConfig,
+                             RLComparisonConfig, WeightsConfig, WicComparisonConfig, WicConfig)
 from preforch.data.loaders import load_many
 from preforch.errors import ConfigError
 from preforch.io import atomic_write_json
@@ -107,6 +107,20 @@ def train_policy(cfg: PolicyConfig) -> dict:
     if is_main_process():
         print(f"{cfg.method} ({cfg.algorithm}): {result['steps']} steps; policy saved to {result['policy']}; "
               f"per-step log {result['log']}")
+    return result
+
+
+def train_experts(cfg: ExpertsConfig) -> dict:
+    from preforch.alignment.experts import train_experts as run
+
+    result = run(cfg)
+    table = result["heldout_accuracy"]
+    width = max(map(len, [*table, "expert"]))
+    print(f"held-out implicit-reward accuracy (beta {cfg.beta:g}; rows: experts, columns: each objective's pairs)")
+    print(f"  {'expert':<{width}}  " + "  ".join(f"{o:>10}" for o in cfg.objectives))
+    for expert, row in table.items():
+        print(f"  {expert:<{width}}  " + "  ".join(f"{row[o]['accuracy']:>10.3f}" for o in cfg.objectives))
+    print(f"saved {result['experts']}; serve it with --method soups or --method mod")
     return result
 
 

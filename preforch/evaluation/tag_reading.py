@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-from tqdm.auto import tqdm
 
+from preforch.alignment.implicit_reward import reply_logprobs
 from preforch.data.schema import Message
 from preforch.evaluation.metrics import mean_ci
 
@@ -22,25 +22,14 @@ def mismatched(values: torch.Tensor) -> torch.Tensor:
     return values.roll(len(values) // 2, 0)
 
 
-@torch.no_grad()
 def reply_nll(model, tokenizer, prompts: Sequence[Sequence[Message]], replies: Sequence[str],
               max_reply_tokens: int = 128, progress: bool = False) -> torch.Tensor:
-    """Mean token NLL [N] of each reply as SFT trained it: the chat-templated assistant turn after its prompt,
-    end-of-turn marker included, cut to its first `max_reply_tokens` tokens.
+    """Mean token NLL [N] of each reply as SFT trained it (`reply_logprobs`: the chat-templated assistant
+    turn after its prompt, end-of-turn marker included, cut to its first `max_reply_tokens` tokens).
 
     The end marker matters: where a reply stops is how a tag on a length objective (conciseness) shows.
     """
-    out = []
-    for prompt, reply in tqdm(list(zip(prompts, replies)), desc="tag reading", unit="reply", disable=not progress):
-        turn = [*prompt, {"role": "assistant", "content": reply}]
-        p = tokenizer.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True)
-        full = tokenizer.apply_chat_template(turn, tokenize=False)
-        p_ids = tokenizer(p, add_special_tokens=False, return_tensors="pt").input_ids
-        ids = tokenizer(full, add_special_tokens=False, return_tensors="pt").input_ids
-        ids = ids[:, :p_ids.shape[1] + max_reply_tokens].to(model.device)
-        logits = model(ids).logits[0, p_ids.shape[1] - 1:-1].float()
-        out.append(torch.nn.functional.cross_entropy(logits, ids[0, p_ids.shape[1]:]).item())
-    return torch.tensor(out)
+    return -reply_logprobs(model, tokenizer, prompts, replies, max_reply_tokens, progress, per_token=True)
 
 
 def tag_reading(model, tokenizer, spec, prompts: Sequence[Sequence[Message]], replies: Sequence[str],

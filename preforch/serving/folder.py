@@ -1,8 +1,9 @@
 """A preference policy on disk: a folder whose `preference_policy.json` names its kind and settings, e.g.
 `{"kind": "best-of-n", "policy": "smollm2", "ensemble": "runs/rewards", "num_candidates": 4}`.
 
-Folders without the file keep working: a train-wic folder (it has `wic.json`) is a `wic` policy, any other
-model folder, hub id or alias serves as the caller's default kind, with the caller's settings.
+Folders without the file keep working: a train-wic folder (it has `wic.json`) is a `wic` policy, a train-experts
+folder (`experts.json`) a `soups` policy, any other model folder, hub id or alias serves as the caller's default
+kind, with the caller's settings.
 """
 
 from __future__ import annotations
@@ -46,14 +47,17 @@ def _path_fields(settings_class: type) -> set[str]:
 
 def read_folder(source: str, options: LoadOptions) -> Stored:
     """The kind and settings of `source`: from its preference_policy.json unless that file is being read
-    already (`options.opened`), else inferred: wic for a folder with wic.json, no kind otherwise."""
+    already (`options.opened`), else inferred: wic for a folder with wic.json, soups for one with experts.json,
+    no kind otherwise."""
+    from preforch.alignment.expert_set import EXPERTS_FILE
     from preforch.alignment.wic import SPEC_FILE
     from preforch.models import resolve
 
     folder = Path(resolve(source))
     file = folder / POLICY_FILE
     if not file.is_file() or any(os.path.samefile(folder, o) for o in options.opened):
-        return Stored("wic" if (folder / SPEC_FILE).is_file() else None, {"policy": source})
+        marked = [kind for kind, marker in (("wic", SPEC_FILE), ("soups", EXPERTS_FILE)) if (folder / marker).is_file()]
+        return Stored(marked[0] if marked else None, {"policy": source})
     try:
         data = json.loads(file.read_text())
     except json.JSONDecodeError as e:

@@ -11,6 +11,8 @@ KINDS: dict[str, str] = {
     "plain": "preforch.serving.plain:PlainPolicy",
     "best-of-n": "preforch.serving.best_of_n:BestOfNPolicy",
     "wic": "preforch.serving.wic:WicPolicy",
+    "soups": "preforch.serving.soups:SoupsPolicy",
+    "mod": "preforch.serving.mod:ModPolicy",
 }
 
 

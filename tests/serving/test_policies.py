@@ -65,14 +65,17 @@ def test_a_kind_registered_in_the_table_is_evaluated_end_to_end(loudest_dir, tin
     assert EvaluateConfig(method="loudest").method == "loudest"
 
 
-def _policies(kind, tiny_policy_dir, tiny_ensemble_dir, tmp_path):
-    source = make_wic_policy(tiny_policy_dir, tmp_path, "pro-wic")[0] if kind == "wic" else tiny_policy_dir
+def _policies(kind, tiny_policy_dir, tiny_ensemble_dir, tmp_path, experts=None):
+    sources = {"wic": lambda: make_wic_policy(tiny_policy_dir, tmp_path, "pro-wic")[0], "soups": lambda: experts,
+               "mod": lambda: experts}
+    source = sources.get(kind, lambda: tiny_policy_dir)()
     return load_preference_policy(source, kind, objectives=OBJ, ensemble=tiny_ensemble_dir, num_candidates=3)
 
 
-@pytest.mark.parametrize("kind", ["plain", "best-of-n", "wic"])
-def test_every_kind_round_trips_and_answers_through_evaluate_and_generate(kind, tiny_policy_dir, tiny_ensemble_dir, tmp_path):
-    policy = _policies(kind, tiny_policy_dir, tiny_ensemble_dir, tmp_path)
+@pytest.mark.parametrize("kind", ["plain", "best-of-n", "wic", "soups", "mod"])
+def test_every_kind_round_trips_and_answers_through_evaluate_and_generate(kind, tiny_policy_dir, tiny_ensemble_dir,
+                                                                          tiny_experts_dir, tmp_path):
+    policy = _policies(kind, tiny_policy_dir, tiny_ensemble_dir, tmp_path, tiny_experts_dir)
     folder = tmp_path / "served"
     save_preference_policy(policy, folder)
     stored = json.loads((folder / POLICY_FILE).read_text())

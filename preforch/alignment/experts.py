@@ -1,0 +1,142 @@
+"""`preforch train-experts`: one LoRA expert per objective on one base model, the experts Rewarded Soups merges
+in weight space and MOD mixes at decoding time (DESIGN.md section 2).
+
+Each expert trains on its own objective only: DPO on that objective's preference pairs (TRL's DPOTrainer,
+the reference being the base model with the adapter off), or single-reward GRPO under that objective's reward
+(train-policy's trainer). Then every expert is judged on every objective's held-out pairs by its implicit reward
+beta * (log pi - log pi_ref): an expert should win on its own objective's pairs, and the table shows how far
+the objectives pull apart.
+
+OUTPUT_DIR: experts.json (written once every expert is saved, so a half-trained set is never read as one; the
+held-out table is added to it last), experts/<objective>/ (peft adapters, safetensors), training/<objective>/
+(log.jsonl, checkpoints).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from preforch.alignment.expert_set import EXPERTS_FILE, ExpertSet, adapter_folder, write_expert_set
+from preforch.alignment.implicit_reward import implicit_reward_accuracy, reply_logprobs
+from preforch.alignment.trl_utils import LOG_FILE, jsonl_logger, lora_config
+from preforch.config import ExpertsConfig, PolicyConfig
+from preforch.data.loaders import load_many
+from preforch.data.schema import PreferenceDataset
+from preforch.errors import ObjectiveMismatchError
+from preforch.io import atomic_directory
+
+
+def grpo_config(cfg: ExpertsConfig, objective: str, train_data: str, work: Path) -> PolicyConfig:
+    """train-policy's config for single-reward GRPO on `objective`, keeping a LoRA adapter (the expert)."""
+    return PolicyConfig(method="single-reward", objective=objective, algorithm="grpo", policy=cfg.base_model,
+                        ensemble=cfg.ensemble, orchestrator=None, train_data=[train_data],
+                        max_prompts=cfg.max_train_pairs, output_dir=str(work), max_steps=cfg.max_steps,
+                        learning_rate=cfg.learning_rate, per_device_train_batch_size=cfg.per_device_train_batch_size,
+                        num_generations=cfg.num_generations, max_completion_length=cfg.max_completion_length,
+                        beta=cfg.beta, use_lora=True, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
+                        save_steps=cfg.max_steps, report_to=cfg.report_to, seed=cfg.seed,
+                        trust_remote_code=cfg.trust_remote_code)
+
+
+def check_grpo_rewards(cfg: ExpertsConfig) -> None:
+    """grpo: every objective must have a reward in the ensemble (`ObjectiveMismatchError` naming it)."""
+    from preforch.rewards.ensemble import RewardEnsemble
+
+    have = RewardEnsemble.load(cfg.ensemble).objectives
+    missing = [o for o in cfg.objectives if o not in have]
+    if missing:
+        raise ObjectiveMismatchError(f"--objectives {missing}: no such reward in ensemble {cfg.ensemble} "
+                                     f"(its objectives: {list(have)})")
+
+
+def train_dpo_expert(cfg: ExpertsConfig, base: str, tokenizer, pairs: PreferenceDataset, work: Path) -> Path:
+    """DPO on `pairs` with a fresh LoRA adapter on `base`; the adapter is saved to work/adapter."""
+    from trl import DPOConfig, DPOTrainer
+
+    from preforch.models import fast_bf16
+
+    args = DPOConfig(output_dir=str(work), max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
+                     per_device_train_batch_size=cfg.per_device_train_batch_size, beta=cfg.beta,
+                     max_length=cfg.max_length, logging_steps=1, save_strategy="no", report_to=cfg.report_to,
+                     seed=cfg.seed, use_cpu=not torch.cuda.is_available(), activation_checkpointing=False,
+                     bf16=fast_bf16(), model_init_kwargs={"trust_remote_code": cfg.trust_remote_code})
+    trainer = DPOTrainer(model=base, args=args, train_dataset=pairs.to_hf().remove_columns("source"),
+                         processing_class=tokenizer, peft_config=lora_config(True, cfg.lora_r, cfg.lora_alpha),
+                         callbacks=[jsonl_logger(work / LOG_FILE)])
+    trainer.train()
+    with atomic_directory(work / "adapter") as tmp:
+        trainer.model.save_pretrained(tmp, safe_serialization=True)  # a PeftModel: the adapter alone
+    return work / "adapter"
+
+
+def heldout_accuracy(experts: ExpertSet, heldout: dict[str, PreferenceDataset], beta: float, max_reply_tokens: int,
+                     trust_remote_code: bool = False) -> dict[str, dict[str, dict[str, float]]]:
+    """{expert objective: {data objective: implicit-reward accuracy and margin}}: every expert on every
+    objective's held-out pairs, against the base model (adapters off) as the reference."""
+    model, tok = experts.load(trust_remote_code)
+    table: dict[str, dict[str, dict[str, float]]] = {o: {} for o in experts.objectives}
+    for data_objective, pairs in heldout.items():
+        prompts, chosen, rejected = pairs.prompts, [p.chosen for p in pairs], [p.rejected for p in pairs]
+
+        def logprobs(replies: list[str]) -> torch.Tensor:
+            return reply_logprobs(model, tok, prompts, replies, max_reply_tokens)
+
+        with model.disable_adapter():
+            ref_chosen, ref_rejected = logprobs(chosen), logprobs(rejected)
+        for name, objective in zip(experts.names, experts.objectives):
+            model.set_adapter(name, inference_mode=True)
+            table[objective][data_objective] = implicit_reward_accuracy(logprobs(chosen), logprobs(rejected),
+                                                                        ref_chosen, ref_rejected, beta)
+    return table
+
+
+def _losses(log: Path) -> list[float]:
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
+    return [row["loss"] for row in rows if "loss" in row]
+
+
+def train_experts(cfg: ExpertsConfig) -> dict:
+    """Train one expert per objective, judge each on every objective's held-out pairs, write OUTPUT_DIR.
+    Bad input (data, ensemble, base model) fails before anything is written. Returns experts.json's record."""
+    from transformers import AutoTokenizer
+
+    from preforch.alignment.morlhf import train_policy
+    from preforch.models import load_pretrained, resolve
+
+    out = Path(cfg.output_dir)
+    work = {o: out / "training" / o for o in cfg.objectives}
+    if cfg.method == "grpo":
+        check_grpo_rewards(cfg)
+        rl = {o: grpo_config(cfg, o, spec, work[o]) for o, spec in zip(cfg.objectives, cfg.train_data)}  # checked now
+    train = {o: load_many([spec], cfg.max_train_pairs) for o, spec in zip(cfg.objectives, cfg.train_data)}
+    heldout = {o: load_many([spec], cfg.max_eval_pairs) for o, spec in zip(cfg.objectives, cfg.eval_data)}
+    base = resolve(cfg.base_model)
+    tokenizer = load_pretrained(AutoTokenizer, base, "base model tokenizer", trust_remote_code=cfg.trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+    (out / EXPERTS_FILE).unlink(missing_ok=True)  # the old set, if any, is gone once retraining starts
+    training = {}
+    for objective in cfg.objectives:
+        (work[objective] / LOG_FILE).unlink(missing_ok=True)
+        if cfg.method == "dpo":
+            adapter = train_dpo_expert(cfg, base, tokenizer, train[objective], work[objective])
+        else:
+            adapter = Path(train_policy(rl[objective], merge_lora=False)["policy"])
+        with atomic_directory(out / adapter_folder(objective)) as tmp:
+            shutil.copytree(adapter, tmp, dirs_exist_ok=True)
+        losses = _losses(work[objective] / LOG_FILE)
+        training[objective] = {"steps": len(losses), "first_loss": losses[0] if losses else None,
+                               "last_loss": losses[-1] if losses else None, "log": str(work[objective] / LOG_FILE)}
+    record = {"beta": cfg.beta, "training": training, "config": asdict(cfg)}
+    file = write_expert_set(out, cfg.base_model, cfg.objectives, cfg.method, **record)
+    record["heldout_pairs"] = {o: len(p) for o, p in heldout.items()}
+    record["heldout_accuracy"] = heldout_accuracy(ExpertSet.read(out), heldout, cfg.beta, cfg.max_reply_tokens,
+                                                  cfg.trust_remote_code)
+    write_expert_set(out, cfg.base_model, cfg.objectives, cfg.method, **record)
+    return {"experts": str(file), **record}

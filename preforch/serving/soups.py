@@ -1,0 +1,104 @@
+"""Kind `soups`: Rewarded Soups (Rame et al. 2023): the per-objective experts merged in weight space by w, then
+decoded as one model, through peft's `add_weighted_adapter`.
+
+combination `cat` (default) gives exactly the weighted sum of the experts' weight deltas, sum_i w_i s_i B_i A_i
+(s_i: expert i's LoRA scaling): peft stacks the weighted A_i and the B_i into one adapter of rank sum_i r_i.
+`linear` is the original's interpolation of the LoRA matrices themselves, A = sum_i w_i A_i and B = sum_i w_i B_i,
+whose product has cross terms w_i w_j B_i A_j: it does not interpolate the experts' deltas (DESIGN.md section 2).
+A merged adapter is made once per w (rounded to DECIMALS) and the latest KEPT are cached, so prompts under one
+w merge once; a call's prompts are answered in groups of equal w.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+from preforch.alignment.best_of_n import SamplingConfig
+from preforch.errors import ConfigError
+from preforch.serving.experts import ExpertsPolicy
+from preforch.serving.policy import LoadOptions, Prompts, Replies
+
+COMBINATIONS = ("cat", "linear")
+DECIMALS = 4
+KEPT = 4  # merged adapters cached; a `cat` one holds as many weights as all the experts together
+
+
+@dataclass(frozen=True)
+class SoupsSettings:
+    """policy: a train-experts folder; combination: cat (the exact weighted sum of the experts' deltas) | linear
+    (the original's separate interpolation of the A and B matrices)."""
+
+    policy: str = field(metadata={"path": True})
+    combination: str = "cat"
+
+    def __post_init__(self):
+        if self.combination not in COMBINATIONS:
+            raise ConfigError(f"combination: expected one of {', '.join(COMBINATIONS)}, got {self.combination!r}")
+
+
+def weight_groups(weights: torch.Tensor, decimals: int = DECIMALS) -> dict[tuple[float, ...], list[int]]:
+    """Rows of weights [N, K] grouped by their values rounded to `decimals`: {rounded w: row indices}, in order."""
+    groups: dict[tuple[float, ...], list[int]] = {}
+    for i, row in enumerate(weights.tolist()):
+        groups.setdefault(tuple(round(x, decimals) for x in row), []).append(i)
+    return groups
+
+
+class SoupsPolicy(ExpertsPolicy):
+    kind = "soups"
+    Settings = SoupsSettings
+
+    def __init__(self, settings: SoupsSettings, options: LoadOptions):
+        super().__init__(settings, options)
+        configs = self.experts.adapter_configs
+        if any(c.get("use_dora") or c.get("use_rslora") for c in configs):
+            raise ConfigError(f"{self.experts.file}: soups merges plain LoRA experts (no DoRA, no rank-stabilised LoRA)")
+        shape = {(c.get("r"), c.get("lora_alpha"), str(c.get("rank_pattern")), str(c.get("alpha_pattern"))) for c in configs}
+        if settings.combination == "linear" and len(shape) > 1:
+            raise ConfigError(f"{self.experts.file}: combination 'linear' interpolates A and B matrices of one shape and "
+                              "scaling: the experts' adapter_config.json must agree on r and lora_alpha (use 'cat')")
+        self._merged: OrderedDict[tuple[float, ...], str] = OrderedDict()
+        self._names = (f"soup{i}" for i in itertools.count())
+
+    def adapter(self, weights: Sequence[float]) -> str:
+        """Activate and name the adapter that answers under preference `weights` [K]: an expert as it is at a
+        corner of the simplex, else the experts merged by w (made on first use, then cached by w)."""
+        model, _ = self.model_and_tokenizer()
+        used = [i for i, w in enumerate(weights) if w > 0]
+        if len(used) == 1:
+            model.set_adapter(self.experts.names[used[0]], inference_mode=True)
+            return self.experts.names[used[0]]
+        key = tuple(weights)
+        if key not in self._merged:
+            total = sum(weights[i] for i in used)
+            ws = [weights[i] / total for i in used]  # rounding may have moved w off the simplex a little
+            if self.settings.combination == "linear":
+                ws = [w * w for w in ws]  # peft's linear scales A_i and B_i by sqrt(weight) each: w^2 interpolates both by w
+            self._merged[key] = name = next(self._names)
+            model.add_weighted_adapter([self.experts.names[i] for i in used], ws, name,
+                                       combination_type=self.settings.combination)
+        self._merged.move_to_end(key)
+        model.set_adapter(self._merged[key], inference_mode=True)  # before evicting: never delete the active one
+        if len(self._merged) > KEPT:
+            model.delete_adapter(self._merged.popitem(last=False)[1])
+        return self._merged[key]
+
+    def candidates(self, prompts: Prompts, weightings: Sequence[torch.Tensor], sampling: SamplingConfig) -> Replies:
+        from transformers import set_seed
+
+        from preforch.alignment.best_of_n import sample_candidates
+
+        model, tok = self.model_and_tokenizer()
+        asked = self.asked(prompts, weightings)  # [L * P]
+        out: Replies = [[] for _ in asked]
+        for weights, rows in weight_groups(torch.cat(weightings)).items():
+            self.adapter(weights)
+            set_seed(sampling.seed)  # a group's replies do not depend on the other groups in the call
+            for i, replies in zip(rows, sample_candidates(model, tok, [asked[i] for i in rows], sampling)):
+                out[i] = replies
+        return out
