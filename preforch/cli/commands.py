@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 from preforch.config import (CompareConfig, EnsembleConfig, EvalOrchestratorConfig, EvaluateConfig, ExpertsConfig,
