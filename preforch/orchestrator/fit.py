@@ -24,13 +24,14 @@ from preforch.orchestrator.model import PreferenceOrchestrator
 from preforch.orchestrator.targets import implicit_preference_weights
 from preforch.rewards.ensemble import RewardEnsemble, check_objectives
 
+
 def preference_targets(ensemble: RewardEnsemble, data: PreferenceDataset, tau: float, progress: bool = True) -> torch.Tensor:
     """w*(x) [N, K] from the normalised ensemble scores of each pair's chosen response (Eq. 6-7)."""
     normalized = ensemble.score(data.prompts, [p.chosen for p in data], progress=progress)
     return implicit_preference_weights(normalized, tau)
 
 
-def pair_scores(ensemble: RewardEnsemble, data: PreferenceDataset, cross_fit: bool,
+def training_scores(ensemble: RewardEnsemble, data: PreferenceDataset, cross_fit: bool,
                 progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised (chosen [N, K], rejected [N, K]) scores; cross-fitted (rewards/crossfit.py) if asked."""
     if cross_fit:
@@ -137,7 +138,7 @@ def train_orchestrator(cfg: OrchestratorConfig, ensemble: RewardEnsemble, data: 
         check_objectives(ensemble.objectives, model.objectives, "orchestrator")
         model.tau = cfg.tau
     train_idx, val_idx = validation_split(data, cfg.validation_fraction)
-    chosen, rejected = pair_scores(ensemble, data, cfg.cross_fit, progress)
+    chosen, rejected = training_scores(ensemble, data, cfg.cross_fit, progress)
     delta = chosen - rejected
     targets = implicit_preference_weights(chosen[train_idx], cfg.tau)
     train = data.subset(train_idx)
