@@ -14,7 +14,6 @@ from preforch.io import atomic_write_json
 from preforch.models import is_main_process
 
 
-
 def train_rm(cfg: RewardModelConfig) -> None:
     from preforch.rewards.training import train_reward_models
 
@@ -194,12 +193,9 @@ def quickstart(cfg) -> dict:
 
 
 def print_human_labels(table: dict, title: str) -> None:
-    """The human-label accuracy table (orchestrator/human_labels.py) as console lines."""
-    print(f"{title}: combined-reward accuracy on {table['num_pairs']} pairs (95% CI)")
-    for name, r in table["rows"].items():
-        print(f"  {name:<36} {r['accuracy']:.3f}  [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]")
-    for name, m in table.get("margins", {}).items():
-        print(f"  margin {name:<29} {m['margin']:+.3f}  [{m['ci95'][0]:+.3f}, {m['ci95'][1]:+.3f}]")
+    from preforch.orchestrator.human_labels import format_human_labels
+
+    print(format_human_labels(table, title))
 
 
 def _print_eval(ev: dict) -> None:

@@ -22,10 +22,14 @@ def combined_margins(weights: torch.Tensor, delta: torch.Tensor) -> torch.Tensor
     return (weights.float() * delta.float()).sum(-1)
 
 
+def margin_hits(margins: torch.Tensor) -> torch.Tensor:
+    """Margins [...] -> hits in {0, 0.5, 1}: 1 where positive (agrees with the label), 0.5 on an exact tie."""
+    return (margins > 0).float() + 0.5 * (margins == 0).float()
+
+
 def pair_hits(weights: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
     """[N] in {0, 0.5, 1}: 1 where the combined reward prefers the chosen reply, 0.5 on an exact tie."""
-    m = combined_margins(weights, delta)
-    return (m > 0).float() + 0.5 * (m == 0).float()
+    return margin_hits(combined_margins(weights, delta))
 
 
 def preference_accuracy(weights: torch.Tensor, delta: torch.Tensor) -> float:
@@ -37,7 +41,7 @@ def best_fixed_weights(delta: torch.Tensor, divisions: int = 20) -> tuple[torch.
     """The fixed vector of the simplex lattice (step 1/divisions) with the highest accuracy on `delta` [N, K].
     Returns (w [K], accuracy); ties go to the vector closest to uniform, the least committal one."""
     grid = torch.tensor(simplex_grid(delta.shape[-1], divisions), dtype=torch.float32)  # [M, K]
-    acc = ((delta.float() @ grid.T > 0).float() + 0.5 * (delta.float() @ grid.T == 0).float()).mean(0)  # [M]
+    acc = margin_hits(delta.float() @ grid.T).mean(0)  # [M]
     spread = (grid - 1.0 / grid.shape[1]).pow(2).sum(-1)
     best = max(range(len(grid)), key=lambda i: (round(float(acc[i]), 9), -float(spread[i])))
     return grid[best], float(acc[best])
@@ -87,6 +91,15 @@ def accuracy_ci(hits: torch.Tensor, num_samples: int = 2000, seed: int = 0) -> l
     h = hits.double().numpy()
     means = h[np.random.default_rng(seed).integers(0, len(h), size=(num_samples, len(h)))].mean(1)
     return [float(x) for x in np.percentile(means, [2.5, 97.5])]
+
+
+def format_human_labels(table: dict, title: str) -> str:
+    """`human_label_table`'s result as console lines: accuracy [CI] per weighting, then the margins."""
+    lines = [f"{title}: combined-reward accuracy on {table['num_pairs']} pairs (95% CI)"]
+    lines += [f"  {name:<36} {r['accuracy']:.3f}  [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]" for name, r in table["rows"].items()]
+    lines += [f"  margin {name:<29} {m['margin']:+.3f}  [{m['ci95'][0]:+.3f}, {m['ci95'][1]:+.3f}]"
+              for name, m in table.get("margins", {}).items()]
+    return "\n".join(lines)
 
 
 def human_label_table(delta: torch.Tensor, objectives: Sequence[str], weightings: dict[str, torch.Tensor],

@@ -36,6 +36,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     from preforch.data.schema import as_messages
     from preforch.evaluation.report import write_quickstart_report
     from preforch.models import resolve
+    from preforch.orchestrator.human_labels import format_human_labels
     from preforch.orchestrator.model import PreferenceOrchestrator
     from preforch.orchestrator.train import ORCHESTRATOR_METRICS, train_and_evaluate
     from preforch.rewards.ensemble import RewardEnsemble, build_ensemble
@@ -105,7 +106,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
         orchestrator = PreferenceOrchestrator.from_pretrained(orch_dir)
     rm_metrics["eval_accuracy"] = orch_result["eval"]["reward_model_accuracy"]
     print("reward models, held-out pairwise accuracy: " + ", ".join(f"{o} {a:.3f}" for o, a in rm_metrics["eval_accuracy"].items()))
-    print_accuracy_summary(orch_result["eval"]["human_labels"])
+    print(format_human_labels(orch_result["eval"]["human_labels"], "held-out human labels"))
     examples = [as_messages(p, "example") for p in EXAMPLE_PROMPTS]
     example_weights = [dict(zip(orchestrator.objectives, w)) for w in orchestrator.predict(examples).tolist()]
     for p, w in zip(EXAMPLE_PROMPTS, example_weights):
@@ -134,13 +135,6 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     write_quickstart_report(run, metrics, orchestrator.predict(all_held_out.prompts), all_held_out.sources)
     print(f"\nreport: {run / 'report.md'}")
     return metrics
-
-
-def print_accuracy_summary(table: dict) -> None:
-    """One line per weighting: combined-reward accuracy on the held-out human labels."""
-    print(f"held-out combined-reward accuracy on human labels ({table['num_pairs']} pairs):")
-    for name, r in table["rows"].items():
-        print(f"  {name:<36} {r['accuracy']:.3f}")
 
 
 def compare_best_of_n(cfg: QuickstartConfig, policy_path: str, ensemble, orchestrator, held_out) -> dict:
