@@ -316,6 +316,7 @@ class ExpertsConfig:
     ensemble: Optional[str] = _f(None, "grpo: reward ensemble folder whose objective rewards each expert")
     output_dir: str = _f("runs/experts", "experts.json, experts/<objective>/ (LoRA adapters), training/<objective>/ (logs)")
     max_train_pairs: Optional[int] = _f(None, "cap on training pairs (grpo: prompts) per objective")
+    max_user_turns: Optional[int] = _f(None, "train only on prompts with at most this many user turns")
     max_eval_pairs: Optional[int] = _f(64, "cap on held-out pairs per objective")
     max_steps: int = _f(50, "optimisation steps per expert")
     learning_rate: float = _f(1e-4, "AdamW learning rate of the LoRA weights")
@@ -336,7 +337,7 @@ class ExpertsConfig:
         _same_length(self, "objectives", "train_data")
         _same_length(self, "objectives", "eval_data")
         _positive(self, "max_steps", "learning_rate", "per_device_train_batch_size", "beta", "max_length",
-                  "num_generations", "max_completion_length", "max_reply_tokens", "lora_r", "lora_alpha")
+                  "num_generations", "max_completion_length", "max_reply_tokens", "lora_r", "lora_alpha", "max_user_turns")
         if not self.objectives or len(set(self.objectives)) != len(self.objectives):
             raise ConfigError(f"objectives: expected distinct objective names, got {self.objectives}")
         for o in self.objectives:  # each names a folder
@@ -514,9 +515,11 @@ class WicConfig:
 
 @dataclass
 class WicComparisonConfig(WicConfig):
-    """`preforch wic-compare`: Pro-WiC, RiC-online and RiC-offline from one start at one budget, each judged
-    on held-out prompts across a preference grid. Every train-wic option applies to all three; the pipeline
-    sets `method`, `stage` and `preference_source` per arm (Pro-WiC: orchestrator, RiC-online: random)."""
+    """`preforch wic-compare`: Pro-WiC, RiC-online and RiC-offline (and with `expert_data` Rewarded Soups and MOD)
+    from one start at one budget, each judged on held-out prompts across a preference grid. Every train-wic option
+    applies to the WiC arms; the pipeline sets `method`, `stage` and `preference_source` per arm (Pro-WiC:
+    orchestrator, RiC-online: random). The experts take the start model, max_pairs, max_user_turns, batch size,
+    max_length and LoRA rank from the same options."""
 
     output_dir: str = _f("runs/wic_compare", "one folder per arm, evaluations, compare/, report.md, wic_comparison.json")
     eval_data: list[str] = _list(HH_TEST, "held-out preference data whose prompts judge the policies")
@@ -528,9 +531,18 @@ class WicComparisonConfig(WicConfig):
     eval_batch_size: int = _f(16, "prompts per generation batch in the evaluations")
     eval_temperature: float = _f(0.0, "temperature of the held-out answers; 0 decodes greedily, so answers to one prompt "
                                  "differ only through the preference in it")
+    judge: Optional[str] = _f(None, "reward ensemble that scores every arm's answers (default: --ensemble, which also "
+                              "trained the WiC arms; give held-out reward models for an independent judge)")
+    expert_data: list[str] = _list([], "one training-data spec per ensemble objective, in its order: adds the soups and "
+                                   "mod arms, one DPO LoRA expert per objective (e.g. hh-helpful:train hh-harmless:train)")
+    expert_eval_data: list[str] = _list(HH_TEST, "held-out pairs per objective for the experts' implicit-reward table")
+    expert_steps: Optional[int] = _f(None, "DPO steps per expert (default: a WiC arm's SFT steps split evenly between the experts)")
+    expert_learning_rate: float = _f(1e-4, "AdamW learning rate of the experts' LoRA weights")
     overwrite: bool = _f(False, "retrain and re-evaluate (default: reuse finished stages)")
 
     def __post_init__(self):
         super().__post_init__()
-        _positive(self, "eval_prompts_per_source", "grid_divisions", "eval_batch_size")
+        _positive(self, "eval_prompts_per_source", "grid_divisions", "eval_batch_size", "expert_steps", "expert_learning_rate")
         _non_negative(self, "eval_temperature")
+        if self.expert_data:
+            _same_length(self, "expert_data", "expert_eval_data")

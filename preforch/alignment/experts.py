@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -95,9 +96,15 @@ def heldout_accuracy(experts: ExpertSet, heldout: dict[str, PreferenceDataset], 
     return table
 
 
-def _losses(log: Path) -> list[float]:
+def training_record(log: Path, seconds: float, batch_size: int) -> dict:
+    """An expert's training as its log tells it: steps, first and last loss, samples (pairs for dpo,
+    completions for grpo) and tokens seen (TRL's cumulative `num_tokens`), and wall seconds."""
     rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
-    return [row["loss"] for row in rows if "loss" in row]
+    losses = [row["loss"] for row in rows if "loss" in row]
+    tokens = [row["num_tokens"] for row in rows if "num_tokens" in row]
+    return {"steps": len(losses), "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+            "samples": len(losses) * batch_size, "tokens": int(tokens[-1]) if tokens else None, "seconds": seconds,
+            "log": str(log)}
 
 
 def train_experts(cfg: ExpertsConfig) -> dict:
@@ -113,7 +120,7 @@ def train_experts(cfg: ExpertsConfig) -> dict:
     if cfg.method == "grpo":
         check_grpo_rewards(cfg)
         rl = {o: grpo_config(cfg, o, spec, work[o]) for o, spec in zip(cfg.objectives, cfg.train_data)}  # checked now
-    train = {o: load_many([spec], cfg.max_train_pairs) for o, spec in zip(cfg.objectives, cfg.train_data)}
+    train = {o: load_many([spec], cfg.max_train_pairs, cfg.max_user_turns) for o, spec in zip(cfg.objectives, cfg.train_data)}
     heldout = {o: load_many([spec], cfg.max_eval_pairs) for o, spec in zip(cfg.objectives, cfg.eval_data)}
     base = resolve(cfg.base_model)
     tokenizer = load_pretrained(AutoTokenizer, base, "base model tokenizer", trust_remote_code=cfg.trust_remote_code)
@@ -124,15 +131,15 @@ def train_experts(cfg: ExpertsConfig) -> dict:
     training = {}
     for objective in cfg.objectives:
         (work[objective] / LOG_FILE).unlink(missing_ok=True)
+        start = time.perf_counter()
         if cfg.method == "dpo":
             adapter = train_dpo_expert(cfg, base, tokenizer, train[objective], work[objective])
         else:
             adapter = Path(train_policy(rl[objective], merge_lora=False)["policy"])
         with atomic_directory(out / adapter_folder(objective)) as tmp:
             shutil.copytree(adapter, tmp, dirs_exist_ok=True)
-        losses = _losses(work[objective] / LOG_FILE)
-        training[objective] = {"steps": len(losses), "first_loss": losses[0] if losses else None,
-                               "last_loss": losses[-1] if losses else None, "log": str(work[objective] / LOG_FILE)}
+        training[objective] = training_record(work[objective] / LOG_FILE, time.perf_counter() - start,
+                                              cfg.per_device_train_batch_size)
     record = {"beta": cfg.beta, "training": training, "config": asdict(cfg)}
     file = write_expert_set(out, cfg.base_model, cfg.objectives, cfg.method, **record)
     record["heldout_pairs"] = {o: len(p) for o, p in heldout.items()}

@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-experts": ("ExpertsConfig", "one LoRA expert per objective on one base model (DPO or GRPO), for --method soups / mod"),
     "train-wic": ("WicConfig", "Pro-WiC / RiC: preference in the prompt; offline SFT, online sample-relabel-filter-SFT (Eq. 10-11)"),
     "rl-compare": ("RLComparisonConfig", "train RL methods from one start, judge every checkpoint held-out: reward-vs-step plot, before/after table"),
-    "wic-compare": ("WicComparisonConfig", "Pro-WiC vs RiC-online vs RiC-offline at one budget: fronts, hypervolumes, steering, compute"),
+    "wic-compare": ("WicComparisonConfig", "Pro-WiC vs RiC-online vs RiC-offline (+ Soups and MOD with --expert_data) at one budget: fronts, hypervolumes, steering, compute"),
     "plot-logs": ("PlotLogsConfig", "plot a logged training metric against the step for several train-policy runs"),
     "generate": ("GenerateConfig", "answers under orchestrator or user weights (best-of-N by default, or any --method)"),
     "evaluate": ("EvaluateConfig", "a policy under a preference grid: rewards with CIs, Pareto front, hypervolume, gap"),

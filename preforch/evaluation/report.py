@@ -15,7 +15,8 @@ def _fmt(x: float) -> str:
     return f"{x:.3f}"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
+    """A markdown table; floats to three decimals."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_fmt(c) if isinstance(c, float) else str(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
@@ -40,12 +41,12 @@ def human_label_lines(table: dict) -> list[str]:
     def weights_of(r: dict) -> str:
         return " / ".join(f"{v:.2f}" for v in r["weights"].values()) if "weights" in r else "per prompt"
 
-    lines = [_table(["weighting", "weights", "accuracy", "95% CI"],
+    lines = [markdown_table(["weighting", "weights", "accuracy", "95% CI"],
                     [[n, weights_of(r), r["accuracy"], f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]"]
                      for n, r in table["rows"].items()]), ""]
     if table.get("margins"):
         lines += ["Paired-bootstrap margins (same pairs, 2,000 resamples):", "",
-                  _table(["comparison", "margin", "95% CI"],
+                  markdown_table(["comparison", "margin", "95% CI"],
                          [[n, f"{v['margin']:+.3f}", f"[{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}]"] for n, v in table["margins"].items()]),
                   ""]
     return lines
@@ -66,7 +67,7 @@ def render_markdown(m: dict) -> str:
         f"One MiniLM backbone with a head per objective, Bradley-Terry loss with reward centering, "
         f"{rms['train_pairs']} training pairs, {rms['steps']} steps.",
         "",
-        _table(["objective", "held-out pairwise accuracy"], [[o, a] for o, a in rms["eval_accuracy"].items()]),
+        markdown_table(["objective", "held-out pairwise accuracy"], [[o, a] for o, a in rms["eval_accuracy"].items()]),
         "",
         "![reward model loss](reward_model_loss.png)",
         "",
@@ -84,7 +85,7 @@ def render_markdown(m: dict) -> str:
         f"the training loss of the kl objective: an orchestrator trained with "
         f"{m['orchestrator_training']['objective']!r} is not fitted to these targets, so this is not its test):",
         "",
-        _table(["predictor", "KL"], [["orchestrator", kl["orchestrator"]], ["uniform", kl["uniform"]],
+        markdown_table(["predictor", "KL"], [["orchestrator", kl["orchestrator"]], ["uniform", kl["uniform"]],
                                      ["constant mean target", kl["constant_mean_target"]]]),
         "",
     ]
@@ -93,9 +94,9 @@ def render_markdown(m: dict) -> str:
             f"AUROC of each objective's predicted weight for telling `{auroc['positive_source']}` prompts from the others "
             "(the orchestrator never saw source labels; 0.5 = chance, < 0.5 = weight higher on the other source):",
             "",
-            _table(["objective", "AUROC"], [[o, v] for o, v in auroc["per_objective"].items()]),
+            markdown_table(["objective", "AUROC"], [[o, v] for o, v in auroc["per_objective"].items()]),
             "",
-            _table(["source", *objectives], [[s, *w.values()] for s, w in orch["mean_weights_by_source"].items()]),
+            markdown_table(["source", *objectives], [[s, *w.values()] for s, w in orch["mean_weights_by_source"].items()]),
             "",
             "![weights by source](weights_by_source.png)",
             "",
@@ -103,7 +104,7 @@ def render_markdown(m: dict) -> str:
     parts += [
         "Predicted weights for example prompts:",
         "",
-        _table(["prompt", *objectives], [[p, *w.values()] for p, w in m["example_weights"].items()]),
+        markdown_table(["prompt", *objectives], [[p, *w.values()] for p, w in m["example_weights"].items()]),
         "",
         "![orchestrator loss](orchestrator_loss.png)",
         "",
@@ -114,14 +115,14 @@ def render_markdown(m: dict) -> str:
         "",
     ]
     for src, rows in bon["by_source"].items():
-        parts += [f"Prompts from `{src}`:", "", _table(["selection", *objectives], [[n, *v.values()] for n, v in rows.items()]), ""]
+        parts += [f"Prompts from `{src}`:", "", markdown_table(["selection", *objectives], [[n, *v.values()] for n, v in rows.items()]), ""]
     parts += ["![best of n](best_of_n.png)", "", "Examples:", ""]
     for e in bon["examples"]:
         w = ", ".join(f"{o} {v:.2f}" for o, v in e["weights"].items())
         parts += [f"- **[{e['source']}]** {e['prompt'][:200]!r}  (weights: {w})",
                   f"  - orchestrator pick: {e['orchestrator_pick'][:300]!r}",
                   f"  - uniform pick: {e['uniform_pick'][:300]!r}"]
-    parts += ["", "## Time (seconds)", "", _table(["stage", "s"], [[k, v] for k, v in m["timings_s"].items()]), ""]
+    parts += ["", "## Time (seconds)", "", markdown_table(["stage", "s"], [[k, v] for k, v in m["timings_s"].items()]), ""]
     return "\n".join(parts)
 
 
@@ -177,10 +178,10 @@ def write_evaluation_report(folder: Path, result: dict) -> None:
         "",
         "## Mean judge reward per preference (± 95% CI), * = on the Pareto front",
         "",
-        _table(["preference", *objectives], [[("* " if r["on_front"] else "") + r["label"], *_mean_ci(r, objectives)]
+        markdown_table(["preference", *objectives], [[("* " if r["on_front"] else "") + r["label"], *_mean_ci(r, objectives)]
                                               for r in result["grid"]]),
         "",
-        _table(["weighting", *objectives, "combined (own weights)"],
+        markdown_table(["weighting", *objectives, "combined (own weights)"],
                [[r["label"], *_mean_ci(r, objectives), f"{r['combined']['mean']:.3f} ± {r['combined']['ci95']:.3f}"]
                 for r in result["rows"]]),
         "",
@@ -189,7 +190,7 @@ def write_evaluation_report(folder: Path, result: dict) -> None:
         "steps up in that weight where the reward did not fall, the reward at its lowest and highest weight, and the "
         "gain from lowest to highest paired on prompts (mean ± 95% CI; a CI clear of 0 is significant steering).",
         "",
-        _table(["objective", "Spearman", "non-decreasing steps", "reward at lowest w", "reward at highest w", "gain"],
+        markdown_table(["objective", "Spearman", "non-decreasing steps", "reward at lowest w", "reward at highest w", "gain"],
                [[o, m["spearman"], m["non_decreasing_steps"], m["reward_at_lowest"], m["reward_at_highest"],
                  steering_gain(m)] for o, m in result["steering"].items()]),
         "",
@@ -198,7 +199,7 @@ def write_evaluation_report(folder: Path, result: dict) -> None:
         "Combined reward w*(x) . r~ lost by picking with a weighting instead of each prompt's oracle weights "
         "w*(x) (from its preferred reply); lower is better, 0 is the oracle.",
         "",
-        _table(["weighting", "mean gap", "± 95% CI"], [[n, g["mean"], g["ci95"]] for n, g in result["alignment_gap"].items()])
+        markdown_table(["weighting", "mean gap", "± 95% CI"], [[n, g["mean"], g["ci95"]] for n, g in result["alignment_gap"].items()])
         if result["alignment_gap"] else "Not defined for this policy: it samples anew for each preference, so it has no "
                                         "shared candidates to pick from under the oracle weights.",
         "",
@@ -237,28 +238,28 @@ def write_comparison(folder: Path, results: dict[str, dict]) -> dict:
         "",
         "![fronts](front.png)",
         "",
-        _table(["run", "method", "policy", "judge", "prompts", "hypervolume"],
+        markdown_table(["run", "method", "policy", "judge", "prompts", "hypervolume"],
                [[n, s["method"], s["policy"], s["judge"], s["num_prompts"], s["hypervolume"]] for n, s in summary.items()]),
         "",
         "Mean judge reward of single weightings:",
         "",
-        _table(["run", "weighting", *objectives, "combined (own weights)"],
+        markdown_table(["run", "weighting", *objectives, "combined (own weights)"],
                [[n, label, *[m[o] for o in objectives], m["combined"]] for n, s in summary.items()
                 for label, m in s["rows"].items()]),
         "",
         "Steering (Spearman rank correlation of each requested weight with its objective's mean reward over the grid; "
         "gain from its lowest to highest weight, paired on prompts, mean ± 95% CI):",
         "",
-        _table(["run", *objectives], [[n, *[_steering_cell(r.get("steering", {}).get(o)) for o in objectives]]
+        markdown_table(["run", *objectives], [[n, *[_steering_cell(r.get("steering", {}).get(o)) for o in objectives]]
                                       for n, r in results.items()]),
         "",
         "Alignment gap (lower is better):",
         "",
-        _table(["run", *gap_names], [[n, *[s["alignment_gap"].get(g, float("nan")) for g in gap_names]] for n, s in summary.items()]),
+        markdown_table(["run", *gap_names], [[n, *[s["alignment_gap"].get(g, float("nan")) for g in gap_names]] for n, s in summary.items()]),
         "",
         "Compute:",
         "",
-        _table(["run", "generated", "generation s", "scored", "scoring s", "total s"],
+        markdown_table(["run", "generated", "generation s", "scored", "scoring s", "total s"],
                [[n, s["compute"]["generated"], s["compute"]["generation_s"], s["compute"]["responses_scored"],
                  s["compute"]["scoring_s"], s["compute"]["total_s"]] for n, s in summary.items()]),
         "",

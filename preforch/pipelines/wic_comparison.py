@@ -1,13 +1,16 @@
-"""`preforch wic-compare`: Pro-WiC vs RiC-online vs RiC-offline at one budget (the paper's Tables 1-4 and
-Figure 2 at small scale).
+"""`preforch wic-compare`: Pro-WiC vs RiC-online vs RiC-offline at one budget, and with `--expert_data` Rewarded
+Soups and MOD beside them (the paper's Tables 1-4 and Figure 2 at small scale).
 
-Arms, all from the same start model, offline data and offline SFT steps:
+Arms, all from the same start model:
 - pro-wic: offline SFT on self-weights (Eq. 10), then online rounds sampling under the orchestrator's f_phi(x);
 - ric-online: offline SFT on target scores, then the same online rounds under random preferences (RiC);
 - ric-offline: the RiC offline policy, trained on offline data for as many more SFT steps as the online
-  rounds take, so every arm gets the same number of SFT steps.
-Each arm is judged with `evaluate --method wic` on the same held-out prompts and grid; `compare` draws the
-fronts. Finished stages are reused, online stages continue after their last finished iteration;
+  rounds take, so every arm gets the same number of SFT steps;
+- soups, mod: one LoRA expert per objective, DPO on that objective's pairs (`train-experts`; by default the
+  WiC arms' SFT steps split evenly between the experts), merged in weight space (soups) or mixed at decoding
+  time (mod); the two arms share the one expert set and its training compute.
+Each arm is judged with `evaluate` (its kind) on the same held-out prompts, grid and judge; `compare` draws
+the fronts. Finished stages are reused, online stages continue after their last finished iteration;
 `--overwrite` redoes everything.
 """
 
@@ -18,15 +21,18 @@ import shutil
 from dataclasses import asdict, fields
 from pathlib import Path
 
+from preforch.alignment.expert_set import EXPERTS_FILE
 from preforch.alignment.wic import RUN_FILE
-from preforch.config import EvaluateConfig, WicComparisonConfig, WicConfig
+from preforch.config import EvaluateConfig, ExpertsConfig, WicComparisonConfig, WicConfig
+from preforch.errors import ObjectiveMismatchError
 from preforch.evaluation.pareto import reference_point_or_default
-from preforch.evaluation.report import steering_gain
 from preforch.io import atomic_write_json, atomic_write_text
+from preforch.pipelines.wic_comparison_report import render_report
 
 # arm -> its train-wic stages in order (keys of `stage_plan`); the last one's policy is the arm's policy
 ARM_STAGES = {"pro-wic": ("pro-wic/offline", "pro-wic/online"), "ric-online": ("ric/offline", "ric/online"),
               "ric-offline": ("ric/offline", "ric/offline-more")}
+EXPERT_ARMS = ("soups", "mod")  # kinds serving the one expert set in OUTPUT_DIR/experts
 
 
 def wic_config(cfg: WicComparisonConfig, **changes) -> WicConfig:
@@ -48,6 +54,21 @@ def stage_plan(cfg: WicComparisonConfig) -> dict[str, WicConfig]:
         "ric/offline-more": wic_config(cfg, method="ric", stage="offline", resume=False, max_steps=extra_steps,
                                        policy=str(out / "ric/offline/policy"), output_dir=str(out / "ric/offline-more")),
     }
+
+
+def experts_config(cfg: WicComparisonConfig, objectives: tuple[str, ...]) -> ExpertsConfig:
+    """train-experts for the soups and mod arms: the WiC arms' start model, pairs per source and turn filter;
+    `ObjectiveMismatchError` unless --expert_data gives one spec per objective."""
+    if len(cfg.expert_data) != len(objectives):
+        raise ObjectiveMismatchError(f"expert_data: one training-data spec per ensemble objective {list(objectives)} "
+                                     f"(in that order), got {len(cfg.expert_data)}: {cfg.expert_data}")
+    steps = cfg.expert_steps or max(1, (cfg.max_steps + cfg.iterations * cfg.sft_steps_per_iteration) // len(objectives))
+    return ExpertsConfig(base_model=cfg.policy, objectives=list(objectives), train_data=cfg.expert_data,
+                         eval_data=cfg.expert_eval_data, max_train_pairs=cfg.max_pairs, max_user_turns=cfg.max_user_turns,
+                         max_steps=steps, learning_rate=cfg.expert_learning_rate,
+                         per_device_train_batch_size=cfg.per_device_train_batch_size, max_length=cfg.max_length,
+                         lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, output_dir=str(Path(cfg.output_dir) / "experts"),
+                         report_to=cfg.report_to, seed=cfg.seed, trust_remote_code=cfg.trust_remote_code)
 
 
 def _finished(stage: WicConfig) -> dict | None:
@@ -75,6 +96,26 @@ def _accounting(records: list[dict]) -> dict:
     return total
 
 
+def _experts_accounting(record: dict) -> dict:
+    """The expert set's training as `_accounting` counts it: DPO pairs are its samples (none generated)."""
+    parts = record["training"].values()
+    return {"generated": 0, "kept": 0, "kept_fraction": None, "sft_steps": sum(p["steps"] for p in parts),
+            "sft_tokens": sum(p["tokens"] or 0 for p in parts), "seconds": sum(p["seconds"] for p in parts),
+            "shared_with": list(EXPERT_ARMS)}
+
+
+def _train_experts(cfg: ExpertsConfig) -> dict:
+    """The expert set's experts.json record, training it unless a finished one (with its held-out table) is there."""
+    from preforch.alignment.experts import train_experts
+
+    file = Path(cfg.output_dir) / EXPERTS_FILE
+    record = json.loads(file.read_text()) if file.is_file() else {}
+    if "heldout_accuracy" not in record:
+        print("\n=== train-experts (soups, mod) ===", flush=True)
+        record = train_experts(cfg)
+    return record
+
+
 def run_wic_comparison(cfg: WicComparisonConfig) -> dict:
     from preforch.alignment.wic import train_wic
     from preforch.evaluation.compare import compare_runs
@@ -84,12 +125,14 @@ def run_wic_comparison(cfg: WicComparisonConfig) -> dict:
 
     out = Path(cfg.output_dir)
     objectives = RewardEnsemble.load(cfg.ensemble).objectives
-    k = len(objectives)
-    reference = reference_point_or_default(cfg.reference_point, k)
-    # Pro-WiC's online stage needs it; a mismatch must fail now, not after the offline stages have trained.
+    reference = reference_point_or_default(cfg.reference_point, len(objectives))
+    # Everything that can mismatch fails now, not after the first stages have trained.
     load_orchestrator(cfg.orchestrator, objectives)
+    experts = experts_config(cfg, objectives) if cfg.expert_data else None
+    if cfg.judge:
+        RewardEnsemble.load(cfg.judge)
     if cfg.overwrite:
-        for name in ("pro-wic", "ric", "eval", "compare"):
+        for name in ("pro-wic", "ric", "experts", "eval", "compare"):
             shutil.rmtree(out / name, ignore_errors=True)
 
     plan = stage_plan(cfg)
@@ -102,94 +145,37 @@ def run_wic_comparison(cfg: WicComparisonConfig) -> dict:
                 shutil.rmtree(stage.output_dir, ignore_errors=True)
             train_wic(stage)
             records[name] = _finished(stage)
+    served = {arm: (str(Path(plan[stages[-1]].output_dir) / "policy"), "wic") for arm, stages in ARM_STAGES.items()}
+    compute = {arm: _accounting([records[s] for s in stages]) for arm, stages in ARM_STAGES.items()}
+    expert_record = None
+    if experts:
+        expert_record = _train_experts(experts)
+        for arm in EXPERT_ARMS:
+            served[arm], compute[arm] = (experts.output_dir, arm), _experts_accounting(expert_record)
 
     evaluations = {}
-    for arm, stages in ARM_STAGES.items():
+    for arm, (policy, method) in served.items():
         folder = out / "eval" / arm
         if not (folder / "evaluation.json").is_file():
-            print(f"\n=== evaluate --method wic: {arm} ===", flush=True)
+            print(f"\n=== evaluate --method {method}: {arm} ===", flush=True)
             run_evaluation(EvaluateConfig(
-                policy=str(Path(plan[stages[-1]].output_dir) / "policy"), method="wic", ensemble=cfg.ensemble,
-                orchestrator=cfg.orchestrator, eval_data=cfg.eval_data, prompts_per_source=cfg.eval_prompts_per_source,
-                grid_divisions=cfg.grid_divisions, reference_point=reference, max_new_tokens=cfg.max_new_tokens,
-                temperature=cfg.eval_temperature, top_p=cfg.top_p, batch_size=cfg.eval_batch_size, seed=cfg.seed,
-                output_dir=str(folder), trust_remote_code=cfg.trust_remote_code))
+                policy=policy, method=method, ensemble=cfg.ensemble, judge=cfg.judge, orchestrator=cfg.orchestrator,
+                eval_data=cfg.eval_data, prompts_per_source=cfg.eval_prompts_per_source, grid_divisions=cfg.grid_divisions,
+                reference_point=reference, max_new_tokens=cfg.max_new_tokens, temperature=cfg.eval_temperature,
+                top_p=cfg.top_p, batch_size=cfg.eval_batch_size, seed=cfg.seed, output_dir=str(folder),
+                trust_remote_code=cfg.trust_remote_code))
         evaluations[arm] = json.loads((folder / "evaluation.json").read_text())
-    compare_runs([str(out / "eval" / arm) for arm in ARM_STAGES], out / "compare")
+    compare_runs([str(out / "eval" / arm) for arm in served], out / "compare")
 
     result = {"config": asdict(cfg), "objectives": evaluations["pro-wic"]["objectives"], "reference_point": reference,
-              "arms": {arm: {"hypervolume": evaluations[arm]["hypervolume"],
-                             "equal_weights": next(r for r in evaluations[arm]["rows"] if r["label"] == "uniform"),
-                             "orchestrator_weights": next((r for r in evaluations[arm]["rows"] if r["label"] == "orchestrator"), None),
-                             "steering": evaluations[arm]["steering"],
-                             "tag_reading": evaluations[arm].get("tag_reading"),
-                             "compute": _accounting([records[s] for s in ARM_STAGES[arm]])}
-                       for arm in ARM_STAGES},
+              "judge": cfg.judge or cfg.ensemble,
+              "arms": {arm: {"hypervolume": e["hypervolume"],
+                             "equal_weights": next(r for r in e["rows"] if r["label"] == "uniform"),
+                             "orchestrator_weights": next((r for r in e["rows"] if r["label"] == "orchestrator"), None),
+                             "steering": e["steering"], "tag_reading": e.get("tag_reading"), "compute": compute[arm]}
+                       for arm, e in evaluations.items()},
+              "experts": expert_record and {k: expert_record[k] for k in ("training", "heldout_pairs", "heldout_accuracy")},
               "comparison": str(out / "compare" / "comparison.json")}
     atomic_write_json(out / "wic_comparison.json", result)
     atomic_write_text(out / "report.md", render_report(result))
     return result
-
-
-def render_report(r: dict) -> str:
-    objectives, c = r["objectives"], r["config"]
-
-    def pm(row: dict, o: str) -> str:
-        return f"{row['mean'][o]:.3f} ± {row['ci95'][o]:.3f}"
-
-    def table(header: list[str], rows: list[list]) -> list[str]:
-        return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(map(str, x)) + " |" for x in rows)]
-
-    arms = r["arms"]
-    return "\n".join([
-        "# Weights in context: Pro-WiC vs RiC-online vs RiC-offline",
-        "",
-        f"Start `{c['policy']}`, offline data {', '.join(c['train_data'])} ({c['max_pairs']} pairs per spec; chosen and "
-        f"rejected replies), {c['max_steps']} offline SFT steps; online: {c['iterations']} round(s) of {c['online_prompts']} prompts x "
-        f"{c['num_generations']} samples, filter quantile {c['filter_quantile']}, {c['offline_mix']} offline samples mixed in, "
-        f"{c['sft_steps_per_iteration']} SFT steps per round (RiC-offline gets the same steps on offline data); batch "
-        f"{c['per_device_train_batch_size']}, learning rate {c['learning_rate']}, LoRA {c['use_lora']}, seed {c['seed']}. "
-        f"Held-out: {c['eval_prompts_per_source']} prompts per source of {', '.join(c['eval_data'])}, one answer per "
-        f"preference at temperature {c['eval_temperature']} (0: greedy), judged by `{c['ensemble']}`; reference point {r['reference_point']}.",
-        "",
-        "![fronts](compare/front.png)",
-        "",
-        "## Hypervolume and rewards at equal weights (mean ± 95% CI)",
-        "",
-        *table(["arm", "hypervolume", *objectives],
-               [[a, f"{d['hypervolume']:.4f}", *(pm(d["equal_weights"], o) for o in objectives)] for a, d in arms.items()]),
-        "",
-        "With the orchestrator choosing each prompt's preference:",
-        "",
-        *table(["arm", *objectives, "combined (its weights)"],
-               [[a, *(pm(d["orchestrator_weights"], o) for o in objectives),
-                 f"{d['orchestrator_weights']['combined']['mean']:.3f} ± {d['orchestrator_weights']['combined']['ci95']:.3f}"]
-                for a, d in arms.items() if d["orchestrator_weights"]]),
-        "",
-        "## Steering: raising the requested weight of an objective should raise its reward",
-        "",
-        "Per objective: Spearman correlation over the grid / fraction of non-decreasing steps / mean reward at w=0 -> "
-        "w=1 / gain from w=0 to w=1 paired on prompts (mean ± 95% CI).",
-        "",
-        *table(["arm", *objectives],
-               [[a, *(f"{d['steering'][o]['spearman']:.2f} / {d['steering'][o]['non_decreasing_steps']:.2f} / "
-                      f"{d['steering'][o]['reward_at_lowest']:.3f} -> {d['steering'][o]['reward_at_highest']:.3f} / "
-                      f"{steering_gain(d['steering'][o])}" for o in objectives)]
-                for a, d in arms.items()]),
-        "",
-        "Does each policy read its tag? Held-out replies' mean token NLL under another reply's tag minus under "
-        "their own (paired, nats/token; above 0: it reads the tag):",
-        "",
-        *table(["arm", "gap (mean ± 95% CI)"],
-               [[a, f"{d['tag_reading']['gap']:+.4f} ± {d['tag_reading']['gap_ci95']:.4f}" if d["tag_reading"] else "-"]
-                for a, d in arms.items()]),
-        "",
-        "## Compute",
-        "",
-        *table(["arm", "generated", "kept fraction", "SFT steps", "SFT tokens", "wall s (train)"],
-               [[a, d["compute"]["generated"], "-" if d["compute"]["kept_fraction"] is None else f"{d['compute']['kept_fraction']:.2f}",
-                 d["compute"]["sft_steps"], d["compute"]["sft_tokens"], f"{d['compute']['seconds']:.0f}"] for a, d in arms.items()]),
-        "",
-        "Full per-preference tables: eval/<arm>/report.md; side by side: compare/report.md.",
-        "",
-    ])

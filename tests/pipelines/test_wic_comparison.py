@@ -21,17 +21,26 @@ def test_stage_plan_gives_every_arm_the_same_sft_steps(tmp_path):
         WicComparisonConfig(eval_temperature=-1.0)
 
 
-def test_wic_compare_trains_three_arms_and_reports_fronts_steering_and_compute(
-        tiny_policy_dir, tiny_ensemble_dir, tiny_orchestrator_dir, tmp_path, capsys):
-    data = tmp_path / "pairs.jsonl"
-    data.write_text("\n".join(json.dumps({"prompt": list(p.prompt), "chosen": p.chosen, "rejected": p.rejected, "source": src})
-                              for src in ("a", "b") for p in make_pairs(4)))
-    out = tmp_path / "wic"
-    args = ["wic-compare", "--policy", tiny_policy_dir, "--ensemble", tiny_ensemble_dir, "--orchestrator", tiny_orchestrator_dir,
+def _small_run(data, out, policy: str, ensemble: str, orchestrator: str) -> list[str]:
+    return ["wic-compare", "--policy", policy, "--ensemble", ensemble, "--orchestrator", orchestrator,
             "--train_data", str(data), "--online_data", str(data), "--eval_data", str(data), "--output_dir", str(out),
             "--max_steps", "2", "--iterations", "1", "--sft_steps_per_iteration", "1", "--online_prompts", "2",
             "--num_generations", "2", "--max_new_tokens", "4", "--per_device_train_batch_size", "4", "--max_length", "128",
             "--learning_rate", "1e-2", "--eval_prompts_per_source", "2", "--grid_divisions", "2", "--offline_mix", "2"]
+
+
+@pytest.fixture
+def data(tmp_path):
+    file = tmp_path / "pairs.jsonl"
+    file.write_text("\n".join(json.dumps({"prompt": list(p.prompt), "chosen": p.chosen, "rejected": p.rejected, "source": src})
+                              for src in ("a", "b") for p in make_pairs(4)))
+    return file
+
+
+def test_wic_compare_trains_three_arms_and_reports_fronts_steering_and_compute(
+        tiny_policy_dir, tiny_ensemble_dir, tiny_orchestrator_dir, data, tmp_path, capsys):
+    out = tmp_path / "wic"
+    args = _small_run(data, out, tiny_policy_dir, tiny_ensemble_dir, tiny_orchestrator_dir)
     assert main(args) == 0
     r = json.loads((out / "wic_comparison.json").read_text())
     assert list(r["arms"]) == ["pro-wic", "ric-online", "ric-offline"]
@@ -72,4 +81,29 @@ def test_wic_compare_refuses_a_reference_point_of_the_wrong_length(tiny_policy_d
     assert main(["wic-compare", "--policy", tiny_policy_dir, "--ensemble", tiny_ensemble_dir,
                  "--reference_point", "-1", "-1", "--output_dir", str(out)]) == 2
     assert "reference_point: expected 3 values" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_wic_compare_with_expert_data_adds_soups_and_mod_arms_sharing_one_expert_set(
+        tiny_policy_dir, tiny_ensemble_dir, tiny_orchestrator_dir, data, tmp_path):
+    out = tmp_path / "wic"
+    three = [str(data)] * 3  # the tiny ensemble's helpful, harmless, conciseness
+    args = _small_run(data, out, tiny_policy_dir, tiny_ensemble_dir, tiny_orchestrator_dir)
+    assert main([*args, "--expert_data", *three, "--expert_eval_data", *three, "--expert_steps", "1"]) == 0
+    r = json.loads((out / "wic_comparison.json").read_text())
+    assert list(r["arms"]) == ["pro-wic", "ric-online", "ric-offline", "soups", "mod"]
+    soups, mod = r["arms"]["soups"]["compute"], r["arms"]["mod"]["compute"]
+    assert soups == mod and soups["sft_steps"] == 3 and soups["sft_tokens"] > 0 and soups["generated"] == 0
+    assert json.loads((out / "eval" / "mod" / "evaluation.json").read_text())["method"] == "mod"
+    assert set(r["experts"]["heldout_accuracy"]) == {"helpful", "harmless", "conciseness"}
+    report = (out / "report.md").read_text()
+    assert "soups, mod" in report and "The experts on held-out pairs" in report and f"judged by `{tiny_ensemble_dir}`" in report
+
+
+def test_wic_compare_refuses_expert_data_for_other_objectives_before_training(
+        tiny_policy_dir, tiny_ensemble_dir, tiny_orchestrator_dir, tmp_path, capsys):
+    out = tmp_path / "wic"
+    assert main(["wic-compare", "--policy", tiny_policy_dir, "--ensemble", tiny_ensemble_dir, "--orchestrator",
+                 tiny_orchestrator_dir, "--expert_data", "hh-helpful:train", "hh-harmless:train", "--output_dir", str(out)]) == 2
+    assert "expert_data: one training-data spec per ensemble objective ['helpful', 'harmless', 'conciseness']" in capsys.readouterr().err
     assert not out.exists()
