@@ -70,8 +70,10 @@ def train_dpo_expert(cfg: ExpertsConfig, base: str, tokenizer, pairs: Preference
                          processing_class=tokenizer, peft_config=lora_config(True, cfg.lora_r, cfg.lora_alpha),
                          callbacks=[jsonl_logger(work / LOG_FILE)])
     trainer.train()
-    with atomic_directory(work / "adapter") as tmp:
-        trainer.model.save_pretrained(tmp, safe_serialization=True)  # a PeftModel: the adapter alone
+    if trainer.accelerator.is_main_process:  # under torchrun one rank writes; the others wait for it
+        with atomic_directory(work / "adapter") as tmp:
+            trainer.accelerator.unwrap_model(trainer.model).save_pretrained(tmp, safe_serialization=True)  # the adapter alone
+    trainer.accelerator.wait_for_everyone()
     return work / "adapter"
 
 
@@ -109,11 +111,12 @@ def training_record(log: Path, seconds: float, batch_size: int) -> dict:
 
 def train_experts(cfg: ExpertsConfig) -> dict:
     """Train one expert per objective, judge each on every objective's held-out pairs, write OUTPUT_DIR.
-    Bad input (data, ensemble, base model) fails before anything is written. Returns experts.json's record."""
+    Bad input (data, ensemble, base model) fails before anything is written. Returns experts.json's record
+    ({} on the other ranks under torchrun / accelerate launch, which train and write nothing)."""
     from transformers import AutoTokenizer
 
     from preforch.alignment.morlhf import train_policy
-    from preforch.models import load_pretrained, resolve
+    from preforch.models import is_main_process, load_pretrained, resolve
 
     out = Path(cfg.output_dir)
     work = {o: out / "training" / o for o in cfg.objectives}
@@ -127,7 +130,8 @@ def train_experts(cfg: ExpertsConfig) -> dict:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
 
-    (out / EXPERTS_FILE).unlink(missing_ok=True)  # the old set, if any, is gone once retraining starts
+    if is_main_process():
+        (out / EXPERTS_FILE).unlink(missing_ok=True)  # the old set, if any, is gone once retraining starts
     training = {}
     for objective in cfg.objectives:
         (work[objective] / LOG_FILE).unlink(missing_ok=True)
@@ -136,10 +140,14 @@ def train_experts(cfg: ExpertsConfig) -> dict:
             adapter = train_dpo_expert(cfg, base, tokenizer, train[objective], work[objective])
         else:
             adapter = Path(train_policy(rl[objective], merge_lora=False)["policy"])
+        if not is_main_process():  # the other ranks only train
+            continue
         with atomic_directory(out / adapter_folder(objective)) as tmp:
             shutil.copytree(adapter, tmp, dirs_exist_ok=True)
         training[objective] = training_record(work[objective] / LOG_FILE, time.perf_counter() - start,
                                               cfg.per_device_train_batch_size)
+    if not is_main_process():
+        return {}
     record = {"beta": cfg.beta, "training": training, "config": asdict(cfg)}
     file = write_expert_set(out, cfg.base_model, cfg.objectives, cfg.method, **record)
     record["heldout_pairs"] = {o: len(p) for o, p in heldout.items()}

@@ -112,6 +112,8 @@ def train_experts(cfg: ExpertsConfig) -> dict:
     from preforch.alignment.experts import train_experts as run
 
     result = run(cfg)
+    if not result:  # a non-main process under torchrun
+        return result
     table = result["heldout_accuracy"]
     width = max(map(len, [*table, "expert"]))
     print(f"held-out implicit-reward accuracy (beta {cfg.beta:g}; rows: experts, columns: each objective's pairs)")

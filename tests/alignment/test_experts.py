@@ -129,3 +129,22 @@ def test_experts_config_errors():
         ExpertsConfig(method="ppo")
     with pytest.raises(ConfigError, match="cannot name an expert's folder"):
         ExpertsConfig(objectives=["a/b", "c"])
+
+
+@pytest.mark.slow
+def test_train_experts_under_torchrun_writes_one_set_from_one_rank(tiny_policy_dir, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    out = tmp_path / "experts"
+    cmd = [str(torchrun) if torchrun.exists() else shutil.which("torchrun"), "--standalone", "--nproc_per_node", "2",
+           "-m", "preforch", *_args(tiny_policy_dir, _data(tmp_path), out, "--max_steps", "2", "--max_length", "96")]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("held-out implicit-reward accuracy") == 1  # one rank reports
+    record = json.loads((out / "experts.json").read_text())
+    assert record["training"]["helpful"]["steps"] == 2 and set(record["heldout_accuracy"]) == {"helpful", "harmless"}
+    assert ExpertSet.read(out).objectives == ("helpful", "harmless")
