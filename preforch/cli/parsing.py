@@ -17,6 +17,9 @@ def parse_config(cls, argv: list[str], prog: str, description: str = ""):
 
     parser = HfArgumentParser(cls, prog=prog, description=description)
     parser.add_argument("--config", default=None, help="YAML recipe whose keys are these options")
+    for action in parser._actions:  # a list option given with no values is the empty list (`--rules`: no rules)
+        if action.nargs == "+":
+            action.nargs = "*"
     first = fields(cls)[0]
     positional = []
     while argv and not argv[0].startswith("-"):

@@ -43,6 +43,14 @@ def test_yaml_config_sets_defaults_and_flags_override(tmp_path, tiny_orchestrato
     assert "helpful" in capsys.readouterr().out
 
 
+def test_a_list_flag_without_values_is_the_empty_list():
+    from preforch.cli.parsing import parse_config
+    from preforch.config import EnsembleConfig
+
+    assert parse_config(EnsembleConfig, ["--rules"], prog="test").rules == []
+    assert parse_config(EnsembleConfig, [], prog="test").rules == ["conciseness"]
+
+
 def test_yaml_unknown_key_names_file_and_key(tmp_path, capsys):
     recipe = tmp_path / "bad.yaml"
     recipe.write_text("orchestratr: x\n")
