@@ -7,7 +7,7 @@ from pathlib import Path
 
 from preforch.config import (CompareConfig, EnsembleConfig, EvalOrchestratorConfig, EvaluateConfig, ExpertsConfig,
                              GenerateConfig, OrchestratorConfig, PlotLogsConfig, PolicyConfig, RewardModelConfig,
-                             RLComparisonConfig, WeightsConfig, WicComparisonConfig, WicConfig)
+                             RLComparisonConfig, ServeConfig, WeightsConfig, WicComparisonConfig, WicConfig)
 from preforch.data.loaders import load_many
 from preforch.errors import ConfigError
 from preforch.io import atomic_write_json
@@ -224,3 +224,12 @@ def train_wic(cfg: WicConfig) -> dict:
               f"({t['kept_fraction']:.2f}), {t['sft_steps']} SFT steps; policy {result['policy']}")
     print(f"accounting: {Path(cfg.output_dir) / 'wic_run.json'}")
     return result
+
+
+def serve(cfg: ServeConfig) -> None:
+    from preforch.serving.serve import load_served, run_server
+
+    served = load_served(cfg)
+    print(f"serving {served.policy.kind} policy {cfg.policy} (objectives {', '.join(served.objectives)}) on "
+          f"http://{cfg.host}:{cfg.port}/v1", flush=True)
+    run_server(served, cfg)

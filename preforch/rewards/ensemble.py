@@ -56,6 +56,10 @@ class RewardEnsemble:
         """(prompt, response) pairs this instance has scored: each once, repeats come from its cache."""
         return len(self._cache)
 
+    def clear_cache(self) -> None:
+        """Forget the scores held so far (a long-lived server would otherwise keep every reply's)."""
+        self._cache.clear()
+
     def score_raw(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str], progress: bool = False) -> torch.Tensor:
         """Raw rewards [B, K]; pairs scored before come from the cache."""
         if len(prompts) != len(responses):
