@@ -454,9 +454,11 @@ def load_yaml(path: str | Path, cls) -> dict:
     """Read a YAML recipe section for `cls`; unknown keys are an error naming the file and key."""
     import yaml
 
+    from preforch.io import read_text
+
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(read_text(path, ConfigError)) or {}
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
     except yaml.YAMLError as e:
