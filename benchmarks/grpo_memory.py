@@ -11,6 +11,7 @@ Writes benchmarks/results/grpo_memory[_TAG].json and a PNG beside it.
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 
@@ -22,23 +23,35 @@ from preforch.alignment.morlhf import train_policy
 from preforch.config import PolicyConfig
 
 
-def rss_mb() -> float:
-    """This process's resident set size in MiB (Linux /proc)."""
+def rss_mb(field: str = "VmRSS") -> float:
+    """This process's resident set size (VmRSS) or its peak since the last `reset_peak` (VmHWM), in MiB."""
     for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def reset_peak() -> None:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
 
 
 class RssRecorder(TrainerCallback):
-    def __init__(self):
+    """After each step (and after the step's memory release): resident memory, and the peak during the step."""
+
+    def __init__(self, progress_file: str):
         self.rows: list[dict] = []
+        self.progress_file = progress_file
         self._t0 = time.perf_counter()
 
+    def on_step_begin(self, args, state, control, **kw):
+        reset_peak()
+
     def on_step_end(self, args, state, control, **kw):
-        self.rows.append({"step": state.global_step, "rss_mb": rss_mb(), "s": time.perf_counter() - self._t0})
-        if state.global_step % 5 == 0:
-            print(f"step {state.global_step}: {self.rows[-1]['rss_mb']:.0f} MiB", flush=True)
+        self.rows.append({"step": state.global_step, "rss_mb": rss_mb(), "peak_mb": rss_mb("VmHWM"),
+                          "s": time.perf_counter() - self._t0})
+        with open(self.progress_file, "a") as f:  # readable while a long run goes on
+            f.write(json.dumps(self.rows[-1]) + "\n")
 
 
 def main() -> None:
@@ -56,7 +69,8 @@ def main() -> None:
 
     if not args.release:
         trl_utils.release_memory = lambda: None  # the A/B arm: the same run without the per-step trim
-    recorder = RssRecorder()
+    name = "grpo_memory" + (f"_{args.tag}" if args.tag else "")
+    recorder = RssRecorder(f"/tmp/{name}.progress.jsonl")
     start = rss_mb()
     with tempfile.TemporaryDirectory() as out:
         cfg = PolicyConfig(method="pro-morlhf", policy=args.policy, ensemble=f"{args.run}/rewards",
@@ -67,14 +81,14 @@ def main() -> None:
         train_policy(cfg, callbacks=(recorder,))
     rows = recorder.rows
     base = rows[max(int(args.warmup * len(rows)) - 1, 0)]
-    peak_after = max(r["rss_mb"] for r in rows[rows.index(base):])
-    name = "grpo_memory" + (f"_{args.tag}" if args.tag else "")
+    after = rows[rows.index(base):]
     save(name, {
         "policy": args.policy, "steps": len(rows), "completions_per_step": args.batch,
         "max_completion_length": args.max_completion_length, "release_memory_per_step": args.release,
         "rss_mb_before_training": start, "rss_mb_after_warmup": base["rss_mb"], "warmup_step": base["step"],
-        "rss_mb_final": rows[-1]["rss_mb"], "rss_mb_peak_after_warmup": peak_after,
+        "rss_mb_final": rows[-1]["rss_mb"], "rss_mb_max_after_warmup": max(r["rss_mb"] for r in after),
         "growth_after_warmup": rows[-1]["rss_mb"] / base["rss_mb"] - 1,
+        "in_step_peak_mb_after_warmup": [after[0]["peak_mb"], max(r["peak_mb"] for r in after)],
         "seconds": rows[-1]["s"], "per_step": rows,
     })
     plot(rows, RESULTS / f"{name}.png", f"GRPO on {args.policy}, {args.batch} completions x "
@@ -88,7 +102,11 @@ def plot(rows: list[dict], path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([r["step"] for r in rows], [r["rss_mb"] / 1024 for r in rows])
+    steps = [r["step"] for r in rows]
+    ax.plot(steps, [r["rss_mb"] / 1024 for r in rows], label="after the step")
+    if "peak_mb" in rows[0]:
+        ax.plot(steps, [r["peak_mb"] / 1024 for r in rows], label="peak during the step", alpha=0.6)
+    ax.legend(fontsize=8)
     ax.set_xlabel("step")
     ax.set_ylabel("resident memory (GiB)")
     ax.set_ylim(bottom=0)
