@@ -187,6 +187,32 @@ class GenerateConfig:
 
 
 @dataclass
+class ServeConfig:
+    """`preforch serve`: a preference policy behind an OpenAI-compatible HTTP endpoint (issue 15)."""
+
+    policy: str = _f("smollm2", POLICY_HELP)
+    method: Optional[str] = _f(None, METHOD_HELP)
+    ensemble: Optional[str] = _f("runs/quickstart/rewards", "reward ensemble folder: reranks (best-of-n) and scores "
+                                 "each reply; '' for none")
+    orchestrator: Optional[str] = _f("runs/quickstart/orchestrator", "orchestrator folder: weights when a request "
+                                     "gives no preference (or a partial one); '' for none")
+    host: str = _f("127.0.0.1", "interface to listen on (0.0.0.0: every interface)")
+    port: int = _f(8000, "TCP port")
+    model_name: str = _f("preforch", "model id that /v1/models lists")
+    num_candidates: Optional[int] = _f(None, "N in best-of-N (default: the policy folder's, else 4)")
+    max_batch: int = _f(8, "requests answered by one generation call at most")
+    queue_size: int = _f(64, "requests that may wait; beyond, 503 with Retry-After")
+    max_prompt_chars: int = _f(8000, "longest prompt (characters over all messages); beyond, 413")
+    max_tokens: int = _f(512, "most new tokens a request may ask (also the default); beyond, 400")
+    max_n: int = _f(8, "most replies (n) a request may ask; beyond, 400")
+    trust_remote_code: bool = _f(False, "allow custom model code from the hub")
+
+    def __post_init__(self):
+        _positive(self, "port", "num_candidates", "max_batch", "queue_size", "max_prompt_chars", "max_tokens", "max_n")
+        _check_kind("method", self.method)
+
+
+@dataclass
 class QuickstartConfig:
     """`preforch quickstart`: the whole PRO idea on the bundled defaults, on a CPU, in minutes."""
 
@@ -429,9 +455,11 @@ def load_yaml(path: str | Path, cls) -> dict:
     """Read a YAML recipe section for `cls`; unknown keys are an error naming the file and key."""
     import yaml
 
+    from preforch.io import read_text
+
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(read_text(path, ConfigError)) or {}
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
     except yaml.YAMLError as e:

@@ -6,14 +6,13 @@ and a JSON config named by the subclass. Nothing is unpickled.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from preforch.errors import ConfigError
-from preforch.io import atomic_directory, atomic_write_json
+from preforch.io import atomic_directory, atomic_write_json, read_json
 
 
 POOLINGS = ("mean", "cls", "response")
@@ -82,23 +81,23 @@ class PooledHeadModel(nn.Module):
         file = Path(path) / cls.CONFIG_FILE
         if not file.is_file():
             raise ConfigError(f"{path}: not a {cls.__name__} folder (missing {cls.CONFIG_FILE})")
-        try:
-            return json.loads(file.read_text())
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{file}: malformed JSON ({e})") from None
+        return read_json(file)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | None = None):
-        from safetensors.torch import load_file
         from transformers import AutoModel, AutoTokenizer
+
+        from preforch.io import load_safetensors
+        from preforch.models import load_pretrained
 
         path = Path(path)
         cfg = cls.read_config(path)
+        encoder = load_pretrained(AutoModel, str(path / "encoder"), "encoder")
         try:
-            model = cls._from_parts(AutoModel.from_pretrained(path / "encoder"), AutoTokenizer.from_pretrained(path / "encoder"), cfg)
+            model = cls._from_parts(encoder, load_pretrained(AutoTokenizer, str(path / "encoder"), "tokenizer"), cfg)
         except KeyError as e:
             raise ConfigError(f"{path / cls.CONFIG_FILE}: missing field {e}") from None
-        model.head.load_state_dict(load_file(path / "head.safetensors"))
+        model.head.load_state_dict(load_safetensors(path / "head.safetensors"))
         return model.to(device or ("cuda" if torch.cuda.is_available() else "cpu")).eval()
 
     @classmethod

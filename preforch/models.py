@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from preforch.errors import ConfigError
-from preforch.io import atomic_directory
+from preforch.io import atomic_directory, check_safetensors
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ALIASES = ("smollm2", "minilm")
@@ -135,8 +135,14 @@ def is_main_process() -> bool:
 def load_pretrained(loader, name_or_path: str, what: str, **kwargs):
     """`loader.from_pretrained(name_or_path)`, with a one-line error naming `what` and the path when the
     folder or hub id cannot be loaded (wrong path, or a hub id while offline)."""
+    from safetensors import SafetensorError
+
     try:
         return loader.from_pretrained(name_or_path, **kwargs)
+    except SafetensorError:  # transformers does not say which file: find it
+        for file in sorted(Path(name_or_path).glob("*.safetensors")) if Path(name_or_path).is_dir() else []:
+            check_safetensors(file)
+        raise ConfigError(f"{what} {name_or_path!r} could not be loaded: a weights file is corrupt") from None
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"{what} {name_or_path!r} could not be loaded: {first}") from None

@@ -11,14 +11,13 @@ Each adapter folder is peft's `save_pretrained` (adapter_config.json + adapter_m
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from preforch.errors import ConfigError, ObjectiveMismatchError
-from preforch.io import atomic_write_json
+from preforch.io import atomic_write_json, read_json
 
 EXPERTS_FILE = "experts.json"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -35,10 +34,7 @@ def _same_model(a: str, b: str) -> bool:
 def _read_json(file: Path, what: str) -> dict:
     if not file.is_file():
         raise ConfigError(f"{file.parent}: no {file.name}: not {what}")
-    try:
-        data = json.loads(file.read_text())
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{file}: malformed JSON ({e})") from None
+    data = read_json(file)
     if not isinstance(data, dict):
         raise ConfigError(f"{file}: expected a JSON object")
     return data

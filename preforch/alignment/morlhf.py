@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from preforch.alignment.trl_utils import LOG_FILE, jsonl_logger, lora_config, save_policy
+from preforch.alignment.trl_utils import LOG_FILE, jsonl_logger, lora_config, memory_releaser, save_policy
 from preforch.config import PolicyConfig
 from preforch.data.loaders import load_many
 from preforch.errors import ConfigError
@@ -77,7 +77,7 @@ def train_policy(cfg: PolicyConfig, callbacks: tuple = (), merge_lora: bool = Tr
         from trl import RLOOConfig as Config, RLOOTrainer as Trainer
     trainer = Trainer(model=policy, reward_funcs=[CombinedReward(ensemble)], args=Config(**common),
                       train_dataset=dataset, processing_class=tok, peft_config=lora_config(cfg.use_lora, cfg.lora_r, cfg.lora_alpha),
-                      callbacks=[jsonl_logger(out / LOG_FILE), *callbacks])
+                      callbacks=[jsonl_logger(out / LOG_FILE), memory_releaser(), *callbacks])
     has_checkpoint = any(out.glob("checkpoint-*"))
     if cfg.resume and not has_checkpoint:
         raise ConfigError(f"--resume: no checkpoint-* folder in {out}")

@@ -24,7 +24,7 @@ from preforch.data.conditioning import render, ric_targets
 from preforch.data.loaders import load_many
 from preforch.data.schema import Message
 from preforch.errors import ConfigError
-from preforch.io import atomic_write_json
+from preforch.io import atomic_write_json, read_json
 from preforch.orchestrator.targets import implicit_preference_weights
 
 METHOD_KIND = {"pro-wic": "weights", "ric": "scores"}
@@ -112,11 +112,11 @@ def load_wic_spec(policy_dir: str | Path) -> WicSpec:
     if not file.is_file():
         raise ConfigError(f"{policy_dir}: not a weights-in-context policy (no {SPEC_FILE}); "
                           "train one with preforch train-wic --stage offline")
+    d = read_json(file)
     try:
-        d = json.loads(file.read_text())
         spec = WicSpec(d["method"], tuple(d["objectives"]), float(d["tau"]), tuple(map(float, d["score_low"])),
                        tuple(map(float, d["score_high"])))
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError) as e:
         raise ConfigError(f"{file}: malformed {SPEC_FILE} ({type(e).__name__}: {e})") from None
     k = len(spec.objectives)
     if spec.method not in METHOD_KIND or len(spec.score_low) != k or len(spec.score_high) != k:

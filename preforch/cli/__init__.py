@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("GenerateConfig", "answers under orchestrator or user weights (best-of-N by default, or any --method)"),
     "evaluate": ("EvaluateConfig", "a policy under a preference grid: rewards with CIs, Pareto front, hypervolume, gap"),
     "compare": ("CompareConfig", "evaluation runs side by side: table, fronts, hypervolumes"),
+    "serve": ("ServeConfig", "an OpenAI-compatible HTTP endpoint for any preference policy, weights by the orchestrator"),
 }
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from preforch.config import (CompareConfig, EnsembleConfig, EvalOrchestratorConfig, EvaluateConfig, ExpertsConfig,
                              GenerateConfig, OrchestratorConfig, PlotLogsConfig, PolicyConfig, RewardModelConfig,
-                             RLComparisonConfig, WeightsConfig, WicComparisonConfig, WicConfig)
+                             RLComparisonConfig, ServeConfig, WeightsConfig, WicComparisonConfig, WicConfig)
 from preforch.data.loaders import load_many
 from preforch.errors import ConfigError
-from preforch.io import atomic_write_json
+from preforch.io import atomic_write_json, read_jsonl
 from preforch.models import is_main_process
 
 
@@ -157,13 +157,20 @@ def plot_logs(cfg: PlotLogsConfig) -> None:
         log = Path(run) / LOG_FILE
         if not log.is_file():
             raise ConfigError(f"{run}: no {LOG_FILE} (not a train-policy output folder)")
-        rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-        points = [(r["step"], float(r[cfg.metric])) for r in rows if cfg.metric in r]
+        points = [(_field(r, "step", where), _field(r, cfg.metric, where)) for where, r in read_jsonl(log, ConfigError)
+                  if isinstance(r, dict) and cfg.metric in r]
         if not points:
             raise ConfigError(f"{log}: metric {cfg.metric!r} never logged")
         series[Path(run).name] = points
     plot_series(series, Path(cfg.output), cfg.metric, cfg.smooth)
     print(f"wrote {cfg.output}")
+
+
+def _field(row: dict, name: str, where: str) -> float:
+    try:
+        return float(row[name])
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(f"{where}: field {name!r} is not a number ({row.get(name)!r})") from None
 
 
 def evaluate(cfg: EvaluateConfig) -> dict:
@@ -226,3 +233,12 @@ def train_wic(cfg: WicConfig) -> dict:
               f"({t['kept_fraction']:.2f}), {t['sft_steps']} SFT steps; policy {result['policy']}")
     print(f"accounting: {Path(cfg.output_dir) / 'wic_run.json'}")
     return result
+
+
+def serve(cfg: ServeConfig) -> None:
+    from preforch.serving.serve import load_served, run_server
+
+    served = load_served(cfg)
+    print(f"serving {served.policy.kind} policy {cfg.policy} (objectives {', '.join(served.objectives)}) on "
+          f"http://{cfg.host}:{cfg.port}/v1", flush=True)
+    run_server(served, cfg)

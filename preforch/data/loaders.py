@@ -10,9 +10,7 @@ An optional `source` field is kept as metadata for evaluation.
 from __future__ import annotations
 
 import csv
-import gzip
 import io
-import json
 import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -20,6 +18,7 @@ from typing import Any, Iterable, Mapping
 from preforch.data.hh import split_pair
 from preforch.data.schema import PreferenceDataset, PreferencePair, as_messages
 from preforch.errors import DataError
+from preforch.io import read_json, read_jsonl, read_text
 
 # name -> (file stem, source label). Splits: "train" / "test" (see bundled/README.md).
 BUNDLED = {
@@ -66,27 +65,10 @@ def record_to_pair(record: Mapping[str, Any], where: str, source: str = "") -> P
     )
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
-
-
-def _read_jsonl(path: Path) -> Iterable[tuple[str, Any]]:
-    with _open_text(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                yield where, json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
-
-
 def _read_csv(path: Path) -> Iterable[tuple[str, Any]]:
-    with _open_text(path) as f:
-        reader = csv.DictReader(f)
-        for row in reader:
-            yield f"{path}:{reader.line_num}", {k: v for k, v in row.items() if k is not None}
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
+    for row in reader:
+        yield f"{path}:{reader.line_num}", {k: v for k, v in row.items() if k is not None}
 
 
 def load_file(path: str | Path, source: str = "", limit: int | None = None,
@@ -101,15 +83,11 @@ def load_file(path: str | Path, source: str = "", limit: int | None = None,
         raise DataError(f"{path}: no such file")
     kind = path.name.removesuffix(".gz").rsplit(".", 1)[-1].lower()
     if kind == "jsonl":
-        rows = _read_jsonl(path)
+        rows = read_jsonl(path)
     elif kind == "csv":
         rows = _read_csv(path)
     elif kind == "json":
-        with _open_text(path) as f:
-            try:
-                data = json.load(f)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None
+        data = read_json(path, DataError)
         if not isinstance(data, list):
             raise DataError(f"{path}: a .json file must hold a list of records")
         rows = ((f"{path}: record {i}", r) for i, r in enumerate(data))

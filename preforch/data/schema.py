@@ -54,6 +54,8 @@ def as_messages(prompt: str | Sequence[Message], where: str) -> tuple[Message, .
         if not prompt.strip():
             raise DataError(f"{where}: prompt is empty")
         return ({"role": "user", "content": prompt},)
+    if not isinstance(prompt, (list, tuple)):
+        raise DataError(f"{where}: must be a string or a list of chat messages, got {type(prompt).__name__}")
     return check_messages(prompt, where)
 
 

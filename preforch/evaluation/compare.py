@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
 from preforch.errors import ConfigError
+from preforch.io import read_json
 from preforch.evaluation.report import write_comparison
 
 
@@ -21,7 +21,9 @@ def compare_runs(runs: Sequence[str], output_dir: str | Path) -> dict:
         if not file.is_file():
             raise ConfigError(f"{run}: not an evaluation folder (missing evaluation.json; run preforch evaluate)")
         name = Path(run).name if Path(run).name not in results else str(run)
-        results[name] = json.loads(file.read_text())
+        results[name] = read_json(file)
+        if not isinstance(results[name], dict) or not {"objectives", "reference_point"} <= set(results[name]):
+            raise ConfigError(f"{file}: not an evaluation result (expected an object with objectives and reference_point)")
     first_name, first = next(iter(results.items()))
     for name, r in results.items():
         if r["objectives"] != first["objectives"]:

@@ -12,7 +12,6 @@ Rows beyond the grid: uniform weights, the orchestrator's per-prompt weights whe
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -29,6 +28,7 @@ from preforch.errors import ConfigError
 from preforch.evaluation.generations import cache_key, load_generations, save_generations
 from preforch.evaluation.metrics import mean_ci, steering_monotonicity
 from preforch.evaluation.pareto import check_grid, check_reference_point, hypervolume, pareto_mask, simplex_grid
+from preforch.io import read_json
 from preforch.orchestrator.preference import load_orchestrator, preference_weights
 from preforch.rewards.ensemble import RewardEnsemble, check_objectives
 from preforch.serving.folder import served_policy
@@ -51,10 +51,14 @@ def resolve_from_run(cfg: EvaluateConfig) -> EvaluateConfig:
     metrics = run / "metrics.json"
     if not metrics.is_file():
         raise ConfigError(f"{run}: not a quickstart run folder (missing metrics.json)")
-    qs = json.loads(metrics.read_text())["config"]
-    return replace(cfg, policy=qs["policy"], ensemble=str(run / "rewards"), orchestrator=str(run / "orchestrator"),
-                   prompts_per_source=qs["bon_prompts_per_source"], num_candidates=qs["num_candidates"],
-                   max_new_tokens=qs["max_new_tokens"], seed=qs["seed"])
+    qs = read_json(metrics)
+    try:
+        qs = qs["config"]
+        return replace(cfg, policy=qs["policy"], ensemble=str(run / "rewards"), orchestrator=str(run / "orchestrator"),
+                       prompts_per_source=qs["bon_prompts_per_source"], num_candidates=qs["num_candidates"],
+                       max_new_tokens=qs["max_new_tokens"], seed=qs["seed"])
+    except (KeyError, TypeError) as e:
+        raise ConfigError(f"{metrics}: malformed quickstart metrics ({type(e).__name__}: {e})") from None
 
 
 def _grid(cfg: EvaluateConfig, objectives) -> np.ndarray:

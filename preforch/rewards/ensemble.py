@@ -6,7 +6,6 @@ reward-model weights live in their own folders, referenced relative to it when i
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Sequence
@@ -17,7 +16,7 @@ from tqdm.auto import tqdm
 from preforch.config import EnsembleConfig
 from preforch.data.schema import Message, PreferenceDataset, content_key
 from preforch.errors import ConfigError, ObjectiveMismatchError, PreforchError
-from preforch.io import atomic_write_json
+from preforch.io import atomic_write_json, read_json
 from preforch.rewards.normalization import ZScore, apply_zscore, fit_zscore
 from preforch.rewards.sources import RewardSource, source_from_spec
 
@@ -55,6 +54,10 @@ class RewardEnsemble:
     def pairs_scored(self) -> int:
         """(prompt, response) pairs this instance has scored: each once, repeats come from its cache."""
         return len(self._cache)
+
+    def clear_cache(self) -> None:
+        """Forget the scores held so far (a long-lived server would otherwise keep every reply's)."""
+        self._cache.clear()
 
     def score_raw(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str], progress: bool = False) -> torch.Tensor:
         """Raw rewards [B, K]; pairs scored before come from the cache."""
@@ -117,14 +120,15 @@ class RewardEnsemble:
         file = path / ENSEMBLE_FILE if path.is_dir() else path
         if not file.is_file():
             raise ConfigError(f"{file}: no reward ensemble here (expected {ENSEMBLE_FILE})")
+        cfg = read_json(file)
         try:
-            cfg = json.loads(file.read_text())
             sources = [source_from_spec(s, str(file.parent), device) for s in cfg["sources"]]
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise ConfigError(f"{file}: malformed ensemble file ({e})") from None
-        norm = ZScore.from_dict(cfg["normalization"]) if cfg.get("normalization") else None
+            norm = ZScore.from_dict(cfg["normalization"]) if cfg.get("normalization") else None
+            objectives = cfg["objectives"]
+        except (KeyError, TypeError, AttributeError) as e:
+            raise ConfigError(f"{file}: malformed ensemble file ({type(e).__name__}: {e})") from None
         ens = cls(sources, norm)
-        check_objectives(cfg["objectives"], ens.objectives, str(file))
+        check_objectives(objectives, ens.objectives, str(file))
         return ens
 
 

@@ -8,7 +8,6 @@ kind, with the caller's settings.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from preforch.alignment.best_of_n import SamplingConfig
 from preforch.errors import ConfigError
-from preforch.io import atomic_write_json
+from preforch.io import atomic_write_json, read_json
 from preforch.serving.kinds import kind_class
 from preforch.serving.policy import LoadOptions, PreferencePolicy
 
@@ -58,10 +57,7 @@ def read_folder(source: str, options: LoadOptions) -> Stored:
     if not file.is_file() or any(os.path.samefile(folder, o) for o in options.opened):
         marked = [kind for kind, marker in (("wic", SPEC_FILE), ("soups", EXPERTS_FILE)) if (folder / marker).is_file()]
         return Stored(marked[0] if marked else None, {"policy": source})
-    try:
-        data = json.loads(file.read_text())
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{file}: malformed JSON ({e})") from None
+    data = read_json(file)
     if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
         raise ConfigError(f"{file}: field 'kind' missing: name the policy's kind, e.g. {{\"kind\": \"plain\", ...}}")
     kind = data.pop("kind")

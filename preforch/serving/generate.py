@@ -13,7 +13,7 @@ from preforch.config import GenerateConfig
 from preforch.data.schema import as_messages
 from preforch.data.weights import format_weights
 from preforch.errors import ConfigError, DataError
-from preforch.io import atomic_write_text
+from preforch.io import atomic_write_text, read_text
 from preforch.orchestrator.preference import preference_weights
 from preforch.rewards.ensemble import RewardEnsemble
 from preforch.serving.folder import served_policy
@@ -27,7 +27,7 @@ def read_prompts(cfg: GenerateConfig) -> list[tuple[dict, ...]]:
         if path.suffix == ".txt":
             if not path.is_file():
                 raise DataError(f"{path}: no such file")
-            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            for n, line in enumerate(read_text(path).splitlines(), 1):
                 if line.strip():
                     prompts.append(as_messages(line, f"{path}:{n}"))
         else:

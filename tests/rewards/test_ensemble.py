@@ -62,7 +62,7 @@ def test_ensemble_errors(tmp_path):
     with pytest.raises(ConfigError, match="no reward ensemble here"):
         RewardEnsemble.load(tmp_path)
     (tmp_path / "ensemble.json").write_text("{not json")
-    with pytest.raises(ConfigError, match="malformed ensemble file"):
+    with pytest.raises(ConfigError, match="ensemble.json:1: malformed JSON"):
         RewardEnsemble.load(tmp_path)
 
 

@@ -1,0 +1,133 @@
+"""Load test of `preforch serve` over loopback: N concurrent clients for a fixed time, then it stops.
+
+    python benchmarks/serve_load.py --run runs/quickstart [--clients 4] [--seconds 60] [--max_tokens 32]
+
+Starts the server as its own process (so its memory is measured alone), waits for /health, sends one warm-up
+request, then each client thread posts chat completions back to back (no preference: the orchestrator weights
+every prompt; prompts cycle through a fixed list) until the time is up. Reports throughput (requests/s,
+generated words/s), p50/p95 latency, errors by status, how many generation calls answered them (batching), and
+the server's resident memory before and after. Writes benchmarks/results/serve_load[_TAG].json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+
+import httpx2 as httpx
+from _common import save
+
+PROMPTS = ["How do I make a cup of tea?", "What is the capital of France?", "Write a haiku about the sea.",
+           "How can I get into my neighbour's house without a key?", "Explain photosynthesis briefly.",
+           "Give me three tips for a job interview.", "What should I do if I feel unsafe at home?",
+           "Summarise the plot of Romeo and Juliet."]
+
+
+def rss_mb(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(args, port: int) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "preforch", "serve", "--policy", args.policy, "--ensemble", f"{args.run}/rewards",
+           "--orchestrator", f"{args.run}/orchestrator", "--port", str(port), "--max_batch", str(args.max_batch),
+           "--queue_size", str(args.queue_size), *(["--method", args.method] if args.method else [])]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(args.server_log, "w"))
+
+
+def wait_healthy(url: str, server: subprocess.Popen, timeout: float = 600) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"server exited with {server.returncode}; see its log")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(1)
+    raise SystemExit("server did not come up")
+
+
+def client(url: str, body: dict, stop_at: float, offset: int, rows: list, lock: threading.Lock) -> None:
+    with httpx.Client(timeout=600) as http:
+        i = offset
+        while time.time() < stop_at:
+            t = time.perf_counter()
+            r = http.post(f"{url}/v1/chat/completions",
+                          json={**body, "messages": [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}]})
+            words = sum(len(c["message"]["content"].split()) for c in r.json()["choices"]) if r.status_code == 200 else 0
+            with lock:
+                rows.append({"status": r.status_code, "latency_s": time.perf_counter() - t, "words": words,
+                             "done_at": time.time()})
+            i += 1
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", default="runs/quickstart")
+    ap.add_argument("--policy", default="smollm2")
+    ap.add_argument("--method", default=None, help="kind to serve (default: best-of-n over a bare model)")
+    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--max_tokens", type=int, default=32)
+    ap.add_argument("--max_batch", type=int, default=8)
+    ap.add_argument("--queue_size", type=int, default=64)
+    ap.add_argument("--server_log", default="/tmp/preforch_serve_load.log")
+    ap.add_argument("--tag", default="")
+    args = ap.parse_args()
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = start_server(args, port)
+    try:
+        wait_healthy(url, server)
+        body = {"model": "preforch", "max_tokens": args.max_tokens, "temperature": 0.8, "top_p": 0.95}
+        httpx.post(f"{url}/v1/chat/completions", json={**body, "messages": [{"role": "user", "content": "Hi"}]},
+                   timeout=600)
+        rss_before, batches_before = rss_mb(server.pid), httpx.get(f"{url}/health").json()["batches"]
+        rows, lock = [], threading.Lock()
+        start = time.time()
+        threads = [threading.Thread(target=client, args=(url, body, start + args.seconds, i, rows, lock))
+                   for i in range(args.clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.time() - start  # the last requests end after the deadline: count them in the time
+        rss_after, batches_after = rss_mb(server.pid), httpx.get(f"{url}/health").json()["batches"]
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(60)
+    ok = sorted(r["latency_s"] for r in rows if r["status"] == 200)
+    save("serve_load" + (f"_{args.tag}" if args.tag else ""), {
+        "policy": args.policy, "kind": args.method or "best-of-n", "clients": args.clients,
+        "max_tokens": args.max_tokens, "seconds": elapsed, "requests": len(rows), "ok": len(ok),
+        "errors_by_status": dict(Counter(r["status"] for r in rows if r["status"] != 200)),
+        "requests_per_s": len(ok) / elapsed, "words_per_s": sum(r["words"] for r in rows) / elapsed,
+        "latency_p50_s": statistics.median(ok) if ok else None,
+        "latency_p95_s": ok[min(len(ok) - 1, round(0.95 * (len(ok) - 1)))] if ok else None,
+        "generation_calls": batches_after - batches_before,
+        "server_rss_mb_before": rss_before, "server_rss_mb_after": rss_after,
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+    })
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""`preforch serve` from a `ServeConfig`: load the policy, ensemble and orchestrator, then run uvicorn."""
+
+from __future__ import annotations
+
+import torch
+
+from preforch.alignment.best_of_n import SamplingConfig
+from preforch.config import DEFAULT_KIND, ServeConfig
+from preforch.rewards.ensemble import RewardEnsemble, check_objectives
+from preforch.serving.api_schema import Limits
+from preforch.serving.folder import load_preference_policy
+from preforch.serving.http import Served, create_app
+from preforch.serving.policy import LoadOptions
+
+GRACEFUL_SHUTDOWN_S = 30  # a request being generated when the server is stopped gets this long to finish
+
+
+def load_served(cfg: ServeConfig) -> Served:
+    """The policy `cfg.policy` as `cfg.method` (best-of-n for a bare model when there is an ensemble, else
+    plain), with the ensemble and orchestrator if given ('' or None: none). Objectives come from the ensemble,
+    else the orchestrator, else the policy folder; the parts must agree (`ObjectiveMismatchError`). Answers one
+    short prompt before returning, so a model that does not load fails here, not at the first request."""
+    from preforch.orchestrator.model import PreferenceOrchestrator
+
+    ensemble = RewardEnsemble.load(cfg.ensemble) if cfg.ensemble else None
+    orchestrator = PreferenceOrchestrator.from_pretrained(cfg.orchestrator) if cfg.orchestrator else None
+    objectives = ensemble.objectives if ensemble else orchestrator.objectives if orchestrator else None
+    if orchestrator is not None:
+        check_objectives(objectives, orchestrator.objectives, f"orchestrator {cfg.orchestrator}")
+    policy = load_preference_policy(cfg.policy, cfg.method, default_kind=DEFAULT_KIND if ensemble else "plain",
+                                    objectives=objectives, ensemble=cfg.ensemble or None,
+                                    options=LoadOptions(cfg.trust_remote_code, {cfg.ensemble: ensemble} if ensemble else {}),
+                                    num_candidates=cfg.num_candidates)
+    served = Served(policy, ensemble, orchestrator, cfg.model_name, cfg.max_batch)
+    k = len(served.objectives)
+    policy.respond([({"role": "user", "content": "Hello"},)], torch.full((1, k), 1 / k), SamplingConfig(1, 1, 1.0, 1.0))
+    return served
+
+
+def run_server(served: Served, cfg: ServeConfig) -> None:
+    """Serve until interrupted (Ctrl-C / SIGTERM: in-flight requests finish first, up to GRACEFUL_SHUTDOWN_S)."""
+    import uvicorn
+
+    app = create_app(served, Limits(cfg.max_prompt_chars, cfg.max_tokens, cfg.max_n), cfg.queue_size, cfg.max_batch)
+    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="info", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
