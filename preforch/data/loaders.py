@@ -89,6 +89,38 @@ def _read_csv(path: Path) -> Iterable[tuple[str, Any]]:
             yield f"{path}:{reader.line_num}", {k: v for k, v in row.items() if k is not None}
 
 
+def read_records(path: str | Path) -> Iterable[tuple[str, Any]]:
+    """(where, raw record) of each record in a `.jsonl`, `.json` (list) or `.csv` file (optionally `.gz`);
+    `where` is file:line (file: record i for .json), for error messages."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    kind = path.name.removesuffix(".gz").rsplit(".", 1)[-1].lower()
+    if kind == "jsonl":
+        return _read_jsonl(path)
+    if kind == "csv":
+        return _read_csv(path)
+    if kind != "json":
+        raise DataError(f"{path}: unsupported file type {kind!r} (use .jsonl, .json or .csv, optionally .gz)")
+    with _open_text(path) as f:
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None
+    if not isinstance(data, list):
+        raise DataError(f"{path}: a .json file must hold a list of records")
+    return ((f"{path}: record {i}", r) for i, r in enumerate(data))
+
+
+def bundled_path(name: str, split: str = "train") -> Path:
+    """The file of one of the preference sets shipped in the package (see `BUNDLED`); `split` is train or test."""
+    if name not in BUNDLED:
+        raise DataError(f"unknown bundled dataset {name!r}; choose from {sorted(BUNDLED)}")
+    if split not in ("train", "test"):
+        raise DataError(f"bundled dataset {name!r}: split must be 'train' or 'test', got {split!r}")
+    return Path(__file__).parent / "bundled" / f"{BUNDLED[name][0]}_{split}.jsonl.gz"
+
+
 def load_file(path: str | Path, source: str = "", limit: int | None = None,
               skip_invalid: bool = False) -> PreferenceDataset:
     """Load a `.jsonl`, `.json` (list), `.csv` file (optionally `.gz`) into a `PreferenceDataset`.
@@ -97,24 +129,7 @@ def load_file(path: str | Path, source: str = "", limit: int | None = None,
     the bundled upstream samples), which drops such records and warns once with the count.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    kind = path.name.removesuffix(".gz").rsplit(".", 1)[-1].lower()
-    if kind == "jsonl":
-        rows = _read_jsonl(path)
-    elif kind == "csv":
-        rows = _read_csv(path)
-    elif kind == "json":
-        with _open_text(path) as f:
-            try:
-                data = json.load(f)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None
-        if not isinstance(data, list):
-            raise DataError(f"{path}: a .json file must hold a list of records")
-        rows = ((f"{path}: record {i}", r) for i, r in enumerate(data))
-    else:
-        raise DataError(f"{path}: unsupported file type {kind!r} (use .jsonl, .json or .csv, optionally .gz)")
+    rows = read_records(path)
     pairs, skipped = [], []
     for where, record in rows:
         try:
@@ -147,13 +162,7 @@ def load_hf_dataset(dataset, source: str = "", limit: int | None = None) -> Pref
 
 def load_bundled(name: str, split: str = "train", limit: int | None = None) -> PreferenceDataset:
     """One of the preference sets shipped in the package (see `BUNDLED`); `split` is train or test."""
-    if name not in BUNDLED:
-        raise DataError(f"unknown bundled dataset {name!r}; choose from {sorted(BUNDLED)}")
-    if split not in ("train", "test"):
-        raise DataError(f"bundled dataset {name!r}: split must be 'train' or 'test', got {split!r}")
-    stem, source = BUNDLED[name]
-    path = Path(__file__).parent / "bundled" / f"{stem}_{split}.jsonl.gz"
-    return load_file(path, source=source, limit=limit, skip_invalid=True)
+    return load_file(bundled_path(name, split), source=BUNDLED[name][1], limit=limit, skip_invalid=True)
 
 
 def load_preferences(spec: str, limit: int | None = None) -> PreferenceDataset:

@@ -160,8 +160,15 @@ def train_reward_models(cfg: RewardModelConfig) -> tuple[list[HFRewardModel], di
     """Train per `cfg.multi_head`: one K-head model in `output_dir`, or K single-head models in
     `output_dir/<objective>`. With `cfg.cross_fit_folds` = k, each model also gets k fold models in
     `<model>/folds/<f>`, fold f trained without the pairs of fold f (they score those pairs for the
-    orchestrator's targets, so no target comes from a model that saw its pair). Returns the loaded reward
-    sources and the metrics per model."""
+    orchestrator's targets, so no target comes from a model that saw its pair). With `cfg.levels`, one MOSLIM
+    classification model instead (rewards/classifier_training.py). Returns the loaded reward sources and the
+    metrics per model."""
+    if cfg.levels:
+        from preforch.rewards.classifier import ClassifierReward
+        from preforch.rewards.classifier_training import train_classifier
+
+        metrics = train_classifier(cfg)
+        return [ClassifierReward(cfg.output_dir)], {cfg.output_dir: metrics}
     if cfg.multi_head or len(cfg.objectives) == 1:
         runs = [(cfg.objectives, cfg.train_data, cfg.eval_data, cfg.output_dir)]
     else:
