@@ -15,12 +15,13 @@ import io
 import json
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 from preforch.data.hh import split_pair
 from preforch.data.schema import PreferenceDataset, PreferencePair, as_messages
 from preforch.errors import DataError
 
+T = TypeVar("T")
 # name -> (file stem, source label). Splits: "train" / "test" (see bundled/README.md).
 BUNDLED = {
     "hh-helpful": ("hh_rlhf_helpful_base", "hh-helpful"),
@@ -128,23 +129,29 @@ def load_file(path: str | Path, source: str = "", limit: int | None = None,
     A malformed record raises `DataError` naming file:line and field, unless `skip_invalid` (used for
     the bundled upstream samples), which drops such records and warns once with the count.
     """
-    path = Path(path)
-    rows = read_records(path)
-    pairs, skipped = [], []
-    for where, record in rows:
+    source = source or Path(path).name.split(".")[0]
+    return PreferenceDataset(convert_records(path, lambda r, where: record_to_pair(r, where, source), limit, skip_invalid))
+
+
+def convert_records(path: str | Path, convert: Callable[[Any, str], T], limit: int | None = None,
+                    skip_invalid: bool = False) -> list[T]:
+    """`convert(record, where)` of each record of a file (`read_records`), up to `limit`. A `DataError` from it
+    propagates unless `skip_invalid`, which drops such records and warns once with the count."""
+    out, skipped = [], []
+    for where, record in read_records(path):
         try:
-            pairs.append(record_to_pair(record, where, source or path.name.split(".")[0]))
+            out.append(convert(record, where))
         except DataError as e:
             if not skip_invalid:
                 raise
             skipped.append(str(e))
-        if limit is not None and len(pairs) >= limit:
+        if limit is not None and len(out) >= limit:
             break
     if skipped:
-        warnings.warn(f"skipped {len(skipped)} malformed record(s), first: {skipped[0]}", stacklevel=2)
-    if not pairs:
+        warnings.warn(f"skipped {len(skipped)} malformed record(s), first: {skipped[0]}", stacklevel=3)
+    if not out:
         raise DataError(f"{path}: no records")
-    return PreferenceDataset(pairs)
+    return out
 
 
 def load_hf_dataset(dataset, source: str = "", limit: int | None = None) -> PreferenceDataset:

@@ -8,10 +8,10 @@ top level or inside `metadata` (as the bundled UltraFeedback sample has them).
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
-from preforch.data.loaders import BUNDLED, bundled_path, read_records, record_to_pair
+from preforch.data.loaders import BUNDLED, bundled_path, convert_records, record_to_pair
 from preforch.data.schema import PreferencePair
 from preforch.errors import DataError
 
@@ -56,20 +56,10 @@ def load_rated(spec: str, limit: int | None = None) -> list[RatedPair]:
     file:line and field (the bundled upstream sample drops its few malformed records with a warning instead)."""
     name, _, split = spec.partition(":")
     bundled = name in BUNDLED
-    path, source = (bundled_path(name, split or "train"), BUNDLED[name][1]) if bundled else (spec, "")
-    out, skipped = [], []
-    for where, record in read_records(path):
-        try:
-            pair = record_to_pair(record, where, source or str(path).split("/")[-1].split(".")[0])
-            out.append(RatedPair(pair, *(_score(record, f, where) for f in SCORE_FIELDS)))
-        except DataError as e:
-            if not bundled:
-                raise
-            skipped.append(str(e))
-        if limit is not None and len(out) >= limit:
-            break
-    if skipped:
-        warnings.warn(f"skipped {len(skipped)} malformed record(s), first: {skipped[0]}", stacklevel=2)
-    if not out:
-        raise DataError(f"{path}: no records")
-    return out
+    path, source = (bundled_path(name, split or "train"), BUNDLED[name][1]) if bundled else (spec, Path(spec).name.split(".")[0])
+
+    def convert(record, where: str) -> RatedPair:
+        pair = record_to_pair(record, where, source)
+        return RatedPair(pair, *(_score(record, f, where) for f in SCORE_FIELDS))
+
+    return convert_records(path, convert, limit, skip_invalid=bundled)

@@ -9,14 +9,12 @@ fitted once on a sample of the training replies (the reference set) and saved in
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from preforch.config import RewardModelConfig
 from preforch.data.loaders import load_preferences
@@ -27,7 +25,7 @@ from preforch.models import autocast, fast_bf16, make_accelerator
 from preforch.rewards.classifier import ClassifierRewardModel
 from preforch.rewards.formatting import encode_pairs
 from preforch.rewards.levels import MASKED, calibration_error, classification_loss, fit_level_stats, head_probabilities
-from preforch.rewards.training import length_grouped_batches
+from preforch.rewards.training import fit
 
 Example = tuple[tuple, str, tuple[int, ...]]  # (prompt messages, reply, label per head or MASKED)
 REFERENCE_REPLIES = 2000  # training replies the level statistics are fitted on
@@ -93,7 +91,6 @@ def train_classifier(cfg: RewardModelConfig, output_dir: str | None = None) -> d
     """Train, fit the level statistics, save to `output_dir` (default cfg.output_dir); return metrics. As
     `train_reward_model`, `train_rm_config.json` is written into the folder last, marking a finished run."""
     from accelerate.utils import set_seed
-    from transformers import get_linear_schedule_with_warmup
 
     output_dir = Path(output_dir or cfg.output_dir)
     set_seed(cfg.seed)
@@ -103,36 +100,18 @@ def train_classifier(cfg: RewardModelConfig, output_dir: str | None = None) -> d
     held_out = labelled_pairs(cfg.eval_data, cfg.levels, cfg.max_eval_pairs) if cfg.eval_data else []
     model = ClassifierRewardModel.from_encoder(cfg.base_model, cfg.objectives, cfg.levels, cfg.pooling, cfg.max_length,
                                                cfg.prompt_max_tokens, cfg.trust_remote_code)
-    per_step = 2 * cfg.batch_size  # replies: as many forward passes per step as a Bradley-Terry step
-    steps = max(1, math.ceil(len(train) * cfg.epochs / per_step))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * steps), steps)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    device, core = accelerator.device, accelerator.unwrap_model(model)
+    device, tok = accelerator.device, model.tokenizer
 
-    rng = random.Random(cfg.seed)
-    lengths = [len(e[1]) for e in train]
-    queue: list[list[int]] = []
-    losses: list[float] = []
-    model.train()
-    bar = tqdm(range(steps), desc=f"train-rm levels [{','.join(cfg.objectives)}]",
-               disable=not accelerator.is_local_main_process)
-    for step in bar:
-        if not queue:
-            queue = length_grouped_batches(lengths, per_step, rng)
-        batch = [train[i] for i in queue.pop()[accelerator.process_index::accelerator.num_processes]]
-        enc = encode_pairs(core.tokenizer, [e[0] for e in batch], [e[1] for e in batch], cfg.max_length,
+    def loss_of(model, batch):
+        enc = encode_pairs(tok, [e[0] for e in batch], [e[1] for e in batch], cfg.max_length,
                            cfg.prompt_max_tokens).to(device)
         labels = torch.tensor([e[2] for e in batch], device=device)
-        loss = classification_loss(model(**enc, return_level_logits=True).logits, labels, cfg.levels)
-        accelerator.backward(loss)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad()
-        losses.append(loss.item())
-        if step % 10 == 0:
-            bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.3f}")
+        return classification_loss(model(**enc, return_level_logits=True).logits, labels, cfg.levels)
 
+    # 2 x batch_size replies: as many forward passes per step as a Bradley-Terry step of batch_size pairs
+    model, losses, steps = fit(accelerator, model, train, [len(e[1]) for e in train], 2 * cfg.batch_size, cfg, loss_of,
+                               f"train-rm levels [{','.join(cfg.objectives)}]")
+    core = accelerator.unwrap_model(model)
     reference = random.Random(cfg.seed).sample(train, min(REFERENCE_REPLIES, len(train)))
     core.stats = fit_level_stats(example_probs(core, reference, cfg, device))
     per_head = {}
