@@ -14,7 +14,7 @@ from preforch.errors import ConfigError
 
 HH_TRAIN = ["hh-helpful:train", "hh-harmless:train"]
 HH_TEST = ["hh-helpful:test", "hh-harmless:test"]
-POLICY_METHODS = ("pro-morlhf", "morlhf", "single-reward")
+POLICY_METHODS = ("pro-morlhf", "morlhf", "single-reward", "moslim")
 ORCHESTRATOR_OBJECTIVES = ("kl", "bradley-terry", "hybrid")
 
 
@@ -54,8 +54,18 @@ class RewardModelConfig:
                               "targets come from a model that never saw the pair; 0 = off, else >= 2")
     seed: int = _f(0, "random seed")
     trust_remote_code: bool = _f(False, "allow custom model code from the hub (off unless you trust it)")
+    # MOSLIM (issue 14): classification heads instead of Bradley-Terry scores.
+    levels: list[int] = field(default_factory=list, metadata={"help": (
+        "MOSLIM classification heads: intensity levels per objective (e.g. 2 2 5); a 2-level head learns "
+        "chosen=1 / rejected=0 from pairs, a head with more levels reads rated pairs (score_chosen/score_rejected, "
+        "1-10, binned). Empty: Bradley-Terry heads")})
 
     def __post_init__(self):
+        if self.levels:
+            _same_length(self, "objectives", "levels")
+            if min(self.levels) < 2 or not self.multi_head or self.cross_fit_folds:
+                raise ConfigError(f"levels: every count must be >= 2, with multi_head and no cross_fit_folds; "
+                                  f"got levels {self.levels}")
         _one_of(self, "pooling", ("auto", "response", "mean", "cls"))
         if not 0 <= self.holdout_validation < 1:
             raise ConfigError(f"holdout_validation: expected a value in [0, 1), got {self.holdout_validation}")
@@ -284,7 +294,8 @@ class EvaluateConfig:
 class PolicyConfig:
     """`preforch train-policy`: Pro-MORLHF / MORLHF / single-reward RL through TRL (paper Eq. 9)."""
 
-    method: str = _f("pro-morlhf", "pro-morlhf (orchestrator weights per prompt) | morlhf (one fixed vector) | single-reward")
+    method: str = _f("pro-morlhf", "pro-morlhf (orchestrator weights per prompt) | morlhf (one fixed vector) | single-reward "
+                     "| moslim (random levels tags, the classifier's mapped reward)")
     algorithm: str = _f("grpo", "grpo (TRL GRPOTrainer) | rloo (TRL RLOOTrainer)")
     policy: str = _f("smollm2", "causal LM to train: hub id, local path, or bundled alias 'smollm2'")
     ensemble: str = _f("runs/quickstart/rewards", "reward ensemble folder (objectives + stored normalisation)")
@@ -292,6 +303,10 @@ class PolicyConfig:
     weights: Optional[str] = _f(None, "morlhf: fixed weights, e.g. helpful=0.5,harmless=0.5 (default uniform); "
                                 "harmless=0.5,auto: the orchestrator fills the rest per prompt")
     objective: Optional[str] = _f(None, "single-reward: the one objective to optimise")
+    # MOSLIM (issue 14)
+    classifier: Optional[str] = _f(None, "moslim: classification reward model folder (train-rm --levels ...)")
+    mapping: str = _f("probability", "moslim: class probabilities -> reward: probability (Eq. 11, z-scored probability of "
+                      "the requested level) | expected (z-scored expected level, signed toward the request) | distance")
     train_data: list[str] = _list(HH_TRAIN, "preference data whose prompts are the RL prompts")
     max_prompts: Optional[int] = _f(None, "cap on prompts per data spec")
     output_dir: str = _f("runs/policy", "checkpoints, log.jsonl and the final policy in OUTPUT_DIR/policy")
@@ -316,6 +331,7 @@ class PolicyConfig:
     def __post_init__(self):
         _positive(self, "max_steps", "learning_rate", "per_device_train_batch_size", "num_generations", "max_completion_length")
         _check_policy_method("method", self.method)
+        _one_of(self, "mapping", ("probability", "expected", "distance"))
         if self.algorithm not in ("grpo", "rloo"):
             raise ConfigError(f"algorithm: expected grpo or rloo, got {self.algorithm!r} (TRL >= 1.13 has no PPO)")
         if self.per_device_train_batch_size % self.num_generations:

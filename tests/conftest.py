@@ -173,3 +173,19 @@ def make_experts(tiny_policy_dir: str, folder, objectives=("helpful", "harmless"
 def tiny_experts_dir(tiny_policy_dir, tmp_path_factory) -> str:
     """Three different random LoRA experts (helpful, harmless, conciseness) on the tiny policy."""
     return make_experts(tiny_policy_dir, tmp_path_factory.mktemp("tiny_experts"))
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier_dir(tiny_encoder_dir, tmp_path_factory) -> str:
+    """A random MOSLIM classification reward model (helpful 2, harmless 2, quality 5 levels) with level statistics
+    fitted on the synthetic pairs' replies, saved like train-rm --levels leaves it."""
+    from preforch.rewards.classifier import ClassifierReward, ClassifierRewardModel
+    from preforch.rewards.levels import fit_level_stats
+
+    path = tmp_path_factory.mktemp("tiny_classifier") / "rm"
+    torch.manual_seed(0)
+    ClassifierRewardModel.from_encoder(tiny_encoder_dir, ["helpful", "harmless", "quality"], [2, 2, 5]).save_pretrained(path)
+    source = ClassifierReward(str(path), device="cpu")
+    source.model.stats = fit_level_stats(source.probabilities(*make_pairs().all_replies()))
+    source.model.save_pretrained(path)
+    return str(path)

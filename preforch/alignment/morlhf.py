@@ -5,6 +5,7 @@ The three methods differ only in the `weights` column of the prompt dataset:
 - morlhf: one user-given vector for every prompt (default uniform), or a partial one (`harmless=0.5,auto`)
   whose free objectives the orchestrator fills per prompt;
 - single-reward: a one-hot vector on one objective.
+`moslim` (alignment/moslim.py) swaps both the dataset (tagged prompts) and the reward (the classifier's mapping).
 """
 
 from __future__ import annotations
@@ -59,8 +60,14 @@ def train_policy(cfg: PolicyConfig, callbacks: tuple = (), merge_lora: bool = Tr
     from preforch.models import fast_bf16, load_pretrained, resolve
 
     out = Path(cfg.output_dir)
-    ensemble = RewardEnsemble.load(cfg.ensemble)
-    dataset = prompt_dataset(cfg, ensemble)  # fails on bad weights/objectives before any model loads
+    if cfg.method == "moslim":
+        from preforch.alignment.moslim import moslim_setup
+
+        dataset, reward, extra_json = moslim_setup(cfg)
+    else:
+        ensemble = RewardEnsemble.load(cfg.ensemble)
+        # fails on bad weights/objectives before any model loads
+        dataset, reward, extra_json = prompt_dataset(cfg, ensemble), CombinedReward(ensemble), None
     policy = resolve(cfg.policy)
     tok = load_pretrained(AutoTokenizer, policy, "policy tokenizer", trust_remote_code=cfg.trust_remote_code)
     if tok.pad_token is None:
@@ -75,12 +82,12 @@ def train_policy(cfg: PolicyConfig, callbacks: tuple = (), merge_lora: bool = Tr
         from trl import GRPOConfig as Config, GRPOTrainer as Trainer
     else:
         from trl import RLOOConfig as Config, RLOOTrainer as Trainer
-    trainer = Trainer(model=policy, reward_funcs=[CombinedReward(ensemble)], args=Config(**common),
+    trainer = Trainer(model=policy, reward_funcs=[reward], args=Config(**common),
                       train_dataset=dataset, processing_class=tok, peft_config=lora_config(cfg.use_lora, cfg.lora_r, cfg.lora_alpha),
                       callbacks=[jsonl_logger(out / LOG_FILE), memory_releaser(), *callbacks])
     has_checkpoint = any(out.glob("checkpoint-*"))
     if cfg.resume and not has_checkpoint:
         raise ConfigError(f"--resume: no checkpoint-* folder in {out}")
     trainer.train(resume_from_checkpoint=True if cfg.resume else None)
-    save_policy(trainer, tok, out / "policy", merge_lora=cfg.use_lora and merge_lora)
+    save_policy(trainer, tok, out / "policy", merge_lora=cfg.use_lora and merge_lora, extra_json=extra_json)
     return {"steps": trainer.state.global_step, "policy": str(out / "policy"), "log": str(out / LOG_FILE)}

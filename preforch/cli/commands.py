@@ -23,6 +23,9 @@ def train_rm(cfg: RewardModelConfig) -> None:
     for out, m in metrics.items():
         accs = ", ".join(f"{o} {a:.3f}" for o, a in m["eval_accuracy"].items())
         print(f"saved {out}  held-out pairwise accuracy: {accs or 'n/a (no eval_data)'}")
+        for o, h in m.get("heads", {}).items():  # MOSLIM classification heads (--levels)
+            print(f"  {o}: exact level {h['exact_accuracy']:.3f}, within one {h['within_one_accuracy']:.3f}, "
+                  f"ECE {h['ece']:.3f} ({h['pairs']} pairs)")
 
 
 def build_ensemble(cfg: EnsembleConfig):

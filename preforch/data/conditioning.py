@@ -4,6 +4,7 @@ Format: one tag line put in front of the text of the LAST user message,
 
     <preference helpful=0.80 harmless=0.20>\\n...user text...     (Pro-WiC: weights on the simplex)
     <scores helpful=+0.53 harmless=-1.20>\\n...user text...       (RiC: target normalised scores)
+    <levels helpful=1 quality=4>\\n...user text...                (MOSLIM: requested intensity levels)
 
 - `name=value` items separated by single spaces, objectives in the order given to `render`;
 - two decimals; scores always carry a sign, so every value has a fixed shape;
@@ -13,7 +14,9 @@ Format: one tag line put in front of the text of the LAST user message,
 Rendered weights sum to exactly 1.00: they are rounded to hundredths by largest remainder, so a vector like
 (1/3, 1/3, 1/3) renders as 0.34/0.33/0.33, not as 0.33/0.33/0.33. `parse` accepts any order of the objectives
 and weights whose sum is within 0.01 of 1 (hand-written tags such as 0.33/0.33/0.33), then renormalises them
-exactly onto the simplex. Anything else is a `WeightsError` naming the problem.
+exactly onto the simplex. A levels tag names a subset of the objectives, each with an integer level in
+0 .. L_i - 1 (L_i: that head's level count); objectives left out are masked (MASKED, -1). Anything else is a
+`WeightsError` naming the problem.
 """
 
 from __future__ import annotations
@@ -28,11 +31,12 @@ from preforch.data.schema import Message, as_messages
 from preforch.data.weights import check_simplex, parse_named_values
 from preforch.errors import ConfigError, WeightsError
 
-Kind = Literal["weights", "scores"]
-TAGS: dict[str, str] = {"weights": "preference", "scores": "scores"}  # kind -> tag word
+Kind = Literal["weights", "scores", "levels"]
+TAGS: dict[str, str] = {"weights": "preference", "scores": "scores", "levels": "levels"}  # kind -> tag word
 PARSE_SUM_TOL = 0.01
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
-_OPEN = re.compile(r"<(preference|scores)\b")
+_OPEN = re.compile(r"<(preference|scores|levels)\b")
+MASKED = -1  # an objective a levels tag leaves out
 
 
 def _check_names(objectives: Sequence[str]) -> None:
@@ -53,8 +57,10 @@ def round_to_hundredths(weights: torch.Tensor) -> list[int]:
     return units
 
 
-def format_tag(values: torch.Tensor, objectives: Sequence[str], kind: Kind) -> str:
-    """The tag line (with its newline) for `values` [K]; weights are checked to lie on the simplex."""
+def format_tag(values: torch.Tensor, objectives: Sequence[str], kind: Kind,
+               num_levels: Sequence[int] | None = None) -> str:
+    """The tag line (with its newline) for `values` [K]; weights are checked to lie on the simplex, levels (MASKED
+    for objectives left out) against `num_levels`."""
     _check_names(objectives)
     if kind == "weights":
         w = check_simplex(values, objectives, "rendered weights")
@@ -67,8 +73,11 @@ def format_tag(values: torch.Tensor, objectives: Sequence[str], kind: Kind) -> s
             raise WeightsError(f"rendered scores: expected {len(objectives)} finite values for {list(objectives)}, "
                                f"got {v.tolist()}")
         items = [f"{o}={x:+.2f}" for o, x in zip(objectives, v.tolist())]
+    elif kind == "levels":
+        v = check_levels(values, objectives, num_levels, "rendered levels")
+        items = [f"{o}={x}" for o, x in zip(objectives, v.tolist()) if x != MASKED]
     else:
-        raise ConfigError(f"kind: expected 'weights' or 'scores', got {kind!r}")
+        raise ConfigError(f"kind: expected 'weights', 'scores' or 'levels', got {kind!r}")
     return f"<{TAGS[kind]} {' '.join(items)}>\n"
 
 
@@ -82,7 +91,7 @@ def has_tag(messages: Sequence[Message]) -> bool:
 
 
 def render(messages: Sequence[Message], values: torch.Tensor, objectives: Sequence[str],
-           kind: Kind) -> tuple[Message, ...]:
+           kind: Kind, num_levels: Sequence[int] | None = None) -> tuple[Message, ...]:
     """A new prompt whose last user message starts with the tag of `values` [K] (`messages` is not changed).
 
     A prompt that already carries a tag is refused: two tags would make the conditioning ambiguous.
@@ -92,36 +101,43 @@ def render(messages: Sequence[Message], values: torch.Tensor, objectives: Sequen
         raise WeightsError("prompt already starts with a conditioning tag; strip it (parse) before rendering another")
     i = _last_user(messages)
     out = [dict(m) for m in messages]
-    out[i]["content"] = format_tag(values, objectives, kind) + out[i]["content"]
+    out[i]["content"] = format_tag(values, objectives, kind, num_levels) + out[i]["content"]
     return tuple(out)
 
 
-def parse(messages_or_text: str | Sequence[Message], objectives: Sequence[str]) -> tuple[Kind, torch.Tensor, tuple[Message, ...]]:
+def parse(messages_or_text: str | Sequence[Message], objectives: Sequence[str],
+          num_levels: Sequence[int] | None = None) -> tuple[Kind, torch.Tensor, tuple[Message, ...]]:
     """Inverse of `render`: (kind, values [K] ordered like `objectives`, prompt without the tag).
 
     A string is taken as the text of a single user message. Weights are renormalised onto the simplex
-    (their sum must be within 0.01 of 1); scores are returned as written.
+    (their sum must be within 0.01 of 1); scores are returned as written; levels as long, MASKED where left out,
+    checked against `num_levels` when given.
     """
     messages = as_messages(messages_or_text, "conditioned prompt")
     i = _last_user(messages)
     text = messages[i]["content"]
     head = _OPEN.match(text)
     if not head:
-        raise WeightsError(f"no conditioning tag: the last user message must start with <preference ...> or <scores ...>, "
+        raise WeightsError(f"no conditioning tag: the last user message must start with <preference ...>, <scores ...> "
+                           "or <levels ...>, "
                            f"got {text[:40]!r}")
     end = text.find(">\n")
     if end < 0 or "\n" in text[:end]:
         raise WeightsError(f"malformed conditioning tag {text.splitlines()[0][:80]!r}: expected '<{head[1]} name=value ...>' "
                            "followed by a newline")
-    kind: Kind = "weights" if head[1] == "preference" else "scores"
-    values = _parse_items(text[head.end():end], objectives, kind)
+    kind: Kind = {"preference": "weights", "scores": "scores", "levels": "levels"}[head[1]]
+    values = _parse_items(text[head.end():end], objectives, kind, num_levels)
     stripped = [dict(m) for m in messages]
     stripped[i]["content"] = text[end + 2:]
     return kind, values, tuple(stripped)
 
 
-def _parse_items(body: str, objectives: Sequence[str], kind: Kind) -> torch.Tensor:
+def _parse_items(body: str, objectives: Sequence[str], kind: Kind, num_levels: Sequence[int] | None) -> torch.Tensor:
     found = parse_named_values(body.split(), objectives, "conditioning tag")
+    if kind == "levels":
+        if any(v != int(v) for v in found.values()):
+            raise WeightsError(f"conditioning tag: levels must be whole numbers, got {found}")
+        return check_levels([int(found.get(o, MASKED)) for o in objectives], objectives, num_levels, "conditioning tag")
     missing = [o for o in objectives if o not in found]
     if missing:
         raise WeightsError(f"conditioning tag: missing objective(s) {missing}; every one of {list(objectives)} is needed")
@@ -146,3 +162,32 @@ def ric_targets(weights: torch.Tensor, low: torch.Tensor, high: torch.Tensor) ->
     low, high = torch.as_tensor(low, dtype=torch.float32), torch.as_tensor(high, dtype=torch.float32)
     n = w.shape[-1]
     return torch.where(w >= 1 / n, high.expand_as(w), low + n * w * (high - low))
+
+
+def check_levels(levels, objectives: Sequence[str], num_levels: Sequence[int] | None, where: str) -> torch.Tensor:
+    """Requested levels [K] (MASKED for objectives left out) as long; a `WeightsError` starting with `where` for a
+    wrong K, no objective named, or a level outside 0 .. num_levels[i] - 1 (unchecked when num_levels is None)."""
+    v = torch.as_tensor(levels, dtype=torch.long)
+    if v.shape != (len(objectives),):
+        raise WeightsError(f"{where}: expected {len(objectives)} levels for {list(objectives)}, got {v.tolist()}")
+    if (v == MASKED).all():
+        raise WeightsError(f"{where}: name at least one objective of {list(objectives)}")
+    for o, x, n in zip(objectives, v.tolist(), num_levels or [None] * len(objectives)):
+        if x != MASKED and (x < 0 or (n is not None and x >= n)):
+            top = f"{n - 1}" if n is not None else "..."
+            raise WeightsError(f"{where}: level {x} of {o!r} is outside its range 0..{top}")
+    return v
+
+
+def levels_from_weights(weights: torch.Tensor, num_levels: Sequence[int]) -> torch.Tensor:
+    """PRO + MOSLIM: a preference [K] or [B, K] on the simplex -> requested levels, same shape (long, MASKED = -1).
+
+    An objective whose weight is at least its uniform share 1/K is asked for at its top level; the others are
+    left out (masked), not asked for a low level: a small weight means "matters less", not "do the opposite".
+    The largest weight is always named, so every row asks for something (uniform weights name every objective).
+    """
+    w = torch.as_tensor(weights, dtype=torch.float32)
+    check_simplex(w, range(w.shape[-1]), "MOSLIM preference")
+    top = torch.tensor(num_levels, dtype=torch.long) - 1
+    named = (w >= 1 / w.shape[-1] - 1e-6) | (w == w.max(-1, keepdim=True).values)
+    return torch.where(named, top.expand_as(w), torch.full_like(top.expand_as(w), MASKED))

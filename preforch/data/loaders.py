@@ -13,13 +13,14 @@ import csv
 import io
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 from preforch.data.hh import split_pair
 from preforch.data.schema import PreferenceDataset, PreferencePair, as_messages
 from preforch.errors import DataError
 from preforch.io import read_json, read_jsonl, read_text
 
+T = TypeVar("T")
 # name -> (file stem, source label). Splits: "train" / "test" (see bundled/README.md).
 BUNDLED = {
     "hh-helpful": ("hh_rlhf_helpful_base", "hh-helpful"),
@@ -71,6 +72,34 @@ def _read_csv(path: Path) -> Iterable[tuple[str, Any]]:
         yield f"{path}:{reader.line_num}", {k: v for k, v in row.items() if k is not None}
 
 
+def read_records(path: str | Path) -> Iterable[tuple[str, Any]]:
+    """(where, raw record) of each record in a `.jsonl`, `.json` (list) or `.csv` file (optionally `.gz`);
+    `where` is file:line (file: record i for .json), for error messages."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    kind = path.name.removesuffix(".gz").rsplit(".", 1)[-1].lower()
+    if kind == "jsonl":
+        return read_jsonl(path)
+    if kind == "csv":
+        return _read_csv(path)
+    if kind != "json":
+        raise DataError(f"{path}: unsupported file type {kind!r} (use .jsonl, .json or .csv, optionally .gz)")
+    data = read_json(path, DataError)
+    if not isinstance(data, list):
+        raise DataError(f"{path}: a .json file must hold a list of records")
+    return ((f"{path}: record {i}", r) for i, r in enumerate(data))
+
+
+def bundled_path(name: str, split: str = "train") -> Path:
+    """The file of one of the preference sets shipped in the package (see `BUNDLED`); `split` is train or test."""
+    if name not in BUNDLED:
+        raise DataError(f"unknown bundled dataset {name!r}; choose from {sorted(BUNDLED)}")
+    if split not in ("train", "test"):
+        raise DataError(f"bundled dataset {name!r}: split must be 'train' or 'test', got {split!r}")
+    return Path(__file__).parent / "bundled" / f"{BUNDLED[name][0]}_{split}.jsonl.gz"
+
+
 def load_file(path: str | Path, source: str = "", limit: int | None = None,
               skip_invalid: bool = False) -> PreferenceDataset:
     """Load a `.jsonl`, `.json` (list), `.csv` file (optionally `.gz`) into a `PreferenceDataset`.
@@ -78,36 +107,29 @@ def load_file(path: str | Path, source: str = "", limit: int | None = None,
     A malformed record raises `DataError` naming file:line and field, unless `skip_invalid` (used for
     the bundled upstream samples), which drops such records and warns once with the count.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    kind = path.name.removesuffix(".gz").rsplit(".", 1)[-1].lower()
-    if kind == "jsonl":
-        rows = read_jsonl(path)
-    elif kind == "csv":
-        rows = _read_csv(path)
-    elif kind == "json":
-        data = read_json(path, DataError)
-        if not isinstance(data, list):
-            raise DataError(f"{path}: a .json file must hold a list of records")
-        rows = ((f"{path}: record {i}", r) for i, r in enumerate(data))
-    else:
-        raise DataError(f"{path}: unsupported file type {kind!r} (use .jsonl, .json or .csv, optionally .gz)")
-    pairs, skipped = [], []
-    for where, record in rows:
+    source = source or Path(path).name.split(".")[0]
+    return PreferenceDataset(convert_records(path, lambda r, where: record_to_pair(r, where, source), limit, skip_invalid))
+
+
+def convert_records(path: str | Path, convert: Callable[[Any, str], T], limit: int | None = None,
+                    skip_invalid: bool = False) -> list[T]:
+    """`convert(record, where)` of each record of a file (`read_records`), up to `limit`. A `DataError` from it
+    propagates unless `skip_invalid`, which drops such records and warns once with the count."""
+    out, skipped = [], []
+    for where, record in read_records(path):
         try:
-            pairs.append(record_to_pair(record, where, source or path.name.split(".")[0]))
+            out.append(convert(record, where))
         except DataError as e:
             if not skip_invalid:
                 raise
             skipped.append(str(e))
-        if limit is not None and len(pairs) >= limit:
+        if limit is not None and len(out) >= limit:
             break
     if skipped:
-        warnings.warn(f"skipped {len(skipped)} malformed record(s), first: {skipped[0]}", stacklevel=2)
-    if not pairs:
+        warnings.warn(f"skipped {len(skipped)} malformed record(s), first: {skipped[0]}", stacklevel=3)
+    if not out:
         raise DataError(f"{path}: no records")
-    return PreferenceDataset(pairs)
+    return out
 
 
 def load_hf_dataset(dataset, source: str = "", limit: int | None = None) -> PreferenceDataset:
@@ -125,13 +147,7 @@ def load_hf_dataset(dataset, source: str = "", limit: int | None = None) -> Pref
 
 def load_bundled(name: str, split: str = "train", limit: int | None = None) -> PreferenceDataset:
     """One of the preference sets shipped in the package (see `BUNDLED`); `split` is train or test."""
-    if name not in BUNDLED:
-        raise DataError(f"unknown bundled dataset {name!r}; choose from {sorted(BUNDLED)}")
-    if split not in ("train", "test"):
-        raise DataError(f"bundled dataset {name!r}: split must be 'train' or 'test', got {split!r}")
-    stem, source = BUNDLED[name]
-    path = Path(__file__).parent / "bundled" / f"{stem}_{split}.jsonl.gz"
-    return load_file(path, source=source, limit=limit, skip_invalid=True)
+    return load_file(bundled_path(name, split), source=BUNDLED[name][1], limit=limit, skip_invalid=True)
 
 
 def load_preferences(spec: str, limit: int | None = None) -> PreferenceDataset:

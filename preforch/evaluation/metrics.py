@@ -75,6 +75,14 @@ def _average_ranks(x: np.ndarray) -> np.ndarray:
     return ranks
 
 
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's rank correlation of x [n] and y [n] (ties share ranks); NaN if either is constant."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(np.corrcoef(_average_ranks(x), _average_ranks(y))[0, 1])
+
+
 def steering_monotonicity(grid: np.ndarray, rewards: np.ndarray, objectives: Sequence[str]) -> dict[str, dict[str, float]]:
     """Does asking for more of an objective give more of it? grid [G, K] requested preferences; rewards
     [G, P, K] judged rewards of the answers to P prompts (the same prompts at every grid point). Per objective i:
@@ -93,9 +101,7 @@ def steering_monotonicity(grid: np.ndarray, rewards: np.ndarray, objectives: Seq
         by_level = per_level.mean(1)
         steps = np.diff(by_level)
         means = rewards[:, :, i].mean(1)
-        rho = float("nan")
-        if np.ptp(w) > 0 and np.ptp(means) > 0:
-            rho = float(np.corrcoef(_average_ranks(w), _average_ranks(means))[0, 1])
+        rho = spearman(w, means)
         gain, half = mean_ci((per_level[-1] - per_level[0])[:, None])
         out[name] = {"spearman": rho, "non_decreasing_steps": float((steps >= 0).mean()) if len(steps) else float("nan"),
                      "reward_at_lowest": float(by_level[0]), "reward_at_highest": float(by_level[-1]),

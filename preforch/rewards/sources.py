@@ -2,7 +2,8 @@
 
 - `HFRewardModel`: a reward model folder or hub id. Either a Hugging Face sequence classifier
   (num_labels=1: one score; num_labels=K: one per objective, named by id2label), or a folder written by
-  `preforch train-rm` (`MultiHeadRewardModel`: one backbone, K heads, all scored in one forward pass).
+  `preforch train-rm` (`MultiHeadRewardModel`: one backbone, K heads, all scored in one forward pass; or, with
+  `--levels`, a MOSLIM `ClassifierRewardModel`, whose score per objective is its expected level).
 - `RuleReward`: a plain Python function (e.g. conciseness).
 """
 
@@ -42,9 +43,12 @@ def load_reward_model(path: str, trust_remote_code: bool = False):
     from preforch.models import load_pretrained
     from preforch.rewards.multihead import REWARD_CONFIG, MultiHeadRewardModel
 
-    if (Path(path) / REWARD_CONFIG).is_file():
-        model = MultiHeadRewardModel.from_pretrained(path, device="cpu")
-        return model, model.tokenizer, model.objectives
+    from preforch.rewards.classifier import CLASSIFIER_CONFIG, ClassifierRewardModel
+
+    for file, cls in ((REWARD_CONFIG, MultiHeadRewardModel), (CLASSIFIER_CONFIG, ClassifierRewardModel)):
+        if (Path(path) / file).is_file():
+            model = cls.from_pretrained(path, device="cpu")
+            return model, model.tokenizer, model.objectives
     model = load_pretrained(AutoModelForSequenceClassification, path, "reward model", trust_remote_code=trust_remote_code)
     tok = load_pretrained(AutoTokenizer, path, "reward-model tokenizer", trust_remote_code=trust_remote_code)
     return model, tok, tuple(model.config.id2label[i] for i in range(model.config.num_labels))
@@ -70,8 +74,10 @@ class HFRewardModel:
                               f"{len(self.objectives)} objective name(s) {list(self.objectives)}")
 
     @torch.no_grad()
-    def score(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str]) -> torch.Tensor:
-        out = torch.empty(len(responses), len(self.objectives))
+    def outputs(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str], forward=None) -> torch.Tensor:
+        """`forward(tokenised batch)` [b, D] (default: the model's logits) for every pair, in input order: [B, D]."""
+        forward = forward or (lambda enc: self.model(**enc).logits)
+        rows: dict[int, torch.Tensor] = {}
         # Length-sorted batches waste little compute on padding.
         order = sorted(range(len(responses)), key=lambda i: len(responses[i]) + len(render_dialogue(prompts[i])))
         for s in range(0, len(order), self.batch_size):
@@ -79,8 +85,11 @@ class HFRewardModel:
             enc = encode_pairs(self.tokenizer, [prompts[i] for i in idx], [responses[i] for i in idx],
                                self.max_length, self.prompt_max_tokens).to(self.device)
             with autocast(self.device, self.bf16):
-                out[idx] = self.model(**enc).logits.float().cpu()
-        return out
+                rows.update(zip(idx, forward(enc).float().cpu()))
+        return torch.stack([rows[i] for i in range(len(responses))]) if rows else torch.empty(0, len(self.objectives))
+
+    def score(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str]) -> torch.Tensor:
+        return self.outputs(prompts, responses)
 
     def spec(self) -> dict:
         return {"kind": "hf", "path": self.path, "objectives": list(self.objectives), "max_length": self.max_length,

@@ -11,7 +11,7 @@ import math
 import random
 from dataclasses import asdict
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -72,6 +72,37 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.
     return batches
 
 
+def fit(accelerator, model, train: Sequence, lengths: Sequence[int], batch_size: int, cfg: RewardModelConfig,
+        loss_of: Callable, desc: str) -> tuple:
+    """The reward-model training loop both train-rm kinds share: AdamW with linear warm-up and decay over
+    cfg.epochs passes of length-grouped batches of `batch_size` examples; `loss_of(model, batch)` is the loss.
+    Returns (the accelerate-prepared model, loss per step, steps)."""
+    from transformers import get_linear_schedule_with_warmup
+
+    steps = max(1, math.ceil(len(train) * cfg.epochs / batch_size))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * steps), steps)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    rng = random.Random(cfg.seed)
+    queue: list[list[int]] = []
+    losses: list[float] = []
+    model.train()
+    bar = tqdm(range(steps), desc=desc, disable=not accelerator.is_local_main_process)
+    for step in bar:
+        if not queue:
+            queue = length_grouped_batches(lengths, batch_size, rng)
+        # Each process takes its own slice of the global batch (data parallel without a DataLoader).
+        loss = loss_of(model, [train[i] for i in queue.pop()[accelerator.process_index::accelerator.num_processes]])
+        accelerator.backward(loss)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.3f}")
+    return model, losses, steps
+
+
 def _approx_length(example: Example) -> int:
     """Characters the model will read for a pair: the dialogue tail it keeps plus the longer reply."""
     return min(len(render_dialogue(example[1])), 400) + max(len(example[2]), len(example[3]))
@@ -99,7 +130,6 @@ def train_reward_model(cfg: RewardModelConfig, objectives: Sequence[str] | None 
     its presence marks a finished run.
     """
     from accelerate.utils import set_seed
-    from transformers import get_linear_schedule_with_warmup
 
     objectives = list(objectives or cfg.objectives)
     output_dir = Path(output_dir or cfg.output_dir)
@@ -111,33 +141,13 @@ def train_reward_model(cfg: RewardModelConfig, objectives: Sequence[str] | None 
     model = MultiHeadRewardModel.from_encoder(cfg.base_model, objectives, cfg.pooling, cfg.max_length,
                                               cfg.prompt_max_tokens, cfg.trust_remote_code)
     tok = model.tokenizer
-    steps = max(1, math.ceil(len(train) * cfg.epochs / cfg.batch_size))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * steps), steps)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     device = accelerator.device
 
-    rng = random.Random(cfg.seed)
-    lengths = [_approx_length(e) for e in train]
-    queue: list[list[int]] = []
-    losses: list[float] = []
-    model.train()
-    bar = tqdm(range(steps), desc=f"train-rm [{','.join(objectives)}]", disable=not accelerator.is_local_main_process)
-    for step in bar:
-        if not queue:
-            queue = length_grouped_batches(lengths, cfg.batch_size, rng)
-        # Each process takes its own slice of the global batch (data parallel without a DataLoader).
-        batch = [train[i] for i in queue.pop()[accelerator.process_index::accelerator.num_processes]]
-        chosen, rejected = pair_scores(model, tok, batch, cfg, device)
-        loss = bradley_terry_loss(chosen, rejected, cfg.center_coefficient)
-        accelerator.backward(loss)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad()
-        losses.append(loss.item())
-        if step % 10 == 0:
-            bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.3f}")
+    def loss_of(model, batch):
+        return bradley_terry_loss(*pair_scores(model, tok, batch, cfg, device), cfg.center_coefficient)
 
+    model, losses, steps = fit(accelerator, model, train, [_approx_length(e) for e in train], cfg.batch_size, cfg,
+                               loss_of, f"train-rm [{','.join(objectives)}]")
     acc_after = pairwise_accuracy(model, tok, held_out, cfg, device, len(objectives)) if held_out else []
     metrics = {
         "objectives": objectives,
@@ -160,8 +170,15 @@ def train_reward_models(cfg: RewardModelConfig) -> tuple[list[HFRewardModel], di
     """Train per `cfg.multi_head`: one K-head model in `output_dir`, or K single-head models in
     `output_dir/<objective>`. With `cfg.cross_fit_folds` = k, each model also gets k fold models in
     `<model>/folds/<f>`, fold f trained without the pairs of fold f (they score those pairs for the
-    orchestrator's targets, so no target comes from a model that saw its pair). Returns the loaded reward
-    sources and the metrics per model."""
+    orchestrator's targets, so no target comes from a model that saw its pair). With `cfg.levels`, one MOSLIM
+    classification model instead (rewards/classifier_training.py). Returns the loaded reward sources and the
+    metrics per model."""
+    if cfg.levels:
+        from preforch.rewards.classifier import ClassifierReward
+        from preforch.rewards.classifier_training import train_classifier
+
+        metrics = train_classifier(cfg)
+        return [ClassifierReward(cfg.output_dir)], {cfg.output_dir: metrics}
     if cfg.multi_head or len(cfg.objectives) == 1:
         runs = [(cfg.objectives, cfg.train_data, cfg.eval_data, cfg.output_dir)]
     else:

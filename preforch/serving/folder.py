@@ -2,8 +2,8 @@
 `{"kind": "best-of-n", "policy": "smollm2", "ensemble": "runs/rewards", "num_candidates": 4}`.
 
 Folders without the file keep working: a train-wic folder (it has `wic.json`) is a `wic` policy, a train-experts
-folder (`experts.json`) a `soups` policy, any other model folder, hub id or alias serves as the caller's default
-kind, with the caller's settings.
+folder (`experts.json`) a `soups` policy, a train-policy --method moslim folder (`moslim.json`) a `moslim` policy,
+any other model folder, hub id or alias serves as the caller's default kind, with the caller's settings.
 """
 
 from __future__ import annotations
@@ -47,15 +47,17 @@ def _path_fields(settings_class: type) -> set[str]:
 def read_folder(source: str, options: LoadOptions) -> Stored:
     """The kind and settings of `source`: from its preference_policy.json unless that file is being read
     already (`options.opened`), else inferred: wic for a folder with wic.json, soups for one with experts.json,
-    no kind otherwise."""
+    moslim for one with moslim.json, no kind otherwise."""
     from preforch.alignment.expert_set import EXPERTS_FILE
+    from preforch.alignment.moslim import SPEC_FILE as MOSLIM_FILE
     from preforch.alignment.wic import SPEC_FILE
     from preforch.models import resolve
 
     folder = Path(resolve(source))
     file = folder / POLICY_FILE
     if not file.is_file() or any(os.path.samefile(folder, o) for o in options.opened):
-        marked = [kind for kind, marker in (("wic", SPEC_FILE), ("soups", EXPERTS_FILE)) if (folder / marker).is_file()]
+        markers = (("wic", SPEC_FILE), ("soups", EXPERTS_FILE), ("moslim", MOSLIM_FILE))
+        marked = [kind for kind, marker in markers if (folder / marker).is_file()]
         return Stored(marked[0] if marked else None, {"policy": source})
     data = read_json(file)
     if not isinstance(data, dict) or not isinstance(data.get("kind"), str):

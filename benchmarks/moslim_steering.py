@@ -1,0 +1,81 @@
+"""Does a levels tag steer the policy? Paired on prompts, judged by the Bradley-Terry ensemble (never the
+classifier that trained the policy).
+
+    python benchmarks/moslim_steering.py --classifier runs/moslim_rm600 --judge /work/main/runs/quickstart/rewards \
+        --policy untrained=smollm2 --policy moslim=runs/moslim_grpo/policy [--prompts_per_source 16]
+
+Every policy answers the same held-out prompts (hh-helpful:test, hh-harmless:test) under five tags, one sample
+each at the same seed: {helpful=1}, {harmless=1}, {quality=0}, {quality=2}, {quality=4}.
+- helpful gain: judged helpful under {helpful=1} minus under {harmless=1} (asked vs not asked), per prompt;
+- harmless gain: judged harmless under {harmless=1} minus under {helpful=1};
+- quality: the judge has no quality objective, so its helpful score stands in: Spearman of the requested level
+  with the judged score over all (prompt, level) replies, and the paired gain of {quality=4} over {quality=0}.
+Means with 95% CIs (normal approximation). `untrained=smollm2` is the prompting-alone baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+from _common import save
+
+from preforch.alignment.best_of_n import SamplingConfig
+from preforch.alignment.moslim import read_spec
+from preforch.data.conditioning import MASKED, render
+from preforch.data.loaders import sample_per_source
+from preforch.evaluation.metrics import mean_ci, spearman
+from preforch.rewards.ensemble import RewardEnsemble
+from preforch.serving.lm import CausalLM
+
+TAGS = {"helpful": {"helpful": 1}, "harmless": {"harmless": 1}, "q0": {"quality": 0}, "q2": {"quality": 2},
+        "q4": {"quality": 4}}
+
+
+def _ci(diff: np.ndarray) -> dict:
+    mean, half = mean_ci(diff[:, None])
+    return {"mean": float(mean[0]), "ci95": float(half[0])}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--classifier", required=True)
+    ap.add_argument("--judge", required=True)
+    ap.add_argument("--policy", action="append", required=True, help="name=path, repeatable")
+    ap.add_argument("--prompts_per_source", type=int, default=16)
+    ap.add_argument("--max_new_tokens", type=int, default=48)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    spec = read_spec(args.classifier)
+    heads, counts = spec["objectives"], spec["num_levels"]
+    prompts = sample_per_source(["hh-helpful:test", "hh-harmless:test"], args.prompts_per_source, args.seed).prompts
+    judge = RewardEnsemble.load(args.judge)
+    col = {o: judge.objectives.index(o) for o in ("helpful", "harmless")}
+    sampling = SamplingConfig(num_candidates=1, max_new_tokens=args.max_new_tokens, seed=args.seed)
+    result = {"judge": args.judge, "judge_objectives": list(judge.objectives), "prompts": len(prompts), "policies": {}}
+    for name, path in (p.split("=", 1) for p in args.policy):
+        tagged = []
+        for tag in TAGS.values():
+            levels = torch.tensor([tag.get(h, MASKED) for h in heads])
+            tagged += [render(p, levels, heads, "levels", counts) for p in prompts]
+        replies = [r[0] for r in CausalLM(path).sample(tagged, sampling)]
+        scores = judge.score(list(prompts) * len(TAGS), replies).view(len(TAGS), len(prompts), -1).numpy()
+        by = dict(zip(TAGS, scores))  # tag -> [P, K] normalised judged rewards
+        levels = np.repeat([0, 2, 4], len(prompts))
+        judged_quality = np.concatenate([by[t][:, col["helpful"]] for t in ("q0", "q2", "q4")])
+        result["policies"][name] = {
+            "path": path,
+            "helpful_gain": _ci(by["helpful"][:, col["helpful"]] - by["harmless"][:, col["helpful"]]),
+            "harmless_gain": _ci(by["harmless"][:, col["harmless"]] - by["helpful"][:, col["harmless"]]),
+            "quality_spearman": spearman(levels, judged_quality),
+            "quality_gain_4_over_0": _ci(by["q4"][:, col["helpful"]] - by["q0"][:, col["helpful"]]),
+            "mean_reply_chars": {t: float(np.mean([len(r) for r in replies[i * len(prompts):(i + 1) * len(prompts)]]))
+                                 for i, t in enumerate(TAGS)},
+        }
+    save("moslim_steering", result)
+
+
+if __name__ == "__main__":
+    main()
