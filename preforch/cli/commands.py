@@ -8,6 +8,7 @@ from pathlib import Path
 from preforch.config import (CompareConfig, EnsembleConfig, EvalOrchestratorConfig, EvaluateConfig, ExpertsConfig,
                              GenerateConfig, OrchestratorConfig, PlotLogsConfig, PolicyConfig, RewardModelConfig,
                              RLComparisonConfig, WeightsConfig, WicComparisonConfig, WicConfig)
+from preforch.config import MahaloConfig  # issue 13 (MAHALO)
 from preforch.data.loaders import load_many
 from preforch.errors import ConfigError
 from preforch.io import atomic_write_json
@@ -119,6 +120,20 @@ def train_experts(cfg: ExpertsConfig) -> dict:
     for expert, row in table.items():
         print(f"  {expert:<{width}}  " + "  ".join(f"{row[o]['accuracy']:>10.3f}" for o in cfg.objectives))
     print(f"saved {result['experts']}; serve it with --method soups or --method mod")
+    return result
+
+
+def train_mahalo(cfg: MahaloConfig) -> dict:
+    from preforch.alignment.mahalo import train_mahalo as run
+
+    result = run(cfg)
+    table = result["heldout_accuracy"]
+    width = max(map(len, [*table, "head"]))
+    print(f"head x objective held-out implicit-reward accuracy (beta {cfg.beta:g}; columns: each objective's pairs)")
+    print(f"  {'head':<{width}}  " + "  ".join(f"{o:>10}" for o in cfg.objectives))
+    for head, row in table.items():
+        print(f"  {head:<{width}}  " + "  ".join(f"{row[o]['accuracy']:>10.3f}" for o in cfg.objectives))
+    print(f"saved {result['policy']}; serve it with --method mahalo")
     return result
 
 

@@ -48,15 +48,17 @@ def _path_fields(settings_class: type) -> set[str]:
 def read_folder(source: str, options: LoadOptions) -> Stored:
     """The kind and settings of `source`: from its preference_policy.json unless that file is being read
     already (`options.opened`), else inferred: wic for a folder with wic.json, soups for one with experts.json,
-    no kind otherwise."""
+    mahalo for one with mahalo.json, no kind otherwise."""
     from preforch.alignment.expert_set import EXPERTS_FILE
+    from preforch.alignment.mahalo_model import MAHALO_FILE
     from preforch.alignment.wic import SPEC_FILE
     from preforch.models import resolve
 
     folder = Path(resolve(source))
     file = folder / POLICY_FILE
     if not file.is_file() or any(os.path.samefile(folder, o) for o in options.opened):
-        marked = [kind for kind, marker in (("wic", SPEC_FILE), ("soups", EXPERTS_FILE)) if (folder / marker).is_file()]
+        marked = [kind for kind, marker in (("wic", SPEC_FILE), ("soups", EXPERTS_FILE),
+                                                                  ("mahalo", MAHALO_FILE)) if (folder / marker).is_file()]
         return Stored(marked[0] if marked else None, {"policy": source})
     try:
         data = json.loads(file.read_text())

@@ -13,6 +13,7 @@ KINDS: dict[str, str] = {
     "wic": "preforch.serving.wic:WicPolicy",
     "soups": "preforch.serving.soups:SoupsPolicy",
     "mod": "preforch.serving.mod:ModPolicy",
+    "mahalo": "preforch.serving.mahalo:MahaloPolicy",
 }
 
 
