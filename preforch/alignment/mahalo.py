@@ -25,7 +25,7 @@ from preforch.alignment.mahalo_model import MultiHeadLM
 from preforch.config import MahaloConfig
 from preforch.data.schema import PreferenceDataset
 from preforch.errors import DataError
-from preforch.io import atomic_directory, atomic_write_json
+from preforch.io import atomic_directory, atomic_write_json, atomic_write_text
 
 ARITHMETIC = "arithmetic"
 RUN_FILE = "mahalo_run.json"
@@ -72,18 +72,24 @@ def route(objectives: Sequence[str], names: Sequence[str]) -> list[int]:
 
 
 def load_data(cfg: MahaloConfig, lm, tok) -> tuple[dict, dict, dict]:
-    """(train, heldout, arithmetic record): per-objective pairs; an 'arithmetic' spec samples the starting policy."""
+    """(train, heldout, arithmetic record): per-objective pairs. An 'arithmetic' spec samples the starting policy
+    and keeps the pairs in OUTPUT_DIR/data/<objective>_<split>.jsonl, which a resumed run reads back."""
     from preforch.alignment.verifiable_pairs import arithmetic_pairs
-    from preforch.data.loaders import load_many
+    from preforch.data.loaders import load_file, load_many
 
     splits, record = ({}, {}), {}
     for objective, specs in zip(cfg.objectives, zip(cfg.train_data, cfg.eval_data)):
         for split, (spec, cap, seed) in enumerate(zip(specs, (cfg.max_train_pairs, cfg.max_eval_pairs),
                                                        (cfg.seed, cfg.seed + 10_000))):
-            if spec == ARITHMETIC:
+            file = Path(cfg.output_dir) / "data" / f"{objective}_{('train', 'eval')[split]}.jsonl"
+            if spec == ARITHMETIC and cfg.resume and file.is_file():
+                pairs = load_file(file, source=ARITHMETIC)
+            elif spec == ARITHMETIC:
                 pairs, info = arithmetic_pairs(lm, tok, cap or 200, seed, cfg.arithmetic_samples,
                                                cfg.arithmetic_max_new_tokens)
                 record[f"{objective}/{('train', 'eval')[split]}"] = info
+                atomic_write_text(file, "".join(json.dumps({"prompt": list(p.prompt), "chosen": p.chosen,
+                                                            "rejected": p.rejected}) + "\n" for p in pairs))
             else:
                 pairs = load_many([spec], cap)
             if not len(pairs):

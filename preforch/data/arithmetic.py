@@ -60,3 +60,32 @@ def extract_answer(reply: str) -> int | None:
 def check(reply: str, answer: int) -> bool:
     """Exact match of the reply's final answer with `answer`."""
     return extract_answer(reply) == answer
+
+
+def _pattern(template: str) -> re.Pattern:
+    """A regex reading a, b, c (and the repeated name and item) back out of a problem made from `template`."""
+    text, seen = re.escape(template), set()
+    for name in re.findall(r"\\\{(\w)\\\}", text):
+        group = f"(?P={name})" if name in seen else (f"(?P<{name}>\\d+)" if name in "abc" else f"(?P<{name}>\\w+)")
+        text, seen = text.replace(f"\\{{{name}\\}}", group, 1), seen | {name}
+    return re.compile(text)
+
+
+PATTERNS = tuple((_pattern(t), solve) for t, solve in TEMPLATES)
+
+
+def solve(problem_text: str) -> int | None:
+    """The answer of a problem `make_problems` wrote (its prompt text), None for any other text: the checker needs
+    no stored answer, so a rule reward can judge replies from the prompt alone."""
+    for pattern, fn in PATTERNS:
+        m = pattern.search(problem_text)
+        if m:
+            return fn(int(m["a"]), int(m["b"]) if "b" in m.groupdict() else 0, int(m["c"]) if "c" in m.groupdict() else 0)
+    return None
+
+
+def exact_match(prompts: list[str], responses: list[str]) -> list[float]:
+    """Rule reward (`arithmetic=preforch.data.arithmetic:exact_match`): 1.0 for a correct final answer to an
+    arithmetic problem, else 0.0 (also for prompts that are no such problem)."""
+    answers = [solve(p) for p in prompts]
+    return [float(a is not None and check(r, a)) for a, r in zip(answers, responses)]

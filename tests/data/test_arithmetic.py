@@ -24,3 +24,16 @@ def test_pairs_choose_a_correct_sample_over_a_wrong_one():
     pairs = pairs_from_samples(problems, samples)
     assert len(pairs) == 2 and all(check(p.chosen, pr.answer) and not check(p.rejected, pr.answer)
                                    for p, pr in zip(pairs, [problems[0], problems[2]]))
+
+
+def test_the_answer_is_read_back_from_the_problem_text_so_a_rule_can_judge():
+    from preforch.data.arithmetic import exact_match, solve
+    from preforch.rewards.sources import RuleReward
+
+    problems = make_problems(200, seed=5)
+    assert all(solve(p.prompt[-1]["content"]) == p.answer for p in problems) and solve("How do I bake bread?") is None
+    rule = RuleReward.from_spec("arithmetic=preforch.data.arithmetic:exact_match")
+    scores = rule.score([problems[0].prompt, problems[0].prompt, ({"role": "user", "content": "hi"},)],
+                        [f"Answer: {problems[0].answer}", f"Answer: {problems[0].answer + 1}", "Answer: 1"])
+    assert rule.objectives == ("arithmetic",) and scores[:, 0].tolist() == [1.0, 0.0, 0.0]
+    assert exact_match(["x"], ["y"]) == [0.0]
