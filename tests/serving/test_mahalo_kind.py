@@ -58,3 +58,11 @@ def test_evaluate_serves_the_mahalo_kind(mahalo_dir, tiny_ensemble_dir, tmp_path
 def test_a_folder_without_heads_is_refused(tiny_policy_dir):
     with pytest.raises(ConfigError, match="not a MAHALO policy"):
         load_preference_policy(tiny_policy_dir, "mahalo")
+
+
+def test_generate_serves_a_mahalo_folder_under_user_weights(mahalo_dir, tiny_ensemble_dir, capsys):
+    from preforch.cli import main
+
+    assert main(["generate", "--policy", mahalo_dir, "--ensemble", tiny_ensemble_dir, "--max_new_tokens", "4",
+                 "--weights", "helpful=0.2,harmless=0.3,conciseness=0.5", "--prompt", "hi"]) == 0
+    assert ">>> hi\nweights: helpful=0.2" in capsys.readouterr().out.replace("0.200", "0.2")
