@@ -130,8 +130,8 @@ def train_mahalo(cfg: MahaloConfig) -> dict:
     heads = [0] * len(cfg.objectives) if cfg.pool else route(cfg.objectives, head_names)
     model = MultiHeadLM.from_base(lm, head_names, cfg.noise_std, cfg.seed)
     w0 = lm.get_output_embeddings().weight.detach().clone()[None]
-    refs = {o: tuple(x[0] for x in logprobs_by_head(model, tok, d, w0, cfg)) for o, d in [*train.items()]}
-    heldout_refs = {o: tuple(x[0] for x in logprobs_by_head(model, tok, d, w0, cfg)) for o, d in heldout.items()}
+    refs, heldout_refs = ({o: tuple(x[0] for x in logprobs_by_head(model, tok, d, w0, cfg)) for o, d in split.items()}
+                          for split in (train, heldout))
     if cfg.use_lora:
         from peft import get_peft_model
 

@@ -132,3 +132,21 @@ def test_train_mahalo_trains_each_head_checkpoints_resumes_and_judges(tiny_polic
     policy = load_preference_policy(str(out / "policy"), "mahalo", objectives=["helpful", "harmless"])
     replies = policy.respond([({"role": "user", "content": "hi"},)], torch.tensor([[0.3, 0.7]]))
     assert len(replies) == 1 and isinstance(replies[0][0], str)
+
+
+@pytest.mark.parametrize("extra", [["--use_lora", "true", "--lora_r", "4", "--lora_alpha", "8"], ["--pool", "true"]])
+def test_train_mahalo_with_a_lora_trunk_or_one_pooled_head(extra, tiny_policy_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    data, out = _data(tmp_path), tmp_path / "run"
+    assert main(["train-mahalo", "--base_model", tiny_policy_dir, "--objectives", "helpful", "harmless", "--train_data",
+                 *data, "--eval_data", *data, "--output_dir", str(out), "--batch_size", "4", "--learning_rate", "1e-2",
+                 "--max_steps", "2", "--max_prompt_tokens", "16", "--max_reply_tokens", "16", *extra]) == 0
+    heads = load_file(out / "policy" / "heads.safetensors")["heads"]
+    model, _ = MultiHeadLM.from_pretrained(out / "policy")
+    trunk = load_file(f"{tiny_policy_dir}/model.safetensors")
+    saved = model.lm.state_dict()
+    assert any(not torch.equal(v, saved[k]) for k, v in trunk.items() if k in saved and "lm_head" not in k)  # trained
+    assert heads.shape[0] == (1 if "--pool" in extra else 2)
+    assert json.loads((out / "mahalo_run.json").read_text())["heads"] == (["pooled"] if "--pool" in extra
+                                                                          else ["helpful", "harmless"])
