@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from preforch.alignment.best_of_n import SamplingConfig, encode_prompts, reply_rows
+from preforch.alignment.best_of_n import SamplingConfig, combined_reward, encode_prompts, reply_rows
 from preforch.errors import ConfigError
 from preforch.serving.policy import LoadOptions, PreferencePolicy, Prompts, Replies
 
@@ -20,7 +20,9 @@ from preforch.serving.policy import LoadOptions, PreferencePolicy, Prompts, Repl
 class MahaloSettings:
     """policy: a train-mahalo policy folder; guide: reward ensemble whose models score step prefixes (None:
     unguided); step_candidates: N of step-level best-of-N; boundary: 'paragraph', 'sentence' or a literal marker;
-    min_step_tokens / max_step_tokens: a step's length bounds; reuse_cache: continue the winner's KV cache."""
+    min_step_tokens / max_step_tokens: a step's length bounds; reuse_cache: continue the winner's KV cache;
+    rollouts: arithmetic problems: Monte Carlo rollouts (of rollout_tokens) that value each unfinished prefix (0:
+    the guide's scores alone)."""
 
     policy: str = field(metadata={"path": True})
     guide: Optional[str] = field(default=None, metadata={"path": True})
@@ -29,10 +31,13 @@ class MahaloSettings:
     min_step_tokens: int = 8
     max_step_tokens: int = 64
     reuse_cache: bool = True
+    rollouts: int = 0
+    rollout_tokens: int = 48
 
     def __post_init__(self):
-        if self.step_candidates < 1 or self.min_step_tokens < 1 or self.max_step_tokens < 1:
-            raise ConfigError("step_candidates, min_step_tokens, max_step_tokens: must be >= 1")
+        if min(self.step_candidates, self.min_step_tokens, self.max_step_tokens, self.rollout_tokens) < 1 or self.rollouts < 0:
+            raise ConfigError("step_candidates, min_step_tokens, max_step_tokens, rollout_tokens: must be >= 1; "
+                              "rollouts >= 0")
         if self.step_candidates > 1 and not self.guide:
             raise ConfigError("step_candidates > 1: needs guide (a reward-ensemble folder that scores the steps)")
 
@@ -104,11 +109,41 @@ class MahaloPolicy(PreferencePolicy):
         s = self.settings
         ids = encode_prompts(tok, [prompt], model.device)["input_ids"]
         text = lambda t: tok.decode(t, skip_special_tokens=True)  # noqa: E731
-        tokens = guided_decode(WeightedView(model, w[None]), ids,
-                               lambda rows: self.step_scorer().combined(prompt, [text(r) for r in rows], w),
+        tokens = guided_decode(WeightedView(model, w[None]), ids, lambda rows: combined_reward(self.step_scores(prompt, ids, rows, w), w.cpu()),
                                num_candidates=s.step_candidates, rule=StepRule.named(s.boundary, s.min_step_tokens,
                                                                                      s.max_step_tokens),
                                decode=text, max_new_tokens=sampling.max_new_tokens, eos_ids=end_tokens(model, tok),
                                temperature=sampling.temperature or 0.7, top_p=sampling.top_p,
                                reuse_cache=s.reuse_cache)
         return text(tokens).strip()
+
+    def step_scores(self, prompt, prompt_ids: torch.Tensor, rows: list[list[int]], w: torch.Tensor) -> torch.Tensor:
+        """Prefix scores [N, K] of candidate token lists: the guide ensemble's, and for an arithmetic problem with
+        `rollouts` set, the arithmetic column replaced by the checker / Monte Carlo value."""
+        from preforch.data.arithmetic import solve
+        from preforch.serving.mixed_decoding import end_tokens
+        from preforch.serving.step_scorers import arithmetic_step_value
+
+        model, tok = self.model_and_tokenizer()
+        texts = [tok.decode(r, skip_special_tokens=True) for r in rows]
+        scores = self.step_scorer().scores(prompt, texts)
+        answer = solve(prompt[-1]["content"]) if self.settings.rollouts and "arithmetic" in self.objectives else None
+        if answer is not None:
+            eos = end_tokens(model, tok)
+            scores[:, self.objectives.index("arithmetic")] = torch.tensor([arithmetic_step_value(
+                t, answer, bool(r) and r[-1] in eos, lambda _, n, r=r: self.rollout(prompt_ids, r, w, n),
+                self.settings.rollouts) for t, r in zip(texts, rows)])
+        return scores
+
+    def rollout(self, prompt_ids: torch.Tensor, tokens: list[int], w: torch.Tensor, n: int) -> list[str]:
+        """n sampled continuations (temperature 1) of the reply begun with `tokens`, under weights w [K]."""
+        from preforch.alignment.mahalo_model import WeightedView
+        from preforch.serving.mixed_decoding import end_tokens, mixed_decode
+
+        model, tok = self.model_and_tokenizer()
+        ids = torch.cat([prompt_ids, torch.tensor([tokens], dtype=prompt_ids.dtype, device=prompt_ids.device)], 1)
+        ids = ids.repeat(n, 1)
+        new = mixed_decode([WeightedView(model, w[None])], ids, torch.ones_like(ids), torch.ones(n, 1),
+                           max_new_tokens=self.settings.rollout_tokens, eos_ids=end_tokens(model, tok),
+                           pad_id=tok.pad_token_id, temperature=1.0)
+        return tok.batch_decode(new, skip_special_tokens=True)

@@ -33,10 +33,6 @@ class EnsembleStepScorer:
         zero = torch.zeros(len(prefixes))
         return torch.stack([normalized[:, c].float() if c is not None else zero for c in self.columns], dim=1)
 
-    def combined(self, prompt: Sequence[Message], prefixes: Sequence[str], weights: torch.Tensor) -> torch.Tensor:
-        """sum_k w_k s~_k(x, prefix) [N] for weights [K]."""
-        return self.scores(prompt, prefixes) @ weights.float().cpu()
-
 
 def arithmetic_step_value(prefix: str, answer: int, finished: bool, rollout: Callable[[str, int], list[str]],
                           num_rollouts: int) -> float:

@@ -66,3 +66,27 @@ def test_generate_serves_a_mahalo_folder_under_user_weights(mahalo_dir, tiny_ens
     assert main(["generate", "--policy", mahalo_dir, "--ensemble", tiny_ensemble_dir, "--max_new_tokens", "4",
                  "--weights", "helpful=0.2,harmless=0.3,conciseness=0.5", "--prompt", "hi"]) == 0
     assert ">>> hi\nweights: helpful=0.2" in capsys.readouterr().out.replace("0.200", "0.2")
+
+
+def test_arithmetic_prefixes_are_valued_by_the_checker_and_rollouts(tiny_policy_dir, tiny_ensemble_dir, tmp_path):
+    from preforch.data.arithmetic import make_problems
+    from preforch.models import load_policy
+
+    lm, tok = load_policy(tiny_policy_dir, dtype=torch.float32, device="cpu")
+    MultiHeadLM.from_base(lm, ("helpful", "harmless", "arithmetic"), noise_std=0.5).save_pretrained(tmp_path / "m", tok)
+    policy = load_preference_policy(str(tmp_path / "m"), guide=tiny_ensemble_dir, step_candidates=2, rollouts=4,
+                                    min_step_tokens=2, max_step_tokens=3)
+    problem = make_problems(1, seed=0)[0]
+    policy.rollout = lambda ids, tokens, w, n: [f"Answer: {problem.answer}", "Answer: -1", "no", "no"][:n]
+    w = torch.tensor([0.2, 0.2, 0.6])
+    ids = torch.tensor([[1, 2, 3]])
+    _, tok = policy.model_and_tokenizer()
+    rows = [tok("so", add_special_tokens=False).input_ids, tok("hmm", add_special_tokens=False).input_ids]
+    scores = policy.step_scores(problem.prompt, ids, rows, w)
+    assert scores[:, 2].tolist() == [0.25, 0.25] and (scores[:, :2] != 0).any()
+    other = policy.step_scores(({"role": "user", "content": "hi"},), ids, rows, w)  # no problem: no rollouts
+    assert other[:, 2].tolist() == [0.0, 0.0]
+    real = load_preference_policy(str(tmp_path / "m"), guide=tiny_ensemble_dir, step_candidates=2, rollouts=2,
+                                  rollout_tokens=3, min_step_tokens=2, max_step_tokens=3)
+    assert len(real.rollout(ids, rows[0], w, 2)) == 2
+    assert len(real.respond([problem.prompt], w[None], SamplingConfig(1, 6, 0.8, 1.0))[0]) == 1

@@ -10,12 +10,10 @@ def test_step_value_is_the_checker_at_the_end_and_the_rollout_share_before():
     assert arithmetic_step_value("Answer: 7", 7, True, rollout, 4) == 1.0
 
 
-def test_ensemble_prefix_scores_are_normalised_and_combined_by_w(tiny_ensemble_dir):
+def test_ensemble_prefix_scores_are_the_normalised_rewards_of_the_policy_objectives(tiny_ensemble_dir):
     ensemble = RewardEnsemble.load(tiny_ensemble_dir)
     scorer = EnsembleStepScorer(ensemble, ["harmless", "arithmetic", "helpful"])
     prompt, prefixes = [{"role": "user", "content": "hi"}], ["Sure, here", "No."]
     s = scorer.scores(prompt, prefixes)
     full = ensemble.score([tuple(prompt)] * 2, prefixes)
     assert torch.allclose(s[:, 0], full[:, 1]) and torch.allclose(s[:, 2], full[:, 0]) and (s[:, 1] == 0).all()
-    w = torch.tensor([0.2, 0.5, 0.3])
-    assert torch.allclose(scorer.combined(prompt, prefixes, w), 0.2 * full[:, 1] + 0.3 * full[:, 0])
