@@ -390,6 +390,48 @@ class ExpertsConfig:
 
 
 @dataclass
+class MahaloConfig:
+    """`preforch train-mahalo`: MAHALO, one output head per objective on a shared trunk, each trained with DPO on
+    its objective's pairs (issue 13)."""
+
+    base_model: str = _f("smollm2", "starting causal LM (also the frozen reference): hub id, path, or alias 'smollm2'")
+    objectives: list[str] = _list(["helpful", "harmless", "arithmetic"], "objective names, one head each")
+    train_data: list[str] = _list([*HH_TRAIN, "arithmetic"], "pairs per objective (bundled name[:split] or file); "
+                                  "'arithmetic': word problems, the policy's correct sample chosen over a wrong one")
+    eval_data: list[str] = _list([*HH_TEST, "arithmetic"], "held-out pairs per objective: the head x objective matrix")
+    output_dir: str = _f("runs/mahalo", "policy/ (the MAHALO folder), training/ (log.jsonl, checkpoint), mahalo_run.json")
+    pool: bool = _f(False, "baseline: one head trained on every objective's pairs pooled")
+    max_train_pairs: Optional[int] = _f(200, "cap on training pairs (arithmetic: problems) per objective")
+    max_eval_pairs: Optional[int] = _f(64, "cap on held-out pairs (arithmetic: problems) per objective")
+    epochs: float = _f(1.0, "passes over the training pairs")
+    max_steps: Optional[int] = _f(None, "steps, overriding epochs (equal compute across runs)")
+    batch_size: int = _f(6, "pairs per step, split evenly across the objectives")
+    learning_rate: float = _f(1e-5, "AdamW learning rate")
+    beta: float = _f(0.1, "DPO beta (and of the reported implicit reward)")
+    noise_std: float = _f(1e-3, "std of the noise added to each head's copy of the output matrix")
+    use_lora: bool = _f(False, "LoRA on the trunk (merged when saved) instead of full fine-tuning; heads train fully")
+    lora_r: int = _f(16, "LoRA rank")
+    lora_alpha: int = _f(32, "LoRA alpha")
+    max_prompt_tokens: int = _f(128, "prompt tokens kept (from the end)")
+    max_reply_tokens: int = _f(128, "reply tokens kept (from the start)")
+    arithmetic_samples: int = _f(6, "arithmetic pairs: samples per problem from the starting policy")
+    arithmetic_max_new_tokens: int = _f(96, "arithmetic pairs: tokens per sample")
+    save_steps: int = _f(50, "checkpoint every N steps")
+    resume: bool = _f(False, "continue from OUTPUT_DIR/training/checkpoint")
+    seed: int = _f(0, "random seed")
+    trust_remote_code: bool = _f(False, "allow custom model code from the hub")
+
+    def __post_init__(self):
+        _same_length(self, "objectives", "train_data")
+        _same_length(self, "objectives", "eval_data")
+        _positive(self, "epochs", "max_steps", "batch_size", "learning_rate", "beta", "max_prompt_tokens",
+                  "max_reply_tokens", "arithmetic_samples", "arithmetic_max_new_tokens", "save_steps")
+        _non_negative(self, "noise_std")
+        if not self.objectives or len(set(self.objectives)) != len(self.objectives):
+            raise ConfigError(f"objectives: expected distinct objective names, got {self.objectives}")
+
+
+@dataclass
 class RLComparisonConfig(PolicyConfig):
     """`preforch rl-compare`: train several RL methods from one start on one prompt set (every train-policy
     option applies to each; `methods` replaces `method`), then judge the initial policy and every checkpoint

@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 from preforch.config import (CompareConfig, EnsembleConfig, EvalOrchestratorConfig, EvaluateConfig, ExpertsConfig,
-                             GenerateConfig, OrchestratorConfig, PlotLogsConfig, PolicyConfig, RewardModelConfig,
-                             RLComparisonConfig, ServeConfig, WeightsConfig, WicComparisonConfig, WicConfig)
+                             GenerateConfig, MahaloConfig, OrchestratorConfig, PlotLogsConfig, PolicyConfig,
+                             RewardModelConfig, RLComparisonConfig, ServeConfig, WeightsConfig, WicComparisonConfig,
+                             WicConfig)
 from preforch.data.loaders import load_many
 from preforch.errors import ConfigError
 from preforch.io import atomic_write_json, read_jsonl
@@ -111,19 +112,33 @@ def train_policy(cfg: PolicyConfig) -> dict:
     return result
 
 
+def _print_accuracy_table(table: dict, row_label: str, objectives) -> None:
+    """{row: {objective: {"accuracy": ...}}} as aligned text, one column per objective's held-out pairs."""
+    width = max(map(len, [*table, row_label]))
+    print(f"  {row_label:<{width}}  " + "  ".join(f"{o:>10}" for o in objectives))
+    for name, row in table.items():
+        print(f"  {name:<{width}}  " + "  ".join(f"{row[o]['accuracy']:>10.3f}" for o in objectives))
+
+
 def train_experts(cfg: ExpertsConfig) -> dict:
     from preforch.alignment.experts import train_experts as run
 
     result = run(cfg)
     if not result:  # a non-main process under torchrun
         return result
-    table = result["heldout_accuracy"]
-    width = max(map(len, [*table, "expert"]))
     print(f"held-out implicit-reward accuracy (beta {cfg.beta:g}; rows: experts, columns: each objective's pairs)")
-    print(f"  {'expert':<{width}}  " + "  ".join(f"{o:>10}" for o in cfg.objectives))
-    for expert, row in table.items():
-        print(f"  {expert:<{width}}  " + "  ".join(f"{row[o]['accuracy']:>10.3f}" for o in cfg.objectives))
+    _print_accuracy_table(result["heldout_accuracy"], "expert", cfg.objectives)
     print(f"saved {result['experts']}; serve it with --method soups or --method mod")
+    return result
+
+
+def train_mahalo(cfg: MahaloConfig) -> dict:
+    from preforch.alignment.mahalo import train_mahalo as run
+
+    result = run(cfg)
+    print(f"head x objective held-out implicit-reward accuracy (beta {cfg.beta:g}; columns: each objective's pairs)")
+    _print_accuracy_table(result["heldout_accuracy"], "head", cfg.objectives)
+    print(f"saved {result['policy']}; serve it with --method mahalo")
     return result
 
 

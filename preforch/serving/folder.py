@@ -3,7 +3,8 @@
 
 Folders without the file keep working: a train-wic folder (it has `wic.json`) is a `wic` policy, a train-experts
 folder (`experts.json`) a `soups` policy, a train-policy --method moslim folder (`moslim.json`) a `moslim` policy,
-any other model folder, hub id or alias serves as the caller's default kind, with the caller's settings.
+a train-mahalo folder (`mahalo.json`) a `mahalo` policy; any other model folder, hub id or alias serves as the
+caller's default kind, with the caller's settings.
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ def _path_fields(settings_class: type) -> set[str]:
 def read_folder(source: str, options: LoadOptions) -> Stored:
     """The kind and settings of `source`: from its preference_policy.json unless that file is being read
     already (`options.opened`), else inferred: wic for a folder with wic.json, soups for one with experts.json,
-    moslim for one with moslim.json, no kind otherwise."""
+    moslim for one with moslim.json, mahalo for one with mahalo.json, no kind otherwise."""
     from preforch.alignment.expert_set import EXPERTS_FILE
+    from preforch.alignment.mahalo_model import MAHALO_FILE
     from preforch.alignment.moslim import SPEC_FILE as MOSLIM_FILE
     from preforch.alignment.wic import SPEC_FILE
     from preforch.models import resolve
@@ -56,7 +58,7 @@ def read_folder(source: str, options: LoadOptions) -> Stored:
     folder = Path(resolve(source))
     file = folder / POLICY_FILE
     if not file.is_file() or any(os.path.samefile(folder, o) for o in options.opened):
-        markers = (("wic", SPEC_FILE), ("soups", EXPERTS_FILE), ("moslim", MOSLIM_FILE))
+        markers = (("wic", SPEC_FILE), ("soups", EXPERTS_FILE), ("moslim", MOSLIM_FILE), ("mahalo", MAHALO_FILE))
         marked = [kind for kind, marker in markers if (folder / marker).is_file()]
         return Stored(marked[0] if marked else None, {"policy": source})
     data = read_json(file)

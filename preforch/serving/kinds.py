@@ -14,6 +14,7 @@ KINDS: dict[str, str] = {
     "soups": "preforch.serving.soups:SoupsPolicy",
     "mod": "preforch.serving.mod:ModPolicy",
     "moslim": "preforch.serving.moslim:MoslimPolicy",
+    "mahalo": "preforch.serving.mahalo:MahaloPolicy",
 }
 
 

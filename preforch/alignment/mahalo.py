@@ -1,0 +1,175 @@
+"""`preforch train-mahalo`: MAHALO (pearls-lab/multiobj-align): K heads on one trunk, each pair training only its
+objective's head with DPO against the frozen starting model; then every head judged on every objective's
+held-out pairs by its implicit reward beta * (log pi_k - log pi_ref).
+
+A small loop on accelerate rather than a TRL DPOTrainer subclass: routing rows to heads reaches into TRL's
+concatenated forward, while the loop is short. The reference is the starting model with its single output matrix
+W_0, the same for every head, so its log-probs are computed once, before training.
+
+OUTPUT_DIR: policy/ (MultiHeadLM folder, written at the end), training/log.jsonl (per-step and per-objective loss,
+margin, accuracy), training/checkpoint/ (latest state, for --resume), mahalo_run.json (record + matrix).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from preforch.alignment.implicit_reward import implicit_reward_accuracy
+from preforch.alignment.mahalo_dpo import balanced_batches, dpo_losses, encode_replies, per_objective_loss, sequence_logprobs
+from preforch.alignment.mahalo_model import MultiHeadLM
+from preforch.config import MahaloConfig
+from preforch.data.schema import PreferenceDataset
+from preforch.errors import DataError
+from preforch.io import atomic_directory, atomic_write_json, atomic_write_text
+
+ARITHMETIC = "arithmetic"
+RUN_FILE = "mahalo_run.json"
+
+
+@torch.no_grad()
+def logprobs_by_head(model: MultiHeadLM, tok, pairs: PreferenceDataset, heads: torch.Tensor, cfg: MahaloConfig,
+                     batch_size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed reply log-probs of chosen and rejected under each of heads [K', V, H] -> ([K', N], [K', N]); the trunk
+    runs once per reply."""
+    out = []
+    for replies in ([p.chosen for p in pairs], [p.rejected for p in pairs]):
+        cols = []
+        for s in range(0, len(pairs), batch_size):
+            enc = encode_replies(tok, pairs.prompts[s:s + batch_size], replies[s:s + batch_size],
+                                 cfg.max_prompt_tokens, cfg.max_reply_tokens)
+            enc = {k: v.to(model.device) for k, v in enc.items()}
+            hidden, _ = model.hidden(enc["input_ids"], enc["attention_mask"])
+            cols.append(torch.stack([sequence_logprobs(hidden @ w.T, enc["input_ids"], enc["reply_mask"]).cpu()
+                                     for w in heads]))
+        out.append(torch.cat(cols, dim=1))
+    return out[0], out[1]
+
+
+def head_matrix(model: MultiHeadLM, tok, heldout: dict[str, PreferenceDataset], refs: dict, cfg: MahaloConfig,
+                head_names: Sequence[str]) -> dict[str, dict[str, dict[str, float]]]:
+    """{head: {data objective: implicit-reward accuracy and margin}} on each objective's held-out pairs."""
+    table: dict = {h: {} for h in head_names}
+    for objective, pairs in heldout.items():
+        chosen, rejected = logprobs_by_head(model, tok, pairs, model.heads, cfg)
+        for k, head in enumerate(head_names):
+            table[head][objective] = implicit_reward_accuracy(chosen[k], rejected[k], *refs[objective], cfg.beta)
+    return table
+
+
+def route(objectives: Sequence[str], names: Sequence[str]) -> list[int]:
+    """Each pair's head index from its objective name; `DataError` naming the pair for an unknown objective."""
+    heads = []
+    for i, objective in enumerate(objectives):
+        if objective not in names:
+            raise DataError(f"pair {i}: objective {objective!r} has no head (heads: {list(names)})")
+        heads.append(list(names).index(objective))
+    return heads
+
+
+def load_data(cfg: MahaloConfig, lm, tok) -> tuple[dict, dict, dict]:
+    """(train, heldout, arithmetic record): per-objective pairs. An 'arithmetic' spec samples the starting policy
+    and keeps the pairs in OUTPUT_DIR/data/<objective>_<split>.jsonl, which a resumed run reads back."""
+    from preforch.alignment.verifiable_pairs import arithmetic_pairs
+    from preforch.data.loaders import load_file, load_many
+
+    splits, record = ({}, {}), {}
+    for objective, specs in zip(cfg.objectives, zip(cfg.train_data, cfg.eval_data)):
+        for split, (spec, cap, seed) in enumerate(zip(specs, (cfg.max_train_pairs, cfg.max_eval_pairs),
+                                                       (cfg.seed, cfg.seed + 10_000))):
+            file = Path(cfg.output_dir) / "data" / f"{objective}_{('train', 'eval')[split]}.jsonl"
+            if spec == ARITHMETIC and cfg.resume and file.is_file():
+                pairs = load_file(file, source=ARITHMETIC)
+            elif spec == ARITHMETIC:
+                pairs, info = arithmetic_pairs(lm, tok, cap or 200, seed, cfg.arithmetic_samples,
+                                               cfg.arithmetic_max_new_tokens)
+                record[f"{objective}/{('train', 'eval')[split]}"] = info
+                atomic_write_text(file, "".join(json.dumps({"prompt": list(p.prompt), "chosen": p.chosen,
+                                                            "rejected": p.rejected}) + "\n" for p in pairs))
+            else:
+                pairs = load_many([spec], cap)
+            if not len(pairs):
+                raise DataError(f"{spec}: no pairs for objective {objective!r}")
+            splits[split][objective] = pairs
+    return splits[0], splits[1], record
+
+
+def train_step(model: MultiHeadLM, tok, batch: list[tuple[int, int]], train: list[PreferenceDataset],
+               refs: list[tuple[torch.Tensor, torch.Tensor]], heads: list[int], cfg: MahaloConfig, names):
+    """DPO loss of one batch of (objective, pair) with each pair's logits from its own head only."""
+    pairs = [train[k][i] for k, i in batch]
+    replies = [p.chosen for p in pairs] + [p.rejected for p in pairs]
+    enc = {k: v.to(model.device) for k, v in encode_replies(tok, [p.prompt for p in pairs] * 2, replies,
+                                                            cfg.max_prompt_tokens, cfg.max_reply_tokens).items()}
+    hidden, _ = model.hidden(enc["input_ids"], enc["attention_mask"])
+    objective = torch.tensor([k for k, _ in batch] * 2)
+    logps = torch.zeros(len(replies), device=model.device)
+    for k in objective.unique().tolist():
+        rows = (objective == k).nonzero()[:, 0].to(model.device)
+        logps = logps.index_put((rows,), sequence_logprobs(model.head_logits(hidden[rows], heads[k]),
+                                                           enc["input_ids"][rows], enc["reply_mask"][rows]))
+    ref = torch.tensor([[refs[k][0][i], refs[k][1][i]] for k, i in batch], device=model.device)
+    losses, margins = dpo_losses(logps[:len(pairs)], logps[len(pairs):], ref[:, 0], ref[:, 1], cfg.beta)
+    return per_objective_loss(losses, margins, objective[:len(pairs)].to(model.device), names)
+
+
+def train_mahalo(cfg: MahaloConfig) -> dict:
+    """Train, checkpoint every save_steps (resumable), save OUTPUT_DIR/policy and the head x objective matrix."""
+    from preforch.alignment.trl_utils import lora_config
+    from preforch.models import load_policy, make_accelerator
+
+    out, work = Path(cfg.output_dir), Path(cfg.output_dir) / "training"
+    torch.manual_seed(cfg.seed)
+    lm, tok = load_policy(cfg.base_model, dtype=torch.float32, trust_remote_code=cfg.trust_remote_code)
+    train, heldout, record = load_data(cfg, lm, tok)
+    head_names = ["pooled"] if cfg.pool else list(cfg.objectives)
+    heads = [0] * len(cfg.objectives) if cfg.pool else route(cfg.objectives, head_names)
+    model = MultiHeadLM.from_base(lm, head_names, cfg.noise_std, cfg.seed)
+    w0 = lm.get_output_embeddings().weight.detach().clone()[None]
+    refs, heldout_refs = ({o: tuple(x[0] for x in logprobs_by_head(model, tok, d, w0, cfg)) for o, d in split.items()}
+                          for split in (train, heldout))
+    if cfg.use_lora:
+        from peft import get_peft_model
+
+        model.lm = get_peft_model(lm, lora_config(True, cfg.lora_r, cfg.lora_alpha))
+    model.train()
+    accelerator = make_accelerator()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate,
+                                  weight_decay=0.0)  # decay would move heads that got no gradient
+    model, optimizer = accelerator.prepare(model, optimizer)
+    batches = balanced_batches([len(train[o]) for o in cfg.objectives], cfg.batch_size, cfg.epochs, cfg.seed)
+    steps = cfg.max_steps or len(batches)
+    batches = (batches * (steps // len(batches) + 1))[:steps]
+    start = 0
+    if cfg.resume and (work / "checkpoint" / "state.json").is_file():
+        accelerator.load_state(str(work / "checkpoint"))
+        start = json.loads((work / "checkpoint" / "state.json").read_text())["step"]
+    work.mkdir(parents=True, exist_ok=True)
+    log_file = work / "log.jsonl"
+    kept = [l for l in log_file.read_text().splitlines() if json.loads(l)["step"] <= start] if start and log_file.is_file() else []
+    log_file.write_text("".join(l + "\n" for l in kept))
+    train_list, ref_list = [train[o] for o in cfg.objectives], [refs[o] for o in cfg.objectives]
+    for step in range(start, steps):
+        loss, log = train_step(model, tok, batches[step], train_list, ref_list, heads, cfg, cfg.objectives)
+        optimizer.zero_grad()
+        accelerator.backward(loss)
+        optimizer.step()
+        with open(log_file, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": step + 1, "loss": loss.item(), **log}) + "\n")
+        if (step + 1) % cfg.save_steps == 0 or step + 1 == steps:  # the last too: --max_steps N extends a run
+            with atomic_directory(work / "checkpoint") as tmp:
+                accelerator.save_state(str(tmp), safe_serialization=True)
+                atomic_write_json(tmp / "state.json", {"step": step + 1})
+    model = accelerator.unwrap_model(model).eval()
+    matrix = head_matrix(model, tok, heldout, heldout_refs, cfg, head_names)
+    record = {"steps": steps, "heads": head_names, "pairs": {o: len(d) for o, d in train.items()},
+              "heldout_pairs": {o: len(d) for o, d in heldout.items()}, "arithmetic": record,
+              "heldout_accuracy": matrix, "config": asdict(cfg)}
+    with atomic_directory(out / "policy") as tmp:
+        model.save_pretrained(tmp, tok, base_model=cfg.base_model, beta=cfg.beta)
+    atomic_write_json(out / RUN_FILE, record)
+    return {"policy": str(out / "policy"), **record}

@@ -1,0 +1,152 @@
+import json
+import math
+
+import pytest
+import torch
+
+from preforch.alignment.mahalo import route, train_step
+from preforch.alignment.mahalo_dpo import balanced_batches, dpo_losses, encode_replies, sequence_logprobs
+from preforch.alignment.mahalo_model import MultiHeadLM, WeightedView, mixed_logits
+from preforch.cli import main
+from preforch.config import MahaloConfig
+from preforch.errors import DataError, WeightsError
+from tests.conftest import make_pairs
+
+NAMES = ("helpful", "harmless", "arithmetic")
+
+
+def _model(tiny_policy_dir, noise=0.0):
+    from preforch.models import load_policy
+
+    lm, tok = load_policy(tiny_policy_dir, dtype=torch.float32, device="cpu")
+    return MultiHeadLM.from_base(lm, NAMES, noise_std=noise), lm, tok
+
+
+def _ids(tok):
+    return tok(["hello there how are you", "explain the topic"], return_tensors="pt", padding=True)
+
+
+def test_heads_with_zero_noise_reproduce_the_base_logits(tiny_policy_dir):
+    model, lm, tok = _model(tiny_policy_dir)
+    enc = _ids(tok)
+    base = lm(**enc).logits
+    for k in range(len(NAMES)):
+        w = torch.nn.functional.one_hot(torch.tensor([k, k]), len(NAMES)).float()
+        assert torch.allclose(model(**enc, weights=w).logits, base, atol=1e-5)
+    assert not torch.equal(MultiHeadLM.from_base(lm, NAMES, noise_std=1e-3).heads[0], model.heads[0])
+
+
+def test_mixing_is_the_normalised_product_of_the_heads_distributions(tiny_policy_dir):
+    model, _, tok = _model(tiny_policy_dir, noise=0.5)
+    enc = _ids(tok)
+    w = torch.tensor([[0.2, 0.5, 0.3], [0.6, 0.0, 0.4]])
+    mixed = model(**enc, weights=w).logits.log_softmax(-1)
+    hidden, _ = model.hidden(**enc)
+    per_head = torch.stack([model.head_logits(hidden, k).log_softmax(-1) for k in range(3)])  # [K, B, T, V]
+    product = torch.einsum("kbtv,bk->btv", per_head, w).log_softmax(-1)  # log of prod_k p_k^w_k, normalised
+    assert torch.allclose(mixed, product, atol=1e-4)
+    same = w[:1].expand(2, 3)  # one merged head for a shared w gives what per-row mixing gives
+    assert torch.allclose(mixed_logits(hidden, model.heads, same),
+                          torch.einsum("kbtv,bk->btv", torch.stack([model.head_logits(hidden, k) for k in range(3)]), same),
+                          atol=1e-4)
+
+
+def test_weights_of_the_wrong_length_are_refused(tiny_policy_dir):
+    model, _, tok = _model(tiny_policy_dir)
+    with pytest.raises(WeightsError, match=r"\[B, 3\] over heads \['helpful', 'harmless', 'arithmetic'\]"):
+        model(**_ids(tok), weights=torch.tensor([[0.5, 0.5], [0.5, 0.5]]))
+
+
+def test_save_and_load_round_trip_keeps_heads_and_logits(tiny_policy_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    model, _, tok = _model(tiny_policy_dir, noise=0.1)
+    model.save_pretrained(tmp_path / "m", tok, beta=0.1)
+    assert load_file(tmp_path / "m" / "heads.safetensors")["heads"].shape == model.heads.shape
+    loaded, tok2 = MultiHeadLM.from_pretrained(tmp_path / "m")
+    assert loaded.objectives == NAMES and json.loads((tmp_path / "m" / "mahalo.json").read_text())["beta"] == 0.1
+    w = torch.tensor([[0.1, 0.2, 0.7]] * 2)
+    assert torch.allclose(loaded(**_ids(tok2), weights=w).logits, model(**_ids(tok), weights=w).logits, atol=1e-5)
+
+
+def test_dpo_loss_is_log2_at_init_and_head_j_gets_no_gradient_from_objective_k(tiny_policy_dir):
+    model, _, tok = _model(tiny_policy_dir)
+    pairs = make_pairs(4)
+    cfg = MahaloConfig(objectives=list(NAMES), max_prompt_tokens=32, max_reply_tokens=16)
+    enc = [encode_replies(tok, pairs.prompts, [getattr(p, side) for p in pairs], 32, 16) for side in ("chosen", "rejected")]
+    with torch.no_grad():
+        refs = [tuple(sequence_logprobs(model.lm(input_ids=e["input_ids"], attention_mask=e["attention_mask"]).logits,
+                                        e["input_ids"], e["reply_mask"]) for e in enc)] * 3
+    loss, log = train_step(model, tok, [(1, i) for i in range(4)], [pairs] * 3, refs, [0, 1, 2], cfg, NAMES)
+    assert loss.item() == pytest.approx(math.log(2), abs=1e-4) and set(log) == {"harmless/loss", "harmless/margin",
+                                                                                 "harmless/accuracy"}
+    loss.backward()
+    grad = model.heads.grad
+    assert grad[1].abs().sum() > 0 and grad[0].abs().sum() == 0 and grad[2].abs().sum() == 0
+
+
+def test_dpo_losses_and_balanced_batches():
+    losses, margins = dpo_losses(torch.tensor([-1.0]), torch.tensor([-3.0]), torch.tensor([-2.0]), torch.tensor([-2.0]), 0.5)
+    assert margins.item() == pytest.approx(1.0) and losses.item() == pytest.approx(math.log(1 + math.exp(-1)))
+    batches = balanced_batches([10, 3, 5], batch_size=6, epochs=1, seed=0)
+    assert len(batches) == 3 and all([k for k, _ in b] == [0, 0, 1, 1, 2, 2] for b in batches)
+    assert balanced_batches([10, 3, 5], 6, 1, 0) == batches
+    assert {i for b in batches for k, i in b if k == 1} == {0, 1, 2}  # the short objective cycles
+
+
+def test_pairs_with_an_unknown_objective_are_refused():
+    assert route(["harmless", "helpful"], NAMES) == [1, 0]
+    with pytest.raises(DataError, match="pair 1: objective 'cooking' has no head"):
+        route(["helpful", "cooking"], NAMES)
+
+
+def _data(tmp_path):
+    files = []
+    for objective, source in (("helpful", "benign"), ("harmless", "unsafe")):
+        f = tmp_path / f"{objective}.jsonl"
+        f.write_text("".join(json.dumps({"prompt": p.prompt[-1]["content"], "chosen": p.chosen, "rejected": p.rejected})
+                             + "\n" for p in make_pairs(16) if p.source == source))
+        files.append(str(f))
+    return files
+
+
+def test_train_mahalo_trains_each_head_checkpoints_resumes_and_judges(tiny_policy_dir, tmp_path, capsys):
+    from preforch.serving.folder import load_preference_policy
+
+    data, out = _data(tmp_path), tmp_path / "run"
+    args = ["train-mahalo", "--base_model", tiny_policy_dir, "--objectives", "helpful", "harmless", "--train_data",
+            *data, "--eval_data", *data, "--output_dir", str(out), "--batch_size", "4", "--learning_rate", "1e-3",
+            "--max_steps", "6", "--save_steps", "3", "--max_prompt_tokens", "24", "--max_reply_tokens", "24"]
+    assert main(args) == 0
+    assert "head x objective" in capsys.readouterr().out
+    log = [json.loads(l) for l in (out / "training" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, 7)) and {"helpful/accuracy", "harmless/margin"} <= set(log[0])
+    assert log[0]["loss"] == pytest.approx(math.log(2), abs=0.01) and log[-1]["loss"] < log[0]["loss"]
+    run = json.loads((out / "mahalo_run.json").read_text())
+    assert set(run["heldout_accuracy"]) == {"helpful", "harmless"}
+    assert run["heldout_accuracy"]["helpful"]["helpful"]["accuracy"] >= 0.5
+    assert (out / "training" / "checkpoint" / "state.json").is_file()
+    assert main([*args, "--max_steps", "9", "--resume", "true"]) == 0  # continues after step 3's checkpoint... 6
+    steps = [json.loads(l)["step"] for l in (out / "training" / "log.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 10))
+    policy = load_preference_policy(str(out / "policy"), "mahalo", objectives=["helpful", "harmless"])
+    replies = policy.respond([({"role": "user", "content": "hi"},)], torch.tensor([[0.3, 0.7]]))
+    assert len(replies) == 1 and isinstance(replies[0][0], str)
+
+
+@pytest.mark.parametrize("extra", [["--use_lora", "true", "--lora_r", "4", "--lora_alpha", "8"], ["--pool", "true"]])
+def test_train_mahalo_with_a_lora_trunk_or_one_pooled_head(extra, tiny_policy_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    data, out = _data(tmp_path), tmp_path / "run"
+    assert main(["train-mahalo", "--base_model", tiny_policy_dir, "--objectives", "helpful", "harmless", "--train_data",
+                 *data, "--eval_data", *data, "--output_dir", str(out), "--batch_size", "4", "--learning_rate", "1e-2",
+                 "--max_steps", "2", "--max_prompt_tokens", "16", "--max_reply_tokens", "16", *extra]) == 0
+    heads = load_file(out / "policy" / "heads.safetensors")["heads"]
+    model, _ = MultiHeadLM.from_pretrained(out / "policy")
+    trunk = load_file(f"{tiny_policy_dir}/model.safetensors")
+    saved = model.lm.state_dict()
+    assert any(not torch.equal(v, saved[k]) for k, v in trunk.items() if k in saved and "lm_head" not in k)  # trained
+    assert heads.shape[0] == (1 if "--pool" in extra else 2)
+    assert json.loads((out / "mahalo_run.json").read_text())["heads"] == (["pooled"] if "--pool" in extra
+                                                                          else ["helpful", "harmless"])

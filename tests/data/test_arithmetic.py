@@ -1,0 +1,39 @@
+from preforch.alignment.verifiable_pairs import pairs_from_samples
+from preforch.data.arithmetic import check, extract_answer, make_problems
+
+
+def test_problems_are_seeded_and_their_answers_integral():
+    a, b = make_problems(50, seed=1), make_problems(50, seed=1)
+    assert a == b and a != make_problems(50, seed=2)
+    assert all(isinstance(p.answer, int) and p.answer >= 0 for p in a)
+    assert all("Answer: N" in p.prompt[-1]["content"] for p in a)
+
+
+def test_the_checker_reads_the_final_answer_exactly():
+    assert extract_answer("3 + 4 = 7, minus 2 is 5.\nAnswer: 5") == 5
+    assert extract_answer("First 12, then 1,250 in all") == 1250
+    assert extract_answer("no number") is None
+    assert check("so 9 apples. Answer: 9", 9) and not check("Answer: 19", 9) and not check("Answer: 9.5 or 10", 10)
+
+
+def test_pairs_choose_a_correct_sample_over_a_wrong_one():
+    problems = make_problems(3, seed=0)
+    samples = [[f"Answer: {problems[0].answer + 1}", f"Answer: {problems[0].answer}"],
+               [f"Answer: {problems[1].answer}"] * 2,  # all right: no pair
+               ["no idea", f"Answer: {problems[2].answer}"]]
+    pairs = pairs_from_samples(problems, samples)
+    assert len(pairs) == 2 and all(check(p.chosen, pr.answer) and not check(p.rejected, pr.answer)
+                                   for p, pr in zip(pairs, [problems[0], problems[2]]))
+
+
+def test_the_answer_is_read_back_from_the_problem_text_so_a_rule_can_judge():
+    from preforch.data.arithmetic import exact_match, solve
+    from preforch.rewards.sources import RuleReward
+
+    problems = make_problems(200, seed=5)
+    assert all(solve(p.prompt[-1]["content"]) == p.answer for p in problems) and solve("How do I bake bread?") is None
+    rule = RuleReward.from_spec("arithmetic=preforch.data.arithmetic:exact_match")
+    scores = rule.score([problems[0].prompt, problems[0].prompt, ({"role": "user", "content": "hi"},)],
+                        [f"Answer: {problems[0].answer}", f"Answer: {problems[0].answer + 1}", "Answer: 1"])
+    assert rule.objectives == ("arithmetic",) and scores[:, 0].tolist() == [1.0, 0.0, 0.0]
+    assert exact_match(["x"], ["y"]) == [0.0]
