@@ -6,6 +6,7 @@ combined by the same w; guided decoding serves one reply per prompt at a time.""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
@@ -53,9 +54,9 @@ class MahaloPolicy(PreferencePolicy):
         from preforch.models import resolve
 
         super().__init__(settings, options)
-        file = resolve(settings.policy) + "/" + MAHALO_FILE
+        file = Path(resolve(settings.policy)) / MAHALO_FILE
         try:
-            self._objectives = tuple(json.loads(open(file).read())["objectives"])
+            self._objectives = tuple(json.loads(file.read_text())["objectives"])
         except (OSError, ValueError, KeyError) as e:
             raise ConfigError(f"{file}: not a MAHALO policy ({type(e).__name__}: {e}); preforch train-mahalo makes one") from None
         self.options, self._loaded, self._scorer = options, None, None
@@ -63,6 +64,10 @@ class MahaloPolicy(PreferencePolicy):
     @property
     def objectives(self) -> tuple[str, ...]:
         return self._objectives
+
+    def check_sampling(self, sampling: SamplingConfig) -> None:
+        if self.settings.step_candidates > 1 and sampling.temperature == 0:
+            raise ConfigError("mahalo guided decoding samples its step candidates: temperature must be > 0")
 
     def model_and_tokenizer(self):
         if self._loaded is None:
@@ -113,7 +118,7 @@ class MahaloPolicy(PreferencePolicy):
                                num_candidates=s.step_candidates, rule=StepRule.named(s.boundary, s.min_step_tokens,
                                                                                      s.max_step_tokens),
                                decode=text, max_new_tokens=sampling.max_new_tokens, eos_ids=end_tokens(model, tok),
-                               temperature=sampling.temperature or 0.7, top_p=sampling.top_p,
+                               temperature=sampling.temperature, top_p=sampling.top_p,
                                reuse_cache=s.reuse_cache)
         return text(tokens).strip()
 
