@@ -5,9 +5,9 @@ combined by the same w; guided decoding serves one reply per prompt at a time.""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -26,7 +26,7 @@ class MahaloSettings:
     the guide's scores alone)."""
 
     policy: str = field(metadata={"path": True})
-    guide: Optional[str] = field(default=None, metadata={"path": True})
+    guide: str | None = field(default=None, metadata={"path": True})
     step_candidates: int = 1
     boundary: str = "paragraph"
     min_step_tokens: int = 8
@@ -86,8 +86,8 @@ class MahaloPolicy(PreferencePolicy):
     def candidates(self, prompts: Prompts, weightings: Sequence[torch.Tensor], sampling: SamplingConfig) -> Replies:
         from transformers import set_seed
 
-        from preforch.serving.mixed_decoding import end_tokens, mixed_decode
         from preforch.alignment.mahalo_model import WeightedView
+        from preforch.serving.mixed_decoding import end_tokens, mixed_decode
 
         model, tok = self.model_and_tokenizer()
         asked, weights, n = self.asked(prompts, weightings), torch.cat(weightings).to(model.device), sampling.num_candidates
@@ -113,7 +113,7 @@ class MahaloPolicy(PreferencePolicy):
 
         s = self.settings
         ids = encode_prompts(tok, [prompt], model.device)["input_ids"]
-        text = lambda t: tok.decode(t, skip_special_tokens=True)  # noqa: E731
+        text = lambda t: tok.decode(t, skip_special_tokens=True)
         tokens = guided_decode(WeightedView(model, w[None]), ids, lambda rows: combined_reward(self.step_scores(prompt, ids, rows, w), w.cpu()),
                                num_candidates=s.step_candidates, rule=StepRule.named(s.boundary, s.min_step_tokens,
                                                                                      s.max_step_tokens),

@@ -6,7 +6,7 @@ import torch
 
 from preforch.alignment.mahalo import route, train_step
 from preforch.alignment.mahalo_dpo import balanced_batches, dpo_losses, encode_replies, sequence_logprobs
-from preforch.alignment.mahalo_model import MultiHeadLM, WeightedView, mixed_logits
+from preforch.alignment.mahalo_model import MultiHeadLM, mixed_logits
 from preforch.cli import main
 from preforch.config import MahaloConfig
 from preforch.errors import DataError, WeightsError
