@@ -13,9 +13,9 @@ margin, accuracy), training/checkpoint/ (latest state, for --resume), mahalo_run
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -24,7 +24,7 @@ from preforch.alignment.mahalo_dpo import balanced_batches, dpo_losses, encode_r
 from preforch.alignment.mahalo_model import MultiHeadLM
 from preforch.config import MahaloConfig
 from preforch.data.schema import PreferenceDataset
-from preforch.errors import DataError
+from preforch.errors import ConfigError, DataError
 from preforch.io import atomic_directory, atomic_write_json, atomic_write_text
 
 ARITHMETIC = "arithmetic"
@@ -138,6 +138,8 @@ def train_mahalo(cfg: MahaloConfig) -> dict:
         model.lm = get_peft_model(lm, lora_config(True, cfg.lora_r, cfg.lora_alpha))
     model.train()
     accelerator = make_accelerator()
+    if accelerator.num_processes > 1:  # train_step calls the trunk and heads directly, past DDP's gradient sync
+        raise ConfigError("train-mahalo runs in one process (a GPU or the CPU); drop torchrun / accelerate launch")
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate,
                                   weight_decay=0.0)  # decay would move heads that got no gradient
     model, optimizer = accelerator.prepare(model, optimizer)

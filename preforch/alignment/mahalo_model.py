@@ -13,9 +13,9 @@ the policy), its tokenizer, heads.safetensors ({"heads": [K, V, H]}) and mahalo.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -64,7 +64,7 @@ class MultiHeadLM(nn.Module):
         self.heads = nn.Parameter(heads.to(lm.device, lm.dtype))
 
     @classmethod
-    def from_base(cls, lm, objectives: Sequence[str], noise_std: float = 1e-3, seed: int = 0) -> "MultiHeadLM":
+    def from_base(cls, lm, objectives: Sequence[str], noise_std: float = 1e-3, seed: int = 0) -> MultiHeadLM:
         """MAHALO's start: every head is the base model's output matrix plus noise (std `noise_std`)."""
         heads = init_heads(lm.get_output_embeddings().weight, len(objectives), noise_std, seed)
         return cls(lm, heads, objectives)

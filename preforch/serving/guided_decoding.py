@@ -11,8 +11,8 @@ check that the cache changes nothing.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 
@@ -31,7 +31,7 @@ class StepRule:
     max_tokens: int = 64
 
     @classmethod
-    def named(cls, name: str, min_tokens: int = 8, max_tokens: int = 64) -> "StepRule":
+    def named(cls, name: str, min_tokens: int = 8, max_tokens: int = 64) -> StepRule:
         """'paragraph' ("\\n\\n", as MAHALO), 'sentence', or any literal marker text."""
         if not name:
             raise ConfigError("step boundary: empty")

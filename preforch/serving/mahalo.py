@@ -5,8 +5,9 @@ combined by the same w; guided decoding serves one reply per prompt at a time.""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
@@ -25,7 +26,7 @@ class MahaloSettings:
     the guide's scores alone)."""
 
     policy: str = field(metadata={"path": True})
-    guide: Optional[str] = field(default=None, metadata={"path": True})
+    guide: str | None = field(default=None, metadata={"path": True})
     step_candidates: int = 1
     boundary: str = "paragraph"
     min_step_tokens: int = 8
@@ -53,9 +54,9 @@ class MahaloPolicy(PreferencePolicy):
         from preforch.models import resolve
 
         super().__init__(settings, options)
-        file = resolve(settings.policy) + "/" + MAHALO_FILE
+        file = Path(resolve(settings.policy)) / MAHALO_FILE
         try:
-            self._objectives = tuple(json.loads(open(file).read())["objectives"])
+            self._objectives = tuple(json.loads(file.read_text())["objectives"])
         except (OSError, ValueError, KeyError) as e:
             raise ConfigError(f"{file}: not a MAHALO policy ({type(e).__name__}: {e}); preforch train-mahalo makes one") from None
         self.options, self._loaded, self._scorer = options, None, None
@@ -63,6 +64,10 @@ class MahaloPolicy(PreferencePolicy):
     @property
     def objectives(self) -> tuple[str, ...]:
         return self._objectives
+
+    def check_sampling(self, sampling: SamplingConfig) -> None:
+        if self.settings.step_candidates > 1 and sampling.temperature == 0:
+            raise ConfigError("mahalo guided decoding samples its step candidates: temperature must be > 0")
 
     def model_and_tokenizer(self):
         if self._loaded is None:
@@ -81,8 +86,8 @@ class MahaloPolicy(PreferencePolicy):
     def candidates(self, prompts: Prompts, weightings: Sequence[torch.Tensor], sampling: SamplingConfig) -> Replies:
         from transformers import set_seed
 
-        from preforch.serving.mixed_decoding import end_tokens, mixed_decode
         from preforch.alignment.mahalo_model import WeightedView
+        from preforch.serving.mixed_decoding import end_tokens, mixed_decode
 
         model, tok = self.model_and_tokenizer()
         asked, weights, n = self.asked(prompts, weightings), torch.cat(weightings).to(model.device), sampling.num_candidates
@@ -108,12 +113,12 @@ class MahaloPolicy(PreferencePolicy):
 
         s = self.settings
         ids = encode_prompts(tok, [prompt], model.device)["input_ids"]
-        text = lambda t: tok.decode(t, skip_special_tokens=True)  # noqa: E731
+        text = lambda t: tok.decode(t, skip_special_tokens=True)
         tokens = guided_decode(WeightedView(model, w[None]), ids, lambda rows: combined_reward(self.step_scores(prompt, ids, rows, w), w.cpu()),
                                num_candidates=s.step_candidates, rule=StepRule.named(s.boundary, s.min_step_tokens,
                                                                                      s.max_step_tokens),
                                decode=text, max_new_tokens=sampling.max_new_tokens, eos_ids=end_tokens(model, tok),
-                               temperature=sampling.temperature or 0.7, top_p=sampling.top_p,
+                               temperature=sampling.temperature, top_p=sampling.top_p,
                                reuse_cache=s.reuse_cache)
         return text(tokens).strip()
 

@@ -9,7 +9,8 @@ normalised step scores; MAHALO guides by one objective at a time, the combinatio
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -24,7 +25,7 @@ class EnsembleStepScorer:
     """Prefix scores of the policy's `objectives` [N, K]: the ensemble's normalised reward for objectives it has,
     0 (no guidance) for the others."""
 
-    def __init__(self, ensemble: "RewardEnsemble", objectives: Sequence[str]):
+    def __init__(self, ensemble: RewardEnsemble, objectives: Sequence[str]):
         self.ensemble, self.objectives = ensemble, tuple(objectives)
         self.columns = [ensemble.objectives.index(o) if o in ensemble.objectives else None for o in objectives]
 

@@ -6,7 +6,7 @@ import torch
 
 from preforch.alignment.mahalo import route, train_step
 from preforch.alignment.mahalo_dpo import balanced_batches, dpo_losses, encode_replies, sequence_logprobs
-from preforch.alignment.mahalo_model import MultiHeadLM, WeightedView, mixed_logits
+from preforch.alignment.mahalo_model import MultiHeadLM, mixed_logits
 from preforch.cli import main
 from preforch.config import MahaloConfig
 from preforch.errors import DataError, WeightsError
@@ -150,3 +150,30 @@ def test_train_mahalo_with_a_lora_trunk_or_one_pooled_head(extra, tiny_policy_di
     assert heads.shape[0] == (1 if "--pool" in extra else 2)
     assert json.loads((out / "mahalo_run.json").read_text())["heads"] == (["pooled"] if "--pool" in extra
                                                                           else ["helpful", "harmless"])
+
+
+def test_arithmetic_pairs_come_from_own_samples_are_kept_and_read_back_on_resume(tiny_policy_dir, tmp_path, monkeypatch):
+    import preforch.alignment.verifiable_pairs as vp
+    from preforch.alignment.mahalo import load_data
+    from preforch.data.arithmetic import make_problems
+    from preforch.models import load_policy
+
+    lm, tok = load_policy(tiny_policy_dir, dtype=torch.float32, device="cpu")
+    cfg = MahaloConfig(objectives=["arithmetic"], train_data=["arithmetic"], eval_data=["arithmetic"],
+                       max_train_pairs=2, max_eval_pairs=2, arithmetic_samples=2, arithmetic_max_new_tokens=3,
+                       output_dir=str(tmp_path / "run"))
+    with pytest.raises(DataError, match="no pairs for objective 'arithmetic'"):  # a random model is never right
+        load_data(cfg, lm, tok)
+    calls = []
+
+    def fake(model, tokenizer, num_problems, seed, samples, max_new_tokens):
+        calls.append(seed)
+        problems = make_problems(num_problems, seed)
+        return vp.pairs_from_samples(problems, [[f"Answer: {p.answer}", "Answer: -1"] for p in problems]), {"seed": seed}
+
+    monkeypatch.setattr(vp, "arithmetic_pairs", fake)
+    train, heldout, record = load_data(cfg, lm, tok)
+    assert len(train["arithmetic"]) == 2 and calls == [0, 10_000] and set(record) == {"arithmetic/train", "arithmetic/eval"}
+    assert train["arithmetic"][0].prompt != heldout["arithmetic"][0].prompt  # other seeds: other problems
+    again, _, _ = load_data(MahaloConfig(**{**cfg.__dict__, "resume": True}), lm, tok)
+    assert calls == [0, 10_000] and [p.chosen for p in again["arithmetic"]] == [p.chosen for p in train["arithmetic"]]

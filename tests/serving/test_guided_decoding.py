@@ -66,3 +66,5 @@ def test_a_boundary_that_never_occurs_still_ends_at_max_tokens(tiny_policy_dir):
 def test_guidance_settings_are_checked():
     with pytest.raises(ConfigError, match="needs guide"):
         MahaloSettings(policy="p", step_candidates=4)
+    with pytest.raises(ConfigError, match="must be >= 1"):
+        MahaloSettings(policy="p", guide="g", step_candidates=4, max_step_tokens=0)

@@ -48,6 +48,8 @@ def test_guided_decoding_serves_a_reply_per_prompt(mahalo_dir, tiny_ensemble_dir
                                     min_step_tokens=2, max_step_tokens=3)
     replies = policy.respond(PROMPTS, torch.tensor([[0.2, 0.5, 0.3]] * 2), SamplingConfig(1, 7, 0.8, 1.0))
     assert [len(r) for r in replies] == [1, 1] and all(isinstance(r[0], str) for r in replies)
+    with pytest.raises(ConfigError, match="temperature must be > 0"):  # N greedy candidates would all be one
+        policy.respond(PROMPTS, torch.tensor([[0.2, 0.5, 0.3]] * 2), GREEDY)
 
 
 def test_evaluate_serves_the_mahalo_kind(mahalo_dir, tiny_ensemble_dir, tmp_path):

@@ -5,7 +5,7 @@ from preforch.serving.step_scorers import EnsembleStepScorer, arithmetic_step_va
 
 
 def test_step_value_is_the_checker_at_the_end_and_the_rollout_share_before():
-    rollout = lambda prefix, n: ["Answer: 7", "Answer: 8", "Answer: 7", "so 9"][:n]  # noqa: E731
+    rollout = lambda prefix, n: ["Answer: 7", "Answer: 8", "Answer: 7", "so 9"][:n]
     assert arithmetic_step_value("3 + 4 = 7. ", 7, False, rollout, 4) == 0.5
     assert arithmetic_step_value("Answer: 7", 7, True, rollout, 4) == 1.0
 
