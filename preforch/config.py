@@ -451,6 +451,9 @@ class RLComparisonConfig(PolicyConfig):
         _non_negative(self, "eval_temperature")
         for m in self.methods:
             _check_policy_method("methods", m)
+        if "moslim" in self.methods:  # its policy reads a levels tag; rl-compare evaluates untagged prompts
+            raise ConfigError("methods: moslim is not part of rl-compare; train it with train-policy --method moslim "
+                              "and evaluate it with --method moslim")
         if len(set(self.methods)) != len(self.methods) or not self.methods:
             raise ConfigError(f"methods: expected distinct method names, got {self.methods}")
 

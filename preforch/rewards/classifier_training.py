@@ -28,7 +28,7 @@ from preforch.rewards.levels import MASKED, calibration_error, classification_lo
 from preforch.rewards.training import fit
 
 Example = tuple[tuple, str, tuple[int, ...]]  # (prompt messages, reply, label per head or MASKED)
-REFERENCE_REPLIES = 2000  # training replies the level statistics are fitted on
+REFERENCE_REPLIES = 1000  # training replies the level statistics are fitted on (plenty for a mean and std)
 
 
 def labelled_pairs(specs: Sequence[str], num_levels: Sequence[int], cap: int | None,

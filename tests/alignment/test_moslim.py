@@ -76,3 +76,13 @@ def test_moslim_needs_a_classifier(tiny_policy_dir, tmp_path, capsys):
                  "--output_dir", str(tmp_path / "run")]) == 2
     assert "moslim needs --classifier" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_config_refuses_an_unknown_mapping_and_moslim_in_rl_compare():
+    from preforch.config import PolicyConfig, RLComparisonConfig
+    from preforch.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="mapping: expected one of probability, expected, distance"):
+        PolicyConfig(method="moslim", mapping="linear")
+    with pytest.raises(ConfigError, match="moslim is not part of rl-compare"):
+        RLComparisonConfig(methods=["morlhf", "moslim"])

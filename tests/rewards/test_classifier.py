@@ -74,3 +74,16 @@ def test_a_bradley_terry_folder_is_not_a_classifier(tiny_rm_dir):
 def test_levels_config_errors(kw, message):
     with pytest.raises(ConfigError, match=message):
         RewardModelConfig(**kw)
+
+
+def test_cli_reports_a_bad_rating_in_one_line_and_writes_nothing(tiny_encoder_dir, tmp_path, capsys):
+    from preforch.cli import main
+
+    pairs, _ = _data(tmp_path)
+    bad = _write(tmp_path / "bad.jsonl", [{"prompt": "q", "chosen": "a", "rejected": "b", "score_chosen": 12,
+                                           "score_rejected": 3}])
+    assert main(["train-rm", "--base_model", tiny_encoder_dir, "--objectives", "helpful", "quality", "--levels", "2", "5",
+                 "--train_data", pairs, bad, "--eval_data", pairs, bad, "--output_dir", str(tmp_path / "rm")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "bad.jsonl:1: field 'score_chosen' = 12 is outside the score range [1, 10]" in err
+    assert not (tmp_path / "rm").exists()
