@@ -1,6 +1,7 @@
 """Resident memory per step of a CPU GRPO run (Pro-MORLHF on SmolLM2): is it bounded?
 
     python benchmarks/grpo_memory.py --run runs/quickstart [--steps 200] [--no-release] [--tag NAME]
+    python benchmarks/grpo_memory.py --from_progress /tmp/grpo_memory_NAME.progress.jsonl --tag NAME [--no-release]
 
 Records the process's resident set size (VmRSS) after every optimisation step and reports the growth after a
 warm-up (default: the first 10% of the steps), target within 10%. `--no-release` turns off the per-step
@@ -65,11 +66,16 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=0.1, help="fraction of steps before growth is measured")
     ap.add_argument("--no-release", dest="release", action="store_false", help="do not hand freed heap back per step")
     ap.add_argument("--tag", default="")
+    ap.add_argument("--from_progress", default=None,
+                    help="only summarise the per-step file of a run that was stopped (/tmp/grpo_memory_TAG.progress.jsonl)")
     args = ap.parse_args()
 
+    name = "grpo_memory" + (f"_{args.tag}" if args.tag else "")
+    if args.from_progress:
+        rows = [json.loads(line) for line in open(args.from_progress) if line.strip()]
+        return summarize(args, name, rows, None)
     if not args.release:
         trl_utils.release_memory = lambda: None  # the A/B arm: the same run without the per-step trim
-    name = "grpo_memory" + (f"_{args.tag}" if args.tag else "")
     recorder = RssRecorder(f"/tmp/{name}.progress.jsonl")
     start = rss_mb()
     with tempfile.TemporaryDirectory() as out:
@@ -79,16 +85,20 @@ def main() -> None:
                            num_generations=args.num_generations, max_completion_length=args.max_completion_length,
                            save_steps=100_000, logging_steps=1)
         train_policy(cfg, callbacks=(recorder,))
-    rows = recorder.rows
+    summarize(args, name, recorder.rows, start)
+
+
+def summarize(args, name: str, rows: list[dict], start: float | None) -> None:
+    """Growth after warm-up (the step at the `args.warmup` fraction), saved as JSON with every step, and a PNG."""
     base = rows[max(int(args.warmup * len(rows)) - 1, 0)]
     after = rows[rows.index(base):]
     save(name, {
-        "policy": args.policy, "steps": len(rows), "completions_per_step": args.batch,
+        "policy": args.policy, "steps": len(rows), "steps_asked": args.steps, "completions_per_step": args.batch,
         "max_completion_length": args.max_completion_length, "release_memory_per_step": args.release,
         "rss_mb_before_training": start, "rss_mb_after_warmup": base["rss_mb"], "warmup_step": base["step"],
         "rss_mb_final": rows[-1]["rss_mb"], "rss_mb_max_after_warmup": max(r["rss_mb"] for r in after),
         "growth_after_warmup": rows[-1]["rss_mb"] / base["rss_mb"] - 1,
-        "in_step_peak_mb_after_warmup": [after[0]["peak_mb"], max(r["peak_mb"] for r in after)],
+        "in_step_peak_mb_after_warmup": [min(r["peak_mb"] for r in after), max(r["peak_mb"] for r in after)],
         "seconds": rows[-1]["s"], "per_step": rows,
     })
     plot(rows, RESULTS / f"{name}.png", f"GRPO on {args.policy}, {args.batch} completions x "

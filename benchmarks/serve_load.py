@@ -126,6 +126,7 @@ def main() -> None:
         "generation_calls": batches_after - batches_before,
         "server_rss_mb_before": rss_before, "server_rss_mb_after": rss_after,
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "load_average_1m_at_end": os.getloadavg()[0],  # other work on the machine slows every figure above
     })
 
 

@@ -15,6 +15,7 @@ from typing import Any, Optional, Sequence, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from preforch.data.schema import check_messages
 from preforch.data.weights import AUTO, parse_preference
 from preforch.errors import ConfigError, WeightsError
 
@@ -69,7 +70,7 @@ def checked_prompt(request: ChatRequest, limits: Limits) -> tuple[dict, ...]:
     the field for a prompt, max_tokens or n over `limits` or a stream request."""
     if request.stream:
         raise ConfigError("stream: streaming responses are not supported; send stream=false")
-    prompt = tuple({"role": m.role, "content": m.text()} for m in request.messages)
+    prompt = check_messages([{"role": m.role, "content": m.text()} for m in request.messages], "messages")
     chars = sum(len(m["content"]) for m in prompt)
     if chars > limits.max_prompt_chars:
         raise TooLarge(f"messages: prompt is {chars} characters, over this server's limit of {limits.max_prompt_chars}")

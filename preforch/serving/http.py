@@ -55,8 +55,10 @@ class Served:
         sampling = SamplingConfig(n, max_new_tokens, temperature, top_p, self.batch_size,
                                   random.randrange(2**31) if seed is None else seed)
         prompts = [j.prompt for j in jobs]
-        weights = torch.cat([preference_weights(j.preference, [j.prompt], self.objectives, self.orchestrator)
-                             for j in jobs])  # [P, K]
+        weights = torch.empty(len(jobs), len(self.objectives))  # [P, K]
+        for spec in dict.fromkeys(j.preference for j in jobs):  # one orchestrator call per distinct preference
+            rows = [i for i, j in enumerate(jobs) if j.preference == spec]
+            weights[rows] = preference_weights(spec, [prompts[i] for i in rows], self.objectives, self.orchestrator)
         replies = self.policy.respond(prompts, weights, sampling)  # [P][n]
         scores = None
         if self.ensemble is not None:

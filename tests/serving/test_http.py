@@ -109,6 +109,8 @@ def test_a_nan_weight_is_400(client):
     ({"messages": HELLO, "stream": True}, 400, "stream"),
     ({"messages": HELLO, "temperature": -1}, 400, "temperature"),
     ({"messages": [{"role": "user"}]}, 400, "messages.0.content"),
+    ({"messages": [{"role": "robot", "content": "hi"}]}, 400, "messages: message 0 has unknown role 'robot'"),
+    ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}, 400, "end with a user turn"),
     ({}, 400, "messages"),
 ])
 def test_request_limits_and_malformed_requests(client, request_body, status, message):
