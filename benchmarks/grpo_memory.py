@@ -1,11 +1,13 @@
 """Resident memory per step of a CPU GRPO run (Pro-MORLHF on SmolLM2): is it bounded?
 
-    python benchmarks/grpo_memory.py --run runs/quickstart [--steps 200] [--no-release] [--tag NAME]
+    python benchmarks/grpo_memory.py --run runs/quickstart [--steps 200] [--no-release] [--pad_to_multiple_of 1] [--tag NAME]
     python benchmarks/grpo_memory.py --from_progress /tmp/grpo_memory_NAME.progress.jsonl --tag NAME [--no-release]
 
 Records the process's resident set size (VmRSS) after every optimisation step and reports the growth after a
 warm-up (default: the first 10% of the steps), target within 10%. `--no-release` turns off the per-step
-return of freed heap to the OS (preforch.alignment.trl_utils.release_memory) to show the growth it stops.
+return of freed heap to the OS (preforch.alignment.trl_utils.release_memory) to show the growth it stops;
+`--pad_to_multiple_of 1` turns off the length buckets (trl_utils.device_args) that bound oneDNN's per-shape
+kernel memory under CPU bf16.
 Writes benchmarks/results/grpo_memory[_TAG].json and a PNG beside it.
 """
 
@@ -65,6 +67,8 @@ def main() -> None:
     ap.add_argument("--max_completion_length", type=int, default=32)
     ap.add_argument("--warmup", type=float, default=0.1, help="fraction of steps before growth is measured")
     ap.add_argument("--no-release", dest="release", action="store_false", help="do not hand freed heap back per step")
+    ap.add_argument("--pad_to_multiple_of", type=int, default=None,
+                    help="length bucket of the batches (default: preforch's, 16 on CPU with bf16; 1 = none)")
     ap.add_argument("--tag", default="")
     ap.add_argument("--from_progress", default=None,
                     help="only summarise the per-step file of a run that was stopped (/tmp/grpo_memory_TAG.progress.jsonl)")
@@ -83,7 +87,7 @@ def main() -> None:
                            orchestrator=f"{args.run}/orchestrator", max_prompts=256, output_dir=out,
                            max_steps=args.steps, per_device_train_batch_size=args.batch,
                            num_generations=args.num_generations, max_completion_length=args.max_completion_length,
-                           save_steps=100_000, logging_steps=1)
+                           save_steps=100_000, logging_steps=1, pad_to_multiple_of=args.pad_to_multiple_of)
         train_policy(cfg, callbacks=(recorder,))
     summarize(args, name, recorder.rows, start)
 
@@ -95,6 +99,7 @@ def summarize(args, name: str, rows: list[dict], start: float | None) -> None:
     save(name, {
         "policy": args.policy, "steps": len(rows), "steps_asked": args.steps, "completions_per_step": args.batch,
         "max_completion_length": args.max_completion_length, "release_memory_per_step": args.release,
+        "pad_to_multiple_of": trl_utils.device_args(args.pad_to_multiple_of)["pad_to_multiple_of"],
         "rss_mb_before_training": start, "rss_mb_after_warmup": base["rss_mb"], "warmup_step": base["step"],
         "rss_mb_final": rows[-1]["rss_mb"], "rss_mb_max_after_warmup": max(r["rss_mb"] for r in after),
         "growth_after_warmup": rows[-1]["rss_mb"] / base["rss_mb"] - 1,
@@ -102,7 +107,8 @@ def summarize(args, name: str, rows: list[dict], start: float | None) -> None:
         "seconds": rows[-1]["s"], "per_step": rows,
     })
     plot(rows, RESULTS / f"{name}.png", f"GRPO on {args.policy}, {args.batch} completions x "
-         f"{args.max_completion_length} tokens per step (release per step: {args.release})")
+         f"{args.max_completion_length} tokens per step (release per step: {args.release}, length bucket: "
+         f"{trl_utils.device_args(args.pad_to_multiple_of)['pad_to_multiple_of']})")
 
 
 def plot(rows: list[dict], path, title: str) -> None:

@@ -321,6 +321,9 @@ class PolicyConfig:
     lora_r: int = _f(16, "LoRA rank")
     lora_alpha: int = _f(32, "LoRA alpha")
     use_vllm: bool = _f(False, "generate with vLLM (needs vllm installed and a GPU)")
+    pad_to_multiple_of: Optional[int] = _f(None, "round padded prompt and completion lengths up to a multiple of this; "
+                                           "default 16 on CPU with bf16 (bounds oneDNN's per-shape kernel memory in long "
+                                           "runs), TRL's default elsewhere")
     logging_steps: int = _f(1, "log every N steps (console, log.jsonl, report_to)")
     save_steps: int = _f(25, "checkpoint every N steps")
     resume: bool = _f(False, "continue from the newest checkpoint in output_dir")

@@ -24,7 +24,7 @@ import torch
 
 from preforch.alignment.expert_set import EXPERTS_FILE, ExpertSet, adapter_folder, write_expert_set
 from preforch.alignment.implicit_reward import implicit_reward_accuracy, reply_logprobs
-from preforch.alignment.trl_utils import LOG_FILE, jsonl_logger, lora_config
+from preforch.alignment.trl_utils import LOG_FILE, device_args, jsonl_logger, lora_config
 from preforch.config import ExpertsConfig, PolicyConfig
 from preforch.data.loaders import load_many
 from preforch.data.schema import PreferenceDataset
@@ -59,13 +59,10 @@ def train_dpo_expert(cfg: ExpertsConfig, base: str, tokenizer, pairs: Preference
     """DPO on `pairs` with a fresh LoRA adapter on `base`; the adapter is saved to work/adapter."""
     from trl import DPOConfig, DPOTrainer
 
-    from preforch.models import fast_bf16
-
     args = DPOConfig(output_dir=str(work), max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
                      per_device_train_batch_size=cfg.per_device_train_batch_size, beta=cfg.beta,
                      max_length=cfg.max_length, logging_steps=1, save_strategy="no", report_to=cfg.report_to,
-                     seed=cfg.seed, use_cpu=not torch.cuda.is_available(), activation_checkpointing=False,
-                     bf16=fast_bf16(), model_init_kwargs={"trust_remote_code": cfg.trust_remote_code})
+                     seed=cfg.seed, **device_args(), model_init_kwargs={"trust_remote_code": cfg.trust_remote_code})
     trainer = DPOTrainer(model=base, args=args, train_dataset=pairs.to_hf().remove_columns("source"),
                          processing_class=tokenizer, peft_config=lora_config(True, cfg.lora_r, cfg.lora_alpha),
                          callbacks=[jsonl_logger(work / LOG_FILE)])

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from preforch.alignment.trl_utils import LOG_FILE, jsonl_logger, lora_config, memory_releaser, save_policy
+from preforch.alignment.trl_utils import LOG_FILE, device_args, jsonl_logger, lora_config, memory_releaser, save_policy
 from preforch.config import PolicyConfig
 from preforch.data.loaders import load_many
 from preforch.errors import ConfigError
@@ -57,7 +57,7 @@ def train_policy(cfg: PolicyConfig, callbacks: tuple = (), merge_lora: bool = Tr
     from transformers import AutoTokenizer
 
     from preforch.alignment.rewards import CombinedReward
-    from preforch.models import fast_bf16, load_pretrained, resolve
+    from preforch.models import load_pretrained, resolve
 
     out = Path(cfg.output_dir)
     if cfg.method == "moslim":
@@ -76,8 +76,7 @@ def train_policy(cfg: PolicyConfig, callbacks: tuple = (), merge_lora: bool = Tr
                   per_device_train_batch_size=cfg.per_device_train_batch_size, num_generations=cfg.num_generations,
                   max_completion_length=cfg.max_completion_length, temperature=cfg.temperature, beta=cfg.beta,
                   logging_steps=cfg.logging_steps, save_steps=cfg.save_steps, report_to=cfg.report_to, seed=cfg.seed,
-                  use_cpu=not torch.cuda.is_available(), activation_checkpointing=False, bf16=fast_bf16(),
-                  use_vllm=cfg.use_vllm, model_init_kwargs={"trust_remote_code": cfg.trust_remote_code})
+                  use_vllm=cfg.use_vllm, **device_args(cfg.pad_to_multiple_of), model_init_kwargs={"trust_remote_code": cfg.trust_remote_code})
     if cfg.algorithm == "grpo":
         from trl import GRPOConfig as Config, GRPOTrainer as Trainer
     else:

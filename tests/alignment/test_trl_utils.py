@@ -27,3 +27,21 @@ def test_release_memory_returns_fragmented_free_heap_to_the_os():
     trl_utils.release_memory()
     assert held - rss_mb() > 50, "malloc_trim should hand back most of the ~94 MB freed"
     assert len(kept) == 1563
+
+
+def test_batches_are_bucketed_on_cpu_with_bf16_only(monkeypatch):
+    # oneDNN keeps kernels per input shape under CPU bf16: free lengths grow memory every RL step
+    monkeypatch.setenv("PREFORCH_BF16", "1")
+    assert trl_utils.device_args()["pad_to_multiple_of"] == trl_utils.CPU_BF16_LENGTH_BUCKET
+    assert trl_utils.device_args(64)["pad_to_multiple_of"] == 64
+    monkeypatch.setenv("PREFORCH_BF16", "0")
+    args = trl_utils.device_args()
+    assert args["pad_to_multiple_of"] == "auto" and args["bf16"] is False
+
+
+def test_bucketed_lengths_reach_the_trl_config(monkeypatch):
+    from trl import GRPOConfig
+
+    monkeypatch.setenv("PREFORCH_BF16", "1")
+    config = GRPOConfig(output_dir="unused", **trl_utils.device_args())
+    assert config.pad_to_multiple_of == trl_utils.CPU_BF16_LENGTH_BUCKET and config.bf16
