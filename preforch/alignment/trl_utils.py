@@ -25,27 +25,20 @@ def jsonl_logger(path: Path):
     return JsonlLog()
 
 
-CPU_BF16_LENGTH_BUCKET = 16
-
-
 def device_args(pad_to_multiple_of: int | None = None) -> dict:
     """TRL config arguments every trainer here shares: CPU when there is no GPU, bf16 where it is fast
-    (`fast_bf16`), no activation checkpointing (slower on CPU), and the padding multiple of the batches.
-
-    Why the padding: under bf16 autocast on CPU, oneDNN compiles and keeps kernels for every input shape it
-    meets (measured on SmolLM2: ~13 MB of heap per new sequence length, never freed, and it stops growing
-    once the shapes repeat). RL batches have free lengths, so a long run grew ~16 MB per step. Rounding
-    lengths up to a multiple of `CPU_BF16_LENGTH_BUCKET` tokens bounds the shapes. `pad_to_multiple_of`
-    overrides; elsewhere TRL's own default ("auto") stays.
+    (`fast_bf16`), no activation checkpointing (slower on CPU), and padded lengths rounded up to
+    `models.length_bucket()` on a CPU with bf16, which bounds the memory oneDNN keeps per input shape (a GRPO
+    run with free lengths grew ~16 MB per step). `pad_to_multiple_of` overrides; elsewhere TRL's default stays.
     """
     import torch
 
-    from preforch.models import fast_bf16
+    from preforch.models import fast_bf16, length_bucket
 
-    on_cpu, bf16 = not torch.cuda.is_available(), fast_bf16()
     if pad_to_multiple_of is None:
-        pad_to_multiple_of = CPU_BF16_LENGTH_BUCKET if on_cpu and bf16 else "auto"
-    return dict(use_cpu=on_cpu, bf16=bf16, activation_checkpointing=False, pad_to_multiple_of=pad_to_multiple_of)
+        pad_to_multiple_of = length_bucket() or "auto"
+    return dict(use_cpu=not torch.cuda.is_available(), bf16=fast_bf16(), activation_checkpointing=False,
+                pad_to_multiple_of=pad_to_multiple_of)
 
 
 def release_memory() -> None:

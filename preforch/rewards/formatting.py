@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from preforch.data.schema import Message
+from preforch.models import length_bucket
 
 _SPEAKER = {"user": "Human", "assistant": "Assistant", "system": "System"}
 
@@ -23,7 +24,8 @@ def keep_last_tokens(tokenizer, texts: Sequence[str], max_tokens: int) -> list[s
 
 def encode_pairs(tokenizer, prompts: Sequence[Sequence[Message]], responses: Sequence[str],
                  max_length: int, prompt_max_tokens: int):
-    """Tokenise (prompt, response) pairs for a sequence classifier -> padded `BatchEncoding`.
+    """Tokenise (prompt, response) pairs for a sequence classifier -> padded `BatchEncoding` (lengths rounded
+    up to `models.length_bucket()`, the padding masked).
 
     With a chat template (decoder reward models) the conversation is rendered by the template and cut
     from the left; without one (BERT-style encoders) the dialogue tail and the response are a text pair,
@@ -36,15 +38,17 @@ def encode_pairs(tokenizer, prompts: Sequence[Sequence[Message]], responses: Seq
         ]
         side, tokenizer.truncation_side = tokenizer.truncation_side, "left"
         try:
-            return tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+            return tokenizer(texts, truncation=True, max_length=max_length, padding=True,
+                             pad_to_multiple_of=length_bucket(), return_tensors="pt")
         finally:
             tokenizer.truncation_side = side
     dialogues = keep_last_tokens(tokenizer, [render_dialogue(p) for p in prompts], prompt_max_tokens)
     return tokenizer(dialogues, list(responses), truncation="only_second", max_length=max_length,
-                     padding=True, return_tensors="pt")
+                     padding=True, pad_to_multiple_of=length_bucket(), return_tensors="pt")
 
 
 def encode_prompts(tokenizer, prompts: Sequence[Sequence[Message]], max_length: int):
     """Tokenise prompts alone (orchestrator input), keeping the end of long dialogues."""
     return tokenizer(keep_last_tokens(tokenizer, [render_dialogue(p) for p in prompts], max_length - 2),
-                     truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+                     truncation=True, max_length=max_length, padding=True, pad_to_multiple_of=length_bucket(),
+                     return_tensors="pt")

@@ -1,6 +1,7 @@
 """Shared TRL pieces: the per-step memory release that keeps long CPU RL runs bounded (issue 15)."""
 
 import preforch.alignment.trl_utils as trl_utils
+from preforch.models import CPU_BF16_LENGTH_BUCKET
 
 
 def rss_mb() -> float:
@@ -32,7 +33,7 @@ def test_release_memory_returns_fragmented_free_heap_to_the_os():
 def test_batches_are_bucketed_on_cpu_with_bf16_only(monkeypatch):
     # oneDNN keeps kernels per input shape under CPU bf16: free lengths grow memory every RL step
     monkeypatch.setenv("PREFORCH_BF16", "1")
-    assert trl_utils.device_args()["pad_to_multiple_of"] == trl_utils.CPU_BF16_LENGTH_BUCKET
+    assert trl_utils.device_args()["pad_to_multiple_of"] == CPU_BF16_LENGTH_BUCKET
     assert trl_utils.device_args(64)["pad_to_multiple_of"] == 64
     monkeypatch.setenv("PREFORCH_BF16", "0")
     args = trl_utils.device_args()
@@ -44,4 +45,4 @@ def test_bucketed_lengths_reach_the_trl_config(monkeypatch):
 
     monkeypatch.setenv("PREFORCH_BF16", "1")
     config = GRPOConfig(output_dir="unused", **trl_utils.device_args())
-    assert config.pad_to_multiple_of == trl_utils.CPU_BF16_LENGTH_BUCKET and config.bf16
+    assert config.pad_to_multiple_of == CPU_BF16_LENGTH_BUCKET and config.bf16
