@@ -77,3 +77,18 @@ def test_trained_model_carries_its_input_format(tiny_encoder_dir, tmp_path):
 def test_missing_model_is_a_one_line_error(tmp_path):
     with pytest.raises(ConfigError, match=r"reward model '.*nowhere' could not be loaded"):
         HFRewardModel(str(tmp_path / "nowhere"), device="cpu")
+
+
+def test_length_buckets_pad_inputs_without_changing_scores(tiny_rm_dir, pairs, monkeypatch):
+    # CPU bf16 rounds lengths up to a bucket (bounded oneDNN kernel memory); the padding is masked out
+    import preforch.rewards.formatting as formatting
+
+    rm = HFRewardModel(tiny_rm_dir, device="cpu")
+    replies = [p.chosen for p in pairs][:6]
+    plain = rm.score(pairs.prompts[:6], replies)
+    lengths = []
+    rm.model.register_forward_pre_hook(lambda m, args, kw: lengths.append(kw["input_ids"].shape[1]), with_kwargs=True)
+    monkeypatch.setattr(formatting, "length_bucket", lambda: 16)
+    bucketed = rm.score(pairs.prompts[:6], replies)
+    assert lengths and all(n % 16 == 0 for n in lengths)
+    torch.testing.assert_close(bucketed, plain, atol=1e-5, rtol=1e-5)
