@@ -37,7 +37,8 @@ class RewardModelConfig:
     output_dir: str = _f("runs/reward_model", "where the trained model is saved")
     multi_head: bool = _f(True, "one backbone with K heads (True) or one single-head model per objective")
     pooling: str = _f("auto", "how token states become one vector: auto (response where the tokenizer marks the reply, "
-                      "else mean) | response (mean over the reply's tokens) | mean | cls")
+                      "last on a causal LM, else mean) | response (mean over the reply's tokens) | mean | cls | last "
+                      "(the last unpadded token)")
     max_length: int = _f(128, "tokens per (prompt, response) input")
     prompt_max_tokens: int = _f(64, "tokens kept from the end of the dialogue")
     learning_rate: float = _f(1e-4, "AdamW learning rate")
@@ -66,7 +67,7 @@ class RewardModelConfig:
             if min(self.levels) < 2 or not self.multi_head or self.cross_fit_folds:
                 raise ConfigError(f"levels: every count must be >= 2, with multi_head and no cross_fit_folds; "
                                   f"got levels {self.levels}")
-        _one_of(self, "pooling", ("auto", "response", "mean", "cls"))
+        _one_of(self, "pooling", ("auto", "response", "mean", "cls", "last"))
         if not 0 <= self.holdout_validation < 1:
             raise ConfigError(f"holdout_validation: expected a value in [0, 1), got {self.holdout_validation}")
         if self.cross_fit_folds == 1 or self.cross_fit_folds < 0:

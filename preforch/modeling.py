@@ -15,15 +15,29 @@ from preforch.errors import ConfigError
 from preforch.io import atomic_directory, atomic_write_json, read_json
 
 
-POOLINGS = ("mean", "cls", "response")
+POOLINGS = ("mean", "cls", "response", "last")
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str = "mean") -> torch.Tensor:
-    """Token states [B, T, H] and attention mask [B, T] -> one vector per sequence [B, H]."""
+    """Token states [B, T, H] and attention mask [B, T] -> one vector per sequence [B, H]: the mean over unmasked
+    tokens, the first token ('cls'), or the last unmasked one ('last': under causal attention only it has read the
+    whole input, as Hugging Face's decoder sequence classifiers use; either padding side)."""
     if how == "cls":
         return hidden[:, 0]
+    if how == "last":
+        last = mask.shape[1] - 1 - mask.flip(1).argmax(1)  # [B]
+        return hidden[torch.arange(len(hidden), device=hidden.device), last]
     m = mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+def auto_pooling(encoder: nn.Module, tokenizer) -> str:
+    """'response' where the tokenizer marks the reply as the second segment of a text pair (BERT-style
+    encoders), 'last' on a causal LM (only the last token has read the reply), else 'mean'."""
+    if any(a.endswith("ForCausalLM") for a in getattr(encoder.config, "architectures", None) or ()):
+        return "last"
+    marks_reply = "token_type_ids" in tokenizer.model_input_names and not getattr(tokenizer, "chat_template", None)
+    return "response" if marks_reply else "mean"
 
 
 class PooledHeadModel(nn.Module):
@@ -52,7 +66,7 @@ class PooledHeadModel(nn.Module):
                 raise ConfigError("pooling 'response' needs a tokenizer that marks the response segment "
                                   "(token_type_ids, as BERT-style encoders do); use pooling 'mean'")
             mask = mask * enc["token_type_ids"]
-        return pool(self.encoder(**enc).last_hidden_state, mask, "cls" if self.pooling == "cls" else "mean")
+        return pool(self.encoder(**enc).last_hidden_state, mask, "mean" if self.pooling == "response" else self.pooling)
 
     def config_dict(self) -> dict:
         raise NotImplementedError

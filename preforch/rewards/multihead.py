@@ -14,7 +14,7 @@ from typing import Sequence
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from preforch.modeling import PooledHeadModel
+from preforch.modeling import PooledHeadModel, auto_pooling
 
 REWARD_CONFIG = "reward_config.json"
 
@@ -33,13 +33,12 @@ class MultiHeadRewardModel(PooledHeadModel):
     def from_encoder(cls, name_or_path: str, objectives: Sequence[str], pooling: str = "auto", max_length: int = 128,
                      prompt_max_tokens: int = 64, trust_remote_code: bool = False) -> "MultiHeadRewardModel":
         """A new model with small random heads. pooling 'auto' is 'response' where the tokenizer marks the reply
-        as the second segment of a text pair (BERT-style encoders), else 'mean'."""
+        as the second segment of a text pair (BERT-style encoders), 'last' on a causal LM, else 'mean'."""
         encoder, tok = cls.load_encoder(name_or_path, trust_remote_code)
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
         if pooling == "auto":
-            marks_reply = "token_type_ids" in tok.model_input_names and not getattr(tok, "chat_template", None)
-            pooling = "response" if marks_reply else "mean"
+            pooling = auto_pooling(encoder, tok)
         model = cls(encoder, tok, objectives, pooling, max_length, prompt_max_tokens)
         nn.init.normal_(model.head.weight, std=0.02)
         nn.init.zeros_(model.head.bias)

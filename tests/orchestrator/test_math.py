@@ -31,6 +31,11 @@ def test_mean_pool_ignores_padding():
     assert pool(h, torch.tensor([[1, 1, 0]]), "cls").item() == 1.0
 
 
+def test_last_pool_takes_the_last_unpadded_token_on_either_padding_side():
+    h = torch.tensor([[[1.0], [3.0], [100.0]], [[7.0], [5.0], [9.0]]])
+    assert pool(h, torch.tensor([[1, 1, 0], [0, 1, 1]]), "last").flatten().tolist() == [3.0, 9.0]
+
+
 def test_gate_objective_softmaxes_over_objectives_and_trains():
     from preforch.orchestrator.losses import combined_bradley_terry_loss, orchestrator_loss
 

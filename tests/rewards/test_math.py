@@ -94,3 +94,19 @@ def test_length_grouped_batches_cover_the_epoch_and_group_similar_lengths():
     random_spread = sum(max(lengths[i] for i in shuffled[s:s + 16]) - min(lengths[i] for i in shuffled[s:s + 16])
                         for s in range(0, 1000, 16)) / len(batches)
     assert spread < random_spread / 4
+
+
+def test_auto_pooling_reads_the_reply_segment_on_encoders_and_the_last_token_on_causal_lms(tiny_encoder_dir,
+                                                                                          tiny_policy_dir):
+    from preforch.rewards.formatting import encode_pairs
+    from preforch.rewards.multihead import MultiHeadRewardModel
+
+    assert MultiHeadRewardModel.from_encoder(tiny_encoder_dir, ["a"]).pooling == "response"
+    rm = MultiHeadRewardModel.from_encoder(tiny_policy_dir, ["a", "b"]).eval()
+    assert rm.pooling == "last"
+    prompt = ({"role": "user", "content": "a question"},)
+    replies = ["yes", "a much longer reply with more words"]
+    with torch.no_grad():
+        batched = rm.features(encode_pairs(rm.tokenizer, [prompt] * 2, replies, 64, 32))
+        alone = torch.cat([rm.features(encode_pairs(rm.tokenizer, [prompt], [r], 64, 32)) for r in replies])
+    torch.testing.assert_close(batched, alone, atol=1e-4, rtol=1e-4)  # padding never reaches the pooled state
