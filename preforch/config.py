@@ -37,7 +37,7 @@ class RewardModelConfig:
     output_dir: str = _f("runs/reward_model", "where the trained model is saved")
     multi_head: bool = _f(True, "one backbone with K heads (True) or one single-head model per objective")
     pooling: str = _f("auto", "how token states become one vector: auto (response where the tokenizer marks the reply, "
-                      "last on a causal LM, else mean) | response (mean over the reply's tokens) | mean | cls | last "
+                      "else mean) | response (mean over the reply's tokens) | mean | cls | last "
                       "(the last unpadded token)")
     max_length: int = _f(128, "tokens per (prompt, response) input")
     prompt_max_tokens: int = _f(64, "tokens kept from the end of the dialogue")

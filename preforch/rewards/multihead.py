@@ -33,12 +33,12 @@ class MultiHeadRewardModel(PooledHeadModel):
     def from_encoder(cls, name_or_path: str, objectives: Sequence[str], pooling: str = "auto", max_length: int = 128,
                      prompt_max_tokens: int = 64, trust_remote_code: bool = False) -> "MultiHeadRewardModel":
         """A new model with small random heads. pooling 'auto' is 'response' where the tokenizer marks the reply
-        as the second segment of a text pair (BERT-style encoders), 'last' on a causal LM, else 'mean'."""
+        as the second segment of a text pair (BERT-style encoders), else 'mean'."""
         encoder, tok = cls.load_encoder(name_or_path, trust_remote_code)
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
         if pooling == "auto":
-            pooling = auto_pooling(encoder, tok)
+            pooling = auto_pooling(tok)
         model = cls(encoder, tok, objectives, pooling, max_length, prompt_max_tokens)
         nn.init.normal_(model.head.weight, std=0.02)
         nn.init.zeros_(model.head.bias)

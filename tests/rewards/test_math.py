@@ -96,14 +96,12 @@ def test_length_grouped_batches_cover_the_epoch_and_group_similar_lengths():
     assert spread < random_spread / 4
 
 
-def test_auto_pooling_reads_the_reply_segment_on_encoders_and_the_last_token_on_causal_lms(tiny_encoder_dir,
-                                                                                          tiny_policy_dir):
+def test_last_token_pooling_on_a_causal_lm_is_independent_of_padding(tiny_encoder_dir, tiny_policy_dir):
     from preforch.rewards.formatting import encode_pairs
     from preforch.rewards.multihead import MultiHeadRewardModel
 
     assert MultiHeadRewardModel.from_encoder(tiny_encoder_dir, ["a"]).pooling == "response"
-    rm = MultiHeadRewardModel.from_encoder(tiny_policy_dir, ["a", "b"]).eval()
-    assert rm.pooling == "last"
+    rm = MultiHeadRewardModel.from_encoder(tiny_policy_dir, ["a", "b"], pooling="last").eval()
     prompt = ({"role": "user", "content": "a question"},)
     replies = ["yes", "a much longer reply with more words"]
     with torch.no_grad():
