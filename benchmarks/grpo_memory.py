@@ -96,10 +96,11 @@ def summarize(args, name: str, rows: list[dict], start: float | None) -> None:
     """Growth after warm-up (the step at the `args.warmup` fraction), saved as JSON with every step, and a PNG."""
     base = rows[max(int(args.warmup * len(rows)) - 1, 0)]
     after = rows[rows.index(base):]
+    bucket = trl_utils.device_args(args.pad_to_multiple_of)["pad_to_multiple_of"]
     save(name, {
         "policy": args.policy, "steps": len(rows), "steps_asked": args.steps, "completions_per_step": args.batch,
         "max_completion_length": args.max_completion_length, "release_memory_per_step": args.release,
-        "pad_to_multiple_of": trl_utils.device_args(args.pad_to_multiple_of)["pad_to_multiple_of"],
+        "pad_to_multiple_of": bucket,
         "rss_mb_before_training": start, "rss_mb_after_warmup": base["rss_mb"], "warmup_step": base["step"],
         "rss_mb_final": rows[-1]["rss_mb"], "rss_mb_max_after_warmup": max(r["rss_mb"] for r in after),
         "growth_after_warmup": rows[-1]["rss_mb"] / base["rss_mb"] - 1,
@@ -107,8 +108,7 @@ def summarize(args, name: str, rows: list[dict], start: float | None) -> None:
         "seconds": rows[-1]["s"], "per_step": rows,
     })
     plot(rows, RESULTS / f"{name}.png", f"GRPO on {args.policy}, {args.batch} completions x "
-         f"{args.max_completion_length} tokens per step (release per step: {args.release}, length bucket: "
-         f"{trl_utils.device_args(args.pad_to_multiple_of)['pad_to_multiple_of']})")
+         f"{args.max_completion_length} tokens per step (release per step: {args.release}, length bucket: {bucket})")
 
 
 def plot(rows: list[dict], path, title: str) -> None:
