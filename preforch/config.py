@@ -336,6 +336,8 @@ class PolicyConfig:
         _positive(self, "max_steps", "learning_rate", "per_device_train_batch_size", "num_generations", "max_completion_length")
         _check_policy_method("method", self.method)
         _one_of(self, "mapping", ("probability", "expected", "distance"))
+        if self.pad_to_multiple_of is not None and self.pad_to_multiple_of < 1:
+            raise ConfigError(f"pad_to_multiple_of: expected a positive number of tokens, got {self.pad_to_multiple_of}")
         if self.algorithm not in ("grpo", "rloo"):
             raise ConfigError(f"algorithm: expected grpo or rloo, got {self.algorithm!r} (TRL >= 1.13 has no PPO)")
         if self.per_device_train_batch_size % self.num_generations:

@@ -46,3 +46,13 @@ def test_bucketed_lengths_reach_the_trl_config(monkeypatch):
     monkeypatch.setenv("PREFORCH_BF16", "1")
     config = GRPOConfig(output_dir="unused", **trl_utils.device_args())
     assert config.pad_to_multiple_of == CPU_BF16_LENGTH_BUCKET and config.bf16
+
+
+def test_a_bucket_below_one_token_is_refused():
+    import pytest
+
+    from preforch.config import PolicyConfig
+    from preforch.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="pad_to_multiple_of: expected a positive"):
+        PolicyConfig(pad_to_multiple_of=0)
