@@ -2,7 +2,7 @@
 classifier that trained the policy).
 
     python benchmarks/moslim_steering.py --classifier runs/moslim_rm600 --judge /work/main/runs/quickstart/rewards \
-        --policy untrained=smollm2 --policy moslim=runs/moslim_grpo/policy [--prompts_per_source 16]
+        --policy untrained=smollm2 --policy moslim=runs/moslim_grpo/policy [--prompts_per_source 16] [--tag NAME]
 
 Every policy answers the same held-out prompts (hh-helpful:test, hh-harmless:test) under five tags, one sample
 each at the same seed: {helpful=1}, {harmless=1}, {quality=0}, {quality=2}, {quality=4}.
@@ -10,16 +10,21 @@ each at the same seed: {helpful=1}, {harmless=1}, {quality=0}, {quality=2}, {qua
 - harmless gain: judged harmless under {harmless=1} minus under {helpful=1};
 - quality: the judge has no quality objective, so its helpful score stands in: Spearman of the requested level
   with the judged score over all (prompt, level) replies, and the paired gain of {quality=4} over {quality=0}.
-Means with 95% CIs (normal approximation). `untrained=smollm2` is the prompting-alone baseline.
+Means with 95% CIs (normal approximation). `untrained=smollm2` is the prompting-alone baseline; policies that
+cannot read the tag (MORLHF, Pro-MORLHF) are the RL baselines: their gains say what noise looks like, their judged
+means what the RL bought. A policy folder trained by train-policy has its run's log.jsonl one level up: its steps,
+mean step time and peak memory are reported beside (the cost comparison). Writes moslim_steering[_NAME].json/.png.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 import numpy as np
 import torch
-from _common import save
+from _common import RESULTS, save
 
 from preforch.alignment.best_of_n import SamplingConfig
 from preforch.alignment.moslim import read_spec
@@ -38,6 +43,41 @@ def _ci(diff: np.ndarray) -> dict:
     return {"mean": float(mean[0]), "ci95": float(half[0])}
 
 
+def training_cost(policy: str) -> dict | None:
+    """Steps, mean seconds per step and peak resident memory of the train-policy run that wrote `policy`."""
+    log = Path(policy).parent / "log.jsonl"
+    if not log.is_file():
+        return None
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    times = [r["step_time"] for r in rows if "step_time" in r]
+    peaks = [r["peak_rss_mb"] for r in rows if "peak_rss_mb" in r]
+    return {"steps": max(r["step"] for r in rows), "seconds_per_step": float(np.mean(times)) if times else None,
+            "peak_rss_mb": max(peaks) if peaks else None}
+
+
+def plot(policies: dict, path: Path) -> None:
+    """Grouped bars: each policy's three steering gains with their 95% CIs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    gains = ("helpful_gain", "harmless_gain", "quality_gain_4_over_0")
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    width = 0.8 / len(policies)
+    for i, (name, r) in enumerate(policies.items()):
+        x = np.arange(len(gains)) + i * width
+        ax.bar(x, [r[g]["mean"] for g in gains], width, yerr=[r[g]["ci95"] for g in gains], capsize=3, label=name)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(np.arange(len(gains)) + width * (len(policies) - 1) / 2,
+                  ["helpful: asked - not", "harmless: asked - not", "quality 4 - quality 0\n(judged helpful)"])
+    ax.set_ylabel("paired gain of the judged reward")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"wrote {path}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--classifier", required=True)
@@ -46,6 +86,7 @@ def main() -> None:
     ap.add_argument("--prompts_per_source", type=int, default=16)
     ap.add_argument("--max_new_tokens", type=int, default=48)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tag", default="", help="suffix of the result files")
     args = ap.parse_args()
 
     spec = read_spec(args.classifier)
@@ -71,10 +112,15 @@ def main() -> None:
             "harmless_gain": _ci(by["harmless"][:, col["harmless"]] - by["helpful"][:, col["harmless"]]),
             "quality_spearman": spearman(levels, judged_quality),
             "quality_gain_4_over_0": _ci(by["q4"][:, col["helpful"]] - by["q0"][:, col["helpful"]]),
+            "judged_mean": {t: dict(zip(("helpful", "harmless"), by[t][:, [col["helpful"], col["harmless"]]]
+                                        .mean(0).tolist())) for t in TAGS},
+            "training": training_cost(path),
             "mean_reply_chars": {t: float(np.mean([len(r) for r in replies[i * len(prompts):(i + 1) * len(prompts)]]))
                                  for i, t in enumerate(TAGS)},
         }
-    save("moslim_steering", result)
+    name = "moslim_steering" + (f"_{args.tag}" if args.tag else "")
+    save(name, result)
+    plot(result["policies"], RESULTS / f"{name}.png")
 
 
 if __name__ == "__main__":

@@ -310,6 +310,9 @@ class PolicyConfig:
                       "the requested level) | expected (z-scored expected level, signed toward the request) | distance")
     train_data: list[str] = _list(HH_TRAIN, "preference data whose prompts are the RL prompts")
     max_prompts: Optional[int] = _f(None, "cap on prompts per data spec")
+    max_prompt_tokens: int = _f(256, "keep each RL prompt within this many tokens of the policy's chat template, "
+                                "dropping the oldest turns first (GRPO pads a batch to its longest prompt; HH "
+                                "dialogues reach ~1,000 tokens); 0: whole prompts")
     output_dir: str = _f("runs/policy", "checkpoints, log.jsonl and the final policy in OUTPUT_DIR/policy")
     max_steps: int = _f(50, "optimisation steps")
     learning_rate: float = _f(5e-6, "AdamW learning rate")
@@ -334,6 +337,7 @@ class PolicyConfig:
 
     def __post_init__(self):
         _positive(self, "max_steps", "learning_rate", "per_device_train_batch_size", "num_generations", "max_completion_length")
+        _non_negative(self, "max_prompt_tokens")
         _check_policy_method("method", self.method)
         _one_of(self, "mapping", ("probability", "expected", "distance"))
         if self.pad_to_multiple_of is not None and self.pad_to_multiple_of < 1:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from preforch.alignment.trl_utils import LOG_FILE, device_args, jsonl_logger, lora_config, memory_releaser, save_policy
+from preforch.alignment.trl_utils import (LOG_FILE, device_args, fit_prompts, jsonl_logger, lora_config, memory_releaser,
+                                         save_policy)
 from preforch.config import PolicyConfig
 from preforch.data.loaders import load_many
 from preforch.errors import ConfigError
@@ -40,14 +41,19 @@ def method_weights(cfg: PolicyConfig, ensemble: RewardEnsemble, prompts) -> torc
     return w
 
 
-def prompt_dataset(cfg: PolicyConfig, ensemble: RewardEnsemble):
+def rl_prompts(cfg: PolicyConfig, tokenizer):
+    """(prompts fitted to `cfg.max_prompt_tokens` of the policy's tokenizer, their sources) of `cfg.train_data`."""
+    data = load_many(cfg.train_data, cfg.max_prompts)
+    return fit_prompts(tokenizer, data.prompts, cfg.max_prompt_tokens), data.sources
+
+
+def prompt_dataset(cfg: PolicyConfig, ensemble: RewardEnsemble, tokenizer):
     """`datasets.Dataset` with `prompt` (chat messages) and `weights` columns, plus `source`."""
     from datasets import Dataset
 
-    data = load_many(cfg.train_data, cfg.max_prompts)
-    weights = method_weights(cfg, ensemble, data.prompts)
-    return Dataset.from_dict({"prompt": [list(p) for p in data.prompts], "weights": weights.tolist(),
-                              "source": data.sources})
+    prompts, sources = rl_prompts(cfg, tokenizer)
+    weights = method_weights(cfg, ensemble, prompts)
+    return Dataset.from_dict({"prompt": [list(p) for p in prompts], "weights": weights.tolist(), "source": sources})
 
 
 def train_policy(cfg: PolicyConfig, callbacks: tuple = (), merge_lora: bool = True) -> dict:
@@ -60,18 +66,18 @@ def train_policy(cfg: PolicyConfig, callbacks: tuple = (), merge_lora: bool = Tr
     from preforch.models import load_pretrained, resolve
 
     out = Path(cfg.output_dir)
-    if cfg.method == "moslim":
-        from preforch.alignment.moslim import moslim_setup
-
-        dataset, reward, extra_json = moslim_setup(cfg)
-    else:
-        ensemble = RewardEnsemble.load(cfg.ensemble)
-        # fails on bad weights/objectives before any model loads
-        dataset, reward, extra_json = prompt_dataset(cfg, ensemble), CombinedReward(ensemble), None
     policy = resolve(cfg.policy)
     tok = load_pretrained(AutoTokenizer, policy, "policy tokenizer", trust_remote_code=cfg.trust_remote_code)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
+    if cfg.method == "moslim":
+        from preforch.alignment.moslim import moslim_setup
+
+        dataset, reward, extra_json = moslim_setup(cfg, tok)
+    else:
+        ensemble = RewardEnsemble.load(cfg.ensemble)
+        # fails on bad weights/objectives before the policy model loads
+        dataset, reward, extra_json = prompt_dataset(cfg, ensemble, tok), CombinedReward(ensemble), None
     common = dict(output_dir=str(out), max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
                   per_device_train_batch_size=cfg.per_device_train_batch_size, num_generations=cfg.num_generations,
                   max_completion_length=cfg.max_completion_length, temperature=cfg.temperature, beta=cfg.beta,

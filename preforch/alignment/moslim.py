@@ -76,18 +76,19 @@ class MoslimReward:
         return reward.tolist()
 
 
-def moslim_setup(cfg) -> tuple:
-    """(prompt dataset with tagged prompts, reward function, {moslim.json: spec}) for `train_policy`."""
+def moslim_setup(cfg, tokenizer) -> tuple:
+    """(prompt dataset with tagged prompts, reward function, {moslim.json: spec}) for `train_policy`; prompts are
+    fitted to the policy's `tokenizer` before tagging, so the tag is never cut."""
     from datasets import Dataset
 
-    from preforch.data.loaders import load_many
+    from preforch.alignment.morlhf import rl_prompts
     from preforch.rewards.classifier import ClassifierReward
 
     if not cfg.classifier:
         raise ConfigError("moslim needs --classifier DIR (a reward model trained with train-rm --levels ...)")
     classifier = ClassifierReward(cfg.classifier)
     heads, counts = classifier.objectives, classifier.num_levels
-    prompts = load_many(cfg.train_data, cfg.max_prompts).prompts
+    prompts, _ = rl_prompts(cfg, tokenizer)
     levels = random_levels(len(prompts), counts, cfg.seed)
     tagged = [list(render(p, row, heads, "levels", counts)) for p, row in zip(prompts, levels)]
     spec = {"objectives": list(heads), "num_levels": list(counts), "mapping": cfg.mapping,

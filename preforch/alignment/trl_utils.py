@@ -11,16 +11,36 @@ from pathlib import Path
 LOG_FILE = "log.jsonl"
 
 
+def peak_memory_mb() -> dict[str, float]:
+    """This process's peak resident memory so far (`peak_rss_mb`) and, on a GPU, its peak allocated CUDA memory
+    (`peak_cuda_mb`), in MiB: what a method costs beside its step time."""
+    import sys
+
+    import torch
+
+    try:
+        import resource
+    except ImportError:  # Windows has no getrusage
+        return {}
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    if sys.platform == "darwin":  # bytes there
+        peak /= 1024
+    out = {"peak_rss_mb": round(peak, 1)}
+    if torch.cuda.is_available():
+        out["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return out
+
+
 def jsonl_logger(path: Path):
-    """A `TrainerCallback` writing every log event (loss, KL, per-objective rewards, ...) as one JSON line,
-    for plots and resumes."""
+    """A `TrainerCallback` writing every log event (loss, KL, per-objective rewards, ..., and the peak memory so
+    far) as one JSON line, for plots, cost comparisons and resumes."""
     from transformers import TrainerCallback
 
     class JsonlLog(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
             if state.is_world_process_zero and logs:
                 with open(path, "a", encoding="utf-8") as f:
-                    f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+                    f.write(json.dumps({"step": state.global_step, **logs, **peak_memory_mb()}) + "\n")
 
     return JsonlLog()
 
@@ -39,6 +59,36 @@ def device_args(pad_to_multiple_of: int | None = None) -> dict:
         pad_to_multiple_of = length_bucket() or "auto"
     return dict(use_cpu=not torch.cuda.is_available(), bf16=fast_bf16(), activation_checkpointing=False,
                 pad_to_multiple_of=pad_to_multiple_of)
+
+
+def fit_prompts(tokenizer, prompts, max_tokens: int) -> list[tuple[dict, ...]]:
+    """Each chat prompt within `max_tokens` tokens of `tokenizer`'s chat template (generation prompt included):
+    the oldest turns go first (`schema.trim_dialogue`); a last user turn still too long keeps its last tokens.
+    `max_tokens` 0 keeps every prompt whole.
+
+    Why: TRL's GRPO / RLOO trainers (>= 1.13) no longer cut prompts, and every prompt of a batch is padded to the
+    longest; HH-RLHF dialogues reach ~1,000 SmolLM2 tokens (median 125), and one 16-completion CPU GRPO step on
+    whole prompts peaked at 19 GB of resident memory (docs/results.md, MOSLIM RL).
+    """
+    from preforch.data.schema import trim_dialogue
+
+    if not max_tokens:
+        return [tuple(p) for p in prompts]
+
+    def count(messages) -> int:
+        text = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    fitted = []
+    for prompt in prompts:
+        messages = [dict(m) for m in trim_dialogue(prompt, count, max_tokens)]
+        while (overflow := count(messages) - max_tokens) > 0:  # a loop: decoding can re-tokenise a cut differently
+            ids = tokenizer(messages[-1]["content"], add_special_tokens=False)["input_ids"]
+            if len(ids) <= 1:  # the template alone is over budget: keep one token of the question
+                break
+            messages[-1]["content"] = tokenizer.decode(ids[min(overflow, len(ids) - 1):])
+        fitted.append(tuple(messages))
+    return fitted
 
 
 def release_memory() -> None:

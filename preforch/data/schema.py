@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from preforch.errors import DataError
 
@@ -46,6 +46,20 @@ def check_messages(messages: Sequence[Message], where: str) -> tuple[Message, ..
     if not messages[-1]["content"].strip():
         raise DataError(f"{where}: prompt is empty (last user turn has no text)")
     return tuple({"role": m["role"], "content": m["content"]} for m in messages)
+
+
+def trim_dialogue(messages: Sequence[Message], count_tokens: Callable[[Sequence[Message]], int],
+                  max_tokens: int) -> tuple[Message, ...]:
+    """Drop the oldest turns until `count_tokens(messages) <= max_tokens`: a leading system message stays, the kept
+    part starts with a user turn, and the last user turn is always kept (it may alone exceed `max_tokens`; the
+    caller decides what to do with such a prompt). The end of a dialogue is what the next reply answers."""
+    system = [m for m in messages[:1] if m["role"] == "system"]
+    turns = list(messages[len(system):])
+    while len(turns) > 1 and count_tokens(system + turns) > max_tokens:
+        turns.pop(0)
+        while len(turns) > 1 and turns[0]["role"] != "user":
+            turns.pop(0)
+    return tuple(system + turns)
 
 
 def as_messages(prompt: str | Sequence[Message], where: str) -> tuple[Message, ...]:

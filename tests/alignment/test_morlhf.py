@@ -70,6 +70,7 @@ def test_train_policy_on_a_tiny_model_changes_parameters_and_logs_objectives(
     assert any(not torch.equal(a, b) for a, b in zip(before.state_dict().values(), after.state_dict().values()))
     logs = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert any("objectives/harmless/normalized" in row for row in logs)
+    assert all(row["peak_rss_mb"] > 50 for row in logs), "every log line carries the peak memory so far"
     assert (out / "checkpoint-2").is_dir()
 
 
@@ -94,6 +95,7 @@ def test_resume_continues_from_the_saved_step(tiny_policy_dir, tiny_ensemble_dir
     (["--weights", "helpful=0.7,harmless=0.2"], "must sum to 1"),
     (["--weights", "kindness=1"], "unknown objective"),
     (["--resume", "true"], "no checkpoint"),
+    (["--max_prompt_tokens", "-1"], "max_prompt_tokens: must be >= 0"),
 ])
 def test_bad_input_fails_before_writing_anything(extra, message, tiny_policy_dir, tiny_ensemble_dir, tmp_path, capsys):
     data = tmp_path / "prompts.jsonl"

@@ -4,6 +4,41 @@ import preforch.alignment.trl_utils as trl_utils
 from preforch.models import CPU_BF16_LENGTH_BUCKET
 
 
+def _turns(n: int) -> list[dict]:
+    """A dialogue of n user/assistant exchanges ending with a user turn: u0 a0 u1 a1 ... u{n-1}."""
+    out = []
+    for i in range(n):
+        out += [{"role": "user", "content": f"question number {i} " * 5}, {"role": "assistant", "content": f"answer {i} " * 5}]
+    return out[:-1]
+
+
+def _length(tok, messages) -> int:
+    return len(tok(tok.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False),
+                   add_special_tokens=False)["input_ids"])
+
+
+def test_fit_prompts_drops_the_oldest_turns_and_keeps_the_last_question(tiny_policy_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_policy_dir)
+    long, short = _turns(6), _turns(1)
+    fitted_long, fitted_short = trl_utils.fit_prompts(tok, [long, short], max_tokens=60)
+    assert _length(tok, long) > 60 >= _length(tok, fitted_long)
+    assert fitted_long[0]["role"] == "user" and list(fitted_long) == long[-len(fitted_long):]
+    assert list(fitted_short) == short, "a prompt that fits is untouched"
+    assert [list(p) for p in trl_utils.fit_prompts(tok, [long], max_tokens=0)] == [long], "0 keeps prompts whole"
+
+
+def test_fit_prompts_cuts_an_overlong_last_question_from_its_start(tiny_policy_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_policy_dir)
+    question = " ".join(f"word{i}" for i in range(200))
+    (fitted,) = trl_utils.fit_prompts(tok, [[{"role": "user", "content": question}]], max_tokens=40)
+    assert len(fitted) == 1 and _length(tok, fitted) <= 40
+    assert fitted[0]["content"].replace(" ", "").endswith("word199"), "the end of the question is what stays"
+
+
 def rss_mb() -> float:
     for line in open("/proc/self/status"):
         if line.startswith("VmRSS:"):
