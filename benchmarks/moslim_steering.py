@@ -46,7 +46,7 @@ def _ci(diff: np.ndarray) -> dict:
 def training_cost(policy: str) -> dict | None:
     """Steps, mean seconds per step and peak resident memory of the train-policy run that wrote `policy`."""
     log = Path(policy).parent / "log.jsonl"
-    if not log.is_file():
+    if not Path(policy).is_dir() or not log.is_file():  # a hub id or alias has no run
         return None
     rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     times = [r["step_time"] for r in rows if "step_time" in r]
