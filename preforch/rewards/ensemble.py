@@ -103,10 +103,10 @@ class RewardEnsemble:
         specs = []
         for src in self.sources:
             spec = src.spec()
-            if spec.get("kind") == "hf":
-                p = Path(spec["path"]).resolve()
-                if p.is_dir() and p.is_relative_to(path.resolve()):
-                    spec["path"] = str(p.relative_to(path.resolve()))
+            if spec.get("kind") == "hf" and Path(spec["path"]).is_dir():
+                # relative to the ensemble folder (e.g. "../reward_model"): loads from any working directory and
+                # after moving the run folder as a whole; a hub id stays as written
+                spec["path"] = os.path.relpath(Path(spec["path"]).resolve(), path.resolve())
             specs.append(spec)
         atomic_write_json(path / ENSEMBLE_FILE, {
             "objectives": list(self.objectives),

@@ -52,6 +52,24 @@ def test_ensemble_save_load_round_trip(tiny_ensemble_dir, pairs):
     assert torch.allclose(a, again.score(pairs.prompts[:4], [p.chosen for p in pairs][:4]))
 
 
+def test_a_reward_model_beside_the_ensemble_loads_from_any_working_directory(tiny_rm_dir, tmp_path, pairs,
+                                                                             monkeypatch):
+    import json
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_rm_dir, run / "reward_model")
+    monkeypatch.chdir(run)  # built the usual way: paths as a user typed them, relative to where they stand
+    ens = RewardEnsemble([HFRewardModel("reward_model", device="cpu")])
+    ens.fit_normalization(pairs, progress=False)
+    ens.save(run / "rewards")
+    assert json.loads((run / "rewards" / "ensemble.json").read_text())["sources"][0]["path"] == "../reward_model"
+    shutil.move(run, tmp_path / "moved")  # the run folder moved as a whole, read from elsewhere
+    monkeypatch.chdir(tmp_path)
+    loaded = RewardEnsemble.load(tmp_path / "moved" / "rewards")
+    assert torch.allclose(loaded.score(*pairs.all_replies()), ens.score(*pairs.all_replies()))
+
+
 def test_ensemble_errors(tmp_path):
     with pytest.raises(ConfigError, match="more than one reward source"):
         RewardEnsemble([RuleReward("c", "conciseness"), RuleReward("c", "no_refusal")])
