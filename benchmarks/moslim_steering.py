@@ -9,7 +9,10 @@ each at the same seed: {helpful=1}, {harmless=1}, {quality=0}, {quality=2}, {qua
 - helpful gain: judged helpful under {helpful=1} minus under {harmless=1} (asked vs not asked), per prompt;
 - harmless gain: judged harmless under {harmless=1} minus under {helpful=1};
 - quality: the judge has no quality objective, so its helpful score stands in: Spearman of the requested level
-  with the judged score over all (prompt, level) replies, and the paired gain of {quality=4} over {quality=0}.
+  with the judged score over all (prompt, level) replies (bootstrap CI over prompts), and the paired gain of
+  {quality=4} over {quality=0};
+- change against the first policy given: each objective's judged reward averaged over the five tags, paired by
+  prompt (what the RL bought over prompting alone).
 Means with 95% CIs (normal approximation). `untrained=smollm2` is the prompting-alone baseline; policies that
 cannot read the tag (MORLHF, Pro-MORLHF) are the RL baselines: their gains say what noise looks like, their judged
 means what the RL bought. A policy folder trained by train-policy has its run's log.jsonl one level up: its steps,
@@ -41,6 +44,16 @@ TAGS = {"helpful": {"helpful": 1}, "harmless": {"harmless": 1}, "q0": {"quality"
 def _ci(diff: np.ndarray) -> dict:
     mean, half = mean_ci(diff[:, None])
     return {"mean": float(mean[0]), "ci95": float(half[0])}
+
+
+def spearman_ci(judged: np.ndarray, reps: int = 1000, seed: int = 0) -> dict:
+    """Spearman of the requested quality level (0, 2, 4: the columns of `judged` [P, 3]) with the judged score, and
+    its 95% bootstrap interval over prompts (each resampled prompt keeps its three replies)."""
+    levels = np.broadcast_to([0, 2, 4], judged.shape)
+    rng = np.random.default_rng(seed)
+    boot = [spearman(levels[i].ravel(), judged[i].ravel())
+            for i in (rng.integers(0, len(judged), len(judged)) for _ in range(reps))]
+    return {"rho": spearman(levels.ravel(), judged.ravel()), "ci95": np.nanpercentile(boot, [2.5, 97.5]).tolist()}
 
 
 def training_cost(policy: str) -> dict | None:
@@ -96,6 +109,7 @@ def main() -> None:
     col = {o: judge.objectives.index(o) for o in ("helpful", "harmless")}
     sampling = SamplingConfig(num_candidates=1, max_new_tokens=args.max_new_tokens, seed=args.seed)
     result = {"judge": args.judge, "judge_objectives": list(judge.objectives), "prompts": len(prompts), "policies": {}}
+    reference = None  # the first policy's judged scores: every later one is compared with it, prompt by prompt
     for name, path in (p.split("=", 1) for p in args.policy):
         tagged = []
         for tag in TAGS.values():
@@ -104,17 +118,21 @@ def main() -> None:
         replies = [r[0] for r in CausalLM(path).sample(tagged, sampling)]
         scores = judge.score(list(prompts) * len(TAGS), replies).view(len(TAGS), len(prompts), -1).numpy()
         by = dict(zip(TAGS, scores))  # tag -> [P, K] normalised judged rewards
-        levels = np.repeat([0, 2, 4], len(prompts))
-        judged_quality = np.concatenate([by[t][:, col["helpful"]] for t in ("q0", "q2", "q4")])
+        judged_quality = np.stack([by[t][:, col["helpful"]] for t in ("q0", "q2", "q4")], 1)  # [P, 3]
+        reference = reference or (name, scores)
         result["policies"][name] = {
             "path": path,
             "helpful_gain": _ci(by["helpful"][:, col["helpful"]] - by["harmless"][:, col["helpful"]]),
             "harmless_gain": _ci(by["harmless"][:, col["harmless"]] - by["helpful"][:, col["harmless"]]),
-            "quality_spearman": spearman(levels, judged_quality),
+            "quality_spearman": spearman_ci(judged_quality, seed=args.seed),
             "quality_gain_4_over_0": _ci(by["q4"][:, col["helpful"]] - by["q0"][:, col["helpful"]]),
             "judged_mean": {t: dict(zip(("helpful", "harmless"), by[t][:, [col["helpful"], col["harmless"]]]
                                         .mean(0).tolist())) for t in TAGS},
+            f"change_vs_{reference[0]}": {o: _ci((scores - reference[1]).mean(0)[:, c]) for o, c in col.items()},
             "training": training_cost(path),
+            "examples": [{"prompt": prompts[i][-1]["content"], **{t: replies[k * len(prompts) + i] for k, t in
+                                                                   enumerate(TAGS) if t in ("helpful", "harmless")}}
+                         for i in range(3)],
             "mean_reply_chars": {t: float(np.mean([len(r) for r in replies[i * len(prompts):(i + 1) * len(prompts)]]))
                                  for i, t in enumerate(TAGS)},
         }
