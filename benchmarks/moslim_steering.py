@@ -1,8 +1,8 @@
 """Does a levels tag steer the policy? Paired on prompts, judged by the Bradley-Terry ensemble (never the
 classifier that trained the policy).
 
-    python benchmarks/moslim_steering.py --classifier runs/moslim_rm600 --judge /work/main/runs/quickstart/rewards \
-        --policy untrained=smollm2 --policy moslim=runs/moslim_grpo/policy [--prompts_per_source 16] [--tag NAME]
+    python benchmarks/moslim_steering.py --classifier runs/moslim_rm --judge runs/judge/rewards \
+        --policy untrained=smollm2 --policy moslim=runs/moslim/policy [--prompts_per_source 16] [--tag NAME]
 
 Every policy answers the same held-out prompts (hh-helpful:test, hh-harmless:test) under five tags, one sample
 each at the same seed: {helpful=1}, {harmless=1}, {quality=0}, {quality=2}, {quality=4}.
@@ -22,7 +22,6 @@ mean step time and peak memory are reported beside (the cost comparison). Writes
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ from _common import RESULTS, save
 
 from preforch.alignment.best_of_n import SamplingConfig
 from preforch.alignment.moslim import read_spec
+from preforch.alignment.trl_utils import read_log
 from preforch.data.conditioning import MASKED, render
 from preforch.data.loaders import sample_per_source
 from preforch.evaluation.metrics import mean_ci, spearman
@@ -61,7 +61,7 @@ def training_cost(policy: str) -> dict | None:
     log = Path(policy).parent / "log.jsonl"
     if not Path(policy).is_dir() or not log.is_file():  # a hub id or alias has no run
         return None
-    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    rows = read_log(log)
     times = [r["step_time"] for r in rows if "step_time" in r]
     peaks = [r["peak_rss_mb"] for r in rows if "peak_rss_mb" in r]
     return {"steps": max(r["step"] for r in rows), "seconds_per_step": float(np.mean(times)) if times else None,

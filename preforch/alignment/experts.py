@@ -14,7 +14,6 @@ held-out table is added to it last), experts/<objective>/ (peft adapters, safete
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import asdict
@@ -24,7 +23,7 @@ import torch
 
 from preforch.alignment.expert_set import EXPERTS_FILE, ExpertSet, adapter_folder, write_expert_set
 from preforch.alignment.implicit_reward import implicit_reward_accuracy, reply_logprobs
-from preforch.alignment.trl_utils import LOG_FILE, device_args, jsonl_logger, lora_config
+from preforch.alignment.trl_utils import LOG_FILE, device_args, jsonl_logger, lora_config, read_log
 from preforch.config import ExpertsConfig, PolicyConfig
 from preforch.data.loaders import load_many
 from preforch.data.schema import PreferenceDataset
@@ -98,7 +97,7 @@ def heldout_accuracy(experts: ExpertSet, heldout: dict[str, PreferenceDataset], 
 def training_record(log: Path, seconds: float, batch_size: int) -> dict:
     """An expert's training as its log tells it: steps, first and last loss, samples (pairs for dpo,
     completions for grpo) and tokens seen (TRL's cumulative `num_tokens`), and wall seconds."""
-    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
+    rows = read_log(log) if log.is_file() else []
     losses = [row["loss"] for row in rows if "loss" in row]
     tokens = [row["num_tokens"] for row in rows if "num_tokens" in row]
     return {"steps": len(losses), "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,

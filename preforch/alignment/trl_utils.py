@@ -31,6 +31,11 @@ def peak_memory_mb() -> dict[str, float]:
     return out
 
 
+def read_log(path: Path) -> list[dict]:
+    """The rows `jsonl_logger` wrote to `path`, in order."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
 def jsonl_logger(path: Path):
     """A `TrainerCallback` writing every log event (loss, KL, per-objective rewards, ..., and the peak memory so
     far) as one JSON line, for plots, cost comparisons and resumes."""

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from preforch.alignment.trl_utils import LOG_FILE
+from preforch.alignment.trl_utils import LOG_FILE, read_log
 from preforch.config import EvaluateConfig, PolicyConfig, RLComparisonConfig
 from preforch.evaluation.metrics import mean_ci
 from preforch.evaluation.pareto import reference_point_or_default
@@ -45,7 +45,7 @@ def snapshots(run_dir: Path) -> dict[int, str]:
     snaps = {int(p.name.rsplit("-", 1)[1]): str(p) for p in run_dir.glob("checkpoint-*") if p.name.rsplit("-", 1)[1].isdigit()}
     log = run_dir / LOG_FILE
     if (run_dir / "policy").is_dir() and log.is_file():
-        last = max(json.loads(line)["step"] for line in log.read_text().splitlines() if line.strip())
+        last = max(row["step"] for row in read_log(log))
         snaps[last] = str(run_dir / "policy")
     return dict(sorted(snaps.items()))
 
@@ -129,7 +129,7 @@ def run_rl_comparison(cfg: RLComparisonConfig) -> dict:
 
 def _training_reward(run_dir: Path) -> list[list[float]]:
     """(step, mean combined reward of the step's completions under the method's own weights) from log.jsonl."""
-    rows = [json.loads(line) for line in (run_dir / LOG_FILE).read_text().splitlines() if line.strip()]
+    rows = read_log(run_dir / LOG_FILE)
     return [[r["step"], r["objectives/combined"]] for r in rows if "objectives/combined" in r]
 
 
