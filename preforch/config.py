@@ -424,8 +424,10 @@ class MahaloConfig:
     lora_alpha: int = _f(32, "LoRA alpha")
     max_prompt_tokens: int = _f(128, "prompt tokens kept (from the end)")
     max_reply_tokens: int = _f(128, "reply tokens kept (from the start)")
-    arithmetic_samples: int = _f(6, "arithmetic pairs: samples per problem from the starting policy")
-    arithmetic_max_new_tokens: int = _f(96, "arithmetic pairs: tokens per sample")
+    arithmetic_level: str = _f("one-step", "arithmetic problems: 'one-step' (a 135M model gets some right) or "
+                               "'two-step' (for bigger models)")
+    arithmetic_samples: int = _f(8, "arithmetic pairs: samples per problem from the starting policy")
+    arithmetic_max_new_tokens: int = _f(48, "arithmetic pairs: tokens per sample")
     save_steps: int = _f(50, "checkpoint every N steps")
     resume: bool = _f(False, "continue from OUTPUT_DIR/training/checkpoint")
     seed: int = _f(0, "random seed")
@@ -437,8 +439,44 @@ class MahaloConfig:
         _positive(self, "epochs", "max_steps", "batch_size", "learning_rate", "beta", "max_prompt_tokens",
                   "max_reply_tokens", "arithmetic_samples", "arithmetic_max_new_tokens", "save_steps")
         _non_negative(self, "noise_std")
+        from preforch.data.arithmetic import LEVELS
+
+        _one_of(self, "arithmetic_level", tuple(LEVELS))
         if not self.objectives or len(set(self.objectives)) != len(self.objectives):
             raise ConfigError(f"objectives: expected distinct objective names, got {self.objectives}")
+
+
+@dataclass
+class ValueHeadConfig:
+    """`preforch train-value-head`: the arithmetic objective's value head (a PRM for guided decoding), trained on
+    hindsight labels of the policy's own samples (issue 13)."""
+
+    policy: str = _f("smollm2", "the policy whose continuations the value predicts (any preference policy: a "
+                     "train-mahalo folder, a model id or path)")
+    method: Optional[str] = _f(None, METHOD_HELP)
+    weights: Optional[str] = _f(None, "weights the policy samples under, e.g. helpful=0,harmless=0,arithmetic=1 "
+                                "(default: uniform)")
+    backbone: str = _f("smollm2", "frozen causal LM whose last hidden state the head reads: hub id, path or alias")
+    level: str = _f("one-step", "arithmetic problems: one-step or two-step")
+    problems: int = _f(128, "training problems (seed SEED)")
+    eval_problems: int = _f(64, "held-out problems (seed SEED + 10000)")
+    samples: int = _f(8, "samples per problem (temperature 1)")
+    max_new_tokens: int = _f(48, "tokens per sample")
+    boundary: str = _f("sentence", "step boundary: 'paragraph', 'sentence' or a literal marker")
+    weight_decay: float = _f(1e-3, "L2 penalty of the logistic probe (on standardised features)")
+    output_dir: str = _f("runs/value_head", "value_head.json + value_head.safetensors")
+    seed: int = _f(0, "random seed")
+    trust_remote_code: bool = _f(False, "allow custom model code from the hub")
+
+    def __post_init__(self):
+        from preforch.data.arithmetic import LEVELS
+
+        _positive(self, "problems", "eval_problems", "samples", "max_new_tokens")
+        _non_negative(self, "weight_decay")
+        _one_of(self, "level", tuple(LEVELS))
+        _check_kind("method", self.method)
+        if not self.boundary:
+            raise ConfigError("boundary: empty")
 
 
 @dataclass

@@ -34,11 +34,12 @@ def reply_logprobs(model, tokenizer, prompts: Sequence[Sequence[Message]], repli
 
 
 def implicit_reward_accuracy(chosen: torch.Tensor, rejected: torch.Tensor, ref_chosen: torch.Tensor,
-                             ref_rejected: torch.Tensor, beta: float) -> dict[str, float]:
+                             ref_rejected: torch.Tensor, beta: float, per_pair: bool = False) -> dict:
     """DPO's implicit reward r(x, y) = beta * (log pi(y|x) - log pi_ref(y|x)) on pairs; all inputs [N] log-probs.
 
     accuracy: share of pairs with r(x, y_w) > r(x, y_l) (ties count as wrong, as in TRL); margin: the mean of
-    r(x, y_w) - r(x, y_l).
+    r(x, y_w) - r(x, y_l); with `per_pair`, correct: [N] 0/1 per pair, for comparisons paired on the pairs.
     """
     margins = beta * ((chosen - ref_chosen) - (rejected - ref_rejected))  # [N]
-    return {"accuracy": float((margins > 0).float().mean()), "margin": float(margins.mean())}
+    out = {"accuracy": float((margins > 0).float().mean()), "margin": float(margins.mean())}
+    return {**out, "correct": (margins > 0).int().tolist()} if per_pair else out

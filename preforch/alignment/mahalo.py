@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from preforch.alignment.implicit_reward import implicit_reward_accuracy
@@ -57,8 +58,30 @@ def head_matrix(model: MultiHeadLM, tok, heldout: dict[str, PreferenceDataset], 
     for objective, pairs in heldout.items():
         chosen, rejected = logprobs_by_head(model, tok, pairs, model.heads, cfg)
         for k, head in enumerate(head_names):
-            table[head][objective] = implicit_reward_accuracy(chosen[k], rejected[k], *refs[objective], cfg.beta)
+            table[head][objective] = implicit_reward_accuracy(chosen[k], rejected[k], *refs[objective], cfg.beta,
+                                                              per_pair=True)
     return table
+
+
+def interference(mahalo: dict, alone: dict[str, dict], z: float = 1.96) -> dict[str, dict[str, float]]:
+    """How far each MAHALO head trails DPO on its objective alone, on the same held-out pairs.
+
+    mahalo, alone[objective]: train-mahalo run records (mahalo_run.json); an objective-only run has one head.
+    Per objective k: head k's implicit-reward accuracy on k's pairs, the objective-only run's, and
+    `interference` = alone - head, with a 95% CI half-width paired on the pairs ([N] correctness each).
+    """
+    out = {}
+    for objective, run in alone.items():
+        (only,) = run["heldout_accuracy"].values()
+        ours, theirs = mahalo["heldout_accuracy"][objective][objective]["correct"], only[objective]["correct"]
+        if len(ours) != len(theirs):
+            raise DataError(f"{objective}: held-out pairs differ ({len(ours)} vs {len(theirs)}); evaluate both runs "
+                            f"on the same --eval_data and --max_eval_pairs")
+        diff = np.asarray(theirs, dtype=float) - np.asarray(ours, dtype=float)
+        out[objective] = {"head": float(np.mean(ours)), "alone": float(np.mean(theirs)),
+                          "interference": float(diff.mean()),
+                          "ci95": float(z * diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan")}
+    return out
 
 
 def route(objectives: Sequence[str], names: Sequence[str]) -> list[int]:
@@ -86,7 +109,7 @@ def load_data(cfg: MahaloConfig, lm, tok) -> tuple[dict, dict, dict]:
                 pairs = load_file(file, source=ARITHMETIC)
             elif spec == ARITHMETIC:
                 pairs, info = arithmetic_pairs(lm, tok, cap or 200, seed, cfg.arithmetic_samples,
-                                               cfg.arithmetic_max_new_tokens)
+                                               cfg.arithmetic_max_new_tokens, cfg.arithmetic_level)
                 record[f"{objective}/{('train', 'eval')[split]}"] = info
                 atomic_write_text(file, "".join(json.dumps({"prompt": list(p.prompt), "chosen": p.chosen,
                                                             "rejected": p.rejected}) + "\n" for p in pairs))

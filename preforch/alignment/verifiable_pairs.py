@@ -22,12 +22,13 @@ def pairs_from_samples(problems, samples: list[list[str]]) -> PreferenceDataset:
 
 
 def arithmetic_pairs(model, tokenizer, num_problems: int, seed: int, samples: int, max_new_tokens: int,
-                     batch_size: int = 16) -> tuple[PreferenceDataset, dict]:
-    """Pairs from `samples` sampled replies (temperature 1) to each of `num_problems` seeded problems, and a
-    record: problems, pairs, the samples' exact-match accuracy."""
-    problems = make_problems(num_problems, seed)
+                     level: str = "two-step", batch_size: int = 16) -> tuple[PreferenceDataset, dict]:
+    """Pairs from `samples` sampled replies (temperature 1) to each of `num_problems` seeded problems of `level`,
+    and a record: problems, pairs, the samples' exact-match accuracy."""
+    problems = make_problems(num_problems, seed, level)
     sampling = SamplingConfig(samples, max_new_tokens, temperature=1.0, top_p=1.0, batch_size=batch_size)
     rows = sample_candidates(model, tokenizer, [p.prompt for p in problems], sampling)
     accuracy = sum(check(s, p.answer) for p, row in zip(problems, rows) for s in row) / max(1, samples * len(problems))
     pairs = pairs_from_samples(problems, rows)
-    return pairs, {"problems": len(problems), "pairs": len(pairs), "sample_accuracy": accuracy, "seed": seed}
+    return pairs, {"problems": len(problems), "pairs": len(pairs), "sample_accuracy": accuracy, "seed": seed,
+                   "level": level}

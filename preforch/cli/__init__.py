@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-policy": ("PolicyConfig", "Pro-MORLHF / MORLHF / single-reward RL with TRL GRPO or RLOO (Eq. 9)"),
     "train-experts": ("ExpertsConfig", "one LoRA expert per objective on one base model (DPO or GRPO), for --method soups / mod"),
     "train-mahalo": ("MahaloConfig", "MAHALO: one output head per objective on a shared trunk, each trained with DPO (issue 13)"),
+    "train-value-head": ("ValueHeadConfig", "the arithmetic objective's value head (a PRM for MAHALO's guided decoding) from hindsight labels"),
     "train-wic": ("WicConfig", "Pro-WiC / RiC: preference in the prompt; offline SFT, online sample-relabel-filter-SFT (Eq. 10-11)"),
     "rl-compare": ("RLComparisonConfig", "train RL methods from one start, judge every checkpoint held-out: reward-vs-step plot, before/after table"),
     "wic-compare": ("WicComparisonConfig", "Pro-WiC vs RiC-online vs RiC-offline (+ Soups and MOD with --expert_data) at one budget: fronts, hypervolumes, steering, compute"),

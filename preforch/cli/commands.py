@@ -7,8 +7,8 @@ from pathlib import Path
 
 from preforch.config import (CompareConfig, EnsembleConfig, EvalOrchestratorConfig, EvaluateConfig, ExpertsConfig,
                              GenerateConfig, MahaloConfig, OrchestratorConfig, PlotLogsConfig, PolicyConfig,
-                             RewardModelConfig, RLComparisonConfig, ServeConfig, WeightsConfig, WicComparisonConfig,
-                             WicConfig)
+                             RewardModelConfig, RLComparisonConfig, ServeConfig, ValueHeadConfig, WeightsConfig,
+                             WicComparisonConfig, WicConfig)
 from preforch.data.loaders import load_many
 from preforch.errors import ConfigError
 from preforch.io import atomic_write_json, read_jsonl
@@ -139,6 +139,16 @@ def train_mahalo(cfg: MahaloConfig) -> dict:
     print(f"head x objective held-out implicit-reward accuracy (beta {cfg.beta:g}; columns: each objective's pairs)")
     _print_accuracy_table(result["heldout_accuracy"], "head", cfg.objectives)
     print(f"saved {result['policy']}; serve it with --method mahalo")
+    return result
+
+
+def train_value_head(cfg: ValueHeadConfig) -> dict:
+    from preforch.serving.value_head import train_value_head as run
+
+    result = run(cfg)
+    held = result["heldout"]
+    print(f"held-out prefixes: AUROC {held['auroc']:.3f}, Brier {held['brier']:.4f} (base rate alone "
+          f"{held['brier_base_rate']:.4f}); saved {result['value_head']}; guide with value_head in a mahalo policy")
     return result
 
 

@@ -12,22 +12,32 @@ import re
 from dataclasses import dataclass
 
 from preforch.data.schema import Message
+from preforch.errors import ConfigError
 
-INSTRUCTION = "Solve step by step, then give the final number on a last line as 'Answer: N'."
 NAMES = ("Ana", "Ben", "Chloe", "Dev", "Eli", "Fay", "Gus", "Hana")
 ITEMS = ("apples", "books", "coins", "marbles", "pencils", "stickers")
 
-# (template, answer) over drawn a, b, c: small, two-step problems a 135M model gets right only sometimes.
-TEMPLATES = (
-    ("{n} has {a} {i}. {n} buys {b} more and then gives away {c}. How many {i} does {n} have now?",
-     lambda a, b, c: a + b - c),
-    ("{n} has {a} bags with {b} {i} in each, and finds {c} more {i}. How many {i} does {n} have?",
-     lambda a, b, c: a * b + c),
-    ("{n} had {a} {i} and lost {c}. Then {n} doubled what was left. How many {i} are there now?",
-     lambda a, b, c: 2 * (a - c)),
-    ("There are {a} {i} shared equally by {b} friends, and each friend gets {c} extra. How many {i} does "
-     "each friend have?", lambda a, b, c: a // b + c),
-)
+# Per level: the instruction ending every prompt, and (template, answer) over drawn a, b, c. SmolLM2-135M-Instruct
+# samples (temperature 1, 4 per problem) got two-step problems right 0.5% of the time, so almost no problem gave a
+# right and a wrong sample to pair; one-step problems 2-17% (bare sums best), enough for pairs.
+LEVELS = {
+    "one-step": ("Give the final number on a last line as 'Answer: N'.", (
+        ("What is {a} + {b}?", lambda a, b, c: a + b),
+        ("{n} has {a} {i} and buys {b} more. How many {i} does {n} have now?", lambda a, b, c: a + b),
+        ("What is {a} - {c}?", lambda a, b, c: a - c),
+        ("{n} has {a} {i} and gives away {c}. How many {i} does {n} have left?", lambda a, b, c: a - c),
+    )),
+    "two-step": ("Solve step by step, then give the final number on a last line as 'Answer: N'.", (
+        ("{n} has {a} {i}. {n} buys {b} more and then gives away {c}. How many {i} does {n} have now?",
+         lambda a, b, c: a + b - c),
+        ("{n} has {a} bags with {b} {i} in each, and finds {c} more {i}. How many {i} does {n} have?",
+         lambda a, b, c: a * b + c),
+        ("{n} had {a} {i} and lost {c}. Then {n} doubled what was left. How many {i} are there now?",
+         lambda a, b, c: 2 * (a - c)),
+        ("There are {a} {i} shared equally by {b} friends, and each friend gets {c} extra. How many {i} does "
+         "each friend have?", lambda a, b, c: a // b + c),
+    )),
+}
 
 
 @dataclass(frozen=True)
@@ -36,16 +46,20 @@ class Problem:
     answer: int
 
 
-def make_problems(n: int, seed: int) -> list[Problem]:
-    """n seeded word problems; every answer is a non-negative integer (divisions come out even)."""
+def make_problems(n: int, seed: int, level: str = "two-step") -> list[Problem]:
+    """n seeded word problems of a `LEVELS` level; every answer is a non-negative integer (divisions come out
+    even, a > c)."""
+    if level not in LEVELS:
+        raise ConfigError(f"arithmetic level {level!r}: expected one of {sorted(LEVELS)}")
+    instruction, templates = LEVELS[level]
     rng = random.Random(seed)
     problems = []
     for _ in range(n):
-        template, solve = rng.choice(TEMPLATES)
+        template, solve = rng.choice(templates)
         b, c = rng.randint(2, 9), rng.randint(1, 9)
         a = b * rng.randint(2, 9) if "shared equally" in template else rng.randint(c + 1, 30)
         text = template.format(n=rng.choice(NAMES), i=rng.choice(ITEMS), a=a, b=b, c=c)
-        problems.append(Problem(({"role": "user", "content": f"{text} {INSTRUCTION}"},), solve(a, b, c)))
+        problems.append(Problem(({"role": "user", "content": f"{text} {instruction}"},), solve(a, b, c)))
     return problems
 
 
@@ -71,7 +85,7 @@ def _pattern(template: str) -> re.Pattern:
     return re.compile(text)
 
 
-PATTERNS = tuple((_pattern(t), solve) for t, solve in TEMPLATES)
+PATTERNS = tuple((_pattern(t), solve) for _, templates in LEVELS.values() for t, solve in templates)
 
 
 def solve(problem_text: str) -> int | None:

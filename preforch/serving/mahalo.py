@@ -23,7 +23,8 @@ class MahaloSettings:
     unguided); step_candidates: N of step-level best-of-N; boundary: 'paragraph', 'sentence' or a literal marker;
     min_step_tokens / max_step_tokens: a step's length bounds; reuse_cache: continue the winner's KV cache;
     rollouts: arithmetic problems: Monte Carlo rollouts (of rollout_tokens) that value each unfinished prefix (0:
-    the guide's scores alone)."""
+    the guide's scores alone); value_head: a train-value-head folder that values them in one forward pass instead
+    (the PRM; rollouts are its baseline)."""
 
     policy: str = field(metadata={"path": True})
     guide: str | None = field(default=None, metadata={"path": True})
@@ -34,11 +35,14 @@ class MahaloSettings:
     reuse_cache: bool = True
     rollouts: int = 0
     rollout_tokens: int = 48
+    value_head: str | None = field(default=None, metadata={"path": True})
 
     def __post_init__(self):
         if min(self.step_candidates, self.min_step_tokens, self.max_step_tokens, self.rollout_tokens) < 1 or self.rollouts < 0:
             raise ConfigError("step_candidates, min_step_tokens, max_step_tokens, rollout_tokens: must be >= 1; "
                               "rollouts >= 0")
+        if self.rollouts and self.value_head:
+            raise ConfigError("rollouts and value_head both value arithmetic prefixes: give one")
         if self.step_candidates > 1 and not self.guide:
             raise ConfigError("step_candidates > 1: needs guide (a reward-ensemble folder that scores the steps)")
 
@@ -59,7 +63,7 @@ class MahaloPolicy(PreferencePolicy):
             self._objectives = tuple(json.loads(file.read_text())["objectives"])
         except (OSError, ValueError, KeyError) as e:
             raise ConfigError(f"{file}: not a MAHALO policy ({type(e).__name__}: {e}); preforch train-mahalo makes one") from None
-        self.options, self._loaded, self._scorer = options, None, None
+        self.options, self._loaded, self._scorer, self._value_head = options, None, None, None
 
     @property
     def objectives(self) -> tuple[str, ...]:
@@ -124,21 +128,32 @@ class MahaloPolicy(PreferencePolicy):
 
     def step_scores(self, prompt, prompt_ids: torch.Tensor, rows: list[list[int]], w: torch.Tensor) -> torch.Tensor:
         """Prefix scores [N, K] of candidate token lists: the guide ensemble's, and for an arithmetic problem with
-        `rollouts` set, the arithmetic column replaced by the checker / Monte Carlo value."""
+        `rollouts` or `value_head` set, the arithmetic column replaced by the checker on finished replies and the
+        Monte Carlo or value-head value on unfinished ones."""
         from preforch.data.arithmetic import solve
         from preforch.serving.mixed_decoding import end_tokens
         from preforch.serving.step_scorers import arithmetic_step_value
 
+        s = self.settings
         model, tok = self.model_and_tokenizer()
         texts = [tok.decode(r, skip_special_tokens=True) for r in rows]
         scores = self.step_scorer().scores(prompt, texts)
-        answer = solve(prompt[-1]["content"]) if self.settings.rollouts and "arithmetic" in self.objectives else None
+        valued = (s.rollouts or s.value_head) and "arithmetic" in self.objectives
+        answer = solve(prompt[-1]["content"]) if valued else None
         if answer is not None:
             eos = end_tokens(model, tok)
+            values = self.value_head().score(prompt, texts).tolist() if s.value_head else [None] * len(texts)
             scores[:, self.objectives.index("arithmetic")] = torch.tensor([arithmetic_step_value(
-                t, answer, bool(r) and r[-1] in eos, lambda _, n, r=r: self.rollout(prompt_ids, r, w, n),
-                self.settings.rollouts) for t, r in zip(texts, rows)])
+                t, answer, bool(r) and r[-1] in eos, lambda _, n, r=r: self.rollout(prompt_ids, r, w, n), s.rollouts,
+                value=v) for t, r, v in zip(texts, rows, values)])
         return scores
+
+    def value_head(self):
+        if self._value_head is None:
+            from preforch.serving.value_head import ValueHead
+
+            self._value_head = ValueHead.load(self.settings.value_head, self.options.trust_remote_code)
+        return self._value_head
 
     def rollout(self, prompt_ids: torch.Tensor, tokens: list[int], w: torch.Tensor, n: int) -> list[str]:
         """n sampled continuations (temperature 1) of the reply begun with `tokens`, under weights w [K]."""

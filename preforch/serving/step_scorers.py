@@ -3,8 +3,9 @@ normalised step scores; MAHALO guides by one objective at a time, the combinatio
 
 - helpful / harmless (any objective of a reward ensemble): the ensemble's reward models applied to the prefix,
   z-scored with the ensemble's stored normalisation (as MAHALO applies outcome reward models to prefixes);
-- arithmetic: the exact-answer checker on finished replies, and a Monte Carlo value on unfinished ones: the share
-  of rollouts from the prefix that the checker accepts (the baseline MAHALO's value model is trained to predict).
+- arithmetic: the exact-answer checker on finished replies, and on unfinished ones a value head's estimate
+  (`value_head.py`, MAHALO's value model) or a Monte Carlo value: the share of rollouts from the prefix that the
+  checker accepts (the baseline, and what the value head is trained to predict).
 """
 
 from __future__ import annotations
@@ -36,10 +37,12 @@ class EnsembleStepScorer:
 
 
 def arithmetic_step_value(prefix: str, answer: int, finished: bool, rollout: Callable[[str, int], list[str]],
-                          num_rollouts: int) -> float:
-    """The checker (1 or 0) on a finished reply; else the Monte Carlo value: the share of `num_rollouts`
-    completions of the prefix (`rollout(prefix, n)` -> n continuation texts) whose prefix + continuation the
-    checker accepts."""
+                          num_rollouts: int, value: float | None = None) -> float:
+    """The checker (1 or 0) on a finished reply; else `value` when given (a value head's, `value_head.py`), else
+    the Monte Carlo value: the share of `num_rollouts` completions of the prefix (`rollout(prefix, n)` -> n
+    continuation texts) whose prefix + continuation the checker accepts."""
     if finished:
         return float(check(prefix, answer))
+    if value is not None:
+        return value
     return sum(check(prefix + c, answer) for c in rollout(prefix, num_rollouts)) / num_rollouts

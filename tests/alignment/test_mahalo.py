@@ -166,9 +166,9 @@ def test_arithmetic_pairs_come_from_own_samples_are_kept_and_read_back_on_resume
         load_data(cfg, lm, tok)
     calls = []
 
-    def fake(model, tokenizer, num_problems, seed, samples, max_new_tokens):
+    def fake(model, tokenizer, num_problems, seed, samples, max_new_tokens, level):
         calls.append(seed)
-        problems = make_problems(num_problems, seed)
+        problems = make_problems(num_problems, seed, level)
         return vp.pairs_from_samples(problems, [[f"Answer: {p.answer}", "Answer: -1"] for p in problems]), {"seed": seed}
 
     monkeypatch.setattr(vp, "arithmetic_pairs", fake)
@@ -177,3 +177,17 @@ def test_arithmetic_pairs_come_from_own_samples_are_kept_and_read_back_on_resume
     assert train["arithmetic"][0].prompt != heldout["arithmetic"][0].prompt  # other seeds: other problems
     again, _, _ = load_data(MahaloConfig(**{**cfg.__dict__, "resume": True}), lm, tok)
     assert calls == [0, 10_000] and [p.chosen for p in again["arithmetic"]] == [p.chosen for p in train["arithmetic"]]
+
+
+def test_interference_is_the_paired_accuracy_gap_to_dpo_on_the_objective_alone():
+    from preforch.alignment.mahalo import interference
+
+    cell = lambda correct: {"accuracy": sum(correct) / len(correct), "correct": correct}
+    mahalo = {"heldout_accuracy": {"helpful": {"helpful": cell([1, 0, 1, 0])}, "harmless": {"helpful": cell([0, 0, 0, 0])}}}
+    alone = {"helpful": {"heldout_accuracy": {"helpful": {"helpful": cell([1, 1, 1, 0])}}}}
+    out = interference(mahalo, alone)["helpful"]
+    assert (out["head"], out["alone"], out["interference"]) == (0.5, 0.75, 0.25)
+    assert out["ci95"] == pytest.approx(1.96 * 0.5 / 2)  # differences [0, 1, 0, 0]: std 0.5 over sqrt(4) pairs
+    alone["helpful"]["heldout_accuracy"]["helpful"]["helpful"] = cell([1, 1])
+    with pytest.raises(DataError, match="helpful: held-out pairs differ \\(4 vs 2\\)"):
+        interference(mahalo, alone)

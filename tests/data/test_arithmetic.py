@@ -1,12 +1,24 @@
+import pytest
+
 from preforch.alignment.verifiable_pairs import pairs_from_samples
+from preforch.config import MahaloConfig
 from preforch.data.arithmetic import check, extract_answer, make_problems
+from preforch.errors import ConfigError
 
 
-def test_problems_are_seeded_and_their_answers_integral():
-    a, b = make_problems(50, seed=1), make_problems(50, seed=1)
-    assert a == b and a != make_problems(50, seed=2)
+@pytest.mark.parametrize("level", ["one-step", "two-step"])
+def test_problems_are_seeded_and_their_answers_integral(level):
+    a, b = make_problems(50, seed=1, level=level), make_problems(50, seed=1, level=level)
+    assert a == b and a != make_problems(50, seed=2, level=level)
     assert all(isinstance(p.answer, int) and p.answer >= 0 for p in a)
     assert all("Answer: N" in p.prompt[-1]["content"] for p in a)
+
+
+def test_an_unknown_level_is_refused_by_name():
+    with pytest.raises(ConfigError, match="arithmetic level 'three-step': expected one of"):
+        make_problems(1, seed=0, level="three-step")
+    with pytest.raises(ConfigError, match="arithmetic_level: expected one of one-step, two-step"):
+        MahaloConfig(arithmetic_level="hard")
 
 
 def test_the_checker_reads_the_final_answer_exactly():
@@ -30,7 +42,7 @@ def test_the_answer_is_read_back_from_the_problem_text_so_a_rule_can_judge():
     from preforch.data.arithmetic import exact_match, solve
     from preforch.rewards.sources import RuleReward
 
-    problems = make_problems(200, seed=5)
+    problems = make_problems(200, seed=5) + make_problems(200, seed=5, level="one-step")
     assert all(solve(p.prompt[-1]["content"]) == p.answer for p in problems) and solve("How do I bake bread?") is None
     rule = RuleReward.from_spec("arithmetic=preforch.data.arithmetic:exact_match")
     scores = rule.score([problems[0].prompt, problems[0].prompt, ({"role": "user", "content": "hi"},)],

@@ -1,0 +1,158 @@
+"""The verifiable objective's process reward model (MAHALO's math value model): V(x, prefix) = P(the reply ends
+with a correct answer | problem x, reply prefix), a logistic probe on a frozen causal LM's last hidden state at the
+prefix's last token.
+
+Trained on hindsight labels: each step prefix of a sampled reply is labelled with whether that reply's answer was
+right, a one-rollout Monte Carlo estimate of the prefix's value under the sampling policy (MAHALO trains its value
+model on Monte Carlo / hindsight step labels). Guided decoding then scores an unfinished arithmetic prefix with
+one forward pass instead of `rollouts` sampled continuations (`step_scorers.arithmetic_step_value`).
+
+Folder: value_head.json (backbone, objective, training record) + value_head.safetensors (weight [H], bias [1]).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from preforch.data.arithmetic import Problem, check
+from preforch.data.schema import Message
+from preforch.errors import ConfigError
+
+CONFIG_FILE, WEIGHTS_FILE = "value_head.json", "value_head.safetensors"
+
+
+def step_prefixes(reply: str, markers: Sequence[str]) -> list[str]:
+    """The reply cut after every step boundary (any of `markers`), and the whole reply last: its step prefixes."""
+    cuts = sorted({i + len(m) for m in markers for i in range(len(reply)) if reply.startswith(m, i)})
+    return [reply[:c] for c in cuts if 0 < c < len(reply)] + [reply]
+
+
+def hindsight_rows(problems: Sequence[Problem], samples: Sequence[Sequence[str]],
+                   markers: Sequence[str]) -> list[tuple[tuple[Message, ...], str, float]]:
+    """(prompt, prefix, label) for every step prefix of every sample [P][n], label 1.0 if that sample's final
+    answer is right, else 0.0."""
+    return [(problem.prompt, prefix, float(check(reply, problem.answer)))
+            for problem, row in zip(problems, samples) for reply in row for prefix in step_prefixes(reply, markers)]
+
+
+def fit_probe(features: torch.Tensor, labels: torch.Tensor, weight_decay: float, steps: int = 200) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logistic regression on standardised features [N, H] with labels [N] in {0, 1} and an L2 penalty
+    `weight_decay`, by L-BFGS -> (weight [H], bias [1]) on the raw features."""
+    mean, std = features.mean(0), features.std(0).clamp_min(1e-6)
+    x = (features - mean) / std
+    w = torch.zeros(x.shape[1], requires_grad=True)
+    b = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(x @ w + b, labels) + weight_decay * w.square().sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    weight = (w / std).detach()
+    return weight, (b - (mean * weight).sum()).detach()
+
+
+class ValueHead:
+    """A trained value head: `score(prompt, prefixes)` -> P(correct) [N]; the backbone loads on first use."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, backbone: str, record: dict | None = None,
+                 trust_remote_code: bool = False):
+        self.weight, self.bias, self.backbone, self.record = weight, bias, backbone, record or {}
+        self.trust_remote_code, self._lm = trust_remote_code, None
+
+    def lm(self):
+        if self._lm is None:
+            from preforch.models import load_policy
+
+            self._lm = load_policy(self.backbone, dtype=torch.float32, trust_remote_code=self.trust_remote_code)
+            self._lm[0].eval()
+        return self._lm
+
+    @torch.no_grad()
+    def features(self, prompts: Sequence[Sequence[Message]], prefixes: Sequence[str], batch_size: int = 16) -> torch.Tensor:
+        """Last-layer hidden state [N, H] at the last token of each chat-templated prompt + reply prefix."""
+        lm, tok = self.lm()
+        out = []
+        for s in range(0, len(prefixes), batch_size):
+            texts = [tok.apply_chat_template(list(p), tokenize=False, add_generation_prompt=True) + r
+                     for p, r in zip(prompts[s:s + batch_size], prefixes[s:s + batch_size])]
+            enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(lm.device)
+            hidden = lm(**enc, output_hidden_states=True).hidden_states[-1].float()  # [B, T, H]
+            last = (enc["attention_mask"] * torch.arange(enc["attention_mask"].shape[1], device=lm.device)).argmax(1)
+            out.append(hidden[torch.arange(len(texts)), last].cpu())
+        return torch.cat(out)
+
+    def score(self, prompt: Sequence[Message], prefixes: Sequence[str]) -> torch.Tensor:
+        """V(x, prefix) [N] in (0, 1) for one prompt's candidate prefixes."""
+        return torch.sigmoid(self.features([prompt] * len(prefixes), prefixes) @ self.weight + self.bias)
+
+    def save(self, folder: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({"weight": self.weight.contiguous(), "bias": self.bias.contiguous()}, str(folder / WEIGHTS_FILE))
+        (folder / CONFIG_FILE).write_text(json.dumps({"backbone": self.backbone, **self.record}, indent=2))
+
+    @classmethod
+    def load(cls, folder: str | Path, trust_remote_code: bool = False) -> ValueHead:
+        from preforch.io import load_safetensors, read_json
+
+        folder = Path(folder)
+        if not (folder / CONFIG_FILE).is_file():
+            raise ConfigError(f"{folder}: no {CONFIG_FILE}; preforch train-value-head makes a value head folder")
+        record = read_json(folder / CONFIG_FILE)
+        tensors = load_safetensors(folder / WEIGHTS_FILE)
+        backbone = record.pop("backbone")
+        if not Path(backbone).is_absolute() and (folder / backbone).exists():  # stored relative to the folder
+            backbone = str(folder / backbone)
+        return cls(tensors["weight"], tensors["bias"], backbone, record, trust_remote_code)
+
+
+def train_value_head(cfg) -> dict:
+    """`preforch train-value-head` (cfg: `ValueHeadConfig`): sample the policy on seeded training and held-out
+    problems, label every step prefix by hindsight, fit the probe, and report held-out AUROC and Brier score
+    against the constant base rate; OUTPUT_DIR is written whole or not at all."""
+    from sklearn.metrics import roc_auc_score
+
+    from preforch.alignment.best_of_n import SamplingConfig
+    from preforch.data.arithmetic import make_problems
+    from preforch.data.weights import parse_weights
+    from preforch.errors import DataError
+    from preforch.io import atomic_directory
+    from preforch.serving.folder import load_preference_policy
+    from preforch.serving.guided_decoding import StepRule
+    from preforch.serving.policy import LoadOptions
+
+    policy = load_preference_policy(cfg.policy, cfg.method, options=LoadOptions(cfg.trust_remote_code))
+    k = len(policy.objectives)
+    w = parse_weights(cfg.weights, policy.objectives) if cfg.weights else torch.full((k,), 1 / k)
+    sampling = SamplingConfig(cfg.samples, cfg.max_new_tokens, temperature=1.0, top_p=1.0, seed=cfg.seed)
+    head = ValueHead(torch.zeros(0), torch.zeros(1), cfg.backbone, trust_remote_code=cfg.trust_remote_code)
+    markers, data = StepRule.named(cfg.boundary).markers, {}
+    for split, n, seed in (("train", cfg.problems, cfg.seed), ("eval", cfg.eval_problems, cfg.seed + 10_000)):
+        problems = make_problems(n, seed, cfg.level)
+        rows = hindsight_rows(problems, policy.respond([p.prompt for p in problems], w.expand(n, -1), sampling), markers)
+        labels = torch.tensor([r[2] for r in rows])
+        if labels.min() == labels.max():
+            raise DataError(f"{split} problems: every sample was {'right' if labels[0] else 'wrong'}, nothing to learn "
+                            f"from; use more --samples or --problems, or --level one-step")
+        data[split] = (head.features([r[0] for r in rows], [r[1] for r in rows]), labels)
+    head.weight, head.bias = fit_probe(*data["train"], cfg.weight_decay)
+    (x, y), rate = data["eval"], float(data["train"][1].mean())
+    p = torch.sigmoid(x @ head.weight + head.bias)
+    head.record = {"objective": "arithmetic", "level": cfg.level, "policy": cfg.policy, "weights": w.tolist(),
+                   "prefixes": {s: len(d[1]) for s, d in data.items()}, "train_positive_rate": rate,
+                   "heldout": {"auroc": float(roc_auc_score(y.numpy(), p.numpy())),
+                               "brier": float((p - y).square().mean()),
+                               "brier_base_rate": float((rate - y).square().mean())}}
+    with atomic_directory(cfg.output_dir) as tmp:
+        head.save(tmp)
+    return {"value_head": cfg.output_dir, **head.record}
