@@ -1,5 +1,6 @@
 """Decoding cost of every built-in preference-policy kind against plain decoding of the same base model, in one
-run, and the time soups takes to serve a new preference (one peft weighted-adapter merge).
+run, the time soups takes to serve a new preference (one peft weighted-adapter merge), and soups under a different
+preference for every prompt: one batch with per-row LoRA scaling vs a merge and a decode per prompt.
 
     python benchmarks/preference_kinds.py [--base smollm2 --experts 2 --prompts 8 --max_new_tokens 32 --rounds 3]
 
@@ -116,6 +117,7 @@ def main() -> None:
             t = time.perf_counter()
             policies["soups"][0].adapter(tuple(round(x, 4) for x in w.tolist()))
             merges.append(time.perf_counter() - t)
+        per_prompt = per_prompt_soups(policies["soups"][0], prompts, greedy, args.experts)
         dtype = str(policies["mod"][0].model_and_tokenizer()[0].dtype)
     speed = {kind: {key: statistics.median(r[key] for r in rs) for key in rs[0]} for kind, rs in rounds.items()}
     plain = speed["plain"]
@@ -126,7 +128,26 @@ def main() -> None:
         "tokens_per_s_relative_to_plain": {k: v["tokens_per_s"] / plain["tokens_per_s"] for k, v in speed.items()},
         "wait_per_reply_relative_to_plain": {k: v["seconds_per_reply"] / plain["seconds_per_reply"] for k, v in speed.items()},
         "soups_merge_s": {"median": statistics.median(merges), "max": max(merges), "merges": len(merges)},
+        "soups_per_prompt_weights": per_prompt,
     })
+
+
+def per_prompt_soups(soups, prompts, sampling: SamplingConfig, k: int) -> dict:
+    """Soups under a different w for every prompt (the orchestrator's): one batch with per-row LoRA scaling vs a
+    merge and a decode per prompt (what serving w by w costs). Wall times only: the experts' B = 0, so the replies
+    say nothing (tests/serving/test_soups_mod.py checks that both ways answer alike)."""
+    from preforch.data.weights import random_simplex
+
+    weights = random_simplex(len(prompts), k, seed=1)
+    t = time.perf_counter()
+    soups.respond(prompts, weights, sampling)
+    one_batch = time.perf_counter() - t
+    t = time.perf_counter()
+    for i in range(len(prompts)):
+        soups.respond(prompts[i:i + 1], weights[i:i + 1], sampling)
+    merged = time.perf_counter() - t
+    return {"one_batch_s": one_batch, "merge_per_prompt_s": merged, "speedup": merged / one_batch,
+            "prompts": len(prompts)}
 
 
 if __name__ == "__main__":

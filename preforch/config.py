@@ -417,6 +417,8 @@ class MahaloConfig:
     max_steps: Optional[int] = _f(None, "steps, overriding epochs (equal compute across runs)")
     batch_size: int = _f(6, "pairs per step, split evenly across the objectives")
     learning_rate: float = _f(1e-5, "AdamW learning rate")
+    head_learning_rate: Optional[float] = _f(None, "the heads' learning rate (default: learning_rate, as MAHALO); "
+                                             "higher lets the heads, not the shared trunk, carry each objective")
     beta: float = _f(0.1, "DPO beta (and of the reported implicit reward)")
     noise_std: float = _f(1e-3, "std of the noise added to each head's copy of the output matrix")
     use_lora: bool = _f(False, "LoRA on the trunk (merged when saved) instead of full fine-tuning; heads train fully")
@@ -436,8 +438,8 @@ class MahaloConfig:
     def __post_init__(self):
         _same_length(self, "objectives", "train_data")
         _same_length(self, "objectives", "eval_data")
-        _positive(self, "epochs", "max_steps", "batch_size", "learning_rate", "beta", "max_prompt_tokens",
-                  "max_reply_tokens", "arithmetic_samples", "arithmetic_max_new_tokens", "save_steps")
+        _positive(self, "epochs", "max_steps", "batch_size", "learning_rate", "head_learning_rate", "beta",
+                  "max_prompt_tokens", "max_reply_tokens", "arithmetic_samples", "arithmetic_max_new_tokens", "save_steps")
         _non_negative(self, "noise_std")
         from preforch.data.arithmetic import LEVELS
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -52,8 +52,9 @@ def reply_rows(replies: Sequence[str], n: int) -> list[list[str]]:
 
 @torch.no_grad()
 def sample_candidates(model, tokenizer, prompts: Sequence[Sequence[Message]], cfg: SamplingConfig,
-                      progress: bool = True) -> list[list[str]]:
-    """N sampled replies per chat prompt (the model's chat template), batched with left padding."""
+                      progress: bool = True, before_batch: Callable[[list[int]], None] | None = None) -> list[list[str]]:
+    """N sampled replies per chat prompt (the model's chat template), batched with left padding; `before_batch`
+    is told each batch's prompt indices before it decodes (its rows are those prompts, each repeated N times)."""
     decoding = ({"do_sample": False} if cfg.temperature == 0
                 else {"do_sample": True, "temperature": cfg.temperature, "top_p": cfg.top_p})
     # Batches of similar length: a left-padded batch costs its longest prompt at every decoding step.
@@ -64,6 +65,8 @@ def sample_candidates(model, tokenizer, prompts: Sequence[Sequence[Message]], cf
     for s in range(0, len(order), cfg.batch_size):
         chunk = order[s:s + cfg.batch_size]
         enc = encode_prompts(tokenizer, [prompts[i] for i in chunk], model.device)
+        if before_batch is not None:
+            before_batch(chunk)
         gen = model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], **decoding,
                              max_new_tokens=cfg.max_new_tokens, num_return_sequences=cfg.num_candidates,
                              pad_token_id=tokenizer.pad_token_id)

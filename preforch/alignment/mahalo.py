@@ -140,6 +140,13 @@ def train_step(model: MultiHeadLM, tok, batch: list[tuple[int, int]], train: lis
     return per_objective_loss(losses, margins, objective[:len(pairs)].to(model.device), names)
 
 
+def param_groups(model: MultiHeadLM, cfg: MahaloConfig) -> list[dict]:
+    """The optimiser's groups: the trainable trunk at learning_rate, the heads at head_learning_rate."""
+    trunk = [p for p in model.parameters() if p.requires_grad and p is not model.heads]
+    return [{"params": trunk, "lr": cfg.learning_rate},
+            {"params": [model.heads], "lr": cfg.head_learning_rate or cfg.learning_rate}]
+
+
 def train_mahalo(cfg: MahaloConfig) -> dict:
     """Train, checkpoint every save_steps (resumable), save OUTPUT_DIR/policy and the head x objective matrix."""
     from preforch.alignment.trl_utils import lora_config
@@ -163,8 +170,7 @@ def train_mahalo(cfg: MahaloConfig) -> dict:
     accelerator = make_accelerator()
     if accelerator.num_processes > 1:  # train_step calls the trunk and heads directly, past DDP's gradient sync
         raise ConfigError("train-mahalo runs in one process (a GPU or the CPU); drop torchrun / accelerate launch")
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate,
-                                  weight_decay=0.0)  # decay would move heads that got no gradient
+    optimizer = torch.optim.AdamW(param_groups(model, cfg), weight_decay=0.0)  # decay would move heads without gradient
     model, optimizer = accelerator.prepare(model, optimizer)
     batches = balanced_batches([len(train[o]) for o in cfg.objectives], cfg.batch_size, cfg.epochs, cfg.seed)
     steps = cfg.max_steps or len(batches)

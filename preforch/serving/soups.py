@@ -6,15 +6,19 @@ combination `cat` (default) gives exactly the weighted sum of the experts' weigh
 `linear` is the original's interpolation of the LoRA matrices themselves, A = sum_i w_i A_i and B = sum_i w_i B_i,
 whose product has cross terms w_i w_j B_i A_j: it does not interpolate the experts' deltas (DESIGN.md section 2).
 A merged adapter is made once per w (rounded to DECIMALS) and the latest KEPT are cached, so prompts under one
-w merge once; a call's prompts are answered in groups of equal w.
+w merge once. A `cat` call whose prompts carry different w (the orchestrator's per-prompt weights) decodes them in
+one batch instead, unmerged: every expert active, each LoRA layer's scaling of expert i set per row to w_i s_i, so
+row r computes base + sum_i w_ri s_i B_i A_i x_r, the same sum the merge stores (`row_scaling`). `linear` answers
+in groups of equal w.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 
@@ -47,6 +51,32 @@ def weight_groups(weights: torch.Tensor, decimals: int = DECIMALS) -> dict[tuple
     for i, row in enumerate(weights.tolist()):
         groups.setdefault(tuple(round(x, decimals) for x in row), []).append(i)
     return groups
+
+
+@contextmanager
+def row_scaling(model, names: Sequence[str]) -> Iterator[Callable[[torch.Tensor], None]]:
+    """Within: the peft `model`'s adapters `names` all active, and `scale(w)` with w [B, K] sets each LoRA layer's
+    scaling of adapter i to its own times w[:, i] per batch row ([B, 1, 1], broadcast over tokens and features).
+    On exit the scalings and the active adapter are as they were."""
+    from peft.tuners.lora import LoraLayer
+
+    layers = [m for m in model.modules() if isinstance(m, LoraLayer)]
+    saved = [dict(m.scaling) for m in layers]
+    previous = model.active_adapter
+
+    def scale(w: torch.Tensor) -> None:
+        for layer, own in zip(layers, saved):
+            for i, name in enumerate(names):
+                if name in own:
+                    layer.scaling[name] = own[name] * w[:, i].view(-1, 1, 1).to(model.device)
+
+    model.base_model.set_adapter(list(names))
+    try:
+        yield scale
+    finally:
+        for layer, own in zip(layers, saved):
+            layer.scaling.update(own)
+        model.set_adapter(previous)
 
 
 class SoupsPolicy(ExpertsPolicy):
@@ -94,10 +124,17 @@ class SoupsPolicy(ExpertsPolicy):
         from preforch.alignment.best_of_n import sample_candidates
 
         model, tok = self.model_and_tokenizer()
-        asked = self.asked(prompts, weightings)  # [L * P]
+        asked, weights = self.asked(prompts, weightings), torch.cat(weightings)  # [L * P], [L * P, K]
+        groups = weight_groups(weights)
+        if len(groups) > 1 and self.settings.combination == "cat":
+            n = sampling.num_candidates
+            with row_scaling(model, self.experts.names) as scale:
+                set_seed(sampling.seed)
+                return sample_candidates(model, tok, asked, sampling,
+                                         before_batch=lambda rows: scale(weights[rows].repeat_interleave(n, 0)))
         out: Replies = [[] for _ in asked]
-        for weights, rows in weight_groups(torch.cat(weightings)).items():
-            self.adapter(weights)
+        for w, rows in groups.items():
+            self.adapter(w)
             set_seed(sampling.seed)  # a group's replies do not depend on the other groups in the call
             for i, replies in zip(rows, sample_candidates(model, tok, [asked[i] for i in rows], sampling)):
                 out[i] = replies

@@ -76,11 +76,14 @@ class ValueHead:
         return self._lm
 
     @torch.no_grad()
-    def features(self, prompts: Sequence[Sequence[Message]], prefixes: Sequence[str], batch_size: int = 16) -> torch.Tensor:
+    def features(self, prompts: Sequence[Sequence[Message]], prefixes: Sequence[str], batch_size: int = 16,
+                 progress: bool = False) -> torch.Tensor:
         """Last-layer hidden state [N, H] at the last token of each chat-templated prompt + reply prefix."""
+        from tqdm.auto import tqdm
+
         lm, tok = self.lm()
         out = []
-        for s in range(0, len(prefixes), batch_size):
+        for s in tqdm(range(0, len(prefixes), batch_size), desc="value-head features", unit="batch", disable=not progress):
             texts = [tok.apply_chat_template(list(p), tokenize=False, add_generation_prompt=True) + r
                      for p, r in zip(prompts[s:s + batch_size], prefixes[s:s + batch_size])]
             enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(lm.device)
@@ -144,7 +147,7 @@ def train_value_head(cfg) -> dict:
         if labels.min() == labels.max():
             raise DataError(f"{split} problems: every sample was {'right' if labels[0] else 'wrong'}, nothing to learn "
                             f"from; use more --samples or --problems, or --level one-step")
-        data[split] = (head.features([r[0] for r in rows], [r[1] for r in rows]), labels)
+        data[split] = (head.features([r[0] for r in rows], [r[1] for r in rows], progress=True), labels)
     head.weight, head.bias = fit_probe(*data["train"], cfg.weight_decay)
     (x, y), rate = data["eval"], float(data["train"][1].mean())
     p = torch.sigmoid(x @ head.weight + head.bias)

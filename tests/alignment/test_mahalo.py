@@ -191,3 +191,13 @@ def test_interference_is_the_paired_accuracy_gap_to_dpo_on_the_objective_alone()
     alone["helpful"]["heldout_accuracy"]["helpful"]["helpful"] = cell([1, 1])
     with pytest.raises(DataError, match="helpful: held-out pairs differ \\(4 vs 2\\)"):
         interference(mahalo, alone)
+
+
+def test_heads_can_learn_at_their_own_rate(tiny_policy_dir):
+    from preforch.alignment.mahalo import param_groups
+
+    model, _, _ = _model(tiny_policy_dir)
+    trunk, heads = param_groups(model, MahaloConfig(learning_rate=1e-5, head_learning_rate=1e-3))
+    assert heads == {"params": [model.heads], "lr": 1e-3} and trunk["lr"] == 1e-5
+    assert all(p is not model.heads for p in trunk["params"]) and len(trunk["params"]) > 0
+    assert param_groups(model, MahaloConfig(learning_rate=2e-5))[1]["lr"] == 2e-5  # default: MAHALO's one rate

@@ -81,20 +81,38 @@ def test_soups_of_identical_experts_are_that_expert_under_either_combination(tin
             torch.testing.assert_close(layer.get_delta_weight(soup), layer.get_delta_weight("expert0"), rtol=1e-5, atol=1e-6)
 
 
-def test_soups_merge_once_per_weight_and_answer_each_weight_group_as_alone(tiny_experts_dir):
-    policy = load_preference_policy(tiny_experts_dir, "soups")
+@pytest.mark.parametrize("combination", ["cat", "linear"])
+def test_soups_merge_once_per_weight_and_answer_mixed_weights_as_each_alone(tiny_experts_dir, combination):
+    policy = load_preference_policy(tiny_experts_dir, "soups", combination=combination)
     model, _ = policy.model_and_tokenizer()
     a, b = [0.5, 0.5, 0.0], [0.0, 0.25, 0.75]
     mixed = policy.respond(PROMPTS, torch.tensor([a, b, a]), GREEDY)
     soups = [name for name in model.peft_config if name.startswith("soup")]
-    assert len(soups) == 2
+    assert len(soups) == (0 if combination == "cat" else 2)  # cat: one batch, scaled per row, nothing merged
     alone = {tuple(w): policy.respond(PROMPTS, _rows(*w), GREEDY) for w in (a, b)}
     assert mixed == [alone[tuple(a)][0], alone[tuple(b)][1], alone[tuple(a)][2]]
-    assert [name for name in model.peft_config if name.startswith("soup")] == soups  # cached: no new merge
+    assert len([name for name in model.peft_config if name.startswith("soup")]) == 2  # one merge per w, then cached
     assert mixed[0] != alone[tuple(b)][0] or mixed[2] != alone[tuple(b)][2]  # w changes the answers
     for i in range(6):  # only the latest few merges stay
         policy.adapter((0.1 * (i + 1), 1 - 0.1 * (i + 1), 0.0))
     assert len([name for name in model.peft_config if name.startswith("soup")]) == 4
+
+
+def test_row_scaling_gives_each_row_its_own_merged_soup_and_restores_the_model(tiny_experts_dir):
+    from preforch.serving.soups import row_scaling
+
+    policy = load_preference_policy(tiny_experts_dir, "soups")
+    model, tok = policy.model_and_tokenizer()
+    a, b = (0.5, 0.5, 0.0), (0.0, 0.25, 0.75)
+    merged = [_logits(model, tok, policy.adapter(w)) for w in (a, b)]
+    enc = tok(["hello there, friend"] * 2, return_tensors="pt")
+    with row_scaling(model, policy.experts.names) as scale, torch.no_grad():
+        scale(torch.tensor([a, b]))
+        rows = model(**enc).logits
+    torch.testing.assert_close(rows, torch.cat(merged), rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(rows[0], rows[1], atol=1e-3)
+    assert model.active_adapter == "soup1"  # as before
+    torch.testing.assert_close(_logits(model, tok, "soup0"), merged[0])  # scalings restored
 
 
 def test_mod_at_a_corner_decodes_exactly_as_that_expert(tiny_experts_dir):
