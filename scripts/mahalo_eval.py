@@ -30,7 +30,7 @@ import json
 from pathlib import Path
 
 from preforch.alignment.best_of_n import SamplingConfig
-from preforch.alignment.mahalo import RUN_FILE, interference
+from preforch.alignment.mahalo import RUN_FILE, head_specialization, interference, paired_gap
 from preforch.data.arithmetic import check, make_problems
 from preforch.data.loaders import load_many
 from preforch.data.weights import simplex_grid
@@ -57,12 +57,6 @@ def answers(policy, prompts, problems, w: torch.Tensor, judge, args) -> tuple[np
     return rewards, [float(check(r[0], p.answer)) for p, r in zip(problems, replies)]
 
 
-def paired(a, b) -> dict[str, float]:
-    """Mean of a - b [N] (paired on prompts or problems) and its 95% CI half-width."""
-    m, h = mean_ci((np.asarray(a, dtype=float) - np.asarray(b, dtype=float))[:, None])
-    return {"mean": float(m[0]), "ci95": float(h[0])}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--policy", required=True)
@@ -82,6 +76,7 @@ def main() -> None:
     ap.add_argument("--value_head", help="train-value-head folder: arithmetic problems guided by it vs by rollouts")
     ap.add_argument("--guided_problems", type=int, default=32)
     ap.add_argument("--rollouts", type=int, default=4)
+    ap.add_argument("--rollout_problems", type=int, default=12, help="problems the rollout-valued arm answers")
     ap.add_argument("--output", required=True)
     args = ap.parse_args()
 
@@ -138,12 +133,16 @@ def evaluate_baselines(args, policy, grid, rewards, correct, prompts, problems, 
             one_hot = int(np.argmax(grid[:, k]))
             ours, theirs = ((rewards[one_hot][:, HH.index(name)], r[:, HH.index(name)]) if name in HH
                             else (correct[one_hot], c))
-            out[name]["mahalo_minus_alone"] = paired(ours, theirs)
+            out[name]["mahalo_minus_alone"] = paired_gap(ours, theirs)
         print(name, out[name], flush=True)
     run = Path(args.policy).parent / RUN_FILE
-    if alone and run.is_file():
-        out["implicit_interference"] = interference(json.loads(run.read_text()), alone)
-        print("implicit-reward interference", out["implicit_interference"], flush=True)
+    if run.is_file():
+        record = json.loads(run.read_text())
+        out["head_specialization"] = head_specialization(record["heldout_accuracy"])
+        print("own head minus other heads, held-out implicit-reward accuracy", out["head_specialization"], flush=True)
+        if alone:
+            out["implicit_interference"] = interference(record, alone)
+            print("implicit-reward interference", out["implicit_interference"], flush=True)
     return out
 
 
@@ -166,7 +165,7 @@ def guided_decoding(args, policy, few, judge) -> dict:
         out[name] = {"judged_combined": float(m[0]), "ci95": float(h[0]), "seconds": seconds,
                      "per_prompt": combined.tolist(), "replies": [r[0] for r in replies]}
         print(name, {k: v for k, v in out[name].items() if k not in ("per_prompt", "replies")}, flush=True)
-    out[f"guided_N{args.step_candidates}"]["paired_gain_vs_unguided"] = paired(
+    out[f"guided_N{args.step_candidates}"]["paired_gain_vs_unguided"] = paired_gap(
         out[f"guided_N{args.step_candidates}"]["per_prompt"], out["unguided"]["per_prompt"])
     timing, replies = {}, {}
     for name, reuse in (("cache", True), ("reencode", False)):
@@ -181,22 +180,23 @@ def guided_decoding(args, policy, few, judge) -> dict:
 
 def guided_arithmetic(args, problems) -> dict:
     """At weights (0, 0, 1) on arithmetic problems: step-level best-of-N with the arithmetic column valued by the
-    value head (the PRM), by Monte Carlo rollouts (its baseline), and by nothing (every candidate ties, so the
-    first is kept: plain sampling at the same temperature): exact match with CIs, paired gains, wall time."""
-    prompts, out = [p.prompt for p in problems], {}
-    w = torch.tensor([[0.0, 0.0, 1.0]]).expand(len(problems), -1)
+    value head (the PRM), by Monte Carlo rollouts (its baseline; the slowest, so on the first --rollout_problems),
+    and by nothing (every candidate ties, so the first is kept: plain sampling at the same temperature): exact
+    match with CIs, paired gains over the sampled arm on the same problems, wall time per problem."""
+    out = {}
     settings = dict(guide=args.guide, step_candidates=args.step_candidates, boundary="sentence", min_step_tokens=4,
                     max_step_tokens=16)
-    for name, extra in (("sampled", {}), ("value_head", {"value_head": args.value_head}),
-                        (f"rollouts_{args.rollouts}", {"rollouts": args.rollouts, "rollout_tokens": 32})):
+    for name, extra, n in (("sampled", {}, len(problems)), ("value_head", {"value_head": args.value_head}, len(problems)),
+                           (f"rollouts_{args.rollouts}", {"rollouts": args.rollouts, "rollout_tokens": 24},
+                            args.rollout_problems)):
         policy = load_preference_policy(args.policy, "mahalo", **settings, **extra)
         started = time.perf_counter()
-        replies = policy.respond(prompts, w, SamplingConfig(1, args.arithmetic_tokens, 0.7, 1.0))
+        replies = policy.respond([p.prompt for p in problems[:n]], torch.tensor([[0.0, 0.0, 1.0]]).expand(n, -1),
+                                 SamplingConfig(1, args.arithmetic_tokens, 0.7, 1.0))
         correct = [float(check(r[0], p.answer)) for p, r in zip(problems, replies)]
         out[name] = {"exact_match": float(np.mean(correct)), "ci95": float(mean_ci(np.array(correct)[:, None])[1][0]),
-                     "seconds": time.perf_counter() - started, "correct": correct}
-    for name in out:
-        out[name]["paired_gain_vs_sampled"] = paired(out[name]["correct"], out["sampled"]["correct"])
+                     "problems": n, "seconds_per_problem": (time.perf_counter() - started) / n, "correct": correct,
+                     "paired_gain_vs_sampled": paired_gap(correct, out["sampled"]["correct"][:n]) if out else None}
         print("arithmetic", name, {k: v for k, v in out[name].items() if k != "correct"}, flush=True)
     return out
 

@@ -180,7 +180,7 @@ def test_arithmetic_pairs_come_from_own_samples_are_kept_and_read_back_on_resume
 
 
 def test_interference_is_the_paired_accuracy_gap_to_dpo_on_the_objective_alone():
-    from preforch.alignment.mahalo import interference
+    from preforch.alignment.mahalo import head_specialization, interference
 
     cell = lambda correct: {"accuracy": sum(correct) / len(correct), "correct": correct}
     mahalo = {"heldout_accuracy": {"helpful": {"helpful": cell([1, 0, 1, 0])}, "harmless": {"helpful": cell([0, 0, 0, 0])}}}
@@ -188,6 +188,8 @@ def test_interference_is_the_paired_accuracy_gap_to_dpo_on_the_objective_alone()
     out = interference(mahalo, alone)["helpful"]
     assert (out["head"], out["alone"], out["interference"]) == (0.5, 0.75, 0.25)
     assert out["ci95"] == pytest.approx(1.96 * 0.5 / 2)  # differences [0, 1, 0, 0]: std 0.5 over sqrt(4) pairs
+    gaps = head_specialization(mahalo["heldout_accuracy"])  # own head on helpful pairs minus the harmless head
+    assert gaps == {"helpful": {"harmless": {"mean": 0.5, "ci95": pytest.approx(1.96 * math.sqrt(1 / 3) / 2)}}}
     alone["helpful"]["heldout_accuracy"]["helpful"]["helpful"] = cell([1, 1])
     with pytest.raises(DataError, match="helpful: held-out pairs differ \\(4 vs 2\\)"):
         interference(mahalo, alone)
