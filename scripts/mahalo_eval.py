@@ -64,9 +64,9 @@ def main() -> None:
     ap.add_argument("--judge", required=True, help="reward ensemble that judges (not the guide's models)")
     ap.add_argument("--prompts_per_source", type=int, default=24)
     ap.add_argument("--skip", type=int, default=200, help="HH train pairs skipped (those train-mahalo used)")
-    ap.add_argument("--problems", type=int, default=96)
+    ap.add_argument("--problems", type=int, default=48)
     ap.add_argument("--max_new_tokens", type=int, default=40)
-    ap.add_argument("--arithmetic_tokens", type=int, default=64)
+    ap.add_argument("--arithmetic_tokens", type=int, default=48)
     ap.add_argument("--guided_prompts", type=int, default=8)
     ap.add_argument("--step_candidates", type=int, default=4)
     ap.add_argument("--reencode_prompts", type=int, default=2, help="prompts timed continuing the cache vs re-encoding")
@@ -74,9 +74,9 @@ def main() -> None:
     ap.add_argument("--baselines", nargs="*", default=[], metavar="NAME=FOLDER",
                     help="train-mahalo folders or plain models; NAME an objective: DPO on it alone")
     ap.add_argument("--value_head", help="train-value-head folder: arithmetic problems guided by it vs by rollouts")
-    ap.add_argument("--guided_problems", type=int, default=32)
+    ap.add_argument("--guided_problems", type=int, default=24)
     ap.add_argument("--rollouts", type=int, default=4)
-    ap.add_argument("--rollout_problems", type=int, default=12, help="problems the rollout-valued arm answers")
+    ap.add_argument("--rollout_problems", type=int, default=8, help="problems the rollout-valued arm answers")
     ap.add_argument("--output", required=True)
     args = ap.parse_args()
 
