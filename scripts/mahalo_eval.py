@@ -30,16 +30,18 @@ import json
 from pathlib import Path
 
 from preforch.alignment.best_of_n import SamplingConfig
-from preforch.alignment.mahalo import RUN_FILE, head_specialization, interference, paired_gap
+from preforch.alignment.mahalo import RUN_FILE
 from preforch.data.arithmetic import check, make_problems
 from preforch.data.loaders import load_many
 from preforch.data.weights import simplex_grid
-from preforch.evaluation.metrics import mean_ci, steering_monotonicity
+from preforch.evaluation.metrics import head_specialization, interference, mean_ci, paired_gap, steering_monotonicity
 from preforch.io import atomic_write_json
 from preforch.rewards.ensemble import RewardEnsemble
 from preforch.serving.folder import load_preference_policy
 
 HH = ("helpful", "harmless")
+# step-level best-of-N as guided here: sentence steps of 4-16 tokens
+GUIDED = dict(boundary="sentence", min_step_tokens=4, max_step_tokens=16)
 
 
 def judged(judge: RewardEnsemble, prompts, replies: list[list[str]], objectives) -> np.ndarray:
@@ -153,7 +155,7 @@ def guided_decoding(args, policy, few, judge) -> dict:
     uniform = torch.full((len(few), len(policy.objectives)), 1 / len(policy.objectives))
     sampled = SamplingConfig(1, args.max_new_tokens, 0.7, 1.0)
     guide = lambda reuse: load_preference_policy(args.policy, "mahalo", guide=args.guide, step_candidates=args.step_candidates,
-                                                 boundary="sentence", min_step_tokens=4, max_step_tokens=16, reuse_cache=reuse)
+                                                 reuse_cache=reuse, **GUIDED)
     out = {}
     for name, served, sampling in (("unguided", policy, SamplingConfig(1, args.max_new_tokens, 0.0, 1.0, 8)),
                                    (f"guided_N{args.step_candidates}", guide(True), sampled)):
@@ -184,8 +186,7 @@ def guided_arithmetic(args, problems) -> dict:
     and by nothing (every candidate ties, so the first is kept: plain sampling at the same temperature): exact
     match with CIs, paired gains over the sampled arm on the same problems, wall time per problem."""
     out = {}
-    settings = dict(guide=args.guide, step_candidates=args.step_candidates, boundary="sentence", min_step_tokens=4,
-                    max_step_tokens=16)
+    settings = dict(guide=args.guide, step_candidates=args.step_candidates, **GUIDED)
     for name, extra, n in (("sampled", {}, len(problems)), ("value_head", {"value_head": args.value_head}, len(problems)),
                            (f"rollouts_{args.rollouts}", {"rollouts": args.rollouts, "rollout_tokens": 24},
                             args.rollout_problems)):

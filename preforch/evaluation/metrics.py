@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from preforch.errors import PreforchError
+from preforch.errors import DataError, PreforchError
 from preforch.orchestrator.losses import kl_per_prompt
 
 
@@ -106,4 +106,38 @@ def steering_monotonicity(grid: np.ndarray, rewards: np.ndarray, objectives: Seq
         out[name] = {"spearman": rho, "non_decreasing_steps": float((steps >= 0).mean()) if len(steps) else float("nan"),
                      "reward_at_lowest": float(by_level[0]), "reward_at_highest": float(by_level[-1]),
                      "gain": float(gain[0]), "gain_ci95": float(half[0])}
+    return out
+
+
+def paired_gap(a: Sequence[float], b: Sequence[float], z: float = 1.96) -> dict[str, float]:
+    """Mean of a - b over the same pairs ([N] each, e.g. 0/1 correctness) and its 95% CI half-width."""
+    mean, half = mean_ci((np.asarray(a, dtype=float) - np.asarray(b, dtype=float))[:, None], z)
+    return {"mean": float(mean[0]), "ci95": float(half[0])}
+
+
+def head_specialization(matrix: dict) -> dict[str, dict[str, dict[str, float]]]:
+    """{objective: {other head: paired_gap}}: on each objective's held-out pairs, how much more often its own head
+    prefers the chosen reply than each other head does (`head_matrix` cells with per-pair `correct`)."""
+    return {o: {h: paired_gap(matrix[o][o]["correct"], matrix[h][o]["correct"]) for h in matrix if h != o}
+            for o in matrix if o in matrix[o]}
+
+
+def interference(mahalo: dict, alone: dict[str, dict]) -> dict[str, dict[str, float]]:
+    """How far each MAHALO head trails DPO on its objective alone, on the same held-out pairs.
+
+    mahalo, alone[objective]: train-mahalo run records (mahalo_run.json, cells from `alignment.mahalo.head_matrix`
+    with per-pair `correct`); an objective-only run has one head.
+    Per objective k: head k's implicit-reward accuracy on k's pairs, the objective-only run's, and
+    `interference` = alone - head, with a 95% CI half-width paired on the pairs ([N] correctness each).
+    """
+    out = {}
+    for objective, run in alone.items():
+        (only,) = run["heldout_accuracy"].values()
+        ours, theirs = mahalo["heldout_accuracy"][objective][objective]["correct"], only[objective]["correct"]
+        if len(ours) != len(theirs):
+            raise DataError(f"{objective}: held-out pairs differ ({len(ours)} vs {len(theirs)}); evaluate both runs "
+                            f"on the same --eval_data and --max_eval_pairs")
+        gap = paired_gap(theirs, ours)
+        out[objective] = {"head": float(np.mean(ours)), "alone": float(np.mean(theirs)),
+                          "interference": gap["mean"], "ci95": gap["ci95"]}
     return out

@@ -12,7 +12,6 @@ Folder: value_head.json (backbone, objective, training record) + value_head.safe
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -99,10 +98,12 @@ class ValueHead:
     def save(self, folder: str | Path) -> None:
         from safetensors.torch import save_file
 
+        from preforch.io import atomic_write_json
+
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         save_file({"weight": self.weight.contiguous(), "bias": self.bias.contiguous()}, str(folder / WEIGHTS_FILE))
-        (folder / CONFIG_FILE).write_text(json.dumps({"backbone": self.backbone, **self.record}, indent=2))
+        atomic_write_json(folder / CONFIG_FILE, {"backbone": self.backbone, **self.record})
 
     @classmethod
     def load(cls, folder: str | Path, trust_remote_code: bool = False) -> ValueHead:

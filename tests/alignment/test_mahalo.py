@@ -179,22 +179,6 @@ def test_arithmetic_pairs_come_from_own_samples_are_kept_and_read_back_on_resume
     assert calls == [0, 10_000] and [p.chosen for p in again["arithmetic"]] == [p.chosen for p in train["arithmetic"]]
 
 
-def test_interference_is_the_paired_accuracy_gap_to_dpo_on_the_objective_alone():
-    from preforch.alignment.mahalo import head_specialization, interference
-
-    cell = lambda correct: {"accuracy": sum(correct) / len(correct), "correct": correct}
-    mahalo = {"heldout_accuracy": {"helpful": {"helpful": cell([1, 0, 1, 0])}, "harmless": {"helpful": cell([0, 0, 0, 0])}}}
-    alone = {"helpful": {"heldout_accuracy": {"helpful": {"helpful": cell([1, 1, 1, 0])}}}}
-    out = interference(mahalo, alone)["helpful"]
-    assert (out["head"], out["alone"], out["interference"]) == (0.5, 0.75, 0.25)
-    assert out["ci95"] == pytest.approx(1.96 * 0.5 / 2)  # differences [0, 1, 0, 0]: std 0.5 over sqrt(4) pairs
-    gaps = head_specialization(mahalo["heldout_accuracy"])  # own head on helpful pairs minus the harmless head
-    assert gaps == {"helpful": {"harmless": {"mean": 0.5, "ci95": pytest.approx(1.96 * math.sqrt(1 / 3) / 2)}}}
-    alone["helpful"]["heldout_accuracy"]["helpful"]["helpful"] = cell([1, 1])
-    with pytest.raises(DataError, match="helpful: held-out pairs differ \\(4 vs 2\\)"):
-        interference(mahalo, alone)
-
-
 def test_heads_can_learn_at_their_own_rate(tiny_policy_dir):
     from preforch.alignment.mahalo import param_groups
 

@@ -1,9 +1,12 @@
+import math
+
 import numpy as np
 import pytest
 import torch
 
-from preforch.errors import PreforchError
-from preforch.evaluation.metrics import kl_against_baselines, source_auroc, steering_monotonicity
+from preforch.errors import DataError, PreforchError
+from preforch.evaluation.metrics import (head_specialization, interference, kl_against_baselines, source_auroc,
+                                       steering_monotonicity)
 
 
 def test_source_auroc_perfect_inverse_and_chance():
@@ -60,3 +63,18 @@ def test_steering_gain_is_paired_on_prompts():
     s = steering_monotonicity(grid, rewards, ["a", "b"])
     assert s["a"]["gain"] == pytest.approx(0.1) and s["a"]["gain_ci95"] == pytest.approx(0.0, abs=1e-9)
     assert s["b"]["gain"] == pytest.approx(0.0)
+
+
+def test_interference_is_the_paired_accuracy_gap_to_dpo_on_the_objective_alone():
+    cell = lambda correct: {"accuracy": sum(correct) / len(correct), "correct": correct}
+    mahalo = {"heldout_accuracy": {"helpful": {"helpful": cell([1, 0, 1, 0])}, "harmless": {"helpful": cell([0, 0, 0, 0])}}}
+    alone = {"helpful": {"heldout_accuracy": {"helpful": {"helpful": cell([1, 1, 1, 0])}}}}
+    out = interference(mahalo, alone)["helpful"]
+    assert (out["head"], out["alone"], out["interference"]) == (0.5, 0.75, 0.25)
+    assert out["ci95"] == pytest.approx(1.96 * 0.5 / 2)  # differences [0, 1, 0, 0]: std 0.5 over sqrt(4) pairs
+    gaps = head_specialization(mahalo["heldout_accuracy"])  # own head on helpful pairs minus the harmless head
+    assert gaps == {"helpful": {"harmless": {"mean": 0.5, "ci95": pytest.approx(1.96 * math.sqrt(1 / 3) / 2)}}}
+    alone["helpful"]["heldout_accuracy"]["helpful"]["helpful"] = cell([1, 1])
+    with pytest.raises(DataError, match="helpful: held-out pairs differ \\(4 vs 2\\)"):
+        interference(mahalo, alone)
+
