@@ -72,12 +72,19 @@ class PooledHeadModel(nn.Module):
 
     @staticmethod
     def load_encoder(name_or_path: str, trust_remote_code: bool = False):
+        """(encoder, tokenizer) to train, the encoder in float32 whatever dtype its checkpoint was saved in.
+
+        Why: transformers >= 5 loads a checkpoint in its saved dtype, and an optimizer step on bf16 weights
+        rounds away any update below ~0.4% of a weight (bf16 keeps 8 bits of mantissa), i.e. every update at
+        fine-tuning learning rates. A SmolLM2 (bf16) reward model trained that way stayed at chance while only
+        its float32 head moved (docs/results.md). bf16 compute comes from autocast, as for MiniLM."""
+        import torch
         from transformers import AutoModel, AutoTokenizer
 
         from preforch.models import load_pretrained, resolve
 
         path = resolve(name_or_path)
-        return (load_pretrained(AutoModel, path, "encoder", trust_remote_code=trust_remote_code),
+        return (load_pretrained(AutoModel, path, "encoder", dtype=torch.float32, trust_remote_code=trust_remote_code),
                 load_pretrained(AutoTokenizer, path, "tokenizer", trust_remote_code=trust_remote_code))
 
     def save_pretrained(self, path: str | Path) -> None:

@@ -35,6 +35,24 @@ def test_multi_head_training_changes_parameters_and_learns(tiny_encoder_dir, tmp
     assert saved["metrics"]["eval_accuracy"]["polite"] == 1.0
 
 
+def test_an_encoder_saved_in_bf16_trains_in_float32(tiny_encoder_dir, tmp_path):
+    """Updates at fine-tuning learning rates vanish in bf16 weights (8-bit mantissa): the encoder must move."""
+    from transformers import AutoModel, AutoTokenizer
+
+    bf16_dir = tmp_path / "bf16_encoder"
+    AutoModel.from_pretrained(tiny_encoder_dir).to(torch.bfloat16).save_pretrained(bf16_dir)
+    AutoTokenizer.from_pretrained(tiny_encoder_dir).save_pretrained(bf16_dir)
+    data = _write_pairs(tmp_path / "p.jsonl", 16)
+    cfg = RewardModelConfig(base_model=str(bf16_dir), objectives=["polite"], train_data=[data], eval_data=[],
+                            output_dir=str(tmp_path / "rm"), learning_rate=1e-5, warmup_ratio=0.0, batch_size=8,
+                            max_length=32, prompt_max_tokens=8)
+    train_reward_model(cfg)
+    before = AutoModel.from_pretrained(bf16_dir).encoder.layer[0].intermediate.dense.weight
+    after = HFRewardModel(str(tmp_path / "rm"), device="cpu").model.encoder.encoder.layer[0].intermediate.dense.weight
+    assert after.dtype == torch.float32
+    assert (after != before.float()).float().mean() > 0.9  # in bf16 only the few weights near zero would move
+
+
 def test_single_head_per_objective_layout(tiny_encoder_dir, tmp_path):
     data = _write_pairs(tmp_path / "p.jsonl", 8)
     cfg = RewardModelConfig(base_model=tiny_encoder_dir, objectives=["a", "b"], train_data=[data, data], eval_data=[],
