@@ -465,7 +465,8 @@ class ValueHeadConfig:
     samples: int = _f(8, "samples per problem (temperature 1)")
     max_new_tokens: int = _f(48, "tokens per sample")
     boundary: str = _f("sentence", "step boundary: 'paragraph', 'sentence' or a literal marker")
-    weight_decay: float = _f(1e-3, "L2 penalty of the logistic probe (on standardised features)")
+    weight_decay: Optional[float] = _f(None, "L2 penalty of the logistic probe (on standardised features); default: "
+                                       "chosen from 1e-4 .. 1 by 4-fold cross-validation over the training problems")
     output_dir: str = _f("runs/value_head", "value_head.json + value_head.safetensors")
     seed: int = _f(0, "random seed")
     trust_remote_code: bool = _f(False, "allow custom model code from the hub")
@@ -474,7 +475,8 @@ class ValueHeadConfig:
         from preforch.data.arithmetic import LEVELS
 
         _positive(self, "problems", "eval_problems", "samples", "max_new_tokens")
-        _non_negative(self, "weight_decay")
+        if self.weight_decay is not None:
+            _non_negative(self, "weight_decay")
         _one_of(self, "level", tuple(LEVELS))
         _check_kind("method", self.method)
         if not self.boundary:

@@ -12,6 +12,7 @@ Folder: value_head.json (backbone, objective, training record) + value_head.safe
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -56,6 +57,29 @@ def fit_probe(features: torch.Tensor, labels: torch.Tensor, weight_decay: float,
     opt.step(closure)
     weight = (w / std).detach()
     return weight, (b - (mean * weight).sum()).detach()
+
+
+WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+
+
+def choose_weight_decay(features: torch.Tensor, labels: torch.Tensor, groups: torch.Tensor,
+                        grid: Sequence[float] = WEIGHT_DECAYS, folds: int = 4) -> tuple[float, dict[float, float]]:
+    """The probe's L2 penalty with the lowest cross-validated log loss -> (penalty, {penalty: mean held-out log
+    loss}). features [N, H], labels [N], groups [N] (the problem each row came from): folds split whole problems,
+    since the step prefixes of one problem share its answer and would leak it across a row-wise split."""
+    fold_of = {g: i % folds for i, g in enumerate(torch.unique(groups).tolist())}
+    fold = torch.tensor([fold_of[g] for g in groups.tolist()])
+    losses = {}
+    for penalty in grid:
+        held = []
+        for f in range(folds):
+            train, test = fold != f, fold == f
+            if labels[train].min() == labels[train].max() or not test.any():
+                continue  # this split has one class to learn from: no estimate
+            weight, bias = fit_probe(features[train], labels[train], penalty)
+            held.append(torch.nn.functional.binary_cross_entropy_with_logits(features[test] @ weight + bias, labels[test]))
+        losses[penalty] = float(torch.stack(held).mean()) if held else float("inf")
+    return min(losses, key=losses.get), losses
 
 
 class ValueHead:
@@ -149,11 +173,19 @@ def train_value_head(cfg) -> dict:
             raise DataError(f"{split} problems: every sample was {'right' if labels[0] else 'wrong'}, nothing to learn "
                             f"from; use more --samples or --problems, or --level one-step")
         data[split] = (head.features([r[0] for r in rows], [r[1] for r in rows], progress=True), labels)
-    head.weight, head.bias = fit_probe(*data["train"], cfg.weight_decay)
+        if split == "train":
+            ids: dict[str, int] = {}
+            problem_ids = torch.tensor([ids.setdefault(r[0][-1]["content"], len(ids)) for r in rows])
+    penalty, cv_log_loss = cfg.weight_decay, None
+    if penalty is None:
+        penalty, cv_log_loss = choose_weight_decay(*data["train"], problem_ids)
+    head.weight, head.bias = fit_probe(*data["train"], penalty)
     (x, y), rate = data["eval"], float(data["train"][1].mean())
     p = torch.sigmoid(x @ head.weight + head.bias)
     head.record = {"objective": "arithmetic", "level": cfg.level, "policy": cfg.policy, "weights": w.tolist(),
                    "prefixes": {s: len(d[1]) for s, d in data.items()}, "train_positive_rate": rate,
+                   "weight_decay": penalty,
+                   "cv_log_loss": cv_log_loss and {str(k): v if math.isfinite(v) else None for k, v in cv_log_loss.items()},
                    "heldout": {"auroc": float(roc_auc_score(y.numpy(), p.numpy())),
                                "brier": float((p - y).square().mean()),
                                "brier_base_rate": float((rate - y).square().mean())}}

@@ -7,7 +7,7 @@ from preforch.alignment.mahalo_model import MultiHeadLM
 from preforch.data.arithmetic import make_problems
 from preforch.errors import ConfigError
 from preforch.serving.guided_decoding import BOUNDARIES
-from preforch.serving.value_head import ValueHead, fit_probe, hindsight_rows, step_prefixes
+from preforch.serving.value_head import ValueHead, choose_weight_decay, fit_probe, hindsight_rows, step_prefixes
 
 
 def test_every_step_prefix_is_labelled_by_how_its_reply_ended():
@@ -27,6 +27,19 @@ def test_the_probe_learns_a_separable_value():
     weight, bias = fit_probe(x, y, weight_decay=1e-4)
     assert weight.shape == (8,) and ((x @ weight + bias > 0).float() == y).float().mean() > 0.97
     assert weight[2].abs() == weight.abs().max()
+
+
+def test_the_penalty_is_chosen_on_whole_problems():
+    torch.manual_seed(0)
+    signal = torch.randn(240, 8)
+    labels = (signal[:, 0] > 0).float()
+    best, losses = choose_weight_decay(signal, labels, torch.arange(240) // 4)
+    assert best == 1e-4 and losses[1e-4] < losses[1.0]  # a real signal: the lightest penalty fits best
+    # Pure noise, each problem's rows identical (as one problem's prefixes share its label): split row-wise, the
+    # copies would leak the label and reward the lightest penalty; split by problem, the heaviest wins.
+    noise, coin = torch.randn(30, 40), (torch.rand(30) < 0.3).float()
+    best, losses = choose_weight_decay(noise.repeat_interleave(4, 0), coin.repeat_interleave(4), torch.arange(120) // 4)
+    assert best == 1.0 and losses[1.0] < losses[1e-4]
 
 
 @pytest.fixture
@@ -54,6 +67,7 @@ def test_train_value_head_fits_saves_and_the_mahalo_kind_guides_with_it(tiny_pol
     record = json.loads((out / "value_head.json").read_text())
     assert record["backbone"] == tiny_policy_dir and record["weights"] == [0.0, 0.0, 1.0]
     assert 0 <= record["heldout"]["auroc"] <= 1 and record["prefixes"]["train"] >= 18
+    assert str(record["weight_decay"]) in record["cv_log_loss"]  # chosen by cross-validation
     head = ValueHead.load(out)
     problem = make_problems(1, seed=0, level="one-step")[0]
     values = head.score(problem.prompt, ["So", "So the answer is"])
