@@ -420,6 +420,8 @@ class MahaloConfig:
     head_learning_rate: Optional[float] = _f(None, "the heads' learning rate (default: learning_rate, as MAHALO); "
                                              "higher lets the heads, not the shared trunk, carry each objective")
     beta: float = _f(0.1, "DPO beta (and of the reported implicit reward)")
+    sft_coefficient: float = _f(0.0, "weight of the chosen reply's per-token NLL added to each pair's DPO loss "
+                                "(RPO); keeps DPO from lowering the likelihood of right answers")
     noise_std: float = _f(1e-3, "std of the noise added to each head's copy of the output matrix")
     use_lora: bool = _f(False, "LoRA on the trunk (merged when saved) instead of full fine-tuning; heads train fully")
     lora_r: int = _f(16, "LoRA rank")
@@ -440,7 +442,7 @@ class MahaloConfig:
         _same_length(self, "objectives", "eval_data")
         _positive(self, "epochs", "max_steps", "batch_size", "learning_rate", "head_learning_rate", "beta",
                   "max_prompt_tokens", "max_reply_tokens", "arithmetic_samples", "arithmetic_max_new_tokens", "save_steps")
-        _non_negative(self, "noise_std")
+        _non_negative(self, "noise_std", "sft_coefficient")
         from preforch.data.arithmetic import LEVELS
 
         _one_of(self, "arithmetic_level", tuple(LEVELS))

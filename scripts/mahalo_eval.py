@@ -69,7 +69,7 @@ def main() -> None:
     ap.add_argument("--problems", type=int, default=48)
     ap.add_argument("--max_new_tokens", type=int, default=40)
     ap.add_argument("--arithmetic_tokens", type=int, default=48)
-    ap.add_argument("--guided_prompts", type=int, default=8)
+    ap.add_argument("--guided_prompts", type=int, default=8, help="0 skips guided decoding on HH prompts")
     ap.add_argument("--step_candidates", type=int, default=4)
     ap.add_argument("--reencode_prompts", type=int, default=2, help="prompts timed continuing the cache vs re-encoding")
     ap.add_argument("--arithmetic_level", default="one-step", help="as the policy's train-mahalo run")
@@ -105,7 +105,8 @@ def main() -> None:
                                           ["arithmetic"]))
     baselines = evaluate_baselines(args, policy, grid, rewards, correct, prompts, problems, judge)
 
-    guided = guided_decoding(args, policy, [p for d in data for p in d.prompts[:args.guided_prompts // 2]], judge)
+    guided = (guided_decoding(args, policy, [p for d in data for p in d.prompts[:args.guided_prompts // 2]], judge)
+              if args.guided_prompts else {})
     if args.value_head:
         guided["arithmetic"] = guided_arithmetic(args, problems[:args.guided_problems])
     atomic_write_json(args.output, {"policy": args.policy, "guide": args.guide, "judge": args.judge,

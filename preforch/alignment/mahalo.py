@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from preforch.alignment.implicit_reward import implicit_reward_accuracy
-from preforch.alignment.mahalo_dpo import balanced_batches, dpo_losses, encode_replies, per_objective_loss, sequence_logprobs
+from preforch.alignment.mahalo_dpo import (balanced_batches, dpo_losses, encode_replies, per_objective_loss,
+                                           sequence_logprobs, with_chosen_nll)
 from preforch.alignment.mahalo_model import MultiHeadLM
 from preforch.config import MahaloConfig
 from preforch.data.schema import PreferenceDataset
@@ -101,7 +102,8 @@ def load_data(cfg: MahaloConfig, lm, tok) -> tuple[dict, dict, dict]:
 
 def train_step(model: MultiHeadLM, tok, batch: list[tuple[int, int]], train: list[PreferenceDataset],
                refs: list[tuple[torch.Tensor, torch.Tensor]], heads: list[int], cfg: MahaloConfig, names):
-    """DPO loss of one batch of (objective, pair) with each pair's logits from its own head only."""
+    """DPO loss (plus cfg.sft_coefficient x the chosen reply's NLL) of one batch of (objective, pair), each pair's
+    logits from its own head only."""
     pairs = [train[k][i] for k, i in batch]
     replies = [p.chosen for p in pairs] + [p.rejected for p in pairs]
     enc = {k: v.to(model.device) for k, v in encode_replies(tok, [p.prompt for p in pairs] * 2, replies,
@@ -115,6 +117,8 @@ def train_step(model: MultiHeadLM, tok, batch: list[tuple[int, int]], train: lis
                                                            enc["input_ids"][rows], enc["reply_mask"][rows]))
     ref = torch.tensor([[refs[k][0][i], refs[k][1][i]] for k, i in batch], device=model.device)
     losses, margins = dpo_losses(logps[:len(pairs)], logps[len(pairs):], ref[:, 0], ref[:, 1], cfg.beta)
+    if cfg.sft_coefficient:
+        losses = with_chosen_nll(losses, logps[:len(pairs)], enc["reply_mask"][:len(pairs), 1:].sum(-1), cfg.sft_coefficient)
     return per_objective_loss(losses, margins, objective[:len(pairs)].to(model.device), names)
 
 

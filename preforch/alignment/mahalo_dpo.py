@@ -21,6 +21,15 @@ def dpo_losses(chosen: torch.Tensor, rejected: torch.Tensor, ref_chosen: torch.T
     return -F.logsigmoid(margins), margins
 
 
+def with_chosen_nll(losses: torch.Tensor, chosen: torch.Tensor, chosen_tokens: torch.Tensor,
+                    coefficient: float) -> torch.Tensor:
+    """Per-pair DPO losses [N] plus `coefficient` times the chosen reply's per-token negative log-likelihood
+    (chosen: summed log-probs [N] over chosen_tokens [N] tokens): the NLL term of RPO (Pang et al. 2024, Eq. 2).
+    DPO alone can lower the likelihood of the chosen reply as long as the rejected one falls faster, which on
+    verifiable answers made greedy decoding worse (docs/results.md)."""
+    return losses + coefficient * (-chosen / chosen_tokens.clamp_min(1))
+
+
 def per_objective_loss(losses: torch.Tensor, margins: torch.Tensor, objective: torch.Tensor,
                        names: Sequence[str]) -> tuple[torch.Tensor, dict[str, float]]:
     """The batch loss: the mean over the objectives present of each one's mean pair loss (losses, margins,

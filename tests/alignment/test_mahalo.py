@@ -85,6 +85,37 @@ def test_dpo_loss_is_log2_at_init_and_head_j_gets_no_gradient_from_objective_k(t
     assert grad[1].abs().sum() > 0 and grad[0].abs().sum() == 0 and grad[2].abs().sum() == 0
 
 
+def _reply_logps(model, tok, pairs, side: str, head: int | None = None):
+    """Summed reply log-probs [N] of each pair's `side` reply under the base LM (head None) or one head, and the
+    reply lengths [N]."""
+    enc = encode_replies(tok, pairs.prompts, [getattr(p, side) for p in pairs], 32, 16)
+    with torch.no_grad():
+        if head is None:
+            logits = model.lm(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+        else:
+            logits = model.head_logits(model.hidden(enc["input_ids"], enc["attention_mask"])[0], head)
+    return sequence_logprobs(logits, enc["input_ids"], enc["reply_mask"]), enc["reply_mask"][:, 1:].sum(-1)
+
+
+def test_the_sft_term_adds_the_chosen_nll_and_keeps_the_chosen_reply_likely(tiny_policy_dir):
+    pairs, batch = make_pairs(4), [(1, i) for i in range(4)]
+    chosen_after = {}
+    for coefficient in (0.0, 1.0):
+        model, _, tok = _model(tiny_policy_dir)
+        cfg = MahaloConfig(objectives=list(NAMES), max_prompt_tokens=32, max_reply_tokens=16, sft_coefficient=coefficient)
+        (chosen, tokens), (rejected, _) = (_reply_logps(model, tok, pairs, side) for side in ("chosen", "rejected"))
+        refs = [(chosen, rejected)] * 3
+        loss, _ = train_step(model, tok, batch, [pairs] * 3, refs, [0, 1, 2], cfg, NAMES)
+        assert loss.item() == pytest.approx(math.log(2) + coefficient * (-chosen / tokens).mean().item(), abs=1e-4)
+        optimizer = torch.optim.SGD([model.heads], lr=0.5)
+        for _ in range(5):
+            optimizer.zero_grad()
+            train_step(model, tok, batch, [pairs] * 3, refs, [0, 1, 2], cfg, NAMES)[0].backward()
+            optimizer.step()
+        chosen_after[coefficient] = _reply_logps(model, tok, pairs, "chosen", head=1)[0].mean().item()
+    assert chosen_after[1.0] > chosen_after[0.0] + 1.0
+
+
 def test_dpo_losses_and_balanced_batches():
     losses, margins = dpo_losses(torch.tensor([-1.0]), torch.tensor([-3.0]), torch.tensor([-2.0]), torch.tensor([-2.0]), 0.5)
     assert margins.item() == pytest.approx(1.0) and losses.item() == pytest.approx(math.log(1 + math.exp(-1)))
