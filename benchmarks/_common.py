@@ -37,10 +37,11 @@ def timed(fn, repeats: int) -> float:
     return best
 
 
-def save(name: str, result: dict) -> Path:
+def save(name: str, result: dict, tag: str = "") -> Path:
+    """Write results/NAME[_TAG].json: a tag keeps a partial or variant run from overwriting the reference one."""
     from preforch.io import atomic_write_json
 
-    path = RESULTS / f"{name}.json"
+    path = RESULTS / f"{name}{'_' + tag if tag else ''}.json"
     atomic_write_json(path, {"benchmark": name, "machine": machine(), **result})
     print(json.dumps(result, indent=2))
     print(f"wrote {path}")

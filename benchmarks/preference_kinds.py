@@ -83,6 +83,7 @@ def main() -> None:
     ap.add_argument("--merges", type=int, default=5, help="new preferences soups merges for, timed each")
     ap.add_argument("--num_candidates", type=int, default=4, help="best-of-n's N")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds; the median is reported")
+    ap.add_argument("--tag", default="", help="results/preference_kinds_TAG.json, leaving the reference run's file")
     args = ap.parse_args()
 
     base = resolve(args.base)
@@ -129,7 +130,7 @@ def main() -> None:
         "wait_per_reply_relative_to_plain": {k: v["seconds_per_reply"] / plain["seconds_per_reply"] for k, v in speed.items()},
         "soups_merge_s": {"median": statistics.median(merges), "max": max(merges), "merges": len(merges)},
         "soups_per_prompt_weights": per_prompt,
-    })
+    }, args.tag)
 
 
 def per_prompt_soups(soups, prompts, sampling: SamplingConfig, k: int) -> dict:

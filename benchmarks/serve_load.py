@@ -116,7 +116,7 @@ def main() -> None:
         server.send_signal(signal.SIGINT)
         server.wait(60)
     ok = sorted(r["latency_s"] for r in rows if r["status"] == 200)
-    save("serve_load" + (f"_{args.tag}" if args.tag else ""), {
+    save("serve_load", {
         "policy": args.policy, "kind": args.method or "best-of-n", "clients": args.clients,
         "max_tokens": args.max_tokens, "seconds": elapsed, "requests": len(rows), "ok": len(ok),
         "errors_by_status": dict(Counter(r["status"] for r in rows if r["status"] != 200)),
@@ -127,7 +127,7 @@ def main() -> None:
         "server_rss_mb_before": rss_before, "server_rss_mb_after": rss_after,
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "load_average_1m_at_end": os.getloadavg()[0],  # other work on the machine slows every figure above
-    })
+    }, args.tag)
 
 
 if __name__ == "__main__":
