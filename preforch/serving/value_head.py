@@ -164,7 +164,7 @@ def train_value_head(cfg) -> dict:
     w = parse_weights(cfg.weights, policy.objectives) if cfg.weights else torch.full((k,), 1 / k)
     sampling = SamplingConfig(cfg.samples, cfg.max_new_tokens, temperature=1.0, top_p=1.0, seed=cfg.seed)
     head = ValueHead(torch.zeros(0), torch.zeros(1), cfg.backbone, trust_remote_code=cfg.trust_remote_code)
-    markers, data = StepRule.named(cfg.boundary).markers, {}
+    markers, data, groups = StepRule.named(cfg.boundary).markers, {}, {}
     for split, n, seed in (("train", cfg.problems, cfg.seed), ("eval", cfg.eval_problems, cfg.seed + 10_000)):
         problems = make_problems(n, seed, cfg.level)
         rows = hindsight_rows(problems, policy.respond([p.prompt for p in problems], w.expand(n, -1), sampling), markers)
@@ -173,12 +173,11 @@ def train_value_head(cfg) -> dict:
             raise DataError(f"{split} problems: every sample was {'right' if labels[0] else 'wrong'}, nothing to learn "
                             f"from; use more --samples or --problems, or --level one-step")
         data[split] = (head.features([r[0] for r in rows], [r[1] for r in rows], progress=True), labels)
-        if split == "train":
-            ids: dict[str, int] = {}
-            problem_ids = torch.tensor([ids.setdefault(r[0][-1]["content"], len(ids)) for r in rows])
+        ids: dict[str, int] = {}  # rows of one problem (its question text) share an id: a cross-validation group
+        groups[split] = torch.tensor([ids.setdefault(r[0][-1]["content"], len(ids)) for r in rows])
     penalty, cv_log_loss = cfg.weight_decay, None
     if penalty is None:
-        penalty, cv_log_loss = choose_weight_decay(*data["train"], problem_ids)
+        penalty, cv_log_loss = choose_weight_decay(*data["train"], groups["train"])
     head.weight, head.bias = fit_probe(*data["train"], penalty)
     (x, y), rate = data["eval"], float(data["train"][1].mean())
     p = torch.sigmoid(x @ head.weight + head.bias)
