@@ -69,22 +69,6 @@ def test_save_and_load_round_trip_keeps_heads_and_logits(tiny_policy_dir, tmp_pa
     assert torch.allclose(loaded(**_ids(tok2), weights=w).logits, model(**_ids(tok), weights=w).logits, atol=1e-5)
 
 
-def test_dpo_loss_is_log2_at_init_and_head_j_gets_no_gradient_from_objective_k(tiny_policy_dir):
-    model, _, tok = _model(tiny_policy_dir)
-    pairs = make_pairs(4)
-    cfg = MahaloConfig(objectives=list(NAMES), max_prompt_tokens=32, max_reply_tokens=16)
-    enc = [encode_replies(tok, pairs.prompts, [getattr(p, side) for p in pairs], 32, 16) for side in ("chosen", "rejected")]
-    with torch.no_grad():
-        refs = [tuple(sequence_logprobs(model.lm(input_ids=e["input_ids"], attention_mask=e["attention_mask"]).logits,
-                                        e["input_ids"], e["reply_mask"]) for e in enc)] * 3
-    loss, log = train_step(model, tok, [(1, i) for i in range(4)], [pairs] * 3, refs, [0, 1, 2], cfg, NAMES)
-    assert loss.item() == pytest.approx(math.log(2), abs=1e-4) and set(log) == {"harmless/loss", "harmless/margin",
-                                                                                 "harmless/accuracy"}
-    loss.backward()
-    grad = model.heads.grad
-    assert grad[1].abs().sum() > 0 and grad[0].abs().sum() == 0 and grad[2].abs().sum() == 0
-
-
 def _reply_logps(model, tok, pairs, side: str, head: int | None = None):
     """Summed reply log-probs [N] of each pair's `side` reply under the base LM (head None) or one head, and the
     reply lengths [N]."""
@@ -95,6 +79,19 @@ def _reply_logps(model, tok, pairs, side: str, head: int | None = None):
         else:
             logits = model.head_logits(model.hidden(enc["input_ids"], enc["attention_mask"])[0], head)
     return sequence_logprobs(logits, enc["input_ids"], enc["reply_mask"]), enc["reply_mask"][:, 1:].sum(-1)
+
+
+def test_dpo_loss_is_log2_at_init_and_head_j_gets_no_gradient_from_objective_k(tiny_policy_dir):
+    model, _, tok = _model(tiny_policy_dir)
+    pairs = make_pairs(4)
+    cfg = MahaloConfig(objectives=list(NAMES), max_prompt_tokens=32, max_reply_tokens=16)
+    refs = [tuple(_reply_logps(model, tok, pairs, side)[0] for side in ("chosen", "rejected"))] * 3
+    loss, log = train_step(model, tok, [(1, i) for i in range(4)], [pairs] * 3, refs, [0, 1, 2], cfg, NAMES)
+    assert loss.item() == pytest.approx(math.log(2), abs=1e-4) and set(log) == {"harmless/loss", "harmless/margin",
+                                                                                 "harmless/accuracy"}
+    loss.backward()
+    grad = model.heads.grad
+    assert grad[1].abs().sum() > 0 and grad[0].abs().sum() == 0 and grad[2].abs().sum() == 0
 
 
 def test_the_sft_term_adds_the_chosen_nll_and_keeps_the_chosen_reply_likely(tiny_policy_dir):
