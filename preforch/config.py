@@ -681,11 +681,15 @@ class WicComparisonConfig(WicConfig):
     expert_eval_data: list[str] = _list(HH_TEST, "held-out pairs per objective for the experts' implicit-reward table")
     expert_steps: Optional[int] = _f(None, "DPO steps per expert (default: a WiC arm's SFT steps split evenly between the experts)")
     expert_learning_rate: float = _f(1e-4, "AdamW learning rate of the experts' LoRA weights")
+    expert_pairs: Optional[int] = _f(None, "training pairs per objective for the experts (default: max_pairs, the WiC "
+                                     "arms' pairs; DPO pairs are human data, not generated, so more of them costs no "
+                                     "extra steps)")
     overwrite: bool = _f(False, "retrain and re-evaluate (default: reuse finished stages)")
 
     def __post_init__(self):
         super().__post_init__()
-        _positive(self, "eval_prompts_per_source", "grid_divisions", "eval_batch_size", "expert_steps", "expert_learning_rate")
+        _positive(self, "eval_prompts_per_source", "grid_divisions", "eval_batch_size", "expert_steps", "expert_learning_rate",
+                  "expert_pairs")
         _non_negative(self, "eval_temperature")
         if self.expert_data:
             _same_length(self, "expert_data", "expert_eval_data")

@@ -57,14 +57,14 @@ def stage_plan(cfg: WicComparisonConfig) -> dict[str, WicConfig]:
 
 
 def experts_config(cfg: WicComparisonConfig, objectives: tuple[str, ...]) -> ExpertsConfig:
-    """train-experts for the soups and mod arms: the WiC arms' start model, pairs per source and turn filter;
-    `ObjectiveMismatchError` unless --expert_data gives one spec per objective."""
+    """train-experts for the soups and mod arms: the WiC arms' start model, turn filter and (unless --expert_pairs)
+    pairs per source; `ObjectiveMismatchError` unless --expert_data gives one spec per objective."""
     if len(cfg.expert_data) != len(objectives):
         raise ObjectiveMismatchError(f"expert_data: one training-data spec per ensemble objective {list(objectives)} "
                                      f"(in that order), got {len(cfg.expert_data)}: {cfg.expert_data}")
     steps = cfg.expert_steps or max(1, (cfg.max_steps + cfg.iterations * cfg.sft_steps_per_iteration) // len(objectives))
     return ExpertsConfig(base_model=cfg.policy, objectives=list(objectives), train_data=cfg.expert_data,
-                         eval_data=cfg.expert_eval_data, max_train_pairs=cfg.max_pairs, max_user_turns=cfg.max_user_turns,
+                         eval_data=cfg.expert_eval_data, max_train_pairs=cfg.expert_pairs or cfg.max_pairs, max_user_turns=cfg.max_user_turns,
                          max_steps=steps, learning_rate=cfg.expert_learning_rate,
                          per_device_train_batch_size=cfg.per_device_train_batch_size, max_length=cfg.max_length,
                          lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, output_dir=str(Path(cfg.output_dir) / "experts"),

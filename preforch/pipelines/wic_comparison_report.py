@@ -20,7 +20,8 @@ def _setup(r: dict) -> str:
     if c["expert_data"]:
         steps = {o: t["steps"] for o, t in r["experts"]["training"].items()}
         text += (f" Soups and MOD: one LoRA expert (rank {c['lora_r']}) per objective, DPO on "
-                 f"{', '.join(f'{o}: {d}' for o, d in zip(r['objectives'], c['expert_data']))} (the same pairs per spec), "
+                 f"{', '.join(f'{o}: {d}' for o, d in zip(r['objectives'], c['expert_data']))} "
+                 f"({c.get('expert_pairs') or c['max_pairs'] or 'all'} pairs per spec), "
                  f"steps {steps}, learning rate {c['expert_learning_rate']}; the two arms serve the one expert set.")
     return text + (f" Held-out: {c['eval_prompts_per_source']} prompts per source of {', '.join(c['eval_data'])}, one "
                    f"answer per preference at temperature {c['eval_temperature']} (0: greedy), judged by `{r['judge']}`; "

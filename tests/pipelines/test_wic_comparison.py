@@ -5,7 +5,7 @@ import pytest
 from preforch.cli import main
 from preforch.config import WicComparisonConfig
 from preforch.errors import ConfigError
-from preforch.pipelines.wic_comparison import stage_plan
+from preforch.pipelines.wic_comparison import experts_config, stage_plan
 from tests.conftest import make_pairs
 
 
@@ -19,6 +19,15 @@ def test_stage_plan_gives_every_arm_the_same_sft_steps(tmp_path):
     assert plan["ric/offline-more"].policy == plan["ric/online"].policy == str(tmp_path / "ric/offline/policy")
     with pytest.raises(ConfigError, match="eval_temperature: must be >= 0"):
         WicComparisonConfig(eval_temperature=-1.0)
+
+
+def test_experts_take_the_wic_arms_pairs_unless_expert_pairs_says_otherwise(tmp_path):
+    cfg = WicComparisonConfig(output_dir=str(tmp_path), max_pairs=32, expert_data=["a.jsonl", "b.jsonl"])
+    assert experts_config(cfg, ("helpful", "harmless")).max_train_pairs == 32
+    cfg = WicComparisonConfig(output_dir=str(tmp_path), max_pairs=32, expert_pairs=400, expert_data=["a.jsonl", "b.jsonl"])
+    assert experts_config(cfg, ("helpful", "harmless")).max_train_pairs == 400
+    with pytest.raises(ConfigError, match="expert_pairs: must be > 0"):
+        WicComparisonConfig(expert_pairs=0)
 
 
 def _small_run(data, out, policy: str, ensemble: str, orchestrator: str) -> list[str]:
