@@ -371,7 +371,7 @@ class ExpertsConfig:
     max_user_turns: Optional[int] = _f(None, "train only on prompts with at most this many user turns")
     max_eval_pairs: Optional[int] = _f(64, "cap on held-out pairs per objective")
     max_steps: int = _f(50, "optimisation steps per expert")
-    learning_rate: float = _f(1e-4, "AdamW learning rate of the LoRA weights")
+    learning_rate: float = _f(3e-4, "AdamW learning rate of the LoRA weights")
     per_device_train_batch_size: int = _f(8, "pairs (dpo) or completions (grpo, a multiple of num_generations) per step")
     beta: float = _f(0.1, "dpo: beta of the loss and of the reported implicit reward; grpo: KL penalty")
     max_length: int = _f(512, "dpo: tokens per prompt + reply")
@@ -680,7 +680,7 @@ class WicComparisonConfig(WicConfig):
                                    "mod arms, one DPO LoRA expert per objective (e.g. hh-helpful:train hh-harmless:train)")
     expert_eval_data: list[str] = _list(HH_TEST, "held-out pairs per objective for the experts' implicit-reward table")
     expert_steps: Optional[int] = _f(None, "DPO steps per expert (default: a WiC arm's SFT steps split evenly between the experts)")
-    expert_learning_rate: float = _f(1e-4, "AdamW learning rate of the experts' LoRA weights")
+    expert_learning_rate: float = _f(3e-4, "AdamW learning rate of the experts' LoRA weights")
     expert_pairs: Optional[int] = _f(None, "training pairs per objective for the experts (default: max_pairs, the WiC "
                                      "arms' pairs; DPO pairs are human data, not generated, so more of them costs no "
                                      "extra steps)")
