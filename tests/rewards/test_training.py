@@ -4,7 +4,10 @@ import torch
 
 from preforch.config import RewardModelConfig
 from preforch.rewards.sources import HFRewardModel
-from preforch.rewards.training import train_reward_model, train_reward_models
+import pytest
+
+from preforch.models import make_accelerator
+from preforch.rewards.training import fit, train_reward_model, train_reward_models
 
 
 def _write_pairs(path, n=32):
@@ -51,6 +54,26 @@ def test_an_encoder_saved_in_bf16_trains_in_float32(tiny_encoder_dir, tmp_path):
     after = HFRewardModel(str(tmp_path / "rm"), device="cpu").model.encoder.encoder.layer[0].intermediate.dense.weight
     assert after.dtype == torch.float32
     assert (after != before.float()).float().mean() > 0.9  # in bf16 only the few weights near zero would move
+
+
+@pytest.mark.parametrize("disable", [False, True])
+def test_disable_dropout_makes_the_training_forward_pass_deterministic(disable, tiny_encoder_dir):
+    """With dropout off, the chosen and rejected replies of a pair see the same network (TRL's RewardConfig default)."""
+    from preforch.rewards.multihead import MultiHeadRewardModel
+
+    model = MultiHeadRewardModel.from_encoder(tiny_encoder_dir, ["polite"])
+    enc = model.tokenizer(["thank you kindly friend"], return_tensors="pt")
+    repeatable = []
+
+    def loss_of(m, batch):
+        a, b = (m.encoder(**enc).last_hidden_state for _ in range(2))
+        repeatable.append(torch.equal(a, b))
+        return m(**enc).logits.sum()
+
+    cfg = RewardModelConfig(base_model=tiny_encoder_dir, objectives=["polite"], train_data=["x"], eval_data=[],
+                            disable_dropout=disable, batch_size=1)
+    fit(make_accelerator(), model, [0, 1, 2], [1, 1, 1], 1, cfg, loss_of, "test")
+    assert repeatable == [disable] * 3
 
 
 def test_single_head_per_objective_layout(tiny_encoder_dir, tmp_path):
