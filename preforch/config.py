@@ -47,7 +47,7 @@ class RewardModelConfig:
     epochs: float = _f(1.0, "passes over the training pairs")
     batch_size: int = _f(16, "pairs per step")
     center_coefficient: float = _f(0.1, "weight of the reward-centering term (r_w + r_l)^2")
-    disable_dropout: bool = _f(False, "train with the encoder's dropout off (TRL's RewardConfig default): the chosen "
+    disable_dropout: bool = _f(True, "train with the encoder's dropout off (TRL's RewardConfig default): the chosen "
                                "and rejected replies then see the same network, so their margin carries no mask noise")
     max_train_pairs: Optional[int] = _f(None, "cap on training pairs per objective")
     max_eval_pairs: Optional[int] = _f(None, "cap on held-out pairs per objective")
