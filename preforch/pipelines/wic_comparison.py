@@ -64,7 +64,8 @@ def experts_config(cfg: WicComparisonConfig, objectives: tuple[str, ...]) -> Exp
                                      f"(in that order), got {len(cfg.expert_data)}: {cfg.expert_data}")
     steps = cfg.expert_steps or max(1, (cfg.max_steps + cfg.iterations * cfg.sft_steps_per_iteration) // len(objectives))
     return ExpertsConfig(base_model=cfg.policy, objectives=list(objectives), train_data=cfg.expert_data,
-                         eval_data=cfg.expert_eval_data, max_train_pairs=cfg.expert_pairs or cfg.max_pairs, max_user_turns=cfg.max_user_turns,
+                         eval_data=cfg.expert_eval_data, max_train_pairs=cfg.expert_pairs or cfg.max_pairs,
+                         max_user_turns=cfg.max_user_turns,
                          max_steps=steps, learning_rate=cfg.expert_learning_rate,
                          per_device_train_batch_size=cfg.per_device_train_batch_size, max_length=cfg.max_length,
                          lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, output_dir=str(Path(cfg.output_dir) / "experts"),
