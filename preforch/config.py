@@ -42,6 +42,8 @@ class RewardModelConfig:
     max_length: int = _f(128, "tokens per (prompt, response) input")
     prompt_max_tokens: int = _f(64, "tokens kept from the end of the dialogue")
     learning_rate: float = _f(1e-4, "AdamW learning rate")
+    head_learning_rate: Optional[float] = _f(None, "the new heads' learning rate (default: learning_rate); the "
+                                             "pretrained encoder keeps learning_rate")
     weight_decay: float = _f(0.01, "AdamW weight decay")
     warmup_ratio: float = _f(0.1, "linear warm-up fraction, then linear decay")
     epochs: float = _f(1.0, "passes over the training pairs")
@@ -77,7 +79,7 @@ class RewardModelConfig:
         _same_length(self, "objectives", "train_data")
         if self.eval_data:
             _same_length(self, "objectives", "eval_data")
-        _positive(self, "max_length", "batch_size", "learning_rate", "epochs")
+        _positive(self, "max_length", "batch_size", "learning_rate", "head_learning_rate", "epochs")
 
 
 @dataclass
@@ -97,7 +99,9 @@ class OrchestratorConfig:
     """`preforch train-orchestrator`: the Preference Orchestrator f_phi(x) (paper Eq. 8)."""
 
     ensemble: str = _f("runs/quickstart/rewards", "folder of a saved reward ensemble (objectives + normalisation)")
-    encoder: str = _f("minilm", "prompt encoder: hub id, local path, or bundled alias 'minilm'")
+    encoder: str = _f("minilm", "prompt encoder: hub id, local path, bundled alias 'minilm', or 'reward-model' (the "
+                      "encoder of the ensemble's reward model, which has learnt what in a dialogue matters to each "
+                      "objective)")
     train_data: list[str] = _list(HH_TRAIN, "preference data whose chosen responses give the targets")
     eval_data: list[str] = _list(HH_TEST, "held-out preference data for KL and AUROC")
     output_dir: str = _f("runs/orchestrator", "where the orchestrator is saved")
@@ -232,7 +236,8 @@ class QuickstartConfig:
     output_dir: str = _f("runs/quickstart", "run folder (report.md, metrics.json, plots, models)")
     policy: str = _f("smollm2", "causal LM for best-of-N")
     reward_base_model: str = _f("minilm", "backbone of the multi-head reward model")
-    encoder: str = _f("minilm", "orchestrator encoder")
+    encoder: str = _f("reward-model", "orchestrator encoder: 'reward-model' (the reward model's own, trained in stage 2), "
+                      "a hub id, local path or 'minilm'")
     rules: list[str] = _list(["conciseness"], "rule-based objectives added to helpful and harmless")
     rm_epochs: float = _f(1.0, "reward-model epochs")
     rm_learning_rate: float = _f(1e-4, "reward-model learning rate")
@@ -425,6 +430,8 @@ class MahaloConfig:
     sft_coefficient: float = _f(0.0, "weight of the chosen reply's per-token NLL added to each pair's DPO loss "
                                 "(RPO); keeps DPO from lowering the likelihood of right answers")
     noise_std: float = _f(1e-3, "std of the noise added to each head's copy of the output matrix")
+    head_adapter_rank: int = _f(0, "ours, not MAHALO's: give each head a bottleneck adapter of this rank on the trunk's "
+                                "last hidden state (h + U gelu(D h), identity at start), trained with the head; 0 = off")
     use_lora: bool = _f(False, "LoRA on the trunk (merged when saved) instead of full fine-tuning; heads train fully")
     lora_r: int = _f(16, "LoRA rank")
     lora_alpha: int = _f(32, "LoRA alpha")
@@ -444,7 +451,7 @@ class MahaloConfig:
         _same_length(self, "objectives", "eval_data")
         _positive(self, "epochs", "max_steps", "batch_size", "learning_rate", "head_learning_rate", "beta",
                   "max_prompt_tokens", "max_reply_tokens", "arithmetic_samples", "arithmetic_max_new_tokens", "save_steps")
-        _non_negative(self, "noise_std", "sft_coefficient")
+        _non_negative(self, "noise_std", "sft_coefficient", "head_adapter_rank")
         from preforch.data.arithmetic import LEVELS
 
         _one_of(self, "arithmetic_level", tuple(LEVELS))

@@ -13,8 +13,9 @@ margin, accuracy), training/checkpoint/ (latest state, for --resume), mahalo_run
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -33,10 +34,10 @@ RUN_FILE = "mahalo_run.json"
 
 
 @torch.no_grad()
-def logprobs_by_head(model: MultiHeadLM, tok, pairs: PreferenceDataset, heads: torch.Tensor, cfg: MahaloConfig,
+def logprobs_by_head(model: MultiHeadLM, tok, pairs: PreferenceDataset, heads: Sequence[Callable], cfg: MahaloConfig,
                      batch_size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed reply log-probs of chosen and rejected under each of heads [K', V, H] -> ([K', N], [K', N]); the trunk
-    runs once per reply."""
+    """Summed reply log-probs of chosen and rejected under each of K' heads (each a function of the trunk's hidden
+    states [B, T, H] -> logits [B, T, V]) -> ([K', N], [K', N]); the trunk runs once per reply."""
     out = []
     for replies in ([p.chosen for p in pairs], [p.rejected for p in pairs]):
         cols = []
@@ -45,8 +46,8 @@ def logprobs_by_head(model: MultiHeadLM, tok, pairs: PreferenceDataset, heads: t
                                  cfg.max_prompt_tokens, cfg.max_reply_tokens)
             enc = {k: v.to(model.device) for k, v in enc.items()}
             hidden, _ = model.hidden(enc["input_ids"], enc["attention_mask"])
-            cols.append(torch.stack([sequence_logprobs(hidden @ w.T, enc["input_ids"], enc["reply_mask"]).cpu()
-                                     for w in heads]))
+            cols.append(torch.stack([sequence_logprobs(head(hidden), enc["input_ids"], enc["reply_mask"]).cpu()
+                                     for head in heads]))
         out.append(torch.cat(cols, dim=1))
     return out[0], out[1]
 
@@ -56,7 +57,8 @@ def head_matrix(model: MultiHeadLM, tok, heldout: dict[str, PreferenceDataset], 
     """{head: {data objective: implicit-reward accuracy and margin}} on each objective's held-out pairs."""
     table: dict = {h: {} for h in head_names}
     for objective, pairs in heldout.items():
-        chosen, rejected = logprobs_by_head(model, tok, pairs, model.heads, cfg)
+        chosen, rejected = logprobs_by_head(model, tok, pairs, [partial(model.head_logits, head=k)
+                                                                for k in range(len(head_names))], cfg)
         for k, head in enumerate(head_names):
             table[head][objective] = implicit_reward_accuracy(chosen[k], rejected[k], *refs[objective], cfg.beta,
                                                               per_pair=True)
@@ -123,10 +125,12 @@ def train_step(model: MultiHeadLM, tok, batch: list[tuple[int, int]], train: lis
 
 
 def param_groups(model: MultiHeadLM, cfg: MahaloConfig) -> list[dict]:
-    """The optimiser's groups: the trainable trunk at learning_rate, the heads at head_learning_rate."""
-    trunk = [p for p in model.parameters() if p.requires_grad and p is not model.heads]
+    """The optimiser's groups: the trainable trunk at learning_rate, the heads (and their adapters) at
+    head_learning_rate."""
+    heads = model.head_parameters()
+    trunk = [p for p in model.parameters() if p.requires_grad and all(p is not h for h in heads)]
     return [{"params": trunk, "lr": cfg.learning_rate},
-            {"params": [model.heads], "lr": cfg.head_learning_rate or cfg.learning_rate}]
+            {"params": heads, "lr": cfg.head_learning_rate or cfg.learning_rate}]
 
 
 def train_mahalo(cfg: MahaloConfig) -> dict:
@@ -140,9 +144,10 @@ def train_mahalo(cfg: MahaloConfig) -> dict:
     train, heldout, record = load_data(cfg, lm, tok)
     head_names = ["pooled"] if cfg.pool else list(cfg.objectives)
     heads = [0] * len(cfg.objectives) if cfg.pool else route(cfg.objectives, head_names)
-    model = MultiHeadLM.from_base(lm, head_names, cfg.noise_std, cfg.seed)
-    w0 = lm.get_output_embeddings().weight.detach().clone()[None]
-    refs, heldout_refs = ({o: tuple(x[0] for x in logprobs_by_head(model, tok, d, w0, cfg)) for o, d in split.items()}
+    model = MultiHeadLM.from_base(lm, head_names, cfg.noise_std, cfg.seed, cfg.head_adapter_rank)
+    w0 = lm.get_output_embeddings().weight.detach().clone()
+    reference = [lambda hidden: hidden @ w0.T]  # the starting model's own output layer, no adapter
+    refs, heldout_refs = ({o: tuple(x[0] for x in logprobs_by_head(model, tok, d, reference, cfg)) for o, d in split.items()}
                           for split in (train, heldout))
     if cfg.use_lora:
         from peft import get_peft_model

@@ -64,7 +64,8 @@ def render_markdown(m: dict) -> str:
         f"{m['machine']['torch_threads']} torch threads, CUDA: {m['machine']['cuda']}.",
         "",
         "## Reward models",
-        f"One MiniLM backbone with a head per objective, Bradley-Terry loss with reward centering, "
+        f"One `{m['config']['reward_base_model']}` backbone with a head per objective, Bradley-Terry loss with reward "
+        "centering, "
         f"{rms['train_pairs']} training pairs, {rms['steps']} steps.",
         "",
         markdown_table(["objective", "held-out pairwise accuracy"], [[o, a] for o, a in rms["eval_accuracy"].items()]),
@@ -72,6 +73,7 @@ def render_markdown(m: dict) -> str:
         "![reward model loss](reward_model_loss.png)",
         "",
         "## Preference Orchestrator",
+        f"A head on the frozen prompt encoder `{m['config']['encoder']}` ('reward-model': the reward model's own). "
         f"Does the combined reward `w . r~` prefer what people preferred? Share of {orch['human_labels']['num_pairs']} "
         "held-out pairs where `w . (r~(x, chosen) - r~(x, rejected)) > 0`, for each weighting (the orchestrator at its "
         f"calibrated temperature {orch['temperature']:g}; 'best fixed (validation)' was chosen on the validation slice "

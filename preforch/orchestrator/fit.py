@@ -22,7 +22,13 @@ from preforch.orchestrator.human_labels import best_fixed_weights, human_label_t
 from preforch.orchestrator.losses import orchestrator_loss
 from preforch.orchestrator.model import PreferenceOrchestrator
 from preforch.orchestrator.targets import implicit_preference_weights
-from preforch.rewards.ensemble import RewardEnsemble, check_objectives
+from preforch.rewards.ensemble import REWARD_MODEL_ENCODER, RewardEnsemble, check_objectives, reward_model_encoder
+
+
+def encoder_for(name: str, ensemble: RewardEnsemble) -> str:
+    """The encoder to load for `--encoder name`: the name itself, or for 'reward-model' the encoder folder of the
+    ensemble's reward model (`reward_model_encoder`)."""
+    return reward_model_encoder(ensemble) if name == REWARD_MODEL_ENCODER else name
 
 
 def preference_targets(ensemble: RewardEnsemble, data: PreferenceDataset, tau: float, progress: bool = True) -> torch.Tensor:
@@ -132,7 +138,7 @@ def train_orchestrator(cfg: OrchestratorConfig, ensemble: RewardEnsemble, data: 
     """A new orchestrator on `cfg.encoder` (or the untrained `model` given, e.g. a `sibling()` sharing an
     encoder), fitted on `data` minus its validation slice, then calibrated on that slice. Returns (model, info)."""
     if model is None:  # first: fail fast on a bad path
-        model = PreferenceOrchestrator.from_encoder(cfg.encoder, ensemble.objectives, cfg.tau, cfg.pooling,
+        model = PreferenceOrchestrator.from_encoder(encoder_for(cfg.encoder, ensemble), ensemble.objectives, cfg.tau, cfg.pooling,
                                                     cfg.max_length, cfg.trust_remote_code)
     else:
         check_objectives(ensemble.objectives, model.objectives, "orchestrator")

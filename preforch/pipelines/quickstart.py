@@ -36,6 +36,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     from preforch.data.schema import as_messages
     from preforch.evaluation.report import write_quickstart_report
     from preforch.models import resolve
+    from preforch.orchestrator.fit import encoder_for
     from preforch.orchestrator.human_labels import format_human_labels
     from preforch.orchestrator.model import PreferenceOrchestrator
     from preforch.orchestrator.train import ORCHESTRATOR_METRICS, train_and_evaluate
@@ -87,7 +88,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
                                   positive_source=POSITIVE_SOURCE, seed=cfg.seed)
     # Every head is trained on one frozen encoder (siblings share its feature cache: prompts encoded once)
     # and the same cached reward scores; the other objectives are reported beside the served one.
-    base = PreferenceOrchestrator.from_encoder(cfg.encoder, ensemble.objectives, cfg.tau)
+    base = PreferenceOrchestrator.from_encoder(encoder_for(cfg.encoder, ensemble), ensemble.objectives, cfg.tau)
     others = {}
     for objective in cfg.side_objectives:
         side_dir, side = run / f"orchestrator_{objective}", base.sibling()

@@ -29,6 +29,9 @@ def check_objectives(expected: Sequence[str], got: Sequence[str], what: str) -> 
         raise ObjectiveMismatchError(f"{what}: objectives {list(got)} do not match the reward ensemble's {list(expected)}")
 
 
+REWARD_MODEL_ENCODER = "reward-model"  # the `--encoder` alias for `reward_model_encoder`
+
+
 class RewardEnsemble:
     """Scores (prompt, response) pairs on every objective, with a per-pair cache of raw scores."""
 
@@ -130,6 +133,19 @@ class RewardEnsemble:
         ens = cls(sources, norm)
         check_objectives(objectives, ens.objectives, str(file))
         return ens
+
+
+def reward_model_encoder(ensemble: RewardEnsemble) -> str:
+    """The `encoder/` folder (a Hugging Face model) of the ensemble's first preforch reward model: what
+    `--encoder reward-model` reads prompts with. ArmoRM's gate reads the prompt through its reward model's
+    backbone the same way; that encoder has learnt which parts of a dialogue matter to each objective."""
+    for src in ensemble.sources:
+        folder = Path(getattr(src, "path", "")) / "encoder"
+        if getattr(src, "path", None) and (folder / "config.json").is_file():
+            return str(folder)
+    raise ConfigError(f"encoder {REWARD_MODEL_ENCODER!r}: none of the ensemble's sources "
+                      f"{[s.spec().get('path', s.spec().get('rule')) for s in ensemble.sources]} is a preforch reward "
+                      "model folder with an encoder/ inside (train-rm makes one); give a hub id or path instead")
 
 
 def build_ensemble(cfg: EnsembleConfig, progress: bool = True) -> RewardEnsemble:

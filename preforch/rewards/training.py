@@ -74,16 +74,19 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.
 
 def fit(accelerator, model, train: Sequence, lengths: Sequence[int], batch_size: int, cfg: RewardModelConfig,
         loss_of: Callable, desc: str) -> tuple:
-    """The reward-model training loop both train-rm kinds share: AdamW with linear warm-up and decay over
-    cfg.epochs passes of length-grouped batches of `batch_size` examples, dropout off if cfg.disable_dropout;
-    `loss_of(model, batch)` is the loss. Returns (the accelerate-prepared model, loss per step, steps)."""
+    """The reward-model training loop both train-rm kinds share: AdamW (the heads at cfg.head_learning_rate if
+    set) with linear warm-up and decay over cfg.epochs passes of length-grouped batches of `batch_size` examples,
+    dropout off if cfg.disable_dropout; `loss_of(model, batch)` is the loss. Returns (the accelerate-prepared model, loss per step, steps)."""
     from transformers import get_linear_schedule_with_warmup
     from trl.trainer.utils import disable_dropout_in_model
 
     if cfg.disable_dropout:
         disable_dropout_in_model(model)
     steps = max(1, math.ceil(len(train) * cfg.epochs / batch_size))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    heads = list(model.head.parameters())
+    encoder = [p for p in model.parameters() if all(p is not h for h in heads)]
+    optimizer = torch.optim.AdamW([{"params": encoder}, {"params": heads, "lr": cfg.head_learning_rate or cfg.learning_rate}],
+                                  lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * steps), steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     rng = random.Random(cfg.seed)

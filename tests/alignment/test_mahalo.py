@@ -15,19 +15,26 @@ from tests.conftest import make_pairs
 NAMES = ("helpful", "harmless", "arithmetic")
 
 
-def _model(tiny_policy_dir, noise=0.0):
+def _model(tiny_policy_dir, noise=0.0, adapter_rank=0, trained_adapters=False):
+    """(MultiHeadLM, its base LM, tokenizer); `trained_adapters` fills the adapters' zero-initialised up matrices
+    with noise, as training would, so each head's adapter is no longer the identity."""
     from preforch.models import load_policy
 
     lm, tok = load_policy(tiny_policy_dir, dtype=torch.float32, device="cpu")
-    return MultiHeadLM.from_base(lm, NAMES, noise_std=noise), lm, tok
+    model = MultiHeadLM.from_base(lm, NAMES, noise_std=noise, adapter_rank=adapter_rank)
+    if trained_adapters:
+        with torch.no_grad():
+            model.adapter_up.normal_(std=0.5, generator=torch.Generator().manual_seed(0))
+    return model, lm, tok
 
 
 def _ids(tok):
     return tok(["hello there how are you", "explain the topic"], return_tensors="pt", padding=True)
 
 
-def test_heads_with_zero_noise_reproduce_the_base_logits(tiny_policy_dir):
-    model, lm, tok = _model(tiny_policy_dir)
+@pytest.mark.parametrize("adapter_rank", [0, 4])
+def test_heads_with_zero_noise_reproduce_the_base_logits(tiny_policy_dir, adapter_rank):
+    model, lm, tok = _model(tiny_policy_dir, adapter_rank=adapter_rank)
     enc = _ids(tok)
     base = lm(**enc).logits
     for k in range(len(NAMES)):
@@ -36,8 +43,9 @@ def test_heads_with_zero_noise_reproduce_the_base_logits(tiny_policy_dir):
     assert not torch.equal(MultiHeadLM.from_base(lm, NAMES, noise_std=1e-3).heads[0], model.heads[0])
 
 
-def test_mixing_is_the_normalised_product_of_the_heads_distributions(tiny_policy_dir):
-    model, _, tok = _model(tiny_policy_dir, noise=0.5)
+@pytest.mark.parametrize("adapter_rank", [0, 4])
+def test_mixing_is_the_normalised_product_of_the_heads_distributions(tiny_policy_dir, adapter_rank):
+    model, _, tok = _model(tiny_policy_dir, noise=0.5, adapter_rank=adapter_rank, trained_adapters=bool(adapter_rank))
     enc = _ids(tok)
     w = torch.tensor([[0.2, 0.5, 0.3], [0.6, 0.0, 0.4]])
     mixed = model(**enc, weights=w).logits.log_softmax(-1)
@@ -45,6 +53,10 @@ def test_mixing_is_the_normalised_product_of_the_heads_distributions(tiny_policy
     per_head = torch.stack([model.head_logits(hidden, k).log_softmax(-1) for k in range(3)])  # [K, B, T, V]
     product = torch.einsum("kbtv,bk->btv", per_head, w).log_softmax(-1)  # log of prod_k p_k^w_k, normalised
     assert torch.allclose(mixed, product, atol=1e-4)
+    if adapter_rank:  # the adapters take part: without them the heads give other distributions
+        plain = torch.stack([(hidden @ model.heads[k].T).log_softmax(-1) for k in range(3)])
+        assert not torch.allclose(per_head, plain, atol=1e-2)
+        return
     same = w[:1].expand(2, 3)  # one merged head for a shared w gives what per-row mixing gives
     assert torch.allclose(mixed_logits(hidden, model.heads, same),
                           torch.einsum("kbtv,bk->btv", torch.stack([model.head_logits(hidden, k) for k in range(3)]), same),
@@ -57,10 +69,11 @@ def test_weights_of_the_wrong_length_are_refused(tiny_policy_dir):
         model(**_ids(tok), weights=torch.tensor([[0.5, 0.5], [0.5, 0.5]]))
 
 
-def test_save_and_load_round_trip_keeps_heads_and_logits(tiny_policy_dir, tmp_path):
+@pytest.mark.parametrize("adapter_rank", [0, 4])
+def test_save_and_load_round_trip_keeps_heads_and_logits(tiny_policy_dir, tmp_path, adapter_rank):
     from safetensors.torch import load_file
 
-    model, _, tok = _model(tiny_policy_dir, noise=0.1)
+    model, _, tok = _model(tiny_policy_dir, noise=0.1, adapter_rank=adapter_rank, trained_adapters=bool(adapter_rank))
     model.save_pretrained(tmp_path / "m", tok, beta=0.1)
     assert load_file(tmp_path / "m" / "heads.safetensors")["heads"].shape == model.heads.shape
     loaded, tok2 = MultiHeadLM.from_pretrained(tmp_path / "m")
@@ -81,17 +94,19 @@ def _reply_logps(model, tok, pairs, side: str, head: int | None = None):
     return sequence_logprobs(logits, enc["input_ids"], enc["reply_mask"]), enc["reply_mask"][:, 1:].sum(-1)
 
 
-def test_dpo_loss_is_log2_at_init_and_head_j_gets_no_gradient_from_objective_k(tiny_policy_dir):
-    model, _, tok = _model(tiny_policy_dir)
+@pytest.mark.parametrize("adapter_rank", [0, 4])
+def test_dpo_loss_is_log2_at_init_and_head_j_gets_no_gradient_from_objective_k(tiny_policy_dir, adapter_rank):
+    model, _, tok = _model(tiny_policy_dir, adapter_rank=adapter_rank, trained_adapters=bool(adapter_rank))
     pairs = make_pairs(4)
     cfg = MahaloConfig(objectives=list(NAMES), max_prompt_tokens=32, max_reply_tokens=16)
-    refs = [tuple(_reply_logps(model, tok, pairs, side)[0] for side in ("chosen", "rejected"))] * 3
+    refs = [tuple(_reply_logps(model, tok, pairs, side, head=1)[0] for side in ("chosen", "rejected"))] * 3
     loss, log = train_step(model, tok, [(1, i) for i in range(4)], [pairs] * 3, refs, [0, 1, 2], cfg, NAMES)
     assert loss.item() == pytest.approx(math.log(2), abs=1e-4) and set(log) == {"harmless/loss", "harmless/margin",
                                                                                  "harmless/accuracy"}
     loss.backward()
-    grad = model.heads.grad
-    assert grad[1].abs().sum() > 0 and grad[0].abs().sum() == 0 and grad[2].abs().sum() == 0
+    for head_part in model.head_parameters():  # the output matrices, and the adapters if any
+        grad = head_part.grad
+        assert grad[1].abs().sum() > 0 and grad[0].abs().sum() == 0 and grad[2].abs().sum() == 0
 
 
 def test_the_sft_term_adds_the_chosen_nll_and_keeps_the_chosen_reply_likely(tiny_policy_dir):
@@ -162,8 +177,9 @@ def test_train_mahalo_trains_each_head_checkpoints_resumes_and_judges(tiny_polic
     assert len(replies) == 1 and isinstance(replies[0][0], str)
 
 
-@pytest.mark.parametrize("extra", [["--use_lora", "true", "--lora_r", "4", "--lora_alpha", "8"], ["--pool", "true"]])
-def test_train_mahalo_with_a_lora_trunk_or_one_pooled_head(extra, tiny_policy_dir, tmp_path):
+@pytest.mark.parametrize("extra", [["--use_lora", "true", "--lora_r", "4", "--lora_alpha", "8"], ["--pool", "true"],
+                                   ["--head_adapter_rank", "4"]])
+def test_train_mahalo_with_a_lora_trunk_one_pooled_head_or_head_adapters(extra, tiny_policy_dir, tmp_path):
     from safetensors.torch import load_file
 
     data, out = _data(tmp_path), tmp_path / "run"
@@ -176,6 +192,12 @@ def test_train_mahalo_with_a_lora_trunk_or_one_pooled_head(extra, tiny_policy_di
     saved = model.lm.state_dict()
     assert any(not torch.equal(v, saved[k]) for k, v in trunk.items() if k in saved and "lm_head" not in k)  # trained
     assert heads.shape[0] == (1 if "--pool" in extra else 2)
+    saved_heads = load_file(out / "policy" / "heads.safetensors")
+    if "--head_adapter_rank" in extra:  # the adapters trained (they start at zero) and were saved
+        assert saved_heads["adapter_down"].shape == (2, 4, heads.shape[2]) and saved_heads["adapter_up"].abs().sum() > 0
+        assert model.adapter_up is not None
+    else:
+        assert set(saved_heads) == {"heads"}
     assert json.loads((out / "mahalo_run.json").read_text())["heads"] == (["pooled"] if "--pool" in extra
                                                                           else ["helpful", "harmless"])
 
@@ -215,3 +237,16 @@ def test_heads_can_learn_at_their_own_rate(tiny_policy_dir):
     assert heads == {"params": [model.heads], "lr": 1e-3} and trunk["lr"] == 1e-5
     assert all(p is not model.heads for p in trunk["params"]) and len(trunk["params"]) > 0
     assert param_groups(model, MahaloConfig(learning_rate=2e-5))[1]["lr"] == 2e-5  # default: MAHALO's one rate
+
+
+def test_adapters_that_do_not_fit_the_heads_are_refused(tiny_policy_dir, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from preforch.errors import ConfigError
+
+    model, _, tok = _model(tiny_policy_dir, adapter_rank=4)
+    model.save_pretrained(tmp_path / "m", tok)
+    tensors = load_file(tmp_path / "m" / "heads.safetensors")
+    save_file({**tensors, "adapter_up": tensors["adapter_up"][:, :, :2].contiguous()}, str(tmp_path / "m" / "heads.safetensors"))
+    with pytest.raises(ConfigError, match=r"heads.safetensors: adapters of shapes .* \(expected \[K, r, H\] and \[K, H, r\]\)"):
+        MultiHeadLM.from_pretrained(tmp_path / "m")

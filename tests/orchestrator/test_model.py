@@ -78,3 +78,24 @@ def test_load_errors(tmp_path):
         PreferenceOrchestrator.from_pretrained(tmp_path)
     with pytest.raises(ConfigError, match="at least 2 objectives"):
         PreferenceOrchestrator(torch.nn.Linear(1, 1), None, ["only"])
+
+
+def test_reward_model_encoder_alias_reads_prompts_with_the_reward_models_encoder(tiny_ensemble_dir, tiny_rm_dir, pairs):
+    from preforch.orchestrator.fit import train_orchestrator
+    from preforch.rewards.ensemble import RewardEnsemble
+
+    ensemble = RewardEnsemble.load(tiny_ensemble_dir)
+    model, _ = train_orchestrator(OrchestratorConfig(encoder="reward-model", epochs=2), ensemble, pairs, progress=False)
+    rm = PreferenceOrchestrator.from_encoder(f"{tiny_rm_dir}/encoder", ensemble.objectives)
+    assert torch.equal(model.embed(pairs.prompts[:4]), rm.embed(pairs.prompts[:4]))
+
+
+def test_reward_model_encoder_alias_needs_a_reward_model_folder(pairs):
+    from preforch.orchestrator.fit import train_orchestrator
+    from preforch.rewards.ensemble import RewardEnsemble
+    from preforch.rewards.sources import RuleReward
+
+    rules = RewardEnsemble([RuleReward("conciseness", "conciseness"), RuleReward("short", "conciseness")])
+    rules.fit_normalization(pairs, progress=False)
+    with pytest.raises(ConfigError, match="encoder 'reward-model': none of the ensemble's sources"):
+        train_orchestrator(OrchestratorConfig(encoder="reward-model"), rules, pairs, progress=False)

@@ -75,6 +75,24 @@ def test_disable_dropout_makes_the_training_forward_pass_deterministic(disable, 
     assert repeatable == [disable] * 3
 
 
+def test_head_learning_rate_trains_the_heads_at_their_own_rate(tiny_encoder_dir):
+    """Adam moves each weight by about its group's learning rate per step, whatever the gradient's scale."""
+    from preforch.rewards.multihead import MultiHeadRewardModel
+
+    model = MultiHeadRewardModel.from_encoder(tiny_encoder_dir, ["polite"])
+    enc = model.tokenizer(["a question"], ["thank you kindly friend"], return_tensors="pt")  # (prompt, reply)
+    head = model.head.weight.detach().clone()
+    encoder_layer = model.encoder.encoder.layer[0].output.dense.weight
+    before = encoder_layer.detach().clone()
+    cfg = RewardModelConfig(base_model=tiny_encoder_dir, objectives=["polite"], train_data=["x"], eval_data=[],
+                            learning_rate=1e-4, head_learning_rate=1e-2, weight_decay=0.0, warmup_ratio=0.0,
+                            batch_size=1, epochs=2)
+    fit(make_accelerator(), model, [0, 1], [1, 1], 1, cfg, lambda m, batch: m(**enc).logits.sum(), "test")
+    head_step = (model.head.weight - head).abs().max().item()  # Adam's first step is about lr per weight
+    encoder_step = (encoder_layer - before).abs().max().item()
+    assert head_step > 20 * encoder_step and head_step == pytest.approx(2e-2, rel=0.5)  # 4 steps, decaying
+
+
 def test_single_head_per_objective_layout(tiny_encoder_dir, tmp_path):
     data = _write_pairs(tmp_path / "p.jsonl", 8)
     cfg = RewardModelConfig(base_model=tiny_encoder_dir, objectives=["a", "b"], train_data=[data, data], eval_data=[],
