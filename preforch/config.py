@@ -399,6 +399,8 @@ class ExpertsConfig:
                   "num_generations", "max_completion_length", "max_reply_tokens", "lora_r", "lora_alpha", "max_user_turns")
         if not self.objectives or len(set(self.objectives)) != len(self.objectives):
             raise ConfigError(f"objectives: expected distinct objective names, got {self.objectives}")
+        if self.use_lora and not self.train_trunk:
+            raise ConfigError("use_lora adapts the trunk, train_trunk false freezes it: choose one")
         for o in self.objectives:  # each names a folder
             if not o or o in (".", "..") or "/" in o or "\\" in o:
                 raise ConfigError(f"objectives: {o!r} cannot name an expert's folder")
@@ -433,6 +435,8 @@ class MahaloConfig:
     head_adapter_rank: int = _f(0, "ours, not MAHALO's: give each head a bottleneck adapter of this rank on the trunk's "
                                 "last hidden state (h + U gelu(D h), identity at start), trained with the head; 0 = off")
     use_lora: bool = _f(False, "LoRA on the trunk (merged when saved) instead of full fine-tuning; heads train fully")
+    train_trunk: bool = _f(True, "false: the trunk stays the starting model's and only the heads (and their adapters) "
+                           "learn, so no objective's pairs reach another objective's head; faster (no trunk backward)")
     lora_r: int = _f(16, "LoRA rank")
     lora_alpha: int = _f(32, "LoRA alpha")
     max_prompt_tokens: int = _f(128, "prompt tokens kept (from the end)")
@@ -457,6 +461,8 @@ class MahaloConfig:
         _one_of(self, "arithmetic_level", tuple(LEVELS))
         if not self.objectives or len(set(self.objectives)) != len(self.objectives):
             raise ConfigError(f"objectives: expected distinct objective names, got {self.objectives}")
+        if self.use_lora and not self.train_trunk:
+            raise ConfigError("use_lora adapts the trunk, train_trunk false freezes it: choose one")
 
 
 @dataclass

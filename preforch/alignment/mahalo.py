@@ -125,12 +125,12 @@ def train_step(model: MultiHeadLM, tok, batch: list[tuple[int, int]], train: lis
 
 
 def param_groups(model: MultiHeadLM, cfg: MahaloConfig) -> list[dict]:
-    """The optimiser's groups: the trainable trunk at learning_rate, the heads (and their adapters) at
-    head_learning_rate."""
+    """The optimiser's groups: the trainable trunk at learning_rate (none with cfg.train_trunk false), the heads (and
+    their adapters) at head_learning_rate."""
     heads = model.head_parameters()
     trunk = [p for p in model.parameters() if p.requires_grad and all(p is not h for h in heads)]
-    return [{"params": trunk, "lr": cfg.learning_rate},
-            {"params": heads, "lr": cfg.head_learning_rate or cfg.learning_rate}]
+    groups = [{"params": trunk, "lr": cfg.learning_rate}] if trunk else []
+    return groups + [{"params": heads, "lr": cfg.head_learning_rate or cfg.learning_rate}]
 
 
 def train_mahalo(cfg: MahaloConfig) -> dict:
@@ -153,6 +153,8 @@ def train_mahalo(cfg: MahaloConfig) -> dict:
         from peft import get_peft_model
 
         model.lm = get_peft_model(lm, lora_config(True, cfg.lora_r, cfg.lora_alpha))
+    if not cfg.train_trunk:
+        model.lm.requires_grad_(False)
     model.train()
     accelerator = make_accelerator()
     if accelerator.num_processes > 1:  # train_step calls the trunk and heads directly, past DDP's gradient sync

@@ -178,7 +178,7 @@ def test_train_mahalo_trains_each_head_checkpoints_resumes_and_judges(tiny_polic
 
 
 @pytest.mark.parametrize("extra", [["--use_lora", "true", "--lora_r", "4", "--lora_alpha", "8"], ["--pool", "true"],
-                                   ["--head_adapter_rank", "4"]])
+                                   ["--head_adapter_rank", "4"], ["--head_adapter_rank", "4", "--train_trunk", "false"]])
 def test_train_mahalo_with_a_lora_trunk_one_pooled_head_or_head_adapters(extra, tiny_policy_dir, tmp_path):
     from safetensors.torch import load_file
 
@@ -190,7 +190,8 @@ def test_train_mahalo_with_a_lora_trunk_one_pooled_head_or_head_adapters(extra, 
     model, _ = MultiHeadLM.from_pretrained(out / "policy")
     trunk = load_file(f"{tiny_policy_dir}/model.safetensors")
     saved = model.lm.state_dict()
-    assert any(not torch.equal(v, saved[k]) for k, v in trunk.items() if k in saved and "lm_head" not in k)  # trained
+    trunk_moved = any(not torch.equal(v, saved[k]) for k, v in trunk.items() if k in saved and "lm_head" not in k)
+    assert trunk_moved == ("--train_trunk" not in extra)
     assert heads.shape[0] == (1 if "--pool" in extra else 2)
     saved_heads = load_file(out / "policy" / "heads.safetensors")
     if "--head_adapter_rank" in extra:  # the adapters trained (they start at zero) and were saved
@@ -250,3 +251,10 @@ def test_adapters_that_do_not_fit_the_heads_are_refused(tiny_policy_dir, tmp_pat
     save_file({**tensors, "adapter_up": tensors["adapter_up"][:, :, :2].contiguous()}, str(tmp_path / "m" / "heads.safetensors"))
     with pytest.raises(ConfigError, match=r"heads.safetensors: adapters of shapes .* \(expected \[K, r, H\] and \[K, H, r\]\)"):
         MultiHeadLM.from_pretrained(tmp_path / "m")
+
+
+def test_a_lora_trunk_cannot_also_be_frozen():
+    from preforch.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="use_lora adapts the trunk, train_trunk false freezes it"):
+        MahaloConfig(use_lora=True, train_trunk=False)
