@@ -399,8 +399,6 @@ class ExpertsConfig:
                   "num_generations", "max_completion_length", "max_reply_tokens", "lora_r", "lora_alpha", "max_user_turns")
         if not self.objectives or len(set(self.objectives)) != len(self.objectives):
             raise ConfigError(f"objectives: expected distinct objective names, got {self.objectives}")
-        if self.use_lora and not self.train_trunk:
-            raise ConfigError("use_lora adapts the trunk, train_trunk false freezes it: choose one")
         for o in self.objectives:  # each names a folder
             if not o or o in (".", "..") or "/" in o or "\\" in o:
                 raise ConfigError(f"objectives: {o!r} cannot name an expert's folder")
