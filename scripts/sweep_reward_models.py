@@ -5,9 +5,9 @@
 
 Each variant is the quickstart's reward model (`train-rm` on the bundled HH train pairs, the orchestrator's
 validation slice left out) with some `RewardModelConfig` fields overridden. Every (variant, seed) is trained
-once (its `seconds` include scoring the test pairs) and scored on that validation slice (about 360 pairs; used to choose) and on the bundled test pairs
-(500 per split; reported, not used to choose), with its training time. Results are rewritten after every
-run, so an interrupted sweep keeps what it finished.
+once and scored on that validation slice (about 360 pairs; used to choose) and on the bundled test pairs (500
+per split; reported, not used to choose), with its wall time (training plus scoring the test pairs). Results
+are rewritten after every run, so an interrupted sweep keeps what it finished.
 """
 
 from __future__ import annotations
