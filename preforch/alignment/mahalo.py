@@ -19,6 +19,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from preforch.alignment.implicit_reward import implicit_reward_accuracy
 from preforch.alignment.mahalo_dpo import (balanced_batches, dpo_losses, encode_replies, per_objective_loss,
@@ -39,9 +40,9 @@ def logprobs_by_head(model: MultiHeadLM, tok, pairs: PreferenceDataset, heads: S
     """Summed reply log-probs of chosen and rejected under each of K' heads (each a function of the trunk's hidden
     states [B, T, H] -> logits [B, T, V]) -> ([K', N], [K', N]); the trunk runs once per reply."""
     out = []
-    for replies in ([p.chosen for p in pairs], [p.rejected for p in pairs]):
+    for side, replies in (("chosen", [p.chosen for p in pairs]), ("rejected", [p.rejected for p in pairs])):
         cols = []
-        for s in range(0, len(pairs), batch_size):
+        for s in tqdm(range(0, len(pairs), batch_size), desc=f"log-probs ({side})", unit="batch", leave=False):
             enc = encode_replies(tok, pairs.prompts[s:s + batch_size], replies[s:s + batch_size],
                                  cfg.max_prompt_tokens, cfg.max_reply_tokens)
             enc = {k: v.to(model.device) for k, v in enc.items()}
@@ -173,7 +174,7 @@ def train_mahalo(cfg: MahaloConfig) -> dict:
     kept = [l for l in log_file.read_text().splitlines() if json.loads(l)["step"] <= start] if start and log_file.is_file() else []
     log_file.write_text("".join(l + "\n" for l in kept))
     train_list, ref_list = [train[o] for o in cfg.objectives], [refs[o] for o in cfg.objectives]
-    for step in range(start, steps):
+    for step in tqdm(range(start, steps), desc="train-mahalo", unit="step", initial=start, total=steps):
         loss, log = train_step(model, tok, batches[step], train_list, ref_list, heads, cfg, cfg.objectives)
         optimizer.zero_grad()
         accelerator.backward(loss)
