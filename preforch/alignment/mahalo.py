@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from preforch.alignment.implicit_reward import implicit_reward_accuracy
-from preforch.alignment.mahalo_dpo import (balanced_batches, dpo_losses, encode_replies, per_objective_loss,
+from preforch.alignment.mahalo_dpo import (balanced_batches, dpo_losses, encode_replies, epoch_steps, per_objective_loss,
                                            sequence_logprobs, with_chosen_nll)
 from preforch.alignment.mahalo_model import MultiHeadLM
 from preforch.config import MahaloConfig
@@ -162,9 +162,9 @@ def train_mahalo(cfg: MahaloConfig) -> dict:
         raise ConfigError("train-mahalo runs in one process (a GPU or the CPU); drop torchrun / accelerate launch")
     optimizer = torch.optim.AdamW(param_groups(model, cfg), weight_decay=0.0)  # decay would move heads without gradient
     model, optimizer = accelerator.prepare(model, optimizer)
-    batches = balanced_batches([len(train[o]) for o in cfg.objectives], cfg.batch_size, cfg.epochs, cfg.seed)
-    steps = cfg.max_steps or len(batches)
-    batches = (batches * (steps // len(batches) + 1))[:steps]
+    counts = [len(train[o]) for o in cfg.objectives]
+    steps = cfg.max_steps or epoch_steps(counts, cfg.batch_size, cfg.epochs)
+    batches = balanced_batches(counts, cfg.batch_size, steps, cfg.seed)
     start = 0
     if cfg.resume and (work / "checkpoint" / "state.json").is_file():
         accelerator.load_state(str(work / "checkpoint"))

@@ -44,13 +44,18 @@ def per_objective_loss(losses: torch.Tensor, margins: torch.Tensor, objective: t
     return torch.stack(parts).mean(), log
 
 
-def balanced_batches(counts: Sequence[int], batch_size: int, epochs: float, seed: int) -> list[list[tuple[int, int]]]:
-    """Batches of (objective, pair index) holding batch_size // K pairs of each of the K objectives (counts[k]
-    pairs each), each objective's pairs in a seeded shuffled cycle; as many steps as `epochs` passes over all
-    pairs take. The same seed gives the same batches, so a resumed run skips the steps it has done."""
+def epoch_steps(counts: Sequence[int], batch_size: int, epochs: float) -> int:
+    """Steps that `epochs` passes over all pairs take when each step holds batch_size // K pairs per objective."""
+    per = max(1, batch_size // len(counts))
+    return max(1, math.ceil(epochs * sum(counts) / (per * len(counts))))
+
+
+def balanced_batches(counts: Sequence[int], batch_size: int, steps: int, seed: int) -> list[list[tuple[int, int]]]:
+    """`steps` batches of (objective, pair index) holding batch_size // K pairs of each of the K objectives (counts[k]
+    pairs each), each objective's pairs in a seeded shuffled cycle, so no pair repeats before its objective's other
+    pairs have all been seen. The same seed gives the same batches, and a longer run starts with a shorter one's."""
     rng = random.Random(seed)
     per = max(1, batch_size // len(counts))
-    steps = max(1, math.ceil(epochs * sum(counts) / (per * len(counts))))
     orders = [[] for _ in counts]
     batches = []
     for _ in range(steps):

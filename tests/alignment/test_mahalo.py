@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from preforch.alignment.mahalo import route, train_step
-from preforch.alignment.mahalo_dpo import balanced_batches, dpo_losses, encode_replies, sequence_logprobs
+from preforch.alignment.mahalo_dpo import balanced_batches, dpo_losses, encode_replies, epoch_steps, sequence_logprobs
 from preforch.alignment.mahalo_model import MultiHeadLM, mixed_logits
 from preforch.cli import main
 from preforch.config import MahaloConfig
@@ -131,10 +131,14 @@ def test_the_sft_term_adds_the_chosen_nll_and_keeps_the_chosen_reply_likely(tiny
 def test_dpo_losses_and_balanced_batches():
     losses, margins = dpo_losses(torch.tensor([-1.0]), torch.tensor([-3.0]), torch.tensor([-2.0]), torch.tensor([-2.0]), 0.5)
     assert margins.item() == pytest.approx(1.0) and losses.item() == pytest.approx(math.log(1 + math.exp(-1)))
-    batches = balanced_batches([10, 3, 5], batch_size=6, epochs=1, seed=0)
+    assert epoch_steps([10, 3, 5], batch_size=6, epochs=1) == 3
+    batches = balanced_batches([10, 3, 5], batch_size=6, steps=3, seed=0)
     assert len(batches) == 3 and all([k for k, _ in b] == [0, 0, 1, 1, 2, 2] for b in batches)
-    assert balanced_batches([10, 3, 5], 6, 1, 0) == batches
+    assert balanced_batches([10, 3, 5], 6, 3, 0) == batches
     assert {i for b in batches for k, i in b if k == 1} == {0, 1, 2}  # the short objective cycles
+    longer = balanced_batches([10, 3, 5], 6, 5, 0)
+    assert longer[:3] == batches  # a run extended by --max_steps replays its first steps, then goes on
+    assert sorted(i for b in longer for k, i in b if k == 0) == list(range(10))  # the long objective: each pair once
 
 
 def test_pairs_with_an_unknown_objective_are_refused():
