@@ -6,13 +6,14 @@ import pytest
 
 import preforch
 from preforch.cli.parsing import parse_config
-from preforch.config import (EnsembleConfig, EvaluateConfig, OrchestratorConfig, PolicyConfig, QuickstartConfig,
-                             RewardModelConfig, RLComparisonConfig, WicComparisonConfig, WicConfig)
+from preforch.config import (EnsembleConfig, EvaluateConfig, MahaloConfig, OrchestratorConfig, PolicyConfig,
+                             QuickstartConfig, RewardModelConfig, RLComparisonConfig, WicComparisonConfig, WicConfig)
 
 RECIPES = Path(preforch.__file__).parent / "recipes"
 KIND = {"reward_models_": RewardModelConfig, "ensemble_": EnsembleConfig, "orchestrator_": OrchestratorConfig,
         "quickstart": QuickstartConfig, "evaluate_": EvaluateConfig, "policy_": PolicyConfig,
-        "rl_compare": RLComparisonConfig, "wic_": WicConfig, "wic_compare": WicComparisonConfig}
+        "rl_compare": RLComparisonConfig, "wic_": WicConfig, "wic_compare": WicComparisonConfig,
+        "mahalo_": MahaloConfig}
 
 
 def _kind(path: Path):
