@@ -22,8 +22,8 @@ import torch
 from tqdm.auto import tqdm
 
 from preforch.alignment.implicit_reward import implicit_reward_accuracy
-from preforch.alignment.mahalo_dpo import (balanced_batches, dpo_losses, encode_replies, epoch_steps, per_objective_loss,
-                                           sequence_logprobs, with_chosen_nll)
+from preforch.alignment.mahalo_dpo import (balanced_batches, dpo_losses, encode_replies, epoch_steps,
+                                           per_objective_loss, sequence_logprobs, with_chosen_nll)
 from preforch.alignment.mahalo_model import MultiHeadLM
 from preforch.config import MahaloConfig
 from preforch.data.schema import PreferenceDataset
