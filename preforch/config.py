@@ -429,6 +429,8 @@ class MahaloConfig:
     beta: float = _f(0.1, "DPO beta (and of the reported implicit reward)")
     sft_coefficient: float = _f(0.0, "weight of the chosen reply's per-token NLL added to each pair's DPO loss "
                                 "(RPO); keeps DPO from lowering the likelihood of right answers")
+    sft_objectives: list[str] = _list([], "objectives whose pairs get the NLL term (default: all); e.g. only a "
+                                      "verifiable one, whose chosen answers are right, not another model's style")
     noise_std: float = _f(1e-3, "std of the noise added to each head's copy of the output matrix")
     head_adapter_rank: int = _f(0, "ours, not MAHALO's: give each head a bottleneck adapter of this rank on the trunk's "
                                 "last hidden state (h + U gelu(D h), identity at start), trained with the head; 0 = off")
@@ -461,6 +463,9 @@ class MahaloConfig:
             raise ConfigError(f"objectives: expected distinct objective names, got {self.objectives}")
         if self.use_lora and not self.train_trunk:
             raise ConfigError("use_lora adapts the trunk, train_trunk false freezes it: choose one")
+        if set(self.sft_objectives) - set(self.objectives):
+            raise ConfigError(f"sft_objectives: {sorted(set(self.sft_objectives) - set(self.objectives))} not among "
+                              f"objectives {self.objectives}")
 
 
 @dataclass

@@ -16,6 +16,10 @@ whose heads are helpful, harmless and arithmetic.
 - guided decoding: at uniform weights, unguided greedy vs step-level best-of-N guided by --guide (continuing the
   KV cache, and re-encoding), judged by --judge: combined judged reward and wall time.
 The judge must be other reward models than the guide: say which in the results.
+
+With --matrix_pairs N it only re-measures the head x objective matrix (`evaluate_heads`) on the first N held-out
+pairs per objective of the run's own --eval_data (more than the run held out, for tighter CIs) and each head's
+paired specialization, and skips the rest.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import json
 from pathlib import Path
 
 from preforch.alignment.best_of_n import SamplingConfig
-from preforch.alignment.mahalo import RUN_FILE
+from preforch.alignment.mahalo import RUN_FILE, evaluate_heads
 from preforch.data.arithmetic import check, make_problems
 from preforch.data.loaders import load_many
 from preforch.data.weights import simplex_grid
@@ -62,8 +66,8 @@ def answers(policy, prompts, problems, w: torch.Tensor, judge, args) -> tuple[np
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--policy", required=True)
-    ap.add_argument("--guide", required=True, help="reward ensemble that guides decoding")
-    ap.add_argument("--judge", required=True, help="reward ensemble that judges (not the guide's models)")
+    ap.add_argument("--guide", help="reward ensemble that guides decoding")
+    ap.add_argument("--judge", help="reward ensemble that judges (not the guide's models)")
     ap.add_argument("--prompts_per_source", type=int, default=24)
     ap.add_argument("--skip", type=int, default=200, help="HH train pairs skipped (those train-mahalo used)")
     ap.add_argument("--problems", type=int, default=48)
@@ -79,8 +83,18 @@ def main() -> None:
     ap.add_argument("--guided_problems", type=int, default=24)
     ap.add_argument("--rollouts", type=int, default=4)
     ap.add_argument("--rollout_problems", type=int, default=8, help="problems the rollout-valued arm answers")
+    ap.add_argument("--matrix_pairs", type=int, default=0, help="only the head x objective matrix, on N pairs each")
     ap.add_argument("--output", required=True)
     args = ap.parse_args()
+    if args.matrix_pairs:
+        matrix = evaluate_heads(args.policy, None, args.matrix_pairs)
+        matrix["head_specialization"] = head_specialization(matrix["heldout_accuracy"])
+        atomic_write_json(args.output, {**matrix, "args": vars(args)})
+        print({o: {h: round(c["accuracy"], 3) for h, c in row.items()} for o, row in matrix["heldout_accuracy"].items()})
+        print("own head minus other heads", matrix["head_specialization"])
+        return
+    if not (args.guide and args.judge):
+        ap.error("--guide and --judge are needed (all but --matrix_pairs)")
 
     data = [load_many([f"hh-{o}:train"], args.skip + args.prompts_per_source)[args.skip:] for o in HH]
     prompts = [p for d in data for p in d.prompts]

@@ -25,7 +25,7 @@ from preforch.data.schema import in_validation
 from preforch.io import atomic_write_json
 from preforch.models import make_accelerator
 from preforch.rewards.multihead import MultiHeadRewardModel
-from preforch.rewards.training import pairwise_accuracy, train_reward_model
+from preforch.rewards.training import pairwise_accuracy, train_reward_models
 
 
 def _scalar(text: str):
@@ -74,15 +74,19 @@ def main() -> None:
             cfg = RewardModelConfig(train_data=HH_TRAIN, eval_data=HH_TEST, holdout_validation=fraction, seed=seed,
                                     **overrides)
             with tempfile.TemporaryDirectory() as tmp:
-                out = f"{args.keep}/{name}_{seed}" if args.keep else tmp
+                cfg = dataclasses.replace(cfg, output_dir=f"{args.keep}/{name}_{seed}" if args.keep else tmp)
                 start = time.perf_counter()
-                metrics = train_reward_model(cfg, output_dir=out)
+                _, metrics = train_reward_models(cfg)
                 seconds = time.perf_counter() - start
-                model = MultiHeadRewardModel.from_pretrained(out).to(device)
-                val = pairwise_accuracy(model, model.tokenizer, validation, cfg, device, len(cfg.objectives))
+                val, test = {}, {}
+                for out, m in metrics.items():  # one K-head model, or one single-head model per objective
+                    model = MultiHeadRewardModel.from_pretrained(out).to(device)
+                    ks = [cfg.objectives.index(o) for o in m["objectives"]]
+                    own = [(ks.index(k), *rest) for k, *rest in validation if k in ks]
+                    val.update(zip(m["objectives"], pairwise_accuracy(model, model.tokenizer, own, cfg, device, len(ks))))
+                    test.update(m["eval_accuracy"])
             row = {"variant": name, "seed": seed, "overrides": overrides, "seconds": round(seconds, 1),
-                   "validation": dict(zip(cfg.objectives, val)), "test": metrics["eval_accuracy"],
-                   "validation_pairs": len(validation)}
+                   "validation": val, "test": test, "validation_pairs": len(validation)}
             print(row, flush=True)
             results.append(row)
             atomic_write_json(args.output, {"runs": results})

@@ -53,17 +53,55 @@ def logprobs_by_head(model: MultiHeadLM, tok, pairs: PreferenceDataset, heads: S
     return out[0], out[1]
 
 
-def head_matrix(model: MultiHeadLM, tok, heldout: dict[str, PreferenceDataset], refs: dict, cfg: MahaloConfig,
-                head_names: Sequence[str]) -> dict[str, dict[str, dict[str, float]]]:
-    """{head: {data objective: implicit-reward accuracy and margin}} on each objective's held-out pairs."""
+def head_matrix(model: MultiHeadLM, tok, heldout: dict[str, PreferenceDataset], refs: dict | Callable,
+                cfg: MahaloConfig, head_names: Sequence[str]) -> dict[str, dict[str, dict[str, float]]]:
+    """{head: {data objective: implicit-reward accuracy and margin}} on each objective's held-out pairs. `refs`:
+    {objective: (chosen, rejected) [N] reference log-probs}, or the reference head itself (hidden states -> logits)
+    when the reference shares the model's trunk, so its log-probs come from the same trunk pass."""
     table: dict = {h: {} for h in head_names}
+    heads = [partial(model.head_logits, head=k) for k in range(len(head_names))]
     for objective, pairs in heldout.items():
-        chosen, rejected = logprobs_by_head(model, tok, pairs, [partial(model.head_logits, head=k)
-                                                                for k in range(len(head_names))], cfg)
+        chosen, rejected = logprobs_by_head(model, tok, pairs, heads + ([refs] if callable(refs) else []), cfg)
+        ref = (chosen[-1], rejected[-1]) if callable(refs) else refs[objective]
         for k, head in enumerate(head_names):
-            table[head][objective] = implicit_reward_accuracy(chosen[k], rejected[k], *refs[objective], cfg.beta,
-                                                              per_pair=True)
+            table[head][objective] = implicit_reward_accuracy(chosen[k], rejected[k], *ref, cfg.beta, per_pair=True)
     return table
+
+
+def evaluate_heads(policy: str | Path, eval_data: Sequence[str] | None, max_eval_pairs: int | None) -> dict:
+    """A saved train-mahalo policy's head x objective matrix (`head_matrix`) on held-out pairs given afresh, e.g. more
+    of them than the run held out: eval_data (default: the run's own) has one spec per objective of the run
+    ('arithmetic' reads the run's own
+    OUTPUT_DIR/data/<objective>_eval.jsonl). Token limits and beta come from the run's record beside the policy.
+    The reference is the starting model: the saved trunk's own output layer when the trunk was frozen (one pass),
+    else the starting model loaded again."""
+    from dataclasses import replace
+
+    from preforch.data.loaders import load_file, load_many
+    from preforch.models import load_policy
+
+    policy = Path(policy)
+    run = policy.parent / RUN_FILE
+    if not run.is_file():
+        raise ConfigError(f"{run}: not found; evaluate_heads reads the train-mahalo run that saved {policy}")
+    model, tok = MultiHeadLM.from_pretrained(policy, dtype=torch.float32)
+    run_cfg = json.loads(run.read_text())["config"]
+    cfg = replace(MahaloConfig(**run_cfg), eval_data=list(eval_data or run_cfg["eval_data"]),
+                  max_eval_pairs=max_eval_pairs)  # checks one spec per objective
+    heldout = {o: (load_file(policy.parent / "data" / f"{o}_eval.jsonl", source=ARITHMETIC, limit=max_eval_pairs)
+                   if spec == ARITHMETIC else load_many([spec], max_eval_pairs))
+               for o, spec in zip(cfg.objectives, cfg.eval_data)}
+    if cfg.train_trunk:
+        start, _ = load_policy(cfg.base_model, dtype=torch.float32, trust_remote_code=cfg.trust_remote_code)
+        w0 = start.get_output_embeddings().weight
+        starting = MultiHeadLM(start, w0.detach()[None], ["reference"])
+        refs = {o: tuple(x[0] for x in logprobs_by_head(starting, tok, d, [partial(starting.head_logits, head=0)], cfg))
+                for o, d in heldout.items()}
+    else:
+        w0 = model.lm.get_output_embeddings().weight.detach()
+        refs = lambda hidden: hidden @ w0.T  # noqa: E731  the frozen trunk's own output layer is the starting head
+    return {"policy": str(policy), "heldout_pairs": {o: len(d) for o, d in heldout.items()},
+            "heldout_accuracy": head_matrix(model, tok, heldout, refs, cfg, list(model.objectives))}
 
 
 def route(objectives: Sequence[str], names: Sequence[str]) -> list[int]:
@@ -105,8 +143,8 @@ def load_data(cfg: MahaloConfig, lm, tok) -> tuple[dict, dict, dict]:
 
 def train_step(model: MultiHeadLM, tok, batch: list[tuple[int, int]], train: list[PreferenceDataset],
                refs: list[tuple[torch.Tensor, torch.Tensor]], heads: list[int], cfg: MahaloConfig, names):
-    """DPO loss (plus cfg.sft_coefficient x the chosen reply's NLL) of one batch of (objective, pair), each pair's
-    logits from its own head only."""
+    """DPO loss (plus cfg.sft_coefficient x the chosen reply's NLL, on pairs of cfg.sft_objectives or all) of one
+    batch of (objective, pair), each pair's logits from its own head only."""
     pairs = [train[k][i] for k, i in batch]
     replies = [p.chosen for p in pairs] + [p.rejected for p in pairs]
     enc = {k: v.to(model.device) for k, v in encode_replies(tok, [p.prompt for p in pairs] * 2, replies,
@@ -121,7 +159,10 @@ def train_step(model: MultiHeadLM, tok, batch: list[tuple[int, int]], train: lis
     ref = torch.tensor([[refs[k][0][i], refs[k][1][i]] for k, i in batch], device=model.device)
     losses, margins = dpo_losses(logps[:len(pairs)], logps[len(pairs):], ref[:, 0], ref[:, 1], cfg.beta)
     if cfg.sft_coefficient:
-        losses = with_chosen_nll(losses, logps[:len(pairs)], enc["reply_mask"][:len(pairs), 1:].sum(-1), cfg.sft_coefficient)
+        nll_objectives = cfg.sft_objectives or names
+        coefficient = torch.tensor([cfg.sft_coefficient * (names[k] in nll_objectives) for k, _ in batch],
+                                   device=model.device)
+        losses = with_chosen_nll(losses, logps[:len(pairs)], enc["reply_mask"][:len(pairs), 1:].sum(-1), coefficient)
     return per_objective_loss(losses, margins, objective[:len(pairs)].to(model.device), names)
 
 

@@ -22,9 +22,10 @@ def dpo_losses(chosen: torch.Tensor, rejected: torch.Tensor, ref_chosen: torch.T
 
 
 def with_chosen_nll(losses: torch.Tensor, chosen: torch.Tensor, chosen_tokens: torch.Tensor,
-                    coefficient: float) -> torch.Tensor:
-    """Per-pair DPO losses [N] plus `coefficient` times the chosen reply's per-token negative log-likelihood
-    (chosen: summed log-probs [N] over chosen_tokens [N] tokens): the NLL term of RPO (Pang et al. 2024, Eq. 2).
+                    coefficient: float | torch.Tensor) -> torch.Tensor:
+    """Per-pair DPO losses [N] plus `coefficient` (a number, or one per pair [N]) times the chosen reply's per-token
+    negative log-likelihood (chosen: summed log-probs [N] over chosen_tokens [N] tokens): the NLL term of RPO
+    (Pang et al. 2024, Eq. 2).
     DPO alone can lower the likelihood of the chosen reply as long as the rejected one falls faster, which on
     verifiable answers made greedy decoding worse (docs/results.md)."""
     return losses + coefficient * (-chosen / chosen_tokens.clamp_min(1))

@@ -4,12 +4,12 @@ import math
 import pytest
 import torch
 
-from preforch.alignment.mahalo import route, train_step
+from preforch.alignment.mahalo import evaluate_heads, route, train_step
 from preforch.alignment.mahalo_dpo import balanced_batches, dpo_losses, encode_replies, epoch_steps, sequence_logprobs
 from preforch.alignment.mahalo_model import MultiHeadLM, mixed_logits
 from preforch.cli import main
 from preforch.config import MahaloConfig
-from preforch.errors import DataError, WeightsError
+from preforch.errors import ConfigError, DataError, WeightsError
 from tests.conftest import make_pairs
 
 NAMES = ("helpful", "harmless", "arithmetic")
@@ -126,6 +126,14 @@ def test_the_sft_term_adds_the_chosen_nll_and_keeps_the_chosen_reply_likely(tiny
             optimizer.step()
         chosen_after[coefficient] = _reply_logps(model, tok, pairs, "chosen", head=1)[0].mean().item()
     assert chosen_after[1.0] > chosen_after[0.0] + 1.0
+    only_arithmetic = MahaloConfig(objectives=list(NAMES), max_prompt_tokens=32, max_reply_tokens=16,
+                                   sft_coefficient=1.0, sft_objectives=["arithmetic"])
+    model, _, tok = _model(tiny_policy_dir)
+    for k, expected in ((1, 0.0), (2, 1.0)):  # harmless pairs: DPO alone; arithmetic pairs: DPO + NLL
+        loss, _ = train_step(model, tok, [(k, i) for i in range(4)], [pairs] * 3, refs, [0, 1, 2], only_arithmetic, NAMES)
+        assert loss.item() == pytest.approx(math.log(2) + expected * (-chosen / tokens).mean().item(), abs=1e-4)
+    with pytest.raises(ConfigError, match=r"sft_objectives: \['style'\] not among objectives"):
+        MahaloConfig(objectives=list(NAMES), sft_objectives=["style"])
 
 
 def test_dpo_losses_and_balanced_batches():
@@ -179,6 +187,19 @@ def test_train_mahalo_trains_each_head_checkpoints_resumes_and_judges(tiny_polic
     policy = load_preference_policy(str(out / "policy"), "mahalo", objectives=["helpful", "harmless"])
     replies = policy.respond([({"role": "user", "content": "hi"},)], torch.tensor([[0.3, 0.7]]))
     assert len(replies) == 1 and isinstance(replies[0][0], str)
+    _assert_same_matrix(evaluate_heads(out / "policy", data, None), out)  # reference: the starting model, reloaded
+    with pytest.raises(ConfigError, match="eval_data: needs one entry per objective"):
+        evaluate_heads(out / "policy", data[:1], None)
+
+
+def _assert_same_matrix(evaluated: dict, run_dir) -> None:
+    """evaluate_heads on the run's own held-out pairs reproduces the matrix train-mahalo recorded."""
+    recorded = json.loads((run_dir / "mahalo_run.json").read_text())["heldout_accuracy"]
+    assert set(evaluated["heldout_accuracy"]) == set(recorded)
+    for head, row in recorded.items():
+        for objective, cell in row.items():
+            again = evaluated["heldout_accuracy"][head][objective]
+            assert again["correct"] == cell["correct"] and again["margin"] == pytest.approx(cell["margin"], abs=1e-4)
 
 
 @pytest.mark.parametrize("extra", [["--use_lora", "true", "--lora_r", "4", "--lora_alpha", "8"], ["--pool", "true"],
@@ -205,6 +226,7 @@ def test_train_mahalo_with_a_lora_trunk_one_pooled_head_or_head_adapters(extra, 
         assert set(saved_heads) == {"heads"}
     assert json.loads((out / "mahalo_run.json").read_text())["heads"] == (["pooled"] if "--pool" in extra
                                                                           else ["helpful", "harmless"])
+    _assert_same_matrix(evaluate_heads(out / "policy", data, None), out)  # frozen trunk: its own W_0, one pass
 
 
 def test_arithmetic_pairs_come_from_own_samples_are_kept_and_read_back_on_resume(tiny_policy_dir, tmp_path, monkeypatch):
