@@ -71,8 +71,8 @@ def head_matrix(model: MultiHeadLM, tok, heldout: dict[str, PreferenceDataset], 
 def evaluate_heads(policy: str | Path, eval_data: Sequence[str] | None, max_eval_pairs: int | None) -> dict:
     """A saved train-mahalo policy's head x objective matrix (`head_matrix`) on held-out pairs given afresh, e.g. more
     of them than the run held out: eval_data (default: the run's own) has one spec per objective of the run
-    ('arithmetic' reads the run's own
-    OUTPUT_DIR/data/<objective>_eval.jsonl). Token limits and beta come from the run's record beside the policy.
+    ('arithmetic' reads the run's OUTPUT_DIR/data/<objective>_eval.jsonl). Token limits and beta come from the run's
+    record beside the policy.
     The reference is the starting model: the saved trunk's own output layer when the trunk was frozen (one pass),
     else the starting model loaded again."""
     from dataclasses import replace
