@@ -53,6 +53,19 @@ def logprobs_by_head(model: MultiHeadLM, tok, pairs: PreferenceDataset, heads: S
     return out[0], out[1]
 
 
+def starting_head(lm) -> Callable:
+    """MAHALO's reference head: the starting model's own output layer W_0 [V, H] (a copy, no adapter), as a function
+    of the trunk's hidden states [B, T, H] -> logits [B, T, V]."""
+    w0 = lm.get_output_embeddings().weight.detach().clone()
+    return lambda hidden: hidden @ w0.T
+
+
+def reference_logprobs(model: MultiHeadLM, tok, data: dict[str, PreferenceDataset], reference: Callable,
+                       cfg: MahaloConfig) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """{objective: (chosen, rejected) [N] summed reply log-probs} under the `reference` head on model's trunk."""
+    return {o: tuple(x[0] for x in logprobs_by_head(model, tok, d, [reference], cfg)) for o, d in data.items()}
+
+
 def head_matrix(model: MultiHeadLM, tok, heldout: dict[str, PreferenceDataset], refs: dict | Callable,
                 cfg: MahaloConfig, head_names: Sequence[str]) -> dict[str, dict[str, dict[str, float]]]:
     """{head: {data objective: implicit-reward accuracy and margin}} on each objective's held-out pairs. `refs`:
@@ -93,13 +106,10 @@ def evaluate_heads(policy: str | Path, eval_data: Sequence[str] | None, max_eval
                for o, spec in zip(cfg.objectives, cfg.eval_data)}
     if cfg.train_trunk:
         start, _ = load_policy(cfg.base_model, dtype=torch.float32, trust_remote_code=cfg.trust_remote_code)
-        w0 = start.get_output_embeddings().weight
-        starting = MultiHeadLM(start, w0.detach()[None], ["reference"])
-        refs = {o: tuple(x[0] for x in logprobs_by_head(starting, tok, d, [partial(starting.head_logits, head=0)], cfg))
-                for o, d in heldout.items()}
-    else:
-        w0 = model.lm.get_output_embeddings().weight.detach()
-        refs = lambda hidden: hidden @ w0.T  # noqa: E731  the frozen trunk's own output layer is the starting head
+        refs = reference_logprobs(MultiHeadLM.from_base(start, ["reference"], noise_std=0.0), tok, heldout,
+                                  starting_head(start), cfg)
+    else:  # the frozen trunk's own output layer is the starting head
+        refs = starting_head(model.lm)
     return {"policy": str(policy), "heldout_pairs": {o: len(d) for o, d in heldout.items()},
             "heldout_accuracy": head_matrix(model, tok, heldout, refs, cfg, list(model.objectives))}
 
@@ -187,10 +197,8 @@ def train_mahalo(cfg: MahaloConfig) -> dict:
     head_names = ["pooled"] if cfg.pool else list(cfg.objectives)
     heads = [0] * len(cfg.objectives) if cfg.pool else route(cfg.objectives, head_names)
     model = MultiHeadLM.from_base(lm, head_names, cfg.noise_std, cfg.seed, cfg.head_adapter_rank)
-    w0 = lm.get_output_embeddings().weight.detach().clone()
-    reference = [lambda hidden: hidden @ w0.T]  # the starting model's own output layer, no adapter
-    refs, heldout_refs = ({o: tuple(x[0] for x in logprobs_by_head(model, tok, d, reference, cfg)) for o, d in split.items()}
-                          for split in (train, heldout))
+    reference = starting_head(lm)
+    refs, heldout_refs = (reference_logprobs(model, tok, split, reference, cfg) for split in (train, heldout))
     if cfg.use_lora:
         from peft import get_peft_model
 
