@@ -445,6 +445,8 @@ class MahaloConfig:
                                "'two-step' (for bigger models)")
     arithmetic_samples: int = _f(8, "arithmetic pairs: samples per problem from the starting policy")
     arithmetic_max_new_tokens: int = _f(48, "arithmetic pairs: tokens per sample")
+    arithmetic_batch_size: int = _f(16, "arithmetic pairs: problems per generate call (x arithmetic_samples rows); "
+                                    "raise it on a GPU")
     save_steps: int = _f(50, "checkpoint every N steps")
     resume: bool = _f(False, "continue from OUTPUT_DIR/training/checkpoint")
     seed: int = _f(0, "random seed")
@@ -454,7 +456,8 @@ class MahaloConfig:
         _same_length(self, "objectives", "train_data")
         _same_length(self, "objectives", "eval_data")
         _positive(self, "epochs", "max_steps", "batch_size", "learning_rate", "head_learning_rate", "beta",
-                  "max_prompt_tokens", "max_reply_tokens", "arithmetic_samples", "arithmetic_max_new_tokens", "save_steps")
+                  "max_prompt_tokens", "max_reply_tokens", "arithmetic_samples", "arithmetic_max_new_tokens",
+                  "arithmetic_batch_size", "save_steps")
         _non_negative(self, "noise_std", "sft_coefficient", "head_adapter_rank")
         from preforch.data.arithmetic import LEVELS
 

@@ -84,10 +84,12 @@ def main() -> None:
     ap.add_argument("--rollouts", type=int, default=4)
     ap.add_argument("--rollout_problems", type=int, default=8, help="problems the rollout-valued arm answers")
     ap.add_argument("--matrix_pairs", type=int, default=0, help="only the head x objective matrix, on N pairs each")
+    ap.add_argument("--matrix_data", nargs="*", metavar="SPEC",
+                    help="with --matrix_pairs: held-out pairs, one spec per objective of the run (default: the run's own)")
     ap.add_argument("--output", required=True)
     args = ap.parse_args()
     if args.matrix_pairs:
-        matrix = evaluate_heads(args.policy, None, args.matrix_pairs)
+        matrix = evaluate_heads(args.policy, args.matrix_data, args.matrix_pairs)
         matrix["head_specialization"] = head_specialization(matrix["heldout_accuracy"])
         atomic_write_json(args.output, {**matrix, "args": vars(args)})
         print({o: {h: round(c["accuracy"], 3) for h, c in row.items()} for o, row in matrix["heldout_accuracy"].items()})

@@ -139,7 +139,8 @@ def load_data(cfg: MahaloConfig, lm, tok) -> tuple[dict, dict, dict]:
                 pairs = load_file(file, source=ARITHMETIC)
             elif spec == ARITHMETIC:
                 pairs, info = arithmetic_pairs(lm, tok, cap or 200, seed, cfg.arithmetic_samples,
-                                               cfg.arithmetic_max_new_tokens, cfg.arithmetic_level)
+                                               cfg.arithmetic_max_new_tokens, cfg.arithmetic_level,
+                                               cfg.arithmetic_batch_size)
                 record[f"{objective}/{('train', 'eval')[split]}"] = info
                 atomic_write_text(file, "".join(json.dumps({"prompt": list(p.prompt), "chosen": p.chosen,
                                                             "rejected": p.rejected}) + "\n" for p in pairs))

@@ -238,12 +238,13 @@ def test_arithmetic_pairs_come_from_own_samples_are_kept_and_read_back_on_resume
     lm, tok = load_policy(tiny_policy_dir, dtype=torch.float32, device="cpu")
     cfg = MahaloConfig(objectives=["arithmetic"], train_data=["arithmetic"], eval_data=["arithmetic"],
                        max_train_pairs=2, max_eval_pairs=2, arithmetic_samples=2, arithmetic_max_new_tokens=3,
-                       output_dir=str(tmp_path / "run"))
+                       arithmetic_batch_size=5, output_dir=str(tmp_path / "run"))
     with pytest.raises(DataError, match="no pairs for objective 'arithmetic'"):  # a random model is never right
         load_data(cfg, lm, tok)
     calls = []
 
-    def fake(model, tokenizer, num_problems, seed, samples, max_new_tokens, level):
+    def fake(model, tokenizer, num_problems, seed, samples, max_new_tokens, level, batch_size):
+        assert batch_size == 5  # --arithmetic_batch_size reaches the sampler
         calls.append(seed)
         problems = make_problems(num_problems, seed, level)
         return vp.pairs_from_samples(problems, [[f"Answer: {p.answer}", "Answer: -1"] for p in problems]), {"seed": seed}

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# The GPU runs of docs/results.md ("On one H200"), one part per argument, parts in parallel:
+#   bash scripts/gpu_runs.sh rm mahalo orchestrator
+#   rm            reward models on a SmolLM2-135M backbone (pooling x learning rate), trained without the
+#                 orchestrator's validation slice as the quickstart's MiniLM ones are (issue 11)
+#   mahalo        MAHALO on every bundled HH training pair and arithmetic pairs sampled from 1,800 problems (1,500
+#                 held out): trained trunk (published), the NLL term on arithmetic only, a frozen trunk with head
+#                 adapters (the CPU recipe), and the baselines at equal compute: one pooled head, each objective
+#                 alone (issue 13)
+#   orchestrator  the paper's fine-tuned encoder (--train_encoder true, 3 epochs, lr 1e-5) vs the frozen-encoder
+#                 default, both objectives, seeds 0-2, on ENSEMBLE's scores (issue 11)
+# SEEDS: the orchestrator seeds (default "0 1 2"). PY: a python that imports preforch (default .venv/bin/python).
+# Measured on one H200 with all three parts at once (docs/results.md): rm ~1.5 min, orchestrator ~1.3 min, mahalo
+# over 10 min (arithmetic sampling ~2 min, then seven runs sharing the GPU at ~1.15 s per trained-trunk step).
+# Runs go under RUNS (default runs/gpu), logs under RUNS/logs, each command's wall seconds in RUNS/times.tsv.
+# SMALL=1 runs the same commands at smoke size (minutes on a CPU). PREFORCH: the CLI (default .venv/bin/preforch;
+# `python -m preforch` from a source checkout).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+P=${PREFORCH:-.venv/bin/preforch}
+PY=${PY:-.venv/bin/python}
+R=${RUNS:-runs/gpu}
+ENSEMBLE=${ENSEMBLE:-runs/quickstart/rewards}
+SMALL=${SMALL:-0}
+mkdir -p "$R/logs"
+
+timed() {  # timed NAME COMMAND...: run, log to RUNS/logs/NAME.log, append "NAME rc seconds" to RUNS/times.tsv
+  local name=$1 t0 rc
+  shift
+  t0=$(date +%s%N)
+  "$@" >"$R/logs/$name.log" 2>&1
+  rc=$?
+  printf '%s\t%s\t%s\n' "$name" "$rc" "$(( ($(date +%s%N) - t0) / 1000000 ))e-3" >>"$R/times.tsv"
+}
+
+if [ "$SMALL" = 1 ]; then
+  RM_CAP="--max_train_pairs 16 --max_eval_pairs 16"
+  MAHALO_CAP="--max_train_pairs 32 --max_eval_pairs 32 --max_steps 3 --arithmetic_max_new_tokens 32"
+  ORCH_CAP="--max_train_pairs 40 --max_eval_pairs 20"
+else
+  RM_CAP="" MAHALO_CAP="--max_train_pairs 1800 --max_eval_pairs 1500 --max_steps 300" ORCH_CAP=""
+fi
+
+rm_part() {
+  for pooling in last mean; do
+    for lr in 1e-5 3e-5; do
+      timed "rm_${pooling}_$lr" $P train-rm --base_model smollm2 --pooling "$pooling" --learning_rate "$lr" \
+        --holdout_validation 0.1 --output_dir "$R/rm_smollm2_${pooling}_$lr" $RM_CAP &
+    done
+  done
+  wait
+}
+
+mahalo_part() {
+  local common="--batch_size 24 --head_learning_rate 5e-4 --sft_coefficient 1 --max_prompt_tokens 64 --max_reply_tokens 48
+                --save_steps 100000 --arithmetic_batch_size 64 $MAHALO_CAP"
+  local trunk="--learning_rate 5e-6" d="$R/mahalo/data"
+  local pairs="--train_data hh-helpful:train hh-harmless:train $d/arithmetic_train.jsonl
+               --eval_data hh-helpful:test hh-harmless:test $d/arithmetic_eval.jsonl"
+  # The main run samples the arithmetic pairs; every other run reads them once they are written.
+  timed mahalo $P train-mahalo $common $trunk --output_dir "$R/mahalo" &
+  while [ ! -f "$d/arithmetic_eval.jsonl" ]; do
+    kill -0 $! 2>/dev/null || { echo "mahalo failed before writing its arithmetic pairs" >&2; wait; return 1; }
+    sleep 5
+  done
+  timed mahalo_nll_arith $P train-mahalo $common $trunk $pairs --sft_objectives arithmetic \
+    --output_dir "$R/mahalo_nll_arith" &
+  timed mahalo_frozen $P train-mahalo $common $pairs --train_trunk false --head_adapter_rank 64 \
+    --output_dir "$R/mahalo_frozen" &
+  timed mahalo_pooled $P train-mahalo $common $trunk $pairs --pool true --output_dir "$R/mahalo_pooled" &
+  local i=0
+  for objective in helpful harmless arithmetic; do
+    local train=(hh-helpful:train hh-harmless:train "$d/arithmetic_train.jsonl")
+    local eval=(hh-helpful:test hh-harmless:test "$d/arithmetic_eval.jsonl")
+    timed "mahalo_$objective" $P train-mahalo $common $trunk --objectives "$objective" --train_data "${train[$i]}" \
+      --eval_data "${eval[$i]}" --output_dir "$R/mahalo_$objective" &
+    i=$((i + 1))
+  done
+  wait
+}
+
+orchestrator_part() {
+  local data="--ensemble $ENSEMBLE --encoder reward-model --positive_source hh-harmless $ORCH_CAP" examples
+  mapfile -t examples < <($PY -c "from preforch.pipelines.quickstart import EXAMPLE_PROMPTS as p; print(*p, sep='\n')")
+  [ ${#examples[@]} -gt 0 ] || { echo "PY=$PY could not read the example prompts" >&2; return 1; }
+  for seed in ${SEEDS:-0 1 2}; do
+    for objective in bradley-terry kl; do
+      for encoder in frozen finetuned; do
+        local recipe=preforch/recipes/orchestrator_hh.yaml out="$R/orch_${encoder}_${objective}_$seed"
+        [ $encoder = finetuned ] && recipe=preforch/recipes/orchestrator_finetune_paper.yaml
+        { timed "orch_${encoder}_${objective}_$seed" $P train-orchestrator --config $recipe $data --objective "$objective" \
+            --seed "$seed" --output_dir "$out"
+          $P weights --orchestrator "$out" --json true --prompt "${examples[@]}" >"$out/example_weights.json"; } &
+      done
+    done
+  done
+  wait
+}
+
+for part in "$@"; do
+  case $part in
+    rm) rm_part & ;;
+    mahalo) mahalo_part & ;;
+    orchestrator) orchestrator_part & ;;
+    *) echo "unknown part $part (rm, mahalo, orchestrator)" >&2; exit 2 ;;
+  esac
+done
+wait
