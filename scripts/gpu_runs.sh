@@ -25,12 +25,13 @@ SMALL=${SMALL:-0}
 mkdir -p "$R/logs"
 
 timed() {  # timed NAME COMMAND...: run, log to RUNS/logs/NAME.log, append "NAME rc seconds" to RUNS/times.tsv
-  local name=$1 t0 rc
+  local name=$1 t0 rc ms
   shift
   t0=$(date +%s%N)
   "$@" >"$R/logs/$name.log" 2>&1
   rc=$?
-  printf '%s\t%s\t%s\n' "$name" "$rc" "$(( ($(date +%s%N) - t0) / 1000000 ))e-3" >>"$R/times.tsv"
+  ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+  printf '%s\t%s\t%d.%03d\n' "$name" "$rc" $((ms / 1000)) $((ms % 1000)) >>"$R/times.tsv"
 }
 
 if [ "$SMALL" = 1 ]; then
@@ -68,13 +69,11 @@ mahalo_part() {
   timed mahalo_frozen $P train-mahalo $common $pairs --train_trunk false --head_adapter_rank 64 \
     --output_dir "$R/mahalo_frozen" &
   timed mahalo_pooled $P train-mahalo $common $trunk $pairs --pool true --output_dir "$R/mahalo_pooled" &
-  local i=0
-  for objective in helpful harmless arithmetic; do
-    local train=(hh-helpful:train hh-harmless:train "$d/arithmetic_train.jsonl")
-    local eval=(hh-helpful:test hh-harmless:test "$d/arithmetic_eval.jsonl")
-    timed "mahalo_$objective" $P train-mahalo $common $trunk --objectives "$objective" --train_data "${train[$i]}" \
-      --eval_data "${eval[$i]}" --output_dir "$R/mahalo_$objective" &
-    i=$((i + 1))
+  for alone in "helpful hh-helpful:train hh-helpful:test" "harmless hh-harmless:train hh-harmless:test" \
+               "arithmetic $d/arithmetic_train.jsonl $d/arithmetic_eval.jsonl"; do
+    set -- $alone  # objective, its training pairs, its held-out pairs
+    timed "mahalo_$1" $P train-mahalo $common $trunk --objectives "$1" --train_data "$2" --eval_data "$3" \
+      --output_dir "$R/mahalo_$1" &
   done
   wait
 }

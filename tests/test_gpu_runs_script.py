@@ -1,0 +1,36 @@
+"""scripts/gpu_runs.sh: every preforch command it would run parses into its config (flags and recipes still exist)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# Stands in for the CLI: parses the command line into the command's config and exits 2 on an unknown flag or value.
+CHECK = """
+import sys
+from preforch import config
+from preforch.cli import COMMANDS
+from preforch.cli.parsing import parse_config
+name, argv = sys.argv[1], sys.argv[2:]
+parse_config(getattr(config, COMMANDS[name][0]), argv, prog=name)
+"""
+
+
+@pytest.mark.parametrize("small", ["0", "1"])
+def test_every_command_of_the_gpu_script_parses(tmp_path, small):
+    runs = tmp_path / "runs"
+    (runs / "mahalo" / "data").mkdir(parents=True)
+    (runs / "mahalo" / "data" / "arithmetic_eval.jsonl").touch()  # as if the main run had sampled its pairs
+    checker = tmp_path / "check.py"
+    checker.write_text(CHECK)
+    env = {**os.environ, "PREFORCH": f"{sys.executable} {checker}", "PY": sys.executable, "RUNS": str(runs),
+           "SMALL": small, "SEEDS": "0", "PYTHONPATH": str(ROOT)}
+    subprocess.run(["bash", str(ROOT / "scripts" / "gpu_runs.sh"), "rm", "mahalo", "orchestrator"], env=env, check=True,
+                   timeout=600)
+    rows = [line.split("\t") for line in (runs / "times.tsv").read_text().splitlines()]
+    assert len(rows) == 4 + 7 + 4  # reward models, MAHALO runs, orchestrators (one seed)
+    failed = {name: (runs / "logs" / f"{name}.log").read_text()[-500:] for name, rc, _ in rows if rc != "0"}
+    assert not failed
