@@ -18,8 +18,8 @@ whose heads are helpful, harmless and arithmetic.
 The judge must be other reward models than the guide: say which in the results.
 
 With --matrix_pairs N it only re-measures the head x objective matrix (`evaluate_heads`) on the first N held-out
-pairs per objective of the run's own --eval_data (more than the run held out, for tighter CIs) and each head's
-paired specialization, and skips the rest.
+pairs per objective of the run's own --eval_data, or of --matrix_data (more than the run held out, for tighter CIs),
+and each head's paired specialization, and skips the rest.
 """
 
 from __future__ import annotations
@@ -92,7 +92,8 @@ def main() -> None:
         matrix = evaluate_heads(args.policy, args.matrix_data, args.matrix_pairs)
         matrix["head_specialization"] = head_specialization(matrix["heldout_accuracy"])
         atomic_write_json(args.output, {**matrix, "args": vars(args)})
-        print({o: {h: round(c["accuracy"], 3) for h, c in row.items()} for o, row in matrix["heldout_accuracy"].items()})
+        print({head: {objective: round(cell["accuracy"], 3) for objective, cell in row.items()}
+               for head, row in matrix["heldout_accuracy"].items()})
         print("own head minus other heads", matrix["head_specialization"])
         return
     if not (args.guide and args.judge):

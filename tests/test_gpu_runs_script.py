@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# Stands in for the CLI: parses the command line into the command's config and exits 2 on an unknown flag or value.
+# Stands in for the CLI: parses the command line into the command's config; an unknown flag or a bad value raises
+# ConfigError, so the command exits non-zero.
 CHECK = """
 import sys
 from preforch import config
