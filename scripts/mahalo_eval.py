@@ -19,22 +19,23 @@ The judge must be other reward models than the guide: say which in the results.
 
 With --matrix_pairs N it only re-measures the head x objective matrix (`evaluate_heads`) on the first N held-out
 pairs per objective of the run's own --eval_data, or of --matrix_data (more than the run held out, for tighter CIs),
-and each head's paired specialization, and skips the rest.
+and each head's paired specialization, and skips the rest. With --strata FILE it adds the length strata
+(`with_length_strata`: accuracy where the chosen reply is longer, where it is shorter, and their mean) to a matrix
+measured before, FILE being the run's mahalo_run.json or a --matrix_pairs output, on the pairs it was measured on.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-import json
-from pathlib import Path
-
 from preforch.alignment.best_of_n import SamplingConfig
-from preforch.alignment.mahalo import RUN_FILE, evaluate_heads
+from preforch.alignment.mahalo import RUN_FILE, evaluate_heads, heldout_of_run, with_length_strata
 from preforch.data.arithmetic import check, make_problems
 from preforch.data.loaders import load_many
 from preforch.data.weights import simplex_grid
@@ -63,6 +64,21 @@ def answers(policy, prompts, problems, w: torch.Tensor, judge, args) -> tuple[np
     return rewards, [float(check(r[0], p.answer)) for p, r in zip(problems, replies)]
 
 
+def strata(args) -> None:
+    """--strata: the stored matrix's cells plus their length strata, printed and written to --output."""
+    from transformers import AutoTokenizer
+
+    record = json.loads(Path(args.strata).read_text())
+    specs, cap = ((None, record["config"]["max_eval_pairs"]) if "config" in record
+                  else (record["args"]["matrix_data"], record["args"]["matrix_pairs"]))
+    cfg, heldout = heldout_of_run(args.policy, specs, cap)
+    matrix = with_length_strata(record["heldout_accuracy"], heldout, AutoTokenizer.from_pretrained(args.policy), cfg)
+    atomic_write_json(args.output, {"policy": args.policy, "strata_of": args.strata, "heldout_accuracy": matrix})
+    for key in ("accuracy", "length_balanced_accuracy", "accuracy_chosen_longer", "accuracy_chosen_shorter"):
+        print(key, {head: {o: None if c[key] is None else round(c[key], 3) for o, c in row.items()}
+                    for head, row in matrix.items()})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--policy", required=True)
@@ -86,8 +102,13 @@ def main() -> None:
     ap.add_argument("--matrix_pairs", type=int, default=0, help="only the head x objective matrix, on N pairs each")
     ap.add_argument("--matrix_data", nargs="*", metavar="SPEC",
                     help="with --matrix_pairs: held-out pairs, one spec per objective of the run (default: the run's own)")
+    ap.add_argument("--strata", metavar="FILE", help="add length strata to the matrix in FILE (mahalo_run.json or a "
+                    "--matrix_pairs output of --policy), and skip the rest")
     ap.add_argument("--output", required=True)
     args = ap.parse_args()
+    if args.strata:
+        strata(args)
+        return
     if args.matrix_pairs:
         matrix = evaluate_heads(args.policy, args.matrix_data, args.matrix_pairs)
         matrix["head_specialization"] = head_specialization(matrix["heldout_accuracy"])

@@ -43,3 +43,20 @@ def implicit_reward_accuracy(chosen: torch.Tensor, rejected: torch.Tensor, ref_c
     margins = beta * ((chosen - ref_chosen) - (rejected - ref_rejected))  # [N]
     out = {"accuracy": float((margins > 0).float().mean()), "margin": float(margins.mean())}
     return {**out, "correct": (margins > 0).int().tolist()} if per_pair else out
+
+
+def length_balanced_accuracy(correct: torch.Tensor, chosen_tokens: torch.Tensor, rejected_tokens: torch.Tensor) -> dict:
+    """Accuracy within the pairs whose chosen reply is longer and within those whose chosen reply is shorter (correct:
+    [N] 0/1; chosen_tokens, rejected_tokens: [N] reply tokens scored), and `length_balanced_accuracy`, the mean of the
+    two (of the one where the other holds no pair); pairs of equal length are left out of both.
+
+    The implicit reward sums a per-token log-ratio, so a head that learned only "shorter is better" is right on every
+    pair whose chosen reply is shorter: its plain accuracy is that share of pairs, its balanced accuracy 0.5.
+    """
+    correct = correct.float()
+    strata = {"chosen_longer": chosen_tokens > rejected_tokens, "chosen_shorter": chosen_tokens < rejected_tokens}
+    out = {f"accuracy_{name}": float(correct[rows].mean()) if bool(rows.any()) else None for name, rows in strata.items()}
+    out.update({f"pairs_{name}": int(rows.sum()) for name, rows in strata.items()})
+    seen = [a for a in (out["accuracy_chosen_longer"], out["accuracy_chosen_shorter"]) if a is not None]
+    out["length_balanced_accuracy"] = sum(seen) / len(seen) if seen else None
+    return out

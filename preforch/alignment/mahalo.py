@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from preforch.alignment.implicit_reward import implicit_reward_accuracy
+from preforch.alignment.implicit_reward import implicit_reward_accuracy, length_balanced_accuracy
 from preforch.alignment.mahalo_dpo import (balanced_batches, dpo_losses, encode_replies, epoch_steps,
                                            per_objective_loss, sequence_logprobs, with_chosen_nll)
 from preforch.alignment.mahalo_model import MultiHeadLM
@@ -68,9 +68,9 @@ def reference_logprobs(model: MultiHeadLM, tok, data: dict[str, PreferenceDatase
 
 def head_matrix(model: MultiHeadLM, tok, heldout: dict[str, PreferenceDataset], refs: dict | Callable,
                 cfg: MahaloConfig, head_names: Sequence[str]) -> dict[str, dict[str, dict[str, float]]]:
-    """{head: {data objective: implicit-reward accuracy and margin}} on each objective's held-out pairs. `refs`:
-    {objective: (chosen, rejected) [N] reference log-probs}, or the reference head itself (hidden states -> logits)
-    when the reference shares the model's trunk, so its log-probs come from the same trunk pass."""
+    """{head: {data objective: implicit-reward accuracy, margin and `with_length_strata`'s fields}} on each objective's
+    held-out pairs. `refs`: {objective: (chosen, rejected) [N] reference log-probs}, or the reference head itself
+    (hidden states -> logits) when the reference shares the model's trunk, so its log-probs come from the same pass."""
     table: dict = {h: {} for h in head_names}
     heads = [partial(model.head_logits, head=k) for k in range(len(head_names))]
     for objective, pairs in heldout.items():
@@ -78,32 +78,55 @@ def head_matrix(model: MultiHeadLM, tok, heldout: dict[str, PreferenceDataset], 
         ref = (chosen[-1], rejected[-1]) if callable(refs) else refs[objective]
         for k, head in enumerate(head_names):
             table[head][objective] = implicit_reward_accuracy(chosen[k], rejected[k], *ref, cfg.beta, per_pair=True)
+    return with_length_strata(table, heldout, tok, cfg)
+
+
+def with_length_strata(table: dict, heldout: dict[str, PreferenceDataset], tok, cfg: MahaloConfig) -> dict:
+    """`head_matrix` cells (with per-pair `correct`) plus `length_balanced_accuracy`'s fields, from the reply tokens
+    the log-probs summed (the first cfg.max_reply_tokens). Works on a stored matrix too (scripts/mahalo_eval.py)."""
+    for objective, pairs in heldout.items():
+        chosen, rejected = (encode_replies(tok, pairs.prompts, replies, cfg.max_prompt_tokens,
+                                           cfg.max_reply_tokens)["reply_mask"].sum(1)
+                            for replies in ([p.chosen for p in pairs], [p.rejected for p in pairs]))
+        for head, row in table.items():
+            if objective in row:
+                if len(row[objective]["correct"]) != len(pairs):
+                    raise DataError(f"head {head!r} on {objective!r}: {len(row[objective]['correct'])} pairs judged, "
+                                    f"{len(pairs)} held-out pairs given; give the pairs the matrix was measured on")
+                row[objective].update(length_balanced_accuracy(torch.tensor(row[objective]["correct"]), chosen, rejected))
     return table
 
 
-def evaluate_heads(policy: str | Path, eval_data: Sequence[str] | None, max_eval_pairs: int | None) -> dict:
-    """A saved train-mahalo policy's head x objective matrix (`head_matrix`) on held-out pairs given afresh, e.g. more
-    of them than the run held out: eval_data (default: the run's own) has one spec per objective of the run
-    ('arithmetic' reads the run's OUTPUT_DIR/data/<objective>_eval.jsonl). Token limits and beta come from the run's
-    record beside the policy.
-    The reference is the starting model: the saved trunk's own output layer when the trunk was frozen (one pass),
-    else the starting model loaded again."""
+def heldout_of_run(policy: str | Path, eval_data: Sequence[str] | None,
+                   max_eval_pairs: int | None) -> tuple[MahaloConfig, dict[str, PreferenceDataset]]:
+    """The config of the train-mahalo run that saved `policy` (read beside it) with eval_data (default: the run's own;
+    one spec per objective, 'arithmetic' reads the run's OUTPUT_DIR/data/<objective>_eval.jsonl) and its held-out
+    pairs, up to max_eval_pairs per objective."""
     from dataclasses import replace
 
     from preforch.data.loaders import load_file, load_many
-    from preforch.models import load_policy
 
     policy = Path(policy)
     run = policy.parent / RUN_FILE
     if not run.is_file():
-        raise ConfigError(f"{run}: not found; evaluate_heads reads the train-mahalo run that saved {policy}")
-    model, tok = MultiHeadLM.from_pretrained(policy, dtype=torch.float32)
+        raise ConfigError(f"{run}: not found; the train-mahalo run that saved {policy} writes it")
     run_cfg = json.loads(run.read_text())["config"]
     cfg = replace(MahaloConfig(**run_cfg), eval_data=list(eval_data or run_cfg["eval_data"]),
                   max_eval_pairs=max_eval_pairs)  # checks one spec per objective
-    heldout = {o: (load_file(policy.parent / "data" / f"{o}_eval.jsonl", source=ARITHMETIC, limit=max_eval_pairs)
-                   if spec == ARITHMETIC else load_many([spec], max_eval_pairs))
-               for o, spec in zip(cfg.objectives, cfg.eval_data)}
+    return cfg, {o: (load_file(policy.parent / "data" / f"{o}_eval.jsonl", source=ARITHMETIC, limit=max_eval_pairs)
+                     if spec == ARITHMETIC else load_many([spec], max_eval_pairs))
+                 for o, spec in zip(cfg.objectives, cfg.eval_data)}
+
+
+def evaluate_heads(policy: str | Path, eval_data: Sequence[str] | None, max_eval_pairs: int | None) -> dict:
+    """A saved train-mahalo policy's head x objective matrix (`head_matrix`) on held-out pairs given afresh
+    (`heldout_of_run`), e.g. more of them than the run held out. Token limits and beta come from the run's record.
+    The reference is the starting model: the saved trunk's own output layer when the trunk was frozen (one pass),
+    else the starting model loaded again."""
+    from preforch.models import load_policy
+
+    cfg, heldout = heldout_of_run(policy, eval_data, max_eval_pairs)
+    model, tok = MultiHeadLM.from_pretrained(policy, dtype=torch.float32)
     if cfg.train_trunk:
         start, _ = load_policy(cfg.base_model, dtype=torch.float32, trust_remote_code=cfg.trust_remote_code)
         refs = reference_logprobs(MultiHeadLM.from_base(start, ["reference"], noise_std=0.0), tok, heldout,

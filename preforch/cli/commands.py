@@ -112,12 +112,13 @@ def train_policy(cfg: PolicyConfig) -> dict:
     return result
 
 
-def _print_accuracy_table(table: dict, row_label: str, objectives) -> None:
-    """{row: {objective: {"accuracy": ...}}} as aligned text, one column per objective's held-out pairs."""
+def _print_accuracy_table(table: dict, row_label: str, objectives, key: str = "accuracy") -> None:
+    """{row: {objective: {key: ...}}} as aligned text, one column per objective's held-out pairs."""
     width = max(map(len, [*table, row_label]))
     print(f"  {row_label:<{width}}  " + "  ".join(f"{o:>10}" for o in objectives))
     for name, row in table.items():
-        print(f"  {name:<{width}}  " + "  ".join(f"{row[o]['accuracy']:>10.3f}" for o in objectives))
+        print(f"  {name:<{width}}  " + "  ".join(f"{row[o][key]:>10.3f}" if row[o][key] is not None else f"{'-':>10}"
+                                                 for o in objectives))
 
 
 def train_experts(cfg: ExpertsConfig) -> dict:
@@ -138,6 +139,9 @@ def train_mahalo(cfg: MahaloConfig) -> dict:
     result = run(cfg)
     print(f"head x objective held-out implicit-reward accuracy (beta {cfg.beta:g}; columns: each objective's pairs)")
     _print_accuracy_table(result["heldout_accuracy"], "head", cfg.objectives)
+    print("the same, length-balanced (the mean of the accuracies where the chosen reply is longer and where it is "
+          "shorter; a head that learned only a length preference scores 0.5)")
+    _print_accuracy_table(result["heldout_accuracy"], "head", cfg.objectives, key="length_balanced_accuracy")
     print(f"saved {result['policy']}; serve it with --method mahalo")
     return result
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from preforch.alignment.expert_set import ExpertSet
-from preforch.alignment.implicit_reward import implicit_reward_accuracy
+from preforch.alignment.implicit_reward import implicit_reward_accuracy, length_balanced_accuracy
 from preforch.cli import main
 from preforch.config import ExpertsConfig
 from preforch.errors import ConfigError, ObjectiveMismatchError
@@ -122,6 +122,18 @@ def test_implicit_reward_accuracy():
     r = implicit_reward_accuracy(chosen, rejected, ref, ref, beta=0.5)
     assert r["accuracy"] == pytest.approx(1 / 3)  # pair 1 wins, pair 2 loses, pair 3 ties (counts as wrong)
     assert r["margin"] == pytest.approx(0.5 * (2 - 4 + 0) / 3)
+
+
+def test_length_balanced_accuracy_separates_a_length_preference_from_the_rest():
+    chosen_tokens, rejected_tokens = torch.tensor([5, 5, 5, 9, 9, 7]), torch.tensor([9, 9, 9, 5, 5, 7])
+    shorter_wins = torch.tensor([1, 1, 1, 0, 0, 1])  # always prefers the shorter reply (the tie, pair 6, left out)
+    r = length_balanced_accuracy(shorter_wins, chosen_tokens, rejected_tokens)
+    assert (r["accuracy_chosen_shorter"], r["accuracy_chosen_longer"], r["length_balanced_accuracy"]) == (1.0, 0.0, 0.5)
+    assert (r["pairs_chosen_shorter"], r["pairs_chosen_longer"]) == (3, 2)
+    r = length_balanced_accuracy(torch.tensor([1, 0, 0, 1, 1, 0]), chosen_tokens, rejected_tokens)
+    assert r["length_balanced_accuracy"] == pytest.approx((1 / 3 + 1) / 2)
+    r = length_balanced_accuracy(torch.tensor([1, 0]), torch.tensor([5, 5]), torch.tensor([9, 9]))
+    assert r["accuracy_chosen_longer"] is None and r["length_balanced_accuracy"] == 0.5  # one stratum only
 
 
 def test_experts_config_errors():

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from preforch.alignment.mahalo import evaluate_heads, route, train_step
+from preforch.alignment.mahalo import evaluate_heads, heldout_of_run, route, train_step, with_length_strata
 from preforch.alignment.mahalo_dpo import balanced_batches, dpo_losses, encode_replies, epoch_steps, sequence_logprobs
 from preforch.alignment.mahalo_model import MultiHeadLM, mixed_logits
 from preforch.cli import main
@@ -166,6 +166,8 @@ def _data(tmp_path):
 
 
 def test_train_mahalo_trains_each_head_checkpoints_resumes_and_judges(tiny_policy_dir, tmp_path, capsys):
+    from transformers import AutoTokenizer
+
     from preforch.serving.folder import load_preference_policy
 
     data, out = _data(tmp_path), tmp_path / "run"
@@ -173,13 +175,16 @@ def test_train_mahalo_trains_each_head_checkpoints_resumes_and_judges(tiny_polic
             *data, "--eval_data", *data, "--output_dir", str(out), "--batch_size", "4", "--learning_rate", "1e-3",
             "--max_steps", "6", "--save_steps", "3", "--max_prompt_tokens", "24", "--max_reply_tokens", "24"]
     assert main(args) == 0
-    assert "head x objective" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "head x objective" in printed and "length-balanced" in printed
     log = [json.loads(l) for l in (out / "training" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == list(range(1, 7)) and {"helpful/accuracy", "harmless/margin"} <= set(log[0])
     assert log[0]["loss"] == pytest.approx(math.log(2), abs=0.01) and log[-1]["loss"] < log[0]["loss"]
     run = json.loads((out / "mahalo_run.json").read_text())
     assert set(run["heldout_accuracy"]) == {"helpful", "harmless"}
-    assert run["heldout_accuracy"]["helpful"]["helpful"]["accuracy"] >= 0.5
+    cell = run["heldout_accuracy"]["helpful"]["helpful"]
+    assert cell["accuracy"] >= 0.5 and cell["pairs_chosen_longer"] + cell["pairs_chosen_shorter"] <= len(cell["correct"])
+    assert 0 <= cell["length_balanced_accuracy"] <= 1
     assert (out / "training" / "checkpoint" / "state.json").is_file()
     assert main([*args, "--max_steps", "9", "--resume", "true"]) == 0  # continues after step 3's checkpoint... 6
     steps = [json.loads(l)["step"] for l in (out / "training" / "log.jsonl").read_text().splitlines()]
@@ -190,6 +195,9 @@ def test_train_mahalo_trains_each_head_checkpoints_resumes_and_judges(tiny_polic
     _assert_same_matrix(evaluate_heads(out / "policy", data, None), out)  # reference: the starting model, reloaded
     with pytest.raises(ConfigError, match="eval_data: needs one entry per objective"):
         evaluate_heads(out / "policy", data[:1], None)
+    cfg, heldout = heldout_of_run(out / "policy", None, 3)  # fewer pairs than the stored matrix judged
+    with pytest.raises(DataError, match=r"head 'helpful' on 'helpful': \d+ pairs judged, 3 held-out pairs given"):
+        with_length_strata(run["heldout_accuracy"], heldout, AutoTokenizer.from_pretrained(out / "policy"), cfg)
 
 
 def _assert_same_matrix(evaluated: dict, run_dir) -> None:
