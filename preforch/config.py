@@ -518,6 +518,8 @@ class RLComparisonConfig(PolicyConfig):
     eval_prompts_per_source: int = _f(64, "held-out prompts drawn from each eval_data spec")
     eval_temperature: float = _f(0.8, "sampling temperature of the held-out answers (0: greedy)")
     reference_point: Optional[list[float]] = _f(None, "hypervolume reference point recorded in each evaluation (default -2 per objective)")
+    judge: Optional[str] = _f(None, "reward ensemble that scores the held-out answers (default: --ensemble, which the "
+                              "policies were trained to please; give held-out reward models for an independent judge)")
     overwrite: bool = _f(False, "retrain and re-evaluate (default: reuse finished stages, resume from checkpoints)")
 
     def __post_init__(self):

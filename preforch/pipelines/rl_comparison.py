@@ -5,7 +5,8 @@ before/after table of per-objective rewards.
 Stages, each resumed from its artifacts (`--overwrite` redoes them):
 1. `train-policy` per method into OUTPUT_DIR/<method> (continues from its newest checkpoint);
 2. `evaluate --method plain` of the initial policy (step 0) and of each checkpoint and final policy, with the
-   same prompts and sampling seed for all, into OUTPUT_DIR/eval/<method>-step<N>;
+   same prompts and sampling seed for all, judged by --judge (default: the training ensemble), into
+   OUTPUT_DIR/eval/<method>-step<N> (an evaluation by another judge is redone, so a judge can be added later);
 3. reward_vs_step.png, report.md and rl_comparison.json.
 """
 
@@ -55,10 +56,13 @@ def _evaluate(cfg: RLComparisonConfig, policy: str, name: str, k: int) -> dict:
 
     out = Path(cfg.output_dir) / "eval" / name
     if (out / "evaluation.json").is_file():
-        return json.loads((out / "evaluation.json").read_text())
+        done = json.loads((out / "evaluation.json").read_text())
+        if done["judge"] == (cfg.judge or cfg.ensemble):
+            return done
     print(f"\n=== held-out evaluation: {name} ({policy}) ===", flush=True)
     return run_evaluation(EvaluateConfig(
-        policy=policy, method="plain", ensemble=cfg.ensemble, orchestrator=cfg.orchestrator, eval_data=cfg.eval_data,
+        policy=policy, method="plain", ensemble=cfg.ensemble, judge=cfg.judge, orchestrator=cfg.orchestrator,
+        eval_data=cfg.eval_data,
         prompts_per_source=cfg.eval_prompts_per_source, grid=[",".join([repr(1 / k)] * k)],
         reference_point=reference_point_or_default(cfg.reference_point, k), max_new_tokens=cfg.max_completion_length,
         temperature=cfg.eval_temperature, seed=cfg.seed, output_dir=str(out), trust_remote_code=cfg.trust_remote_code))
@@ -74,13 +78,15 @@ def _summary(evaluation: dict) -> dict:
 def run_rl_comparison(cfg: RLComparisonConfig) -> dict:
     from preforch.alignment.morlhf import method_weights, train_policy
     from preforch.evaluation.plots import plot_rl_comparison
-    from preforch.rewards.ensemble import RewardEnsemble
+    from preforch.rewards.ensemble import RewardEnsemble, check_objectives
 
     out = Path(cfg.output_dir)
     ensemble = RewardEnsemble.load(cfg.ensemble)
     objectives = list(ensemble.objectives)
     k = len(objectives)
     reference_point_or_default(cfg.reference_point, k)  # a wrong one fails now, not after training
+    if cfg.judge:
+        check_objectives(ensemble.objectives, RewardEnsemble.load(cfg.judge).objectives, f"judge {cfg.judge}")
     probe = [({"role": "user", "content": "hello"},)]
     for method in cfg.methods:  # bad weights or a mismatched orchestrator fail now, not after an earlier method trained
         method_weights(policy_config(cfg, method), ensemble, probe)
@@ -162,7 +168,9 @@ def render_report(r: dict) -> str:
         f"{c['learning_rate']}, beta {c['beta']}, LoRA {c['use_lora']}, seed {c['seed']}. Training prompts: "
         f"{', '.join(c['train_data'])}. Held-out: {r['num_prompts']} prompts from {', '.join(c['eval_data'])}, "
         f"one answer each at temperature {c['eval_temperature']}, the same prompts and sampling seed for every policy, "
-        "judged by the training ensemble (normalised rewards).",
+        + (f"judged by `{c['judge']}` (normalised rewards), not the training ensemble `{c['ensemble']}`."
+           if c.get("judge") else f"judged by the training ensemble `{c['ensemble']}` (normalised rewards), which the "
+           "policies were trained to please: pass --judge with held-out reward models for an independent judge."),
         "",
         "![reward vs step](reward_vs_step.png)",
         "",

@@ -48,6 +48,28 @@ def test_rl_compare_trains_both_methods_and_judges_every_checkpoint(tiny_policy_
     assert main(args) == 0
     assert "skipping training" in capsys.readouterr().out
     assert (out / "eval" / "morlhf-step2" / "evaluation.json").stat().st_mtime_ns == stamp
+    assert "judged by the training ensemble" in (out / "report.md").read_text()
+
+    # Another judge re-judges every snapshot without training again, and the report names it.
+    from preforch.rewards.ensemble import RewardEnsemble
+
+    judge = tmp_path / "judge"
+    RewardEnsemble.load(tiny_ensemble_dir).save(judge)
+    assert main([*args, "--judge", str(judge)]) == 0
+    assert (out / "eval" / "morlhf-step2" / "evaluation.json").stat().st_mtime_ns != stamp
+    assert json.loads((out / "eval" / "initial" / "evaluation.json").read_text())["judge"] == str(judge)
+    assert f"judged by `{judge}`" in (out / "report.md").read_text()
+
+
+def test_rl_compare_refuses_a_judge_with_other_objectives(tiny_ensemble_dir, tmp_path, capsys):
+    from preforch.rewards.ensemble import RewardEnsemble
+    from preforch.rewards.sources import RuleReward
+
+    RewardEnsemble([RuleReward("conciseness", "conciseness")]).save(tmp_path / "judge")
+    assert main(["rl-compare", "--ensemble", tiny_ensemble_dir, "--judge", str(tmp_path / "judge"),
+                 "--output_dir", str(tmp_path / "o")]) == 2
+    assert "objectives ['conciseness'] do not match the reward ensemble's" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 def test_rl_compare_refuses_a_reference_point_of_the_wrong_length(tiny_ensemble_dir, tmp_path, capsys):
