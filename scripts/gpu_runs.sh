@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # The GPU runs of docs/results.md ("On one H200"), one part per argument, parts in parallel:
-#   bash scripts/gpu_runs.sh rm mahalo orchestrator
+#   bash scripts/gpu_runs.sh rm mahalo mahalo_baselines orchestrator
 #   rm            reward models on a SmolLM2-135M backbone (pooling x learning rate), trained without the
 #                 orchestrator's validation slice as the quickstart's MiniLM ones are (issue 11)
 #   mahalo        MAHALO on every bundled HH training pair and arithmetic pairs sampled from 1,800 problems (1,500
 #                 held out): trained trunk (published), the NLL term on arithmetic only, a frozen trunk with head
-#                 adapters (the CPU recipe), and the baselines at equal compute: one pooled head, each objective
-#                 alone (issue 13)
+#                 adapters (the CPU recipe) (issue 13)
+#   mahalo_baselines  the baselines at equal compute: one pooled head, each objective alone; they read the
+#                 arithmetic pairs the mahalo part samples (run both at once), or ARITH_DATA's
 #   orchestrator  the paper's fine-tuned encoder (--train_encoder true, 3 epochs, lr 1e-5) vs the frozen-encoder
 #                 default, both objectives, seeds 0-2, on ENSEMBLE's scores (issue 11)
 # SEEDS: the orchestrator seeds (default "0 1 2"). PY: a python that imports preforch (default .venv/bin/python).
-# Measured on one H200 with all three parts at once (docs/results.md): rm ~1.5 min, orchestrator ~1.3 min, mahalo
-# over 10 min (arithmetic sampling ~2 min, then seven runs sharing the GPU at ~1.15 s per trained-trunk step).
+# ARITH_DATA: a folder with arithmetic_train.jsonl and arithmetic_eval.jsonl to use instead of sampling them (e.g. a
+# previous run's RUNS/mahalo/data).
+# Measured on one H200 with rm, orchestrator and both MAHALO parts at once (docs/results.md): rm ~1.5 min,
+# orchestrator ~1.3 min, MAHALO over 10 min (arithmetic sampling ~2 min, then seven runs sharing the GPU at
+# ~1.15 s per trained-trunk step). With a 10-minute limit per call, run `mahalo` alone (with ARITH_DATA, no
+# sampling), then `mahalo_baselines`.
 # Runs go under RUNS (default runs/gpu), logs under RUNS/logs, each command's wall seconds in RUNS/times.tsv.
 # SMALL=1 runs the same commands at smoke size (minutes on a CPU). PREFORCH: the CLI (default .venv/bin/preforch;
 # `python -m preforch` from a source checkout).
@@ -52,22 +57,41 @@ rm_part() {
   wait
 }
 
+mahalo_common() {  # the options every MAHALO run shares, and where the arithmetic pairs are
+  common="--batch_size 24 --head_learning_rate 5e-4 --sft_coefficient 1 --max_prompt_tokens 64 --max_reply_tokens 48
+          --save_steps 100000 --arithmetic_batch_size 64 $MAHALO_CAP"
+  trunk="--learning_rate 5e-6" d=${ARITH_DATA:-$R/mahalo/data}
+  pairs="--train_data hh-helpful:train hh-harmless:train $d/arithmetic_train.jsonl
+         --eval_data hh-helpful:test hh-harmless:test $d/arithmetic_eval.jsonl"
+}
+
 mahalo_part() {
-  local common="--batch_size 24 --head_learning_rate 5e-4 --sft_coefficient 1 --max_prompt_tokens 64 --max_reply_tokens 48
-                --save_steps 100000 --arithmetic_batch_size 64 $MAHALO_CAP"
-  local trunk="--learning_rate 5e-6" d="$R/mahalo/data"
-  local pairs="--train_data hh-helpful:train hh-harmless:train $d/arithmetic_train.jsonl
-               --eval_data hh-helpful:test hh-harmless:test $d/arithmetic_eval.jsonl"
-  # The main run samples the arithmetic pairs; every other run reads them once they are written.
-  timed mahalo $P train-mahalo $common $trunk --output_dir "$R/mahalo" &
-  while [ ! -f "$d/arithmetic_eval.jsonl" ]; do
-    kill -0 $! 2>/dev/null || { echo "mahalo failed before writing its arithmetic pairs" >&2; wait; return 1; }
-    sleep 5
-  done
+  local common trunk d pairs
+  mahalo_common
+  if [ -n "${ARITH_DATA:-}" ]; then
+    timed mahalo $P train-mahalo $common $trunk $pairs --output_dir "$R/mahalo" &
+  else  # the main run samples the arithmetic pairs; every other run reads them once they are written
+    timed mahalo $P train-mahalo $common $trunk --output_dir "$R/mahalo" &
+    while [ ! -f "$d/arithmetic_eval.jsonl" ]; do
+      kill -0 $! 2>/dev/null || { echo "mahalo failed before writing its arithmetic pairs" >&2; wait; return 1; }
+      sleep 5
+    done
+  fi
   timed mahalo_nll_arith $P train-mahalo $common $trunk $pairs --sft_objectives arithmetic \
     --output_dir "$R/mahalo_nll_arith" &
   timed mahalo_frozen $P train-mahalo $common $pairs --train_trunk false --head_adapter_rank 64 \
     --output_dir "$R/mahalo_frozen" &
+  wait
+}
+
+mahalo_baselines_part() {
+  local common trunk d pairs waited=0
+  mahalo_common
+  while [ ! -f "$d/arithmetic_eval.jsonl" ]; do  # written by the mahalo part's sampling run
+    [ "$SAMPLING" = 1 ] && [ $waited -lt 1800 ] || { echo "no $d/arithmetic_eval.jsonl: run the mahalo part too, or set ARITH_DATA" >&2; return 1; }
+    sleep 5
+    waited=$((waited + 5))
+  done
   timed mahalo_pooled $P train-mahalo $common $trunk $pairs --pool true --output_dir "$R/mahalo_pooled" &
   for alone in "helpful hh-helpful:train hh-helpful:test" "harmless hh-harmless:train hh-harmless:test" \
                "arithmetic $d/arithmetic_train.jsonl $d/arithmetic_eval.jsonl"; do
@@ -96,12 +120,15 @@ orchestrator_part() {
   wait
 }
 
+SAMPLING=0  # whether a mahalo part of this call samples the arithmetic pairs the baselines read
+[[ " $* " == *" mahalo "* && -z "${ARITH_DATA:-}" ]] && SAMPLING=1
 for part in "$@"; do
   case $part in
     rm) rm_part & ;;
     mahalo) mahalo_part & ;;
+    mahalo_baselines) mahalo_baselines_part & ;;
     orchestrator) orchestrator_part & ;;
-    *) echo "unknown part $part (rm, mahalo, orchestrator)" >&2; exit 2 ;;
+    *) echo "unknown part $part (rm, mahalo, mahalo_baselines, orchestrator)" >&2; exit 2 ;;
   esac
 done
 wait

@@ -29,9 +29,25 @@ def test_every_command_of_the_gpu_script_parses(tmp_path, small):
     checker.write_text(CHECK)
     env = {**os.environ, "PREFORCH": f"{sys.executable} {checker}", "PY": sys.executable, "RUNS": str(runs),
            "SMALL": small, "SEEDS": "0", "PYTHONPATH": str(ROOT)}
-    subprocess.run(["bash", str(ROOT / "scripts" / "gpu_runs.sh"), "rm", "mahalo", "orchestrator"], env=env, check=True,
-                   timeout=600)
+    subprocess.run(["bash", str(ROOT / "scripts" / "gpu_runs.sh"), "rm", "mahalo", "mahalo_baselines", "orchestrator"],
+                   env=env, check=True, timeout=600)
     rows = [line.split("\t") for line in (runs / "times.tsv").read_text().splitlines()]
-    assert len(rows) == 4 + 7 + 4  # reward models, MAHALO runs, orchestrators (one seed)
+    assert len(rows) == 4 + 3 + 4 + 4  # reward models, MAHALO runs, their baselines, orchestrators (one seed)
     failed = {name: (runs / "logs" / f"{name}.log").read_text()[-500:] for name, rc, _ in rows if rc != "0"}
     assert not failed
+
+
+def test_the_mahalo_baselines_read_given_pairs_and_refuse_to_wait_for_none(tmp_path):
+    checker = tmp_path / "check.py"
+    checker.write_text(CHECK)
+    env = {**os.environ, "PREFORCH": f"{sys.executable} {checker}", "PY": sys.executable, "RUNS": str(tmp_path / "runs"),
+           "SMALL": "1", "PYTHONPATH": str(ROOT)}
+    script = ["bash", str(ROOT / "scripts" / "gpu_runs.sh"), "mahalo_baselines"]
+    done = subprocess.run(script, env=env, capture_output=True, text=True, timeout=60)
+    assert "run the mahalo part too, or set ARITH_DATA" in done.stderr  # nothing samples the pairs: no waiting
+    data = tmp_path / "pairs"
+    data.mkdir()
+    (data / "arithmetic_eval.jsonl").touch()
+    subprocess.run(script, env={**env, "ARITH_DATA": str(data)}, check=True, timeout=600)
+    rows = [line.split("\t") for line in (tmp_path / "runs" / "times.tsv").read_text().splitlines()]
+    assert len(rows) == 4 and all(rc == "0" for _, rc, _ in rows)
