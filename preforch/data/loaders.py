@@ -26,6 +26,9 @@ BUNDLED = {
     "hh-helpful": ("hh_rlhf_helpful_base", "hh-helpful"),
     "hh-harmless": ("hh_rlhf_harmless_base", "hh-harmless"),
     "ultrafeedback": ("ultrafeedback_binarized", "ultrafeedback"),
+    # SmolLM2-135M-Instruct's own answers to seeded arithmetic problems, a right one chosen over a wrong one: the
+    # bundled policy's verifiable pairs for train-mahalo, without sampling them again (bundled/README.md)
+    "arithmetic-smollm2": ("arithmetic_smollm2", "arithmetic"),
 }
 
 
