@@ -57,7 +57,7 @@ def _evaluate(cfg: RLComparisonConfig, policy: str, name: str, k: int) -> dict:
     out = Path(cfg.output_dir) / "eval" / name
     if (out / "evaluation.json").is_file():
         done = json.loads((out / "evaluation.json").read_text())
-        if done["judge"] == (cfg.judge or cfg.ensemble):
+        if done.get("judge") == (cfg.judge or cfg.ensemble):
             return done
     print(f"\n=== held-out evaluation: {name} ({policy}) ===", flush=True)
     return run_evaluation(EvaluateConfig(
