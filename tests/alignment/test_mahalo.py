@@ -1,5 +1,8 @@
 import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +16,7 @@ from preforch.errors import ConfigError, DataError, WeightsError
 from tests.conftest import make_pairs
 
 NAMES = ("helpful", "harmless", "arithmetic")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _model(tiny_policy_dir, noise=0.0, adapter_rank=0, trained_adapters=False):
@@ -195,6 +199,12 @@ def test_train_mahalo_trains_each_head_checkpoints_resumes_and_judges(tiny_polic
     _assert_same_matrix(evaluate_heads(out / "policy", data, None), out)  # reference: the starting model, reloaded
     with pytest.raises(ConfigError, match="eval_data: needs one entry per objective"):
         evaluate_heads(out / "policy", data[:1], None)
+    # scripts/mahalo_eval.py --strata: the stored matrix plus its length strata, as the run recorded them
+    strata = tmp_path / "strata.json"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "mahalo_eval.py"), "--policy", str(out / "policy"),
+                    "--strata", str(out / "mahalo_run.json"), "--output", str(strata)], check=True, timeout=300)
+    assert json.loads(strata.read_text())["heldout_accuracy"] == json.loads((out / "mahalo_run.json").read_text())[
+        "heldout_accuracy"]
     cfg, heldout = heldout_of_run(out / "policy", None, 3)  # fewer pairs than the stored matrix judged
     with pytest.raises(DataError, match=r"head 'helpful' on 'helpful': \d+ pairs judged, 3 held-out pairs given"):
         with_length_strata(run["heldout_accuracy"], heldout, AutoTokenizer.from_pretrained(out / "policy"), cfg)
