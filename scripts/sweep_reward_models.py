@@ -7,7 +7,8 @@ Each variant is the quickstart's reward model (`train-rm` on the bundled HH trai
 validation slice left out) with some `RewardModelConfig` fields overridden. Every (variant, seed) is trained
 once and scored on that validation slice (about 360 pairs; used to choose) and on the bundled test pairs (500
 per split; reported, not used to choose), with its wall time (training plus scoring the test pairs). Results
-are rewritten after every run, so an interrupted sweep keeps what it finished.
+are rewritten after every run, so an interrupted sweep keeps what it finished. With --keep and several seeds, each
+variant's seed ensemble (the mean of its models' rewards) is scored on the test pairs too.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import dataclasses
 import tempfile
 import time
 
+import torch
 import yaml
 
 from preforch.config import HH_TEST, HH_TRAIN, OrchestratorConfig, RewardModelConfig
@@ -25,7 +27,7 @@ from preforch.data.schema import in_validation
 from preforch.io import atomic_write_json
 from preforch.models import make_accelerator
 from preforch.rewards.multihead import MultiHeadRewardModel
-from preforch.rewards.training import pairwise_accuracy, train_reward_models
+from preforch.rewards.training import pair_scores, pairwise_accuracy, train_reward_models
 
 
 def _scalar(text: str):
@@ -55,6 +57,19 @@ def validation_pairs(fraction: float) -> list[tuple]:
     """The validation slice of the HH training pairs, as (objective index, prompt, chosen, rejected)."""
     return [(k, p.prompt, p.chosen, p.rejected) for k, spec in enumerate(HH_TRAIN)
             for p in load_preferences(spec) if in_validation(p, fraction)]
+
+
+@torch.no_grad()
+def seed_ensemble_accuracy(paths: list[str], cfg: RewardModelConfig, device) -> dict[str, float]:
+    """Test accuracy per objective of the mean reward of several K-head models (one per seed)."""
+    test = [(k, p.prompt, p.chosen, p.rejected) for k, spec in enumerate(HH_TEST) for p in load_preferences(spec)]
+    margins = torch.zeros(len(test))
+    for path in paths:
+        model = MultiHeadRewardModel.from_pretrained(path).to(device).eval()
+        margins += torch.cat([torch.sub(*pair_scores(model, model.tokenizer, test[s:s + 64], cfg, device)).cpu()
+                              for s in range(0, len(test), 64)])
+    heads = torch.tensor([k for k, *_ in test])
+    return {o: float((margins[heads == k] > 0).float().mean()) for k, o in enumerate(cfg.objectives)}
 
 
 def main() -> None:
@@ -90,6 +105,12 @@ def main() -> None:
             print(row, flush=True)
             results.append(row)
             atomic_write_json(args.output, {"runs": results})
+    if args.keep and len(args.seeds) > 1:
+        ensembles = {name: seed_ensemble_accuracy([f"{args.keep}/{name}_{seed}" for seed in args.seeds],
+                                                  RewardModelConfig(**overrides), device)
+                     for name, overrides in variants.items() if overrides.get("multi_head", True)}
+        print("seed ensembles, test accuracy:", ensembles, flush=True)
+        atomic_write_json(args.output, {"runs": results, "seed_ensembles": ensembles})
 
 
 if __name__ == "__main__":
