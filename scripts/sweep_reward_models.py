@@ -53,16 +53,20 @@ def parse_variants(tokens: list[list[str]]) -> dict[str, dict]:
     return variants
 
 
+def examples(specs: list[str], keep=lambda pair: True) -> list[tuple]:
+    """The pairs of specs that `keep` accepts, as (objective index, prompt, chosen, rejected)."""
+    return [(k, p.prompt, p.chosen, p.rejected) for k, spec in enumerate(specs) for p in load_preferences(spec) if keep(p)]
+
+
 def validation_pairs(fraction: float) -> list[tuple]:
-    """The validation slice of the HH training pairs, as (objective index, prompt, chosen, rejected)."""
-    return [(k, p.prompt, p.chosen, p.rejected) for k, spec in enumerate(HH_TRAIN)
-            for p in load_preferences(spec) if in_validation(p, fraction)]
+    """The validation slice of the HH training pairs."""
+    return examples(HH_TRAIN, lambda p: in_validation(p, fraction))
 
 
 @torch.no_grad()
 def seed_ensemble_accuracy(paths: list[str], cfg: RewardModelConfig, device) -> dict[str, float]:
     """Test accuracy per objective of the mean reward of several K-head models (one per seed)."""
-    test = [(k, p.prompt, p.chosen, p.rejected) for k, spec in enumerate(HH_TEST) for p in load_preferences(spec)]
+    test = examples(HH_TEST)
     margins = torch.zeros(len(test))
     for path in paths:
         model = MultiHeadRewardModel.from_pretrained(path).to(device).eval()

@@ -85,7 +85,7 @@ def run_rl_comparison(cfg: RLComparisonConfig) -> dict:
     objectives = list(ensemble.objectives)
     k = len(objectives)
     reference_point_or_default(cfg.reference_point, k)  # a wrong one fails now, not after training
-    if cfg.judge:
+    if cfg.judge:  # evaluate checks this too, but only after training
         check_objectives(ensemble.objectives, RewardEnsemble.load(cfg.judge).objectives, f"judge {cfg.judge}")
     probe = [({"role": "user", "content": "hello"},)]
     for method in cfg.methods:  # bad weights or a mismatched orchestrator fail now, not after an earlier method trained
