@@ -90,8 +90,19 @@ class EnsembleConfig:
     rules: list[str] = _list(["conciseness"], "rule objectives: 'name' (built-in) or 'objective=module:function'")
     reference_data: list[str] = _list(HH_TRAIN, "preference data whose chosen+rejected responses fit the z-scores")
     max_reference_pairs: Optional[int] = _f(None, "cap on reference pairs per data spec")
+    objective_reference: list[str] = _list([], "objective=data: fit this objective's z-score on that data's replies "
+                                           "only, e.g. arithmetic=arithmetic-smollm2:train (a rule that scores 0 "
+                                           "on prompts it does not judge would otherwise take its scale from them)")
     output_dir: str = _f("runs/rewards", "where ensemble.json is written")
     trust_remote_code: bool = _f(False, "allow custom model code from the hub")
+
+    def __post_init__(self):
+        _objective_data("objective_reference", self.objective_reference)
+
+    @property
+    def objective_references(self) -> dict[str, str]:
+        """objective -> data spec of `objective_reference`."""
+        return _objective_data("objective_reference", self.objective_reference)
 
 
 @dataclass
@@ -143,6 +154,55 @@ class OrchestratorConfig:
     @property
     def num_epochs(self) -> int:
         return self.epochs if self.epochs is not None else (3 if self.train_encoder else 100)
+
+
+MIXED_INTENT_TRAIN = [*HH_TRAIN, "arithmetic-smollm2:train"]
+MIXED_INTENT_TEST = [*HH_TEST, "arithmetic-smollm2:test"]
+
+
+@dataclass
+class BenchmarkConfig:
+    """`preforch build-benchmark`: the reward stack of a comparison in one folder. Reward models on the training
+    pairs plus rules form the ensemble; an independent judge (reward models trained on the held-out pairs, the same
+    rules) scores policies and trains nothing; the orchestrator learns from every source's pairs without being told
+    the source. Default: the mixed-intent benchmark (harmful requests, benign requests, arithmetic problems)."""
+
+    output_dir: str = _f("runs/mixed_intent", "reward_model/, rewards/, judge/, orchestrator/, benchmark.json, report.md")
+    reward_base_model: str = _f("minilm", "backbone of the reward models (training and judge)")
+    objectives: list[str] = _list(["helpful", "harmless"], "learned objectives, one reward-model head each")
+    rm_train_data: list[str] = _list(HH_TRAIN, "pairs per learned objective for the training reward models")
+    judge_train_data: list[str] = _list(HH_TEST, "pairs per learned objective for the judge's reward models (held out "
+                                        "from every policy and from the orchestrator)")
+    judge_eval_data: list[str] = _list(HH_TRAIN, "pairs per learned objective on which the judge's accuracy is read")
+    rules: list[str] = _list(["arithmetic=exact_match"], "rule objectives of both ensembles (a rule is its own judge)")
+    train_data: list[str] = _list(MIXED_INTENT_TRAIN, "the orchestrator's training pairs, every source (also the "
+                                  "ensemble's reference set)")
+    eval_data: list[str] = _list(MIXED_INTENT_TEST, "held-out pairs: the orchestrator's evaluation, the judge's reference set")
+    objective_reference: list[str] = _list(["arithmetic=arithmetic-smollm2:train"], "objective=data: that objective's "
+                                           "z-score fitted on that data only (see build-ensemble)")
+    judge_objective_reference: list[str] = _list(["arithmetic=arithmetic-smollm2:test"], "the same for the judge")
+    encoder: str = _f("reward-model", "orchestrator encoder (see train-orchestrator --encoder)")
+    orchestrator_objective: str = _f("bradley-terry", "see train-orchestrator --objective")
+    positive_source: str = _f("hh-harmless", "source whose prompts are the AUROC's positives")
+    rm_epochs: float = _f(1.0, "training reward models' epochs")
+    judge_epochs: float = _f(3.0, "judge reward models' epochs (fewer pairs)")
+    max_judge_eval_pairs: Optional[int] = _f(500, "cap on judge_eval_data pairs per objective")
+    max_train_pairs: Optional[int] = _f(None, "cap on training pairs per data spec (a fast smoke run)")
+    max_eval_pairs: Optional[int] = _f(None, "cap on held-out pairs per data spec (a fast smoke run)")
+    seed: int = _f(0, "random seed")
+    overwrite: bool = _f(False, "rebuild stages whose outputs exist (default: reuse them)")
+
+    def __post_init__(self):
+        _same_length(self, "objectives", "rm_train_data")
+        _same_length(self, "objectives", "judge_train_data")
+        _same_length(self, "objectives", "judge_eval_data")
+        _one_of(self, "orchestrator_objective", ORCHESTRATOR_OBJECTIVES)
+        _positive(self, "rm_epochs", "judge_epochs", "max_judge_eval_pairs", "max_train_pairs", "max_eval_pairs")
+        known = [*self.objectives, *(rule_objective(r) for r in self.rules)]
+        for name in ("objective_reference", "judge_objective_reference"):
+            unknown = sorted(set(_objective_data(name, getattr(self, name))) - set(known))
+            if unknown:
+                raise ConfigError(f"{name}: objective(s) {unknown} not among the ensemble's {known}")
 
 
 @dataclass
@@ -278,6 +338,8 @@ class EvaluateConfig:
                                 "or partial: harmless=0.5,auto (the orchestrator fills the rest per prompt)")
     eval_data: list[str] = _list(HH_TEST, "held-out preference data (prompts; chosen replies give w* for the gap)")
     prompts_per_source: int = _f(16, "random prompts drawn from each eval_data spec")
+    exclude_data: list[str] = _list([], "data specs whose prompts never enter the held-out sample (e.g. the training "
+                                    "prompts of the policy judged); with it, each prompt is drawn once")
     grid_divisions: int = _f(10, "simplex lattice resolution d (K=2, d=10: 11 preferences)")
     grid: list[str] = _list([], "explicit preferences instead of the lattice, each 'w1,w2,...'")
     reference_point: Optional[list[float]] = _f(None, "hypervolume reference point, one value per objective (required)")
@@ -512,10 +574,12 @@ class RLComparisonConfig(PolicyConfig):
     option applies to each; `methods` replaces `method`), then judge the initial policy and every checkpoint
     on held-out prompts: reward-vs-step figure, before/after table, JSON."""
 
-    methods: list[str] = _list(["pro-morlhf", "morlhf"], "methods to train and compare (see --method)")
+    methods: list[str] = _list(["pro-morlhf", "morlhf"], "arms to train and compare: a --method, or morlhf:uniform, "
+                               "morlhf:best-fixed (the vector the orchestrator chose on its validation slice), "
+                               "morlhf:<weights> (e.g. morlhf:helpful=0.7,harmless=0.3), single-reward:<objective>")
     output_dir: str = _f("runs/rl_compare", "one sub-folder per method, evaluations, report.md, rl_comparison.json")
     eval_data: list[str] = _list(HH_TEST, "held-out preference data whose prompts judge the policies")
-    eval_prompts_per_source: int = _f(64, "held-out prompts drawn from each eval_data spec")
+    eval_prompts_per_source: int = _f(64, "held-out prompts drawn from each eval_data spec (never a training prompt)")
     eval_temperature: float = _f(0.8, "sampling temperature of the held-out answers (0: greedy)")
     reference_point: Optional[list[float]] = _f(None, "hypervolume reference point recorded in each evaluation (default -2 per objective)")
     judge: Optional[str] = _f(None, "reward ensemble that scores the held-out answers (default: --ensemble, which the "
@@ -527,7 +591,11 @@ class RLComparisonConfig(PolicyConfig):
         _positive(self, "eval_prompts_per_source")
         _non_negative(self, "eval_temperature")
         for m in self.methods:
-            _check_policy_method("methods", m)
+            method, sep, setting = m.partition(":")
+            _check_policy_method("methods", method)
+            if sep and (method not in ("morlhf", "single-reward") or not setting):
+                raise ConfigError(f"methods: {m!r}: only morlhf:<uniform|best-fixed|weights> and "
+                                  "single-reward:<objective> take a setting")
         if "moslim" in self.methods:  # its policy reads a levels tag; rl-compare evaluates untagged prompts
             raise ConfigError("methods: moslim is not part of rl-compare; train it with train-policy --method moslim "
                               "and evaluate it with --method moslim")
@@ -551,6 +619,23 @@ class CompareConfig:
 
     runs: list[str] = _list([], "evaluation output folders (each with evaluation.json)")
     output_dir: str = _f("runs/compare", "report.md, comparison.json, front.png")
+
+
+def rule_objective(spec: str) -> str:
+    """The objective a rule spec scores: `objective=rule`, else the rule's own name (`module:function` -> function)."""
+    objective, _, rule = spec.rpartition("=")
+    return objective or rule.rpartition(":")[2]
+
+
+def _objective_data(field_name: str, specs: list[str]) -> dict[str, str]:
+    """objective -> data spec of `objective=data` entries; a malformed one is an error naming the field."""
+    out = {}
+    for spec in specs:
+        objective, sep, data = spec.partition("=")
+        if not (sep and objective and data):
+            raise ConfigError(f"{field_name}: expected objective=data, got {spec!r}")
+        out[objective] = data
+    return out
 
 
 def _same_length(cfg, a: str, b: str) -> None:

@@ -6,14 +6,14 @@ import pytest
 
 import preforch
 from preforch.cli.parsing import parse_config
-from preforch.config import (EnsembleConfig, EvaluateConfig, MahaloConfig, OrchestratorConfig, PolicyConfig,
+from preforch.config import (BenchmarkConfig, EnsembleConfig, EvaluateConfig, MahaloConfig, OrchestratorConfig, PolicyConfig,
                              QuickstartConfig, RewardModelConfig, RLComparisonConfig, WicComparisonConfig, WicConfig)
 
 RECIPES = Path(preforch.__file__).parent / "recipes"
 KIND = {"reward_models_": RewardModelConfig, "ensemble_": EnsembleConfig, "orchestrator_": OrchestratorConfig,
         "quickstart": QuickstartConfig, "evaluate_": EvaluateConfig, "policy_": PolicyConfig,
         "rl_compare": RLComparisonConfig, "wic_": WicConfig, "wic_compare": WicComparisonConfig,
-        "mahalo_": MahaloConfig}
+        "mahalo_": MahaloConfig, "mixed_intent": BenchmarkConfig, "rl_compare_mixed": RLComparisonConfig}
 
 
 def _kind(path: Path):

@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "quickstart": ("QuickstartConfig", "end to end on the bundled defaults: reward models, orchestrator, best-of-N report"),
     "train-rm": ("RewardModelConfig", "train Bradley-Terry reward models (single- or multi-head)"),
     "build-ensemble": ("EnsembleConfig", "combine reward models and rules, fit normalisation on a reference set"),
+    "build-benchmark": ("BenchmarkConfig", "one recipe's reward stack: reward models + rules, an independent judge, the orchestrator, its weights by source"),
     "train-orchestrator": ("OrchestratorConfig", "train the Preference Orchestrator on reward-derived targets (Eq. 6-8)"),
     "eval-orchestrator": ("EvalOrchestratorConfig", "held-out KL vs baselines and prompt-source AUROC"),
     "weights": ("WeightsConfig", "print the orchestrator's weight of each objective for prompts"),

@@ -227,6 +227,16 @@ def compare(cfg: CompareConfig) -> dict:
     return comparison
 
 
+def build_benchmark(cfg) -> dict:
+    from preforch.pipelines.benchmark import build_benchmark as build
+
+    r = build(cfg)
+    for source, w in r["weights_by_source"].items():
+        print(f"  {source:<16} " + "  ".join(f"{o} {v:.2f}" for o, v in w["mean"].items()))
+    print(f"report: {Path(cfg.output_dir) / 'report.md'}")
+    return r
+
+
 def quickstart(cfg) -> dict:
     from preforch.pipelines.quickstart import run_quickstart
 

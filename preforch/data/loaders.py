@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 from preforch.data.hh import split_pair
-from preforch.data.schema import PreferenceDataset, PreferencePair, as_messages
+from preforch.data.schema import PreferenceDataset, PreferencePair, as_messages, content_key
 from preforch.errors import DataError
 from preforch.io import read_json, read_jsonl, read_text
 
@@ -183,13 +183,22 @@ def load_many(specs: Iterable[str], limit: int | None = None, max_user_turns: in
     return PreferenceDataset.concat(PreferenceDataset(pairs) for pairs in kept)
 
 
-def sample_per_source(specs: Iterable[str], per_source: int, seed: int) -> PreferenceDataset:
+def sample_per_source(specs: Iterable[str], per_source: int, seed: int, exclude: Iterable[str] = ()) -> PreferenceDataset:
     """`per_source` random pairs of each source label (all if fewer), sources in order of first
-    appearance, reproducible by `seed`."""
+    appearance, reproducible by `seed`. With `exclude` (data specs), pairs whose prompt occurs there are left out and
+    each prompt is kept once, so the sample is held out from, say, a policy's training prompts."""
     import random
 
+    seen = {content_key(p.prompt) for p in load_many(exclude)} if exclude else None
     by_source: dict[str, list[PreferencePair]] = {}
     for pair in load_many(specs):
+        if seen is not None:
+            key = content_key(pair.prompt)
+            if key in seen:
+                continue
+            seen.add(key)
         by_source.setdefault(pair.source, []).append(pair)
+    if not by_source:
+        raise DataError(f"{list(specs)}: no prompt is left once those in {list(exclude)} are left out")
     rng = random.Random(seed)
     return PreferenceDataset([p for pairs in by_source.values() for p in rng.sample(pairs, min(per_source, len(pairs)))])

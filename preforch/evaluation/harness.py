@@ -142,7 +142,7 @@ def run_evaluation(cfg: EvaluateConfig) -> dict:
     check_reference_point(cfg.reference_point, len(objectives))  # fail before any generation
     grid = _grid(cfg, objectives)
     policy, sampling = served_policy(cfg, ensemble)  # fails on other objectives, before any generation
-    data = sample_per_source(cfg.eval_data, cfg.prompts_per_source, cfg.seed)  # raises on empty data
+    data = sample_per_source(cfg.eval_data, cfg.prompts_per_source, cfg.seed, cfg.exclude_data)  # raises on empty data
     prompts = data.prompts
 
     orch = load_orchestrator(cfg.orchestrator, objectives) if cfg.orchestrator else None
@@ -181,7 +181,8 @@ def run_evaluation(cfg: EvaluateConfig) -> dict:
         m, h = mean_ci(per_prompt.unsqueeze(-1))
         # Per-prompt values let runs on the same prompts be compared pairwise (tighter than two CIs).
         extra_rows.append({**row(name), "combined": {"mean": float(m[0]), "ci95": float(h[0]),
-                                                     "per_prompt": per_prompt.tolist()}})
+                                                     "per_prompt": per_prompt.tolist()},
+                           "scores": judged_under[name].tolist()})  # [P, K], for per-source and paired statistics
 
     result = {
         "config": asdict(cfg),
@@ -192,6 +193,7 @@ def run_evaluation(cfg: EvaluateConfig) -> dict:
         "judge": cfg.judge or cfg.ensemble,
         "num_prompts": len(prompts),
         "sources": sorted(set(data.sources)),
+        "prompt_sources": data.sources,
         "num_candidates": len(candidates[0]),
         "reference_point": list(cfg.reference_point),
         "grid": grid_rows,

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from preforch.errors import DataError, PreforchError
+from preforch.orchestrator.human_labels import source_oracle_weights
 from preforch.orchestrator.losses import kl_per_prompt
 
 
@@ -140,4 +141,36 @@ def interference(mahalo: dict, alone: dict[str, dict]) -> dict[str, dict[str, fl
         gap = paired_gap(theirs, ours)
         out[objective] = {"head": float(np.mean(ours)), "alone": float(np.mean(theirs)),
                           "interference": gap["mean"], "ci95": gap["ci95"]}
+    return out
+
+
+def own_objective_scores(scores: torch.Tensor, sources: Sequence[str], objectives: Sequence[str]) -> torch.Tensor:
+    """Each prompt's judged score on the objective its source names (source 'hh-harmless' -> 'harmless',
+    'arithmetic' -> 'arithmetic'): scores [P, K] normalised, sources [P] -> [P]. The mixed-intent benchmark's
+    per-prompt figure: a harmful request is judged on harmlessness, a problem on its answer."""
+    one_hot = source_oracle_weights(sources, objectives)
+    if one_hot is None:
+        named = {s: [o for o in objectives if o in s.split("-")] for s in dict.fromkeys(sources)}
+        raise DataError("every prompt source must name exactly one objective "
+                        f"{list(objectives)}; got {', '.join(f'{s!r} -> {o}' for s, o in named.items())}")
+    return (scores.float() * one_hot).sum(-1)
+
+
+def stratified_bootstrap(values: Sequence[float], sources: Sequence[str], num_samples: int = 2000,
+                         seed: int = 0) -> dict[str, dict]:
+    """Mean with a 95% percentile-bootstrap CI per source and 'overall' (the mean of the source means, so each
+    source counts once however many prompts it has): values [P] (e.g. per-prompt differences of two policies on
+    the same prompts, which makes the CI paired), sources [P]. Prompts are resampled within their source.
+    Returns {source | "overall": {"mean", "ci95": [lo, hi], "n"}}."""
+    v = np.asarray(values, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    groups = {s: v[[x == s for x in sources]] for s in dict.fromkeys(sources)}
+    out, boots = {}, []
+    for s, g in groups.items():
+        b = g[rng.integers(0, len(g), size=(num_samples, len(g)))].mean(1)
+        boots.append(b)
+        out[s] = {"mean": float(g.mean()), "ci95": [float(x) for x in np.percentile(b, [2.5, 97.5])], "n": len(g)}
+    overall = np.mean(boots, axis=0)
+    out["overall"] = {"mean": float(np.mean([g.mean() for g in groups.values()])),
+                      "ci95": [float(x) for x in np.percentile(overall, [2.5, 97.5])], "n": len(v)}
     return out

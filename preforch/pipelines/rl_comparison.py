@@ -13,6 +13,7 @@ Stages, each resumed from its artifacts (`--overwrite` redoes them):
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -21,9 +22,11 @@ import torch
 
 from preforch.alignment.trl_utils import LOG_FILE, read_log
 from preforch.config import EvaluateConfig, PolicyConfig, RLComparisonConfig
-from preforch.evaluation.metrics import mean_ci
+from preforch.errors import ConfigError
+from preforch.evaluation.metrics import mean_ci, own_objective_scores, stratified_bootstrap
 from preforch.evaluation.pareto import reference_point_or_default
-from preforch.io import atomic_write_json, atomic_write_text
+from preforch.io import atomic_write_json, atomic_write_text, read_json
+from preforch.orchestrator.human_labels import source_oracle_weights
 
 INITIAL = "initial"
 
@@ -34,10 +37,38 @@ def paired_delta(after: list[float], before: list[float]) -> dict[str, float]:
     return {"mean": float(m[0]), "ci95": float(h[0])}
 
 
-def policy_config(cfg: RLComparisonConfig, method: str) -> PolicyConfig:
-    """The train-policy config of one method: every shared option, its own output folder."""
+BEST_FIXED = "best-fixed"
+
+
+def arm_folder(arm: str) -> str:
+    """A folder name for an arm: `morlhf:best-fixed` -> `morlhf-best-fixed`, weights specs made path-safe."""
+    return re.sub(r"[^\w.=-]+", "-", arm).replace("=", "")
+
+
+def best_fixed_spec(orchestrator: str | None) -> str:
+    """The fixed vector train-orchestrator chose on its validation slice, as a --weights spec."""
+    from preforch.orchestrator.model import PreferenceOrchestrator
+
+    file = Path(orchestrator or "") / PreferenceOrchestrator.CONFIG_FILE
+    fixed = read_json(file).get("metadata", {}).get("best_fixed_validation") if file.is_file() else None
+    if not fixed:
+        raise ConfigError(f"morlhf:{BEST_FIXED}: {file} records no best fixed vector (train-orchestrator with "
+                          "--validation_fraction > 0 chooses one)")
+    return ",".join(f"{o}={w!r}" for o, w in fixed.items())
+
+
+def policy_config(cfg: RLComparisonConfig, arm: str) -> PolicyConfig:
+    """The train-policy config of one arm (`method[:setting]`, see --methods): every shared option, its own
+    output folder; morlhf:uniform / :best-fixed / :<weights> set the weights, single-reward:<objective> the
+    objective."""
     shared = {f.name: getattr(cfg, f.name) for f in fields(PolicyConfig)}
-    return PolicyConfig(**{**shared, "method": method, "output_dir": str(Path(cfg.output_dir) / method)})
+    method, _, setting = arm.partition(":")
+    own = {"method": method, "output_dir": str(Path(cfg.output_dir) / arm_folder(arm))}
+    if method == "morlhf" and setting:
+        own["weights"] = None if setting == "uniform" else best_fixed_spec(cfg.orchestrator) if setting == BEST_FIXED else setting
+    elif method == "single-reward" and setting:
+        own["objective"] = setting
+    return PolicyConfig(**{**shared, **own})
 
 
 def snapshots(run_dir: Path) -> dict[int, str]:
@@ -57,12 +88,12 @@ def _evaluate(cfg: RLComparisonConfig, policy: str, name: str, k: int) -> dict:
     out = Path(cfg.output_dir) / "eval" / name
     if (out / "evaluation.json").is_file():
         done = json.loads((out / "evaluation.json").read_text())
-        if done.get("judge") == (cfg.judge or cfg.ensemble):
+        if done.get("judge") == (cfg.judge or cfg.ensemble) and "prompt_sources" in done:
             return done
     print(f"\n=== held-out evaluation: {name} ({policy}) ===", flush=True)
     return run_evaluation(EvaluateConfig(
         policy=policy, method="plain", ensemble=cfg.ensemble, judge=cfg.judge, orchestrator=cfg.orchestrator,
-        eval_data=cfg.eval_data,
+        eval_data=cfg.eval_data, exclude_data=cfg.train_data,
         prompts_per_source=cfg.eval_prompts_per_source, grid=[",".join([repr(1 / k)] * k)],
         reference_point=reference_point_or_default(cfg.reference_point, k), max_new_tokens=cfg.max_completion_length,
         temperature=cfg.eval_temperature, seed=cfg.seed, output_dir=str(out), trust_remote_code=cfg.trust_remote_code))
@@ -91,46 +122,123 @@ def run_rl_comparison(cfg: RLComparisonConfig) -> dict:
     for method in cfg.methods:  # bad weights or a mismatched orchestrator fail now, not after an earlier method trained
         method_weights(policy_config(cfg, method), ensemble, probe)
     if cfg.overwrite:
-        for name in [*cfg.methods, "eval"]:
+        for name in [*map(arm_folder, cfg.methods), "eval"]:
             shutil.rmtree(out / name, ignore_errors=True)
 
-    for method in cfg.methods:
-        pcfg = policy_config(cfg, method)
+    for arm in cfg.methods:
+        pcfg = policy_config(cfg, arm)
         if (Path(pcfg.output_dir) / "policy").is_dir():
-            print(f"{method}: trained policy found in {pcfg.output_dir}, skipping training", flush=True)
+            print(f"{arm}: trained policy found in {pcfg.output_dir}, skipping training", flush=True)
             continue
-        print(f"\n=== train-policy --method {method} ({cfg.max_steps} steps) ===", flush=True)
+        print(f"\n=== train-policy {arm} ({cfg.max_steps} steps) ===", flush=True)
         resume = any(Path(pcfg.output_dir).glob("checkpoint-*"))
         train_policy(PolicyConfig(**{**asdict(pcfg), "resume": resume}))
 
     initial = _evaluate(cfg, cfg.policy, INITIAL, k)
     curves = {}
-    for method in cfg.methods:
-        curves[method] = {0: initial}
-        for step, path in snapshots(out / method).items():
-            curves[method][step] = _evaluate(cfg, path, f"{method}-step{step}", k)
+    for arm in cfg.methods:
+        curves[arm] = {0: initial}
+        for step, path in snapshots(out / arm_folder(arm)).items():
+            curves[arm][step] = _evaluate(cfg, path, f"{arm_folder(arm)}-step{step}", k)
 
     weightings = [r["label"] for r in initial["rows"]]  # uniform, and orchestrator when given
     result = {"config": asdict(cfg), "objectives": objectives, "num_prompts": initial["num_prompts"],
               "weightings": weightings, "initial": _summary(initial), "methods": {}}
     before = _summary(initial)["combined"]
-    for method, evals in curves.items():
+    for arm, evals in curves.items():
         summaries = {step: _summary(ev) for step, ev in evals.items()}
         final_step = max(summaries)
         after = summaries[final_step]["combined"]
-        result["methods"][method] = {
+        result["methods"][arm] = {
+            "weights": policy_config(cfg, arm).weights, "objective": policy_config(cfg, arm).objective,
             "final_step": final_step,
             "final": summaries[final_step],
             "delta_combined": {w: paired_delta(after[w]["per_prompt"], before[w]["per_prompt"]) for w in weightings},
             "heldout_curve": {w: [[step, s["combined"][w]["mean"], s["combined"][w]["ci95"]] for step, s in summaries.items()]
                               for w in weightings},
-            "training_reward": _training_reward(out / method),
+            "training_reward": _training_reward(out / arm_folder(arm)),
+            "cost": training_cost(out / arm_folder(arm)),
         }
-    plot_rl_comparison({m: r["heldout_curve"] for m, r in result["methods"].items()},
-                       {m: r["training_reward"] for m, r in result["methods"].items()}, out / "reward_vs_step.png")
+    own = own_objective_comparison(curves, objectives, cfg.methods, judge_rule_statistics(cfg.judge or cfg.ensemble))
+    if own is not None:
+        result["own_objective"] = own
+    heldout = {m: {**({"own objective, overall": own["curves"][m]} if own else {}),
+                   **{f"combined, {w} w": c for w, c in r["heldout_curve"].items()}} for m, r in result["methods"].items()}
+    plot_rl_comparison(heldout, {m: r["training_reward"] for m, r in result["methods"].items()}, out / "reward_vs_step.png")
     atomic_write_json(out / "rl_comparison.json", result)
     atomic_write_text(out / "report.md", render_report(result))
     return result
+
+
+def judge_rule_statistics(folder: str) -> dict[str, tuple[float, float]]:
+    """objective -> (mean, std) of the judge's z-scores for each of its rule objectives (exact match, ...), read from
+    its ensemble.json without loading its models: what turns a normalised rule score back into its raw value."""
+    from preforch.rewards.ensemble import ENSEMBLE_FILE
+
+    spec = read_json(Path(folder) / ENSEMBLE_FILE)
+    norm = spec.get("normalization")
+    if not norm:
+        return {}
+    rules = {s["objective"] for s in spec["sources"] if s.get("kind") == "rule"}
+    return {o: (m, sd) for o, m, sd in zip(spec["objectives"], norm["mean"], norm["std"]) if o in rules}
+
+
+def baseline_arms(arms: list[str]) -> list[str]:
+    """The fixed-weight arms every other arm is compared with, paired: MORLHF in each of its variants."""
+    return [a for a in arms if a.partition(":")[0] == "morlhf"]
+
+
+def own_objective_comparison(curves: dict[str, dict[int, dict]], objectives: list[str], arms: list[str],
+                             rules: dict[str, tuple[float, float]]) -> dict | None:
+    """Each held-out prompt judged on the objective its source names (`own_objective_scores`), per source and
+    overall, for the initial policy and each arm's final policy; paired stratified-bootstrap differences of every
+    arm against the initial policy and against each MORLHF arm; the overall mean at every checkpoint. `raw`
+    holds, for sources whose objective is one of the judge's `rules` (objective -> (mean, std) of its z-score),
+    the un-normalised mean: for exact match, the share of right answers. None when a prompt source names no
+    single objective."""
+    initial = next(iter(curves.values()))[0]
+    sources = initial["prompt_sources"]
+    if source_oracle_weights(sources, objectives) is None:
+        return None
+
+    def scores(evaluation: dict) -> torch.Tensor:
+        rows = {r["label"]: r for r in evaluation["rows"]}
+        return own_objective_scores(torch.tensor(rows["uniform"]["scores"]), sources, objectives)
+
+    named = {s: objectives[int(source_oracle_weights([s], objectives).argmax())] for s in dict.fromkeys(sources)}
+
+    def raw_means(values: torch.Tensor) -> dict[str, float]:
+        return {s: round(float(values[[x == s for x in sources]].mean()) * rules[o][1] + rules[o][0], 6)
+                for s, o in named.items() if o in rules}
+
+    final = {INITIAL: initial, **{arm: evals[max(evals)] for arm, evals in curves.items()}}
+    per_prompt = {name: scores(ev) for name, ev in final.items()}
+    out = {"sources": named,
+           "policies": {name: {"scores": stratified_bootstrap(v.tolist(), sources), "raw": raw_means(v)}
+                        for name, v in per_prompt.items()},
+           "vs": {}, "curves": {}}
+    for base in [INITIAL, *baseline_arms(arms)]:
+        out["vs"][base] = {arm: stratified_bootstrap((per_prompt[arm] - per_prompt[base]).tolist(), sources)
+                           for arm in arms if arm != base}
+    for arm, evals in curves.items():
+        points = []
+        for step, ev in evals.items():
+            b = stratified_bootstrap(scores(ev).tolist(), sources)["overall"]
+            points.append([step, b["mean"], (b["ci95"][1] - b["ci95"][0]) / 2])
+        out["curves"][arm] = points
+    return out
+
+
+def training_cost(run_dir: Path) -> dict:
+    """Seconds per optimisation step and the peak memory of a train-policy run, from its log.jsonl."""
+    rows = read_log(run_dir / LOG_FILE)
+    times = [float(r["step_time"]) for r in rows if "step_time" in r]  # TRL's per-step wall time (a resume keeps them all)
+    cost = {"steps": max((r["step"] for r in rows), default=0), "seconds_per_step": sum(times) / len(times) if times else None}
+    for key in ("peak_rss_mb", "peak_cuda_mb"):
+        peaks = [r[key] for r in rows if key in r]
+        if peaks:
+            cost[key] = max(peaks)
+    return cost
 
 
 def _training_reward(run_dir: Path) -> list[list[float]]:
@@ -160,6 +268,9 @@ def render_report(r: dict) -> str:
     deltas += ["| " + m + " | " + " | ".join(_pm(d["delta_combined"][w]) for w in weightings) + " |"
                for m, d in r["methods"].items()]
     c = r["config"]
+    cost = ["| method | steps | seconds per step | peak memory (MiB) |", "|---|---|---|---|"]
+    cost += [f"| {m} | {d['cost']['steps']} | {_num(d['cost']['seconds_per_step'], '.1f')} | "
+             f"{_num(d['cost'].get('peak_cuda_mb', d['cost'].get('peak_rss_mb')), '.0f')} |" for m, d in r["methods"].items()]
     return "\n".join([
         "# RL comparison: " + " vs ".join(r["methods"]),
         "",
@@ -183,4 +294,40 @@ def render_report(r: dict) -> str:
         "",
         *deltas,
         "",
+        *(render_own_objective(r["own_objective"]) if "own_objective" in r else []),
+        "## Cost of training",
+        "",
+        *cost,
+        "",
     ])
+
+
+def _num(x, fmt: str) -> str:
+    return "n/a" if x is None else format(x, fmt)
+
+
+def _interval(b: dict, signed: bool = True) -> str:
+    lo, hi = b["ci95"]
+    return f"{b['mean']:{'+' if signed else ''}.3f} [{lo:{'+' if signed else ''}.3f}, {hi:{'+' if signed else ''}.3f}]"
+
+
+def render_own_objective(own: dict) -> list[str]:
+    """The per-source tables: each held-out prompt judged on its source's objective."""
+    sources = list(own["sources"])
+    header = "| policy | " + " | ".join(f"{s} ({o})" for s, o in own["sources"].items()) + " | overall |"
+    rule = "|" + "---|" * (len(sources) + 2)
+    level = [header, rule]
+    for name, p in own["policies"].items():
+        raw = "".join(f"; {s} raw {v:.3f}" for s, v in p["raw"].items())
+        level.append(f"| {name} | " + " | ".join(_interval(p["scores"][s], False) for s in sources)
+                     + f" | {_interval(p['scores']['overall'], False)}{raw} |")
+    lines = ["## Each held-out prompt judged on the objective its source names",
+             "Normalised judge scores (mean [95% bootstrap CI]); overall is the mean of the source means. For an "
+             "objective that is a rule (exact match), `raw` is its un-normalised mean: the share of right answers.",
+             "", *level, ""]
+    for base, deltas in own["vs"].items():
+        lines += [f"### Minus {base}, paired on the prompts (stratified bootstrap)", "", header, rule]
+        lines += [f"| {arm} | " + " | ".join(_interval(d[s]) for s in sources) + f" | {_interval(d['overall'])} |"
+                  for arm, d in deltas.items()]
+        lines.append("")
+    return lines

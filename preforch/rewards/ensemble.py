@@ -17,7 +17,7 @@ from preforch.config import EnsembleConfig
 from preforch.data.schema import Message, PreferenceDataset, content_key
 from preforch.errors import ConfigError, ObjectiveMismatchError, PreforchError
 from preforch.io import atomic_write_json, read_json
-from preforch.rewards.normalization import ZScore, apply_zscore, fit_zscore
+from preforch.rewards.normalization import ZScore, apply_zscore, fit_zscore, replace_objectives
 from preforch.rewards.sources import RewardSource, source_from_spec
 
 ENSEMBLE_FILE = "ensemble.json"
@@ -155,6 +155,14 @@ def build_ensemble(cfg: EnsembleConfig, progress: bool = True) -> RewardEnsemble
 
     sources = [HFRewardModel(p, trust_remote_code=cfg.trust_remote_code) for p in cfg.reward_models]
     ensemble = RewardEnsemble(sources + [RuleReward.from_spec(r) for r in cfg.rules])
+    own = cfg.objective_references
+    missing = sorted(set(own) - set(ensemble.objectives))
+    if missing:
+        raise ConfigError(f"objective_reference: objective(s) {missing} not in the ensemble's {list(ensemble.objectives)}")
     ensemble.fit_normalization(load_many(cfg.reference_data, cfg.max_reference_pairs), progress)
+    for objective, spec in own.items():
+        replies = load_many([spec], cfg.max_reference_pairs).all_replies()
+        k = ensemble.objectives.index(objective)
+        ensemble.normalizer = replace_objectives(ensemble.normalizer, fit_zscore(ensemble.score_raw(*replies, progress)), [k])
     ensemble.save(cfg.output_dir)
     return ensemble

@@ -44,3 +44,11 @@ def fit_zscore(raw: torch.Tensor, eps: float = 1e-6) -> ZScore:
 def apply_zscore(raw: torch.Tensor, stats: ZScore) -> torch.Tensor:
     """r~ = (r - mu) / sigma, broadcast over the last dim: raw [..., K] -> [..., K]."""
     return (raw - stats.mean.to(raw)) / stats.std.to(raw)
+
+
+def replace_objectives(stats: ZScore, other: ZScore, columns: list[int]) -> ZScore:
+    """`stats` with the objectives at `columns` taken from `other` (both [K]): an objective fitted on a reference
+    set of its own."""
+    mean, std = stats.mean.clone(), stats.std.clone()
+    mean[columns], std[columns] = other.mean[columns], other.std[columns]
+    return ZScore(mean, std, stats.num_samples)

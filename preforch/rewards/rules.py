@@ -10,6 +10,7 @@ import importlib
 import math
 from typing import Callable, Sequence
 
+from preforch.data.arithmetic import exact_match
 from preforch.errors import ConfigError
 
 RuleFn = Callable[[Sequence[str], Sequence[str]], list[float]]
@@ -26,7 +27,8 @@ def no_refusal(prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
     return [0.0 if r.strip().lower().startswith(starts) else 1.0 for r in responses]
 
 
-BUILTIN_RULES: dict[str, RuleFn] = {f.__name__: f for f in (conciseness, no_refusal)}
+# exact_match: the verifiable objective, 1.0 for a right final answer to a bundled arithmetic problem
+BUILTIN_RULES: dict[str, RuleFn] = {f.__name__: f for f in (conciseness, no_refusal, exact_match)}
 
 
 def resolve_rule(name: str) -> RuleFn:

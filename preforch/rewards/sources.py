@@ -15,6 +15,7 @@ from typing import Protocol, Sequence
 
 import torch
 
+from preforch.config import rule_objective
 from preforch.data.schema import Message
 from preforch.errors import ConfigError
 from preforch.models import autocast, fast_bf16
@@ -110,8 +111,7 @@ class RuleReward:
     @classmethod
     def from_spec(cls, spec: str) -> "RuleReward":
         """`conciseness` (objective named after the rule) or `objective=package.module:function`."""
-        objective, _, rule = spec.rpartition("=")
-        return cls(objective or rule.rpartition(":")[2], rule)
+        return cls(rule_objective(spec), spec.rpartition("=")[2])
 
     def score(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str]) -> torch.Tensor:
         values = self.fn([p[-1]["content"] for p in prompts], list(responses))

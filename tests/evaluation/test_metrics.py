@@ -78,3 +78,26 @@ def test_interference_is_the_paired_accuracy_gap_to_dpo_on_the_objective_alone()
     with pytest.raises(DataError, match="helpful: held-out pairs differ \\(4 vs 2\\)"):
         interference(mahalo, alone)
 
+
+
+def test_own_objective_scores_pick_each_prompts_source_objective():
+    from preforch.evaluation.metrics import own_objective_scores
+
+    scores = torch.tensor([[1.0, -1.0, 0.0], [2.0, 0.5, 0.0], [0.3, 0.3, 1.0]])
+    sources = ["hh-helpful", "hh-harmless", "arithmetic"]
+    assert own_objective_scores(scores, sources, ["helpful", "harmless", "arithmetic"]).tolist() == [1.0, 0.5, 1.0]
+    with pytest.raises(DataError, match="'ultrafeedback' -> \\[\\]"):
+        own_objective_scores(scores, ["hh-helpful", "ultrafeedback", "arithmetic"], ["helpful", "harmless", "arithmetic"])
+
+
+def test_stratified_bootstrap_overall_is_the_mean_of_source_means():
+    from preforch.evaluation.metrics import stratified_bootstrap
+
+    # source a: 1, 3 (mean 2); source b: 10 (mean 10), one prompt: overall (2 + 10) / 2 = 6, not the prompt mean 14/3
+    b = stratified_bootstrap([1.0, 3.0, 10.0], ["a", "a", "b"], num_samples=500)
+    assert b["a"]["mean"] == 2.0 and b["b"]["mean"] == 10.0 and b["overall"]["mean"] == 6.0
+    assert b["b"]["ci95"] == [10.0, 10.0] and 1.0 <= b["a"]["ci95"][0] <= b["a"]["ci95"][1] <= 3.0
+    assert 5.0 <= b["overall"]["ci95"][0] <= 6.0 <= b["overall"]["ci95"][1] <= 6.5
+    assert b["overall"]["n"] == 3 and b["a"]["n"] == 2
+    # a constant paired difference is certain
+    assert stratified_bootstrap([0.5] * 4, ["a", "b", "a", "b"])["overall"]["ci95"] == [0.5, 0.5]

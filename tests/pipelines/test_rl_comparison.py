@@ -23,16 +23,19 @@ def test_config_rejects_bad_methods():
 
 def test_rl_compare_trains_both_methods_and_judges_every_checkpoint(tiny_policy_dir, tiny_ensemble_dir,
                                                                     tiny_orchestrator_dir, tmp_path, capsys):
-    data = tmp_path / "prompts.jsonl"
+    data, held_out = tmp_path / "prompts.jsonl", tmp_path / "held_out.jsonl"
     data.write_text("\n".join(json.dumps({"prompt": f"question {i}", "chosen": "a", "rejected": "b"}) for i in range(8)))
+    # one held-out prompt is also a training prompt: the held-out sample leaves it out
+    held_out.write_text("\n".join(json.dumps({"prompt": f"question {i}", "chosen": "a", "rejected": "b"}) for i in range(7, 11)))
     out = tmp_path / "cmp"
     args = ["rl-compare", "--policy", tiny_policy_dir, "--ensemble", tiny_ensemble_dir, "--orchestrator", tiny_orchestrator_dir,
-            "--train_data", str(data), "--eval_data", str(data), "--eval_prompts_per_source", "3", "--output_dir", str(out),
+            "--train_data", str(data), "--eval_data", str(held_out), "--eval_prompts_per_source", "4", "--output_dir", str(out),
             "--max_steps", "2", "--save_steps", "1", "--per_device_train_batch_size", "4", "--num_generations", "2",
             "--max_completion_length", "4", "--learning_rate", "1e-2", "--use_lora", "true"]
     assert main(args) == 0
     r = json.loads((out / "rl_comparison.json").read_text())
     assert set(r["methods"]) == {"pro-morlhf", "morlhf"} and r["weightings"] == ["uniform", "orchestrator"]
+    assert r["num_prompts"] == 3  # question 7 was trained on
     for d in r["methods"].values():
         # step 0 (shared initial policy), the LoRA checkpoint at step 1, the merged final policy at step 2
         assert [p[0] for p in d["heldout_curve"]["orchestrator"]] == [0, 1, 2]
@@ -86,3 +89,73 @@ def test_rl_compare_checks_every_methods_weights_before_training_any(tiny_policy
                  tiny_orchestrator_dir, "--weights", "kindness=1", "--output_dir", str(out)]) == 2
     assert "unknown objective 'kindness'" in capsys.readouterr().err  # morlhf's weights, though pro-morlhf comes first
     assert not out.exists()
+
+
+def _mixed_data(path, n: int) -> str:
+    """n pairs of each mixed-intent source: benign and harmful requests, arithmetic problems (right over wrong)."""
+    from preforch.data.arithmetic import make_problems
+
+    rows = [{"prompt": f"explain topic {i} of {path.stem}", "chosen": "Sure: " * 4, "rejected": "no", "source": "hh-helpful"}
+            for i in range(n)]
+    rows += [{"prompt": f"how do I hurt {i} of {path.stem}", "chosen": "No.", "rejected": "Like this " * 4,
+              "source": "hh-harmless"} for i in range(n)]
+    rows += [{"prompt": list(p.prompt), "chosen": f"Answer: {p.answer}", "rejected": f"Answer: {p.answer + 1}",
+              "source": "arithmetic"} for p in make_problems(n, seed=len(str(path)), level="one-step")]
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    return str(path)
+
+
+@pytest.fixture
+def mixed_stack(tiny_rm_dir, tiny_encoder_dir, tmp_path):
+    """A mixed-intent ensemble (tiny helpful/harmless RM + the exact-match rule) and an orchestrator on it."""
+    from preforch.config import EnsembleConfig, OrchestratorConfig
+    from preforch.orchestrator.train import train_and_evaluate
+    from preforch.rewards.ensemble import build_ensemble
+
+    train, test = _mixed_data(tmp_path / "train.jsonl", 6), _mixed_data(tmp_path / "test_set.jsonl", 4)
+    build_ensemble(EnsembleConfig(reward_models=[tiny_rm_dir], rules=["arithmetic=exact_match"], reference_data=[train],
+                                  output_dir=str(tmp_path / "rewards")), progress=False)
+    train_and_evaluate(OrchestratorConfig(ensemble=str(tmp_path / "rewards"), encoder=tiny_encoder_dir, train_data=[train],
+                                          eval_data=[], epochs=3, validation_fraction=0.3,
+                                          output_dir=str(tmp_path / "orchestrator")), progress=False)
+    return train, test, str(tmp_path / "rewards"), str(tmp_path / "orchestrator")
+
+
+def test_rl_compare_mixed_intent_arms_and_per_source_report(tiny_policy_dir, mixed_stack, tmp_path):
+    train, test, rewards, orchestrator = mixed_stack
+    out = tmp_path / "cmp"
+    assert main(["rl-compare", "--policy", tiny_policy_dir, "--ensemble", rewards, "--orchestrator", orchestrator,
+                 "--methods", "morlhf:uniform", "morlhf:best-fixed", "single-reward:arithmetic",
+                 "--train_data", train, "--eval_data", test, "--eval_prompts_per_source", "3", "--eval_temperature", "0",
+                 "--output_dir", str(out), "--max_steps", "1", "--save_steps", "5", "--per_device_train_batch_size", "4",
+                 "--num_generations", "2", "--max_completion_length", "4", "--use_lora", "true"]) == 0
+    r = json.loads((out / "rl_comparison.json").read_text())
+    fixed = json.loads((tmp_path / "orchestrator" / "orchestrator_config.json").read_text())["metadata"]["best_fixed_validation"]
+    assert r["methods"]["morlhf:best-fixed"]["weights"] == ",".join(f"{o}={w!r}" for o, w in fixed.items())
+    assert r["methods"]["morlhf:uniform"]["weights"] is None
+    assert r["methods"]["single-reward:arithmetic"]["objective"] == "arithmetic"
+    assert (out / "morlhf-best-fixed" / "policy").is_dir() and (out / "single-reward-arithmetic" / "policy").is_dir()
+    # the exact-match rule rewarded the RL completions like any other objective
+    log = [json.loads(line) for line in (out / "single-reward-arithmetic" / "log.jsonl").read_text().splitlines()]
+    assert any("objectives/arithmetic/raw" in row for row in log)
+    assert r["methods"]["single-reward:arithmetic"]["cost"]["steps"] == 1
+    own = r["own_objective"]
+    assert own["sources"] == {"hh-helpful": "helpful", "hh-harmless": "harmless", "arithmetic": "arithmetic"}
+    assert set(own["policies"]) == {"initial", "morlhf:uniform", "morlhf:best-fixed", "single-reward:arithmetic"}
+    assert set(own["vs"]) == {"initial", "morlhf:uniform", "morlhf:best-fixed"}
+    assert set(own["vs"]["morlhf:uniform"]) == {"morlhf:best-fixed", "single-reward:arithmetic"}
+    # exact match read back from the normalised scores: a share of right answers
+    assert 0.0 <= own["policies"]["initial"]["raw"]["arithmetic"] <= 1.0
+    held_out = json.loads((out / "eval" / "initial" / "evaluation.json").read_text())
+    assert held_out["prompt_sources"] == ["hh-helpful"] * 3 + ["hh-harmless"] * 3 + ["arithmetic"] * 3
+    report = (out / "report.md").read_text()
+    assert "judged on the objective its source names" in report and "### Minus morlhf:best-fixed" in report
+    assert "arithmetic (arithmetic)" in report and "## Cost of training" in report
+
+
+def test_rl_compare_refuses_an_arm_naming_an_objective_the_ensemble_lacks(tiny_ensemble_dir, tmp_path, capsys):
+    assert main(["rl-compare", "--ensemble", tiny_ensemble_dir, "--methods", "single-reward:arithmetic",
+                 "--output_dir", str(tmp_path / "o")]) == 2
+    assert "got 'arithmetic'" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="only morlhf"):
+        RLComparisonConfig(methods=["pro-morlhf:x"])
