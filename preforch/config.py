@@ -16,6 +16,7 @@ HH_TRAIN = ["hh-helpful:train", "hh-harmless:train"]
 HH_TEST = ["hh-helpful:test", "hh-harmless:test"]
 POLICY_METHODS = ("pro-morlhf", "morlhf", "single-reward", "moslim")
 ORCHESTRATOR_OBJECTIVES = ("kl", "bradley-terry", "hybrid")
+ONLINE_FILTERS = ("ric", "offline-thresholds")
 
 
 def _list(default: list[str], help: str):
@@ -719,9 +720,15 @@ class WicConfig:
     temperature: float = _f(0.8, "sampling temperature")
     top_p: float = _f(0.95, "nucleus sampling")
     generation_batch_size: int = _f(8, "prompts per generation batch")
-    preference_source: Optional[str] = _f(None, "online preferences: orchestrator | random (Dirichlet(1)) | uniform; "
-                                          "default orchestrator for pro-wic, random for ric")
-    filter_quantile: float = _f(0.7, "keep an online sample if some normalised score reaches this quantile of the offline scores")
+    preference_source: Optional[str] = _f(None, "online preferences: orchestrator | random (Dirichlet(1)) | ric-goals "
+                                          "(RiC's sample_goals: every objective but one at the top of its range) | "
+                                          "uniform; default orchestrator for pro-wic, random for ric")
+    online_filter: str = _f("ric", "ric (RiC's online stage: keep a generated sample if some score reaches the "
+                            "filter_quantile of that round's generated scores; the offline samples mixed in pass the same "
+                            "filter on the offline scores; kept samples accumulate across rounds) | offline-thresholds "
+                            "(preforch before issue 29: thresholds from the offline scores, unfiltered offline mix, each "
+                            "round's samples alone)")
+    filter_quantile: float = _f(0.7, "the rejection filter's quantile (see online_filter)")
     offline_mix: int = _f(64, "offline samples mixed into each online SFT round")
     sft_steps_per_iteration: int = _f(20, "SFT steps per online iteration")
     max_steps: int = _f(60, "SFT steps of the offline stage")
@@ -745,7 +752,9 @@ class WicConfig:
                   "generation_batch_size", "sft_steps_per_iteration", "max_steps", "learning_rate",
                   "per_device_train_batch_size", "max_length")
         for name, value, allowed in (("method", self.method, ("pro-wic", "ric")), ("stage", self.stage, ("offline", "online")),
-                                     ("preference_source", self.preference_source, (None, "orchestrator", "random", "uniform"))):
+                                     ("preference_source", self.preference_source,
+                                      (None, "orchestrator", "random", "ric-goals", "uniform")),
+                                     ("online_filter", self.online_filter, ONLINE_FILTERS)):
             if value not in allowed:
                 raise ConfigError(f"{name}: expected one of {[a for a in allowed if a]}, got {value!r}")
         if not 0 < self.filter_quantile < 1:

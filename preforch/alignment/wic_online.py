@@ -1,5 +1,12 @@
 """Online stage of Pro-WiC / RiC: sample under chosen preferences, relabel, filter, mix, SFT; repeated.
 
+The filter is RiC's (YangRui2015/RiC, `ric/utils.py` merge_dataset): each round keeps a generated sample when
+some objective's score reaches the `filter_quantile` of *that round's generated* scores; the offline samples mixed
+back in pass the same test against the offline scores' quantiles; the kept samples of every round so far are
+trained on again (RiC concatenates its online data across rounds). `--online_filter offline-thresholds` keeps the
+earlier preforch stage (thresholds from the offline scores, an unfiltered offline mix, each round alone) for
+comparison.
+
 Each iteration writes OUTPUT_DIR/online_samples_<t>.jsonl (every generated sample with its scores, relabelled
 conditioning and whether it was kept), saves OUTPUT_DIR/policy and updates the accounting in
 OUTPUT_DIR/wic_run.json, so `--resume` continues after the last finished iteration.
@@ -22,7 +29,7 @@ from preforch.alignment.wic import (RUN_FILE, Scorer, WicSpec, conditioning_valu
 from preforch.config import WicConfig
 from preforch.data.loaders import load_many
 from preforch.data.schema import Message
-from preforch.data.weights import random_simplex
+from preforch.data.weights import random_simplex, ric_goal_weights
 from preforch.errors import ConfigError
 from preforch.io import atomic_write_text
 from preforch.orchestrator.preference import load_orchestrator, preference_weights
@@ -31,14 +38,17 @@ from preforch.rewards.ensemble import check_objectives
 
 def choose_preferences(source: str, prompts: Sequence[Sequence[Message]], objectives: Sequence[str],
                        orchestrator, seed: int) -> torch.Tensor:
-    """Preferences [P, K] to sample under: f_phi(x) (Pro-WiC), Dirichlet(1) draws (RiC-online) or uniform."""
+    """Preferences [P, K] to sample under: f_phi(x) (Pro-WiC), Dirichlet(1) draws (RiC-online), RiC's own goals
+    (every objective but one at the top, `ric_goal_weights`) or uniform."""
     if source == "orchestrator":
         return preference_weights(None, prompts, objectives, orchestrator)
     if source == "random":
         return random_simplex(len(prompts), len(objectives), seed)
+    if source == "ric-goals":
+        return ric_goal_weights(len(prompts), len(objectives), seed)
     if source == "uniform":
         return torch.full((len(prompts), len(objectives)), 1 / len(objectives))
-    raise ConfigError(f"preference_source: expected orchestrator, random or uniform, got {source!r}")
+    raise ConfigError(f"preference_source: expected orchestrator, random, ric-goals or uniform, got {source!r}")
 
 
 @dataclass
@@ -52,15 +62,30 @@ class OnlineBatch:
     scores: torch.Tensor  # [N, K] normalised scores obtained
     values: torch.Tensor  # [N, K] relabelled conditioning (Eq. 10 self-weights, or the scores)
     kept: torch.Tensor  # [N] bool: passed the rejection filter and is not empty
+    thresholds: torch.Tensor  # [K] the filter's levels this round
     generation_seconds: float
     scoring_seconds: float
 
 
+def round_thresholds(generated: torch.Tensor, usable: torch.Tensor, quantile: float) -> torch.Tensor:
+    """RiC's filter levels for one round: the per-objective `quantile` of the round's own generated scores
+    (generated [N, K], over the rows where `usable` [N] bool; all rows if none is) -> [K]."""
+    return quantile_thresholds(generated[usable] if bool(usable.any()) else generated, quantile)
+
+
+def offline_pool(offline: torch.Tensor, thresholds: torch.Tensor) -> list[int]:
+    """Indices of the offline samples (scores [M, K]) RiC may mix back in: those passing `rejection_mask` at the
+    offline scores' own quantiles `thresholds` [K] (RiC's select_data_with_quantile on its offline data)."""
+    return rejection_mask(offline, thresholds).nonzero().flatten().tolist()
+
+
 def collect_online_samples(model, tokenizer, prompts: Sequence[Sequence[Message]], preferences: torch.Tensor,
-                           spec: WicSpec, scorer: Scorer, thresholds: torch.Tensor, sampling: SamplingConfig) -> OnlineBatch:
+                           spec: WicSpec, scorer: Scorer, thresholds: torch.Tensor | None, quantile: float,
+                           sampling: SamplingConfig) -> OnlineBatch:
     """Render each prompt with its preference [P, K], sample `sampling.num_candidates` replies, score them on the
-    untagged prompt, relabel with the scores obtained, and mark those passing `rejection_mask`. Empty replies
-    are never kept (the data loaders refuse them too)."""
+    untagged prompt, relabel with the scores obtained, and mark those passing `rejection_mask` at `thresholds`
+    [K] (None: RiC's, the `quantile` of this round's scores). Empty replies are never kept (the data loaders
+    refuse them too)."""
     t0 = time.perf_counter()
     candidates = sample_candidates(model, tokenizer, spec.condition(prompts, preferences), sampling)
     t1 = time.perf_counter()
@@ -71,10 +96,11 @@ def collect_online_samples(model, tokenizer, prompts: Sequence[Sequence[Message]
     t2 = time.perf_counter()
     repeat = torch.tensor(per_prompt)
     nonempty = torch.tensor([bool(r.strip()) for r in replies], dtype=torch.bool)
+    thresholds = round_thresholds(scores, nonempty, quantile) if thresholds is None else thresholds
     return OnlineBatch(flat_prompts, replies, preferences.repeat_interleave(repeat, 0),
                        spec.prompt_values(preferences).repeat_interleave(repeat, 0), scores,
                        conditioning_values(spec.method, scores, spec.tau), rejection_mask(scores, thresholds) & nonempty,
-                       t1 - t0, t2 - t1)
+                       thresholds, t1 - t0, t2 - t1)
 
 
 def _check_inputs(cfg: WicConfig, objectives: Sequence[str]):
@@ -92,6 +118,15 @@ def _check_inputs(cfg: WicConfig, objectives: Sequence[str]):
     if not len(online):
         raise ConfigError(f"online_data {cfg.online_data}: no prompts" + turns_note(cfg))
     return spec, orchestrator, online.shuffled(cfg.seed)
+
+
+def read_kept_samples(path: Path) -> tuple[list, list[str], torch.Tensor]:
+    """(prompts, replies, relabelled values [M, K]) of the samples an earlier round kept, from its
+    online_samples_<t>.jsonl: what a resumed RiC stage accumulates."""
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    kept = [r for r in rows if r["kept"]]
+    values = torch.tensor([r["relabelled"] for r in kept], dtype=torch.float32)
+    return [tuple(r["prompt"]) for r in kept], [r["response"] for r in kept], values
 
 
 def _write_samples(path: Path, t: int, batch: OnlineBatch) -> None:
@@ -131,33 +166,41 @@ def run_online(cfg: WicConfig, objectives: Sequence[str], scorer: Scorer) -> dic
     t0 = time.perf_counter()
     off_prompts, off_replies, off_scores = offline_samples(cfg, scorer)
     offline_scoring_seconds = time.perf_counter() - t0
-    thresholds = quantile_thresholds(off_scores, cfg.filter_quantile)  # fixed by the offline data, as in RiC
+    offline_thresholds = quantile_thresholds(off_scores, cfg.filter_quantile)
+    ric = cfg.online_filter == "ric"
+    off_pool = offline_pool(off_scores, offline_thresholds) if ric else list(range(len(off_replies)))
     off_values = conditioning_values(cfg.method, off_scores, spec.tau)
     sampling = SamplingConfig(cfg.num_generations, cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.generation_batch_size)
     out = Path(cfg.output_dir)
     iterations, policy = resume_point(cfg)
     if iterations:
         print(f"resuming after online iteration {len(iterations) - 1} from {policy}", flush=True)
+    kept_so_far = [read_kept_samples(out / f"online_samples_{t}.jsonl") for t in range(len(iterations))] if ric else []
     for t in range(len(iterations), cfg.iterations):
         start = t * cfg.online_prompts  # a fresh slice each iteration, wrapping around a small online set
         prompts = [online[(start + i) % len(online)].prompt for i in range(cfg.online_prompts)]
         preferences = choose_preferences(cfg.preference, prompts, objectives, orchestrator, cfg.seed + t)
         set_seed(cfg.seed + t)
         model, tok = load_policy(policy, trust_remote_code=cfg.trust_remote_code)
-        batch = collect_online_samples(model, tok, prompts, preferences, spec, scorer, thresholds, sampling)
+        batch = collect_online_samples(model, tok, prompts, preferences, spec, scorer, None if ric else offline_thresholds,
+                                       cfg.filter_quantile, sampling)
         del model
         kept = batch.kept.nonzero().flatten().tolist()
-        mixed = random.Random(cfg.seed + t).sample(range(len(off_replies)), min(cfg.offline_mix, len(off_replies)))
-        rows = (sft_rows([batch.prompts[i] for i in kept], [batch.replies[i] for i in kept], batch.values[kept], spec)
-                + sft_rows([off_prompts[i] for i in mixed], [off_replies[i] for i in mixed], off_values[mixed], spec))
+        this_round = ([batch.prompts[i] for i in kept], [batch.replies[i] for i in kept], batch.values[kept])
+        kept_so_far = [*kept_so_far, this_round] if ric else [this_round]
+        mixed = [off_pool[i] for i in random.Random(cfg.seed + t).sample(range(len(off_pool)), min(cfg.offline_mix, len(off_pool)))]
+        rows = [r for p, y, v in kept_so_far for r in sft_rows(p, y, v, spec)]
+        online_rows = len(rows)
+        rows += sft_rows([off_prompts[i] for i in mixed], [off_replies[i] for i in mixed], off_values[mixed], spec)
         _write_samples(out / f"online_samples_{t}.jsonl", t, batch)
         step = sft(cfg, policy, rows, cfg.sft_steps_per_iteration, spec, cfg.seed + t) if rows else {"sft_samples": 0}
         policy = str(out / "policy") if rows else policy
         n = len(batch.replies)
         iterations.append({"iteration": t, "prompts": len(prompts), "generated": n, "kept": len(kept),
                            "empty": sum(not r.strip() for r in batch.replies),
-                           "kept_fraction": len(kept) / n if n else 0.0, "offline_mixed": len(mixed),
-                           "thresholds": thresholds.tolist(),
+                           "kept_fraction": len(kept) / n if n else 0.0, "online_trained": online_rows,
+                           "offline_mixed": len(mixed), "offline_passing_filter": len(off_pool),
+                           "thresholds": batch.thresholds.tolist(),
                            "mean_scores_generated": dict(zip(objectives, batch.scores.mean(0).tolist())),
                            "generation_seconds": batch.generation_seconds, "scoring_seconds": batch.scoring_seconds, **step})
         write_run(cfg, {"spec": spec.to_dict(), "offline_samples": len(off_replies),

@@ -159,3 +159,18 @@ def random_simplex(n: int, k: int, seed: int) -> torch.Tensor:
     """n weight vectors drawn uniformly from the simplex (Dirichlet(1) via normalised exponentials): [n, k]."""
     e = -torch.log(torch.rand(n, k, generator=torch.Generator().manual_seed(seed)).clamp_min(1e-12))
     return e / e.sum(-1, keepdim=True)
+
+
+def ric_goal_weights(n: int, k: int, seed: int) -> torch.Tensor:
+    """RiC's online preference sampling (`sample_goals` in YangRui2015/RiC) as weights: [n, k] on the simplex.
+
+    RiC draws k target scores uniformly over the score range and lifts every one but the smallest to the top, so
+    each goal asks for the best of all objectives but one. Under RiC's preference-to-target map (target_i = high_i
+    when w_i >= 1/k, else low_i + k w_i (high_i - low_i)), the same goals come from weights with one objective, chosen
+    uniformly, at w = min of k uniform draws on [0, 1/k) and the others sharing the rest equally (each >= 1/k)."""
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(n, k, generator=g).min(-1).values / k  # [n]: the one objective below the top
+    which = torch.randint(0, k, (n,), generator=g)
+    w = ((1 - low) / (k - 1))[:, None].expand(n, k).clone()
+    w[torch.arange(n), which] = low
+    return w

@@ -104,8 +104,9 @@ def _fake_scorer(prompts, replies):
     return torch.tensor(digits, dtype=torch.float32) / 5 - 1
 
 
-@pytest.mark.parametrize("method, source", [("pro-wic", "orchestrator"), ("ric", "random")])
-def test_one_online_iteration_relabels_filters_and_accounts(method, source, tiny_policy_dir, tiny_ensemble_dir,
+@pytest.mark.parametrize("method, source, online_filter", [("pro-wic", "orchestrator", "ric"), ("ric", "random", "ric"),
+                                                         ("ric", "random", "offline-thresholds")])
+def test_one_online_iteration_relabels_filters_and_accounts(method, source, online_filter, tiny_policy_dir, tiny_ensemble_dir,
                                                            tiny_orchestrator_dir, tmp_path):
     policy, spec = make_wic_policy(tiny_policy_dir, tmp_path, method)
     pairs = make_pairs(8)
@@ -113,12 +114,15 @@ def test_one_online_iteration_relabels_filters_and_accounts(method, source, tiny
     cfg = WicConfig(method=method, stage="online", policy=policy, ensemble=tiny_ensemble_dir, orchestrator=tiny_orchestrator_dir,
                     train_data=[_write_pairs(tmp_path / "pairs.jsonl", pairs)], online_data=[str(tmp_path / "pairs.jsonl")],
                     online_prompts=4, num_generations=3, max_new_tokens=6, offline_mix=2, sft_steps_per_iteration=1,
-                    per_device_train_batch_size=4, max_length=128, learning_rate=1e-2, output_dir=str(out))
+                    per_device_train_batch_size=4, max_length=128, learning_rate=1e-2, output_dir=str(out),
+                    online_filter=online_filter)
     assert cfg.preference == source
     result = train_wic(cfg, scorer=_fake_scorer)
     rows = [json.loads(line) for line in (out / "online_samples_0.jsonl").read_text().splitlines()]
     offline = _fake_scorer([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs])
-    thresholds = torch.quantile(offline, 0.7, dim=0)
+    generated = torch.tensor([r["scores"] for r in rows if r["response"].strip()])
+    # RiC: this round's generated scores set the levels; the earlier filter took them from the offline scores
+    thresholds = torch.quantile(generated if online_filter == "ric" else offline, 0.7, dim=0)
     assert len(rows) == 12
     for r in rows:
         scores = _fake_scorer([tuple(r["prompt"])], [r["response"]])[0]
@@ -134,6 +138,8 @@ def test_one_online_iteration_relabels_filters_and_accounts(method, source, tiny
     it = json.loads((out / "wic_run.json").read_text())["online"]["iterations"][0]
     assert it == result["iterations"][0]
     assert (it["generated"], it["kept"], it["offline_mixed"], it["sft_samples"]) == (12, kept, 2, kept + 2)
+    passing = int((offline >= torch.quantile(offline, 0.7, dim=0)).any(-1).sum())
+    assert it["offline_passing_filter"] == (passing if online_filter == "ric" else len(offline))
     assert it["empty"] == sum(not r["response"].strip() for r in rows)
     assert it["kept_fraction"] == pytest.approx(kept / 12) and it["thresholds"] == pytest.approx(thresholds.tolist())
     assert it["sft_steps"] == 1 and it["sft_tokens"] > 0
@@ -207,3 +213,47 @@ def test_online_resume_continues_after_the_last_finished_iteration(tiny_policy_d
 
     with pytest.raises(ConfigError, match=r"--resume: .*wic_run.json was written with other settings \(filter_quantile: 0.7 -> 0.5\)"):
         train_wic(replace(cfg, iterations=3, resume=True, filter_quantile=0.5), scorer=_fake_scorer)
+
+
+def test_ric_round_filter_and_accumulation_on_a_hand_built_round(tiny_policy_dir, tiny_ensemble_dir, tmp_path):
+    """RiC's online stage (YangRui2015/RiC merge_dataset): quantiles of the round's own generated scores, kept
+    samples trained on again in every later round, the offline mix drawn only from offline samples that pass."""
+    from preforch.alignment.wic_online import offline_pool, read_kept_samples, round_thresholds
+
+    generated = torch.tensor([[0.0, 9.0], [1.0, 8.0], [2.0, 7.0], [3.0, 6.0], [100.0, 100.0]])
+    usable = torch.tensor([True, True, True, True, False])  # an empty reply does not set the level
+    assert round_thresholds(generated, usable, 0.5).tolist() == [1.5, 7.5]
+    assert rejection_mask(generated[:4], round_thresholds(generated, usable, 0.5)).tolist() == [True, True, True, True]
+    assert round_thresholds(generated, usable, 0.75).tolist() == [2.25, 8.25]
+    assert rejection_mask(generated[:4], torch.tensor([2.25, 8.25])).tolist() == [True, False, False, True]
+    offline = torch.tensor([[0.0, 0.0], [5.0, 0.0], [0.0, 5.0], [1.0, 1.0]])
+    assert offline_pool(offline, quantile_thresholds(offline, 0.7)) == [1, 2], "the offline mix passes the same filter"
+
+    policy, _ = make_wic_policy(tiny_policy_dir, tmp_path, "ric")
+    data = _write_pairs(tmp_path / "pairs.jsonl", make_pairs(8))
+    out = tmp_path / "online"
+    cfg = WicConfig(method="ric", stage="online", policy=policy, ensemble=tiny_ensemble_dir, train_data=[data],
+                    online_data=[data], online_prompts=3, num_generations=2, max_new_tokens=5, offline_mix=1, iterations=2,
+                    sft_steps_per_iteration=1, per_device_train_batch_size=4, max_length=128, output_dir=str(out))
+    first, second = train_wic(cfg, scorer=_fake_scorer)["iterations"]
+    kept = [len(read_kept_samples(out / f"online_samples_{t}.jsonl")[1]) for t in (0, 1)]
+    assert kept == [first["kept"], second["kept"]] and min(kept) > 0
+    assert first["online_trained"] == kept[0] and second["online_trained"] == kept[0] + kept[1], "kept samples accumulate"
+    assert second["sft_samples"] == kept[0] + kept[1] + 1
+    prompts, replies, values = read_kept_samples(out / "online_samples_0.jsonl")
+    assert torch.allclose(values, _fake_scorer(prompts, replies)), "relabelled with their own scores"
+
+
+def test_ric_goal_weights_are_ric_sample_goals_through_its_target_map():
+    from preforch.data.weights import ric_goal_weights
+
+    w = ric_goal_weights(200, 3, seed=0)
+    assert torch.allclose(w.sum(-1), torch.ones(200)) and bool((w >= 0).all())
+    low, high = torch.tensor([-1.0, -2.0, -3.0]), torch.tensor([1.0, 2.0, 3.0])
+    targets = ric_targets(w, low, high)
+    at_top = (targets == high).sum(-1)
+    assert at_top.tolist() == [2] * 200, "every objective but one at the top of its range"
+    below = targets[targets != high]
+    assert bool(((below >= -3) & (below < 3)).all())
+    assert len(set(w.argmin(-1).tolist())) == 3, "the objective below the top is drawn at random"
+    assert torch.equal(w, ric_goal_weights(200, 3, seed=0))
