@@ -585,6 +585,8 @@ class RLComparisonConfig(PolicyConfig):
     reference_point: Optional[list[float]] = _f(None, "hypervolume reference point recorded in each evaluation (default -2 per objective)")
     judge: Optional[str] = _f(None, "reward ensemble that scores the held-out answers (default: --ensemble, which the "
                               "policies were trained to please; give held-out reward models for an independent judge)")
+    train_only: bool = _f(False, "train the arms and stop: arms trained by parallel calls (one --methods each) are "
+                          "judged by a later call without it, which finds them trained")
     overwrite: bool = _f(False, "retrain and re-evaluate (default: reuse finished stages, resume from checkpoints)")
 
     def __post_init__(self):

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU runs of docs/results.md ("On one H200"), one part per argument, parts in parallel:
 #   bash scripts/gpu_runs.sh rm mahalo mahalo_baselines orchestrator
+#   bash scripts/gpu_runs.sh mixed_benchmark; bash scripts/gpu_runs.sh mixed_rl; bash scripts/gpu_runs.sh mixed_rl_eval
 #   rm            reward models on a SmolLM2-135M backbone (pooling x learning rate), trained without the
 #                 orchestrator's validation slice as the quickstart's MiniLM ones are (issue 11)
 #   mahalo        MAHALO on every bundled HH training pair and arithmetic pairs sampled from 1,800 problems (1,500
@@ -10,6 +11,10 @@
 #                 arithmetic pairs the mahalo part samples (run both at once), or ARITH_DATA's
 #   orchestrator  the paper's fine-tuned encoder (--train_encoder true, 3 epochs, lr 1e-5) vs the frozen-encoder
 #                 default, both objectives, seeds 0-2, on ENSEMBLE's scores (issue 11)
+#   mixed_benchmark  the mixed-intent benchmark's reward stack (build-benchmark, preforch/recipes/mixed_intent.yaml)
+#   mixed_rl      its rl-compare arms at a GPU budget (MIXED_STEPS steps of 32 completions, 8 per prompt, bf16), all
+#                 six trained at once on the one GPU (--train_only), after mixed_benchmark (issue 29)
+#   mixed_rl_eval  every arm's checkpoints judged and the report written (the same rl-compare without --train_only)
 # SEEDS: the orchestrator seeds (default "0 1 2"). PY: a python that imports preforch (default .venv/bin/python).
 # ARITH_DATA: a folder with arithmetic_train.jsonl and arithmetic_eval.jsonl to use instead of sampling them (e.g. a
 # previous run's RUNS/mahalo/data).
@@ -43,9 +48,14 @@ if [ "$SMALL" = 1 ]; then
   RM_CAP="--max_train_pairs 16 --max_eval_pairs 16"
   MAHALO_CAP="--max_train_pairs 32 --max_eval_pairs 32 --max_steps 3 --arithmetic_max_new_tokens 32"
   ORCH_CAP="--max_train_pairs 40 --max_eval_pairs 20"
+  MIXED_CAP="--max_train_pairs 16 --max_eval_pairs 8" RL_CAP="--max_steps 2 --save_steps 1 --eval_prompts_per_source 2"
 else
-  RM_CAP="" MAHALO_CAP="--max_train_pairs 1800 --max_eval_pairs 1500 --max_steps 300" ORCH_CAP=""
+  RM_CAP="" MAHALO_CAP="--max_train_pairs 1800 --max_eval_pairs 1500 --max_steps 300" ORCH_CAP="" MIXED_CAP=""
+  RL_CAP="--max_steps ${MIXED_STEPS:-200} --save_steps 50 --per_device_train_batch_size 32 --num_generations 8"
 fi
+MIXED="$R/mixed_intent"
+RL_MIXED="--config preforch/recipes/rl_compare_mixed_intent.yaml --ensemble $MIXED/rewards --orchestrator $MIXED/orchestrator
+          --judge $MIXED/judge/rewards --output_dir $R/rl_compare_mixed_intent $RL_CAP"
 
 rm_part() {
   for pooling in last mean; do
@@ -120,6 +130,15 @@ orchestrator_part() {
   wait
 }
 
+mixed_rl_part() {
+  local arm
+  for arm in pro-morlhf morlhf:uniform morlhf:best-fixed single-reward:arithmetic single-reward:harmless \
+             single-reward:helpful; do
+    timed "rl_${arm//:/_}" $P rl-compare $RL_MIXED --methods "$arm" --train_only true &
+  done
+  wait
+}
+
 SAMPLING=0  # whether a mahalo part of this call samples the arithmetic pairs the baselines read
 [[ " $* " == *" mahalo "* && -z "${ARITH_DATA:-}" ]] && SAMPLING=1
 for part in "$@"; do
@@ -128,7 +147,12 @@ for part in "$@"; do
     mahalo) mahalo_part & ;;
     mahalo_baselines) mahalo_baselines_part & ;;
     orchestrator) orchestrator_part & ;;
-    *) echo "unknown part $part (rm, mahalo, mahalo_baselines, orchestrator)" >&2; exit 2 ;;
+    mixed_benchmark) timed mixed_benchmark $P build-benchmark --config preforch/recipes/mixed_intent.yaml \
+                       --output_dir "$MIXED" $MIXED_CAP & ;;
+    mixed_rl) mixed_rl_part & ;;
+    mixed_rl_eval) timed mixed_rl_eval $P rl-compare $RL_MIXED & ;;
+    *) echo "unknown part $part (rm, mahalo, mahalo_baselines, orchestrator, mixed_benchmark, mixed_rl, mixed_rl_eval)" >&2
+       exit 2 ;;
   esac
 done
 wait

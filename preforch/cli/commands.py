@@ -160,6 +160,9 @@ def rl_compare(cfg: RLComparisonConfig) -> dict:
     from preforch.pipelines.rl_comparison import run_rl_comparison
 
     r = run_rl_comparison(cfg)
+    if cfg.train_only:
+        print("trained (--train_only): " + ", ".join(f"{arm} in {d}" for arm, d in r["trained"].items()))
+        return r
     for method, d in r["methods"].items():
         print(f"{method}: held-out combined reward change after {d['final_step']} steps (paired, 95% CI): "
               + ", ".join(f"{w} weights {v['mean']:+.3f} ± {v['ci95']:.3f}" for w, v in d["delta_combined"].items()))

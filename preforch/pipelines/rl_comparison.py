@@ -133,6 +133,8 @@ def run_rl_comparison(cfg: RLComparisonConfig) -> dict:
         print(f"\n=== train-policy {arm} ({cfg.max_steps} steps) ===", flush=True)
         resume = any(Path(pcfg.output_dir).glob("checkpoint-*"))
         train_policy(PolicyConfig(**{**asdict(pcfg), "resume": resume}))
+    if cfg.train_only:
+        return {"config": asdict(cfg), "trained": {arm: policy_config(cfg, arm).output_dir for arm in cfg.methods}}
 
     initial = _evaluate(cfg, cfg.policy, INITIAL, k)
     curves = {}

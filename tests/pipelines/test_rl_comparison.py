@@ -121,14 +121,18 @@ def mixed_stack(tiny_rm_dir, tiny_encoder_dir, tmp_path):
     return train, test, str(tmp_path / "rewards"), str(tmp_path / "orchestrator")
 
 
-def test_rl_compare_mixed_intent_arms_and_per_source_report(tiny_policy_dir, mixed_stack, tmp_path):
+def test_rl_compare_mixed_intent_arms_and_per_source_report(tiny_policy_dir, mixed_stack, tmp_path, capsys):
     train, test, rewards, orchestrator = mixed_stack
     out = tmp_path / "cmp"
-    assert main(["rl-compare", "--policy", tiny_policy_dir, "--ensemble", rewards, "--orchestrator", orchestrator,
-                 "--methods", "morlhf:uniform", "morlhf:best-fixed", "single-reward:arithmetic",
-                 "--train_data", train, "--eval_data", test, "--eval_prompts_per_source", "3", "--eval_temperature", "0",
-                 "--output_dir", str(out), "--max_steps", "1", "--save_steps", "5", "--per_device_train_batch_size", "4",
-                 "--num_generations", "2", "--max_completion_length", "4", "--use_lora", "true"]) == 0
+    shared = ["rl-compare", "--policy", tiny_policy_dir, "--ensemble", rewards, "--orchestrator", orchestrator,
+              "--train_data", train, "--eval_data", test, "--eval_prompts_per_source", "3", "--eval_temperature", "0",
+              "--output_dir", str(out), "--max_steps", "1", "--save_steps", "5", "--per_device_train_batch_size", "4",
+              "--num_generations", "2", "--max_completion_length", "4", "--use_lora", "true"]
+    # an arm trained alone (as parallel calls on a GPU do), judged later with the others
+    assert main([*shared, "--methods", "morlhf:best-fixed", "--train_only", "true"]) == 0
+    assert (out / "morlhf-best-fixed" / "policy").is_dir() and not (out / "eval").exists()
+    assert main([*shared, "--methods", "morlhf:uniform", "morlhf:best-fixed", "single-reward:arithmetic"]) == 0
+    assert "morlhf:best-fixed: trained policy found" in capsys.readouterr().out
     r = json.loads((out / "rl_comparison.json").read_text())
     fixed = json.loads((tmp_path / "orchestrator" / "orchestrator_config.json").read_text())["metadata"]["best_fixed_validation"]
     assert r["methods"]["morlhf:best-fixed"]["weights"] == ",".join(f"{o}={w!r}" for o, w in fixed.items())
