@@ -803,12 +803,19 @@ class WicComparisonConfig(WicConfig):
     expert_pairs: Optional[int] = _f(None, "training pairs per objective for the experts (default: max_pairs, the WiC "
                                      "arms' pairs; DPO pairs are human data, not generated, so more of them costs no "
                                      "extra steps)")
+    online_filters: list[str] = _list(["ric"], "the online arms' filters (see train-wic --online_filter); each one beyond "
+                                      "ric adds a Pro-WiC and a RiC-online arm named after it, on the same offline stages")
+    ric_preferences: str = _f("random", "RiC-online's preferences: random (Dirichlet(1)) | ric-goals (RiC's sample_goals)")
     overwrite: bool = _f(False, "retrain and re-evaluate (default: reuse finished stages)")
 
     def __post_init__(self):
         super().__post_init__()
         _positive(self, "eval_prompts_per_source", "grid_divisions", "eval_batch_size", "expert_steps", "expert_learning_rate",
                   "expert_pairs")
+        _one_of(self, "ric_preferences", ("random", "ric-goals"))
+        if not self.online_filters or len(set(self.online_filters)) != len(self.online_filters) or \
+                any(f not in ONLINE_FILTERS for f in self.online_filters):
+            raise ConfigError(f"online_filters: expected distinct values of {', '.join(ONLINE_FILTERS)}, got {self.online_filters}")
         _non_negative(self, "eval_temperature")
         if self.expert_data:
             _same_length(self, "expert_data", "expert_eval_data")

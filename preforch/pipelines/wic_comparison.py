@@ -3,7 +3,10 @@ Soups and MOD beside them (the paper's Tables 1-4 and Figure 2 at small scale).
 
 Arms, all from the same start model:
 - pro-wic: offline SFT on self-weights (Eq. 10), then online rounds sampling under the orchestrator's f_phi(x);
-- ric-online: offline SFT on target scores, then the same online rounds under random preferences (RiC);
+- ric-online: offline SFT on target scores, then the same online rounds under random preferences (RiC; Dirichlet by
+  default, RiC's own goals with --ric_preferences ric-goals);
+- with --online_filters naming offline-thresholds too: a Pro-WiC and a RiC-online arm whose online rounds use the
+  earlier filter, on the same offline stages (old vs new filter);
 - ric-offline: the RiC offline policy, trained on offline data for as many more SFT steps as the online
   rounds take, so every arm gets the same number of SFT steps;
 - soups, mod: one LoRA expert per objective, DPO on that objective's pairs (`train-experts`; by default the
@@ -29,10 +32,23 @@ from preforch.evaluation.pareto import reference_point_or_default
 from preforch.io import atomic_write_json, atomic_write_text
 from preforch.pipelines.wic_comparison_report import render_report
 
-# arm -> its train-wic stages in order (keys of `stage_plan`); the last one's policy is the arm's policy
-ARM_STAGES = {"pro-wic": ("pro-wic/offline", "pro-wic/online"), "ric-online": ("ric/offline", "ric/online"),
-              "ric-offline": ("ric/offline", "ric/offline-more")}
 EXPERT_ARMS = ("soups", "mod")  # kinds serving the one expert set in OUTPUT_DIR/experts
+
+
+def online_suffix(online_filter: str) -> str:
+    """'' for RiC's filter (the default arms keep their names), else ' (<filter>)' / '-<filter>' in folders."""
+    return "" if online_filter == "ric" else f" ({online_filter})"
+
+
+def arm_stages(cfg: WicComparisonConfig) -> dict[str, tuple[str, ...]]:
+    """arm -> its train-wic stages in order (keys of `stage_plan`); the last one's policy is the arm's policy. Each
+    online filter beyond RiC's adds its own Pro-WiC and RiC-online arms on the same offline stages."""
+    arms = {}
+    for f in cfg.online_filters:
+        folder = "online" if f == "ric" else f"online-{f}"
+        arms[f"pro-wic{online_suffix(f)}"] = ("pro-wic/offline", f"pro-wic/{folder}")
+        arms[f"ric-online{online_suffix(f)}"] = ("ric/offline", f"ric/{folder}")
+    return {**arms, "ric-offline": ("ric/offline", "ric/offline-more")}
 
 
 def wic_config(cfg: WicComparisonConfig, **changes) -> WicConfig:
@@ -44,16 +60,20 @@ def stage_plan(cfg: WicComparisonConfig) -> dict[str, WicConfig]:
     """Folder name -> train-wic config, in the order they must run."""
     out = Path(cfg.output_dir)
     extra_steps = cfg.iterations * cfg.sft_steps_per_iteration
-    return {
-        "pro-wic/offline": wic_config(cfg, method="pro-wic", stage="offline", resume=False, output_dir=str(out / "pro-wic/offline")),
-        "pro-wic/online": wic_config(cfg, method="pro-wic", stage="online", preference_source="orchestrator",
-                                     policy=str(out / "pro-wic/offline/policy"), output_dir=str(out / "pro-wic/online")),
-        "ric/offline": wic_config(cfg, method="ric", stage="offline", resume=False, output_dir=str(out / "ric/offline")),
-        "ric/online": wic_config(cfg, method="ric", stage="online", preference_source="random",
-                                 policy=str(out / "ric/offline/policy"), output_dir=str(out / "ric/online")),
-        "ric/offline-more": wic_config(cfg, method="ric", stage="offline", resume=False, max_steps=extra_steps,
-                                       policy=str(out / "ric/offline/policy"), output_dir=str(out / "ric/offline-more")),
-    }
+    plan = {"pro-wic/offline": wic_config(cfg, method="pro-wic", stage="offline", resume=False,
+                                          output_dir=str(out / "pro-wic/offline")),
+            "ric/offline": wic_config(cfg, method="ric", stage="offline", resume=False, output_dir=str(out / "ric/offline"))}
+    for f in cfg.online_filters:
+        folder = "online" if f == "ric" else f"online-{f}"
+        plan[f"pro-wic/{folder}"] = wic_config(cfg, method="pro-wic", stage="online", preference_source="orchestrator",
+                                               online_filter=f, policy=str(out / "pro-wic/offline/policy"),
+                                               output_dir=str(out / "pro-wic" / folder))
+        plan[f"ric/{folder}"] = wic_config(cfg, method="ric", stage="online", preference_source=cfg.ric_preferences,
+                                           online_filter=f, policy=str(out / "ric/offline/policy"),
+                                           output_dir=str(out / "ric" / folder))
+    plan["ric/offline-more"] = wic_config(cfg, method="ric", stage="offline", resume=False, max_steps=extra_steps,
+                                          policy=str(out / "ric/offline/policy"), output_dir=str(out / "ric/offline-more"))
+    return plan
 
 
 def experts_config(cfg: WicComparisonConfig, objectives: tuple[str, ...]) -> ExpertsConfig:
@@ -146,8 +166,9 @@ def run_wic_comparison(cfg: WicComparisonConfig) -> dict:
                 shutil.rmtree(stage.output_dir, ignore_errors=True)
             train_wic(stage)
             records[name] = _finished(stage)
-    served = {arm: (str(Path(plan[stages[-1]].output_dir) / "policy"), "wic") for arm, stages in ARM_STAGES.items()}
-    compute = {arm: _accounting([records[s] for s in stages]) for arm, stages in ARM_STAGES.items()}
+    arms = arm_stages(cfg)
+    served = {arm: (str(Path(plan[stages[-1]].output_dir) / "policy"), "wic") for arm, stages in arms.items()}
+    compute = {arm: _accounting([records[s] for s in stages]) for arm, stages in arms.items()}
     expert_record = None
     if experts:
         expert_record = _train_experts(experts)
@@ -168,7 +189,7 @@ def run_wic_comparison(cfg: WicComparisonConfig) -> dict:
         evaluations[arm] = json.loads((folder / "evaluation.json").read_text())
     compare_runs([str(out / "eval" / arm) for arm in served], out / "compare")
 
-    result = {"config": asdict(cfg), "objectives": evaluations["pro-wic"]["objectives"], "reference_point": reference,
+    result = {"config": asdict(cfg), "objectives": objectives, "reference_point": reference,
               "judge": cfg.judge or cfg.ensemble,
               "arms": {arm: {"hypervolume": e["hypervolume"],
                              "equal_weights": next(r for r in e["rows"] if r["label"] == "uniform"),

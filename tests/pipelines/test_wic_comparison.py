@@ -21,6 +21,22 @@ def test_stage_plan_gives_every_arm_the_same_sft_steps(tmp_path):
         WicComparisonConfig(eval_temperature=-1.0)
 
 
+def test_old_and_new_online_filters_as_arms_on_shared_offline_stages(tmp_path):
+    from preforch.pipelines.wic_comparison import arm_stages
+
+    cfg = WicComparisonConfig(output_dir=str(tmp_path), online_filters=["ric", "offline-thresholds"],
+                              ric_preferences="ric-goals")
+    plan, arms = stage_plan(cfg), arm_stages(cfg)
+    assert list(arms) == ["pro-wic", "ric-online", "pro-wic (offline-thresholds)", "ric-online (offline-thresholds)",
+                          "ric-offline"]
+    assert arms["ric-online (offline-thresholds)"] == ("ric/offline", "ric/online-offline-thresholds")
+    assert plan["ric/online"].online_filter == "ric" and plan["ric/online-offline-thresholds"].online_filter == "offline-thresholds"
+    assert plan["pro-wic/online-offline-thresholds"].policy == plan["pro-wic/online"].policy
+    assert plan["ric/online"].preference == "ric-goals" and plan["pro-wic/online"].preference == "orchestrator"
+    with pytest.raises(ConfigError, match="online_filters: expected distinct values of ric, offline-thresholds"):
+        WicComparisonConfig(online_filters=["ric", "ric"])
+
+
 def test_experts_take_the_wic_arms_pairs_unless_expert_pairs_says_otherwise(tmp_path):
     cfg = WicComparisonConfig(output_dir=str(tmp_path), max_pairs=32, expert_data=["a.jsonl", "b.jsonl"])
     assert experts_config(cfg, ("helpful", "harmless")).max_train_pairs == 32
