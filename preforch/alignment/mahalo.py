@@ -210,7 +210,11 @@ def param_groups(model: MultiHeadLM, cfg: MahaloConfig) -> list[dict]:
 
 
 def train_mahalo(cfg: MahaloConfig) -> dict:
-    """Train, checkpoint every save_steps (resumable), save OUTPUT_DIR/policy and the head x objective matrix."""
+    """Train, checkpoint every save_steps (resumable), save OUTPUT_DIR/policy and the head x objective matrix. Dropout
+    is off while training (as MAHALO's DPO and train-rm have it): the reference log-probs come from eval mode, and
+    a policy with dropout on would differ from its reference by noise before any step."""
+    from trl.trainer.utils import disable_dropout_in_model
+
     from preforch.alignment.trl_utils import lora_config
     from preforch.models import load_policy, make_accelerator
 
@@ -229,6 +233,7 @@ def train_mahalo(cfg: MahaloConfig) -> dict:
         model.lm = get_peft_model(lm, lora_config(True, cfg.lora_r, cfg.lora_alpha))
     if not cfg.train_trunk:
         model.lm.requires_grad_(False)
+    disable_dropout_in_model(model)  # after peft: its LoRA dropout too
     model.train()
     accelerator = make_accelerator()
     if accelerator.num_processes > 1:  # train_step calls the trunk and heads directly, past DDP's gradient sync

@@ -103,7 +103,8 @@ class MahaloPolicy(PreferencePolicy):
             enc = encode_prompts(tok, asked[s:s + sampling.batch_size], model.device)
             w = weights[s:s + sampling.batch_size].repeat_interleave(n, 0)
             tokens = mixed_decode([WeightedView(model, w)], enc["input_ids"].repeat_interleave(n, 0),
-                                  enc["attention_mask"].repeat_interleave(n, 0), torch.ones(len(w), 1),
+                                  enc["attention_mask"].repeat_interleave(n, 0),
+                                  torch.ones(len(w), 1, device=model.device),  # one model: weight 1, on its device
                                   max_new_tokens=sampling.max_new_tokens, eos_ids=end_tokens(model, tok),
                                   pad_id=tok.pad_token_id, temperature=sampling.temperature, top_p=sampling.top_p)
             out += reply_rows(tok.batch_decode(tokens, skip_special_tokens=True), n)
@@ -129,7 +130,8 @@ class MahaloPolicy(PreferencePolicy):
     def step_scores(self, prompt, prompt_ids: torch.Tensor, rows: list[list[int]], w: torch.Tensor) -> torch.Tensor:
         """Prefix scores [N, K] of candidate token lists: the guide ensemble's, and for an arithmetic problem with
         `rollouts` or `value_head` set, the arithmetic column replaced by the checker on finished replies and the
-        Monte Carlo or value-head value on unfinished ones."""
+        Monte Carlo or value-head value on unfinished ones, z-scored like the guide's other columns
+        (`EnsembleStepScorer.checker_zscores`) so that w weighs objectives on one scale."""
         from preforch.data.arithmetic import solve
         from preforch.serving.mixed_decoding import end_tokens
         from preforch.serving.step_scorers import arithmetic_step_value
@@ -143,9 +145,10 @@ class MahaloPolicy(PreferencePolicy):
         if answer is not None:
             eos = end_tokens(model, tok)
             values = self.value_head().score(prompt, texts).tolist() if s.value_head else [None] * len(texts)
-            scores[:, self.objectives.index("arithmetic")] = torch.tensor([arithmetic_step_value(
-                t, answer, bool(r) and r[-1] in eos, lambda _, n, r=r: self.rollout(prompt_ids, r, w, n), s.rollouts,
-                value=v) for t, r, v in zip(texts, rows, values)])
+            checked = torch.tensor([arithmetic_step_value(t, answer, bool(r) and r[-1] in eos,
+                                                          lambda _, n, r=r: self.rollout(prompt_ids, r, w, n),
+                                                          s.rollouts, value=v) for t, r, v in zip(texts, rows, values)])
+            scores[:, self.objectives.index("arithmetic")] = self.step_scorer().checker_zscores("arithmetic", checked)
         return scores
 
     def value_head(self):
@@ -163,7 +166,7 @@ class MahaloPolicy(PreferencePolicy):
         model, tok = self.model_and_tokenizer()
         ids = torch.cat([prompt_ids, torch.tensor([tokens], dtype=prompt_ids.dtype, device=prompt_ids.device)], 1)
         ids = ids.repeat(n, 1)
-        new = mixed_decode([WeightedView(model, w[None])], ids, torch.ones_like(ids), torch.ones(n, 1),
+        new = mixed_decode([WeightedView(model, w[None])], ids, torch.ones_like(ids), torch.ones(n, 1, device=ids.device),
                            max_new_tokens=self.settings.rollout_tokens, eos_ids=end_tokens(model, tok),
                            pad_id=tok.pad_token_id, temperature=1.0)
         return tok.batch_decode(new, skip_special_tokens=True)

@@ -19,7 +19,8 @@ from preforch.serving.policy import Prompts, Replies
 
 @dataclass(frozen=True)
 class ModSettings:
-    """policy: a train-experts folder; divergence: reverse-kl (sum_i w_i log pi_i) | forward-kl."""
+    """policy: a train-experts folder; divergence: reverse-kl (sum_i w_i log pi_i of the next token) | forward-kl
+    (-logsumexp_i(log w_i - log pi_i) of the whole prefix ending in it, as MOD accumulates it; `mixed_decoding.py`)."""
 
     policy: str = field(metadata={"path": True})
     divergence: str = "reverse-kl"
