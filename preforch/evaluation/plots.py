@@ -135,8 +135,8 @@ def _draw_series(ax, series: dict[str, list[tuple[float, float]]], smooth: int) 
 
 
 def plot_rl_comparison(heldout: dict[str, dict[str, list]], training: dict[str, list], path: Path, smooth: int = 5) -> None:
-    """The Figure 3 analogue: one panel per weighting with each method's held-out combined reward
-    (heldout[method][weighting] = [[step, mean, ci95], ...], error bars), and a last panel with each
+    """The Figure 3 analogue: one panel per held-out curve (e.g. 'combined, uniform w') with each method's value
+    (heldout[method][curve] = [[step, mean, ci95], ...], error bars), and a last panel with each
     method's training reward per step (training[method] = [[step, value], ...], moving average)."""
     plt = _pyplot()
     weightings = list(next(iter(heldout.values())))
@@ -145,7 +145,7 @@ def plot_rl_comparison(heldout: dict[str, dict[str, list]], training: dict[str, 
         for method, curves in heldout.items():
             steps, means, cis = zip(*curves[w])
             ax.errorbar(steps, means, yerr=cis, marker="o", capsize=3, label=method)
-        ax.set(xlabel="training step", ylabel="held-out combined reward", title=f"held-out, {w} weights")
+        ax.set(xlabel="training step", ylabel="held-out reward (judge, normalised)", title=f"held-out, {w}")
         ax.legend(fontsize=8)
     _draw_series(axes[0][-1], training, smooth)
     axes[0][-1].set(xlabel="training step", ylabel=f"combined reward (moving average of {smooth})",

@@ -210,7 +210,7 @@ def own_objective_comparison(curves: dict[str, dict[int, dict]], objectives: lis
     named = {s: objectives[int(source_oracle_weights([s], objectives).argmax())] for s in dict.fromkeys(sources)}
 
     def raw_means(values: torch.Tensor) -> dict[str, float]:
-        return {s: round(float(values[[x == s for x in sources]].mean()) * rules[o][1] + rules[o][0], 6)
+        return {s: round(float(values[[x == s for x in sources]].mean()) * rules[o][1] + rules[o][0], 6) + 0.0  # no -0.0
                 for s, o in named.items() if o in rules}
 
     final = {INITIAL: initial, **{arm: evals[max(evals)] for arm, evals in curves.items()}}
