@@ -189,3 +189,26 @@ def tiny_classifier_dir(tiny_encoder_dir, tmp_path_factory) -> str:
     source.model.stats = fit_level_stats(source.probabilities(*make_pairs().all_replies()))
     source.model.save_pretrained(path)
     return str(path)
+
+
+def make_mahalo_dir(tiny_policy_dir: str, folder, objectives) -> str:
+    """A MAHALO folder on the tiny policy with one head per objective, the heads different (noise std 0.5)."""
+    from preforch.alignment.mahalo_model import MultiHeadLM
+    from preforch.models import load_policy
+
+    lm, tok = load_policy(tiny_policy_dir, dtype=torch.float32, device="cpu")
+    MultiHeadLM.from_base(lm, objectives, noise_std=0.5).save_pretrained(folder / "policy", tok)
+    return str(folder / "policy")
+
+
+def objective_pair_files(folder, n: int) -> list[str]:
+    """helpful (benign) and harmless (unsafe) pairs of `make_pairs(n)` as one JSONL file each, in that order."""
+    import json
+
+    files = []
+    for objective, source in (("helpful", "benign"), ("harmless", "unsafe")):
+        f = folder / f"{objective}.jsonl"
+        f.write_text("".join(json.dumps({"prompt": p.prompt[-1]["content"], "chosen": p.chosen, "rejected": p.rejected})
+                             + "\n" for p in make_pairs(n) if p.source == source))
+        files.append(str(f))
+    return files

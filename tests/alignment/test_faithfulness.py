@@ -6,7 +6,7 @@ import torch
 
 from preforch.alignment.mahalo import train_mahalo
 from preforch.config import MahaloConfig
-from tests.conftest import make_pairs
+from tests.conftest import objective_pair_files
 
 
 def _gpt2_with_dropout(tiny_policy_dir, folder) -> str:
@@ -26,12 +26,7 @@ def test_train_mahalo_trains_with_dropout_off_so_the_first_margins_are_zero(tiny
     """Heads start as exact copies of the reference head (noise 0): with dropout off, every pair's DPO margin at the
     first step is 0 and its loss log 2; with the base model's dropout on, the policy differs from the eval-mode
     reference by noise before any update."""
-    files = []
-    for objective, source in (("helpful", "benign"), ("harmless", "unsafe")):
-        f = tmp_path / f"{objective}.jsonl"
-        f.write_text("".join(json.dumps({"prompt": p.prompt[-1]["content"], "chosen": p.chosen, "rejected": p.rejected})
-                             + "\n" for p in make_pairs(8) if p.source == source))
-        files.append(str(f))
+    files = objective_pair_files(tmp_path, 8)
     cfg = MahaloConfig(base_model=_gpt2_with_dropout(tiny_policy_dir, tmp_path / "gpt2"),
                        objectives=["helpful", "harmless"], train_data=files, eval_data=files,
                        output_dir=str(tmp_path / "run"), batch_size=4, max_steps=1, noise_std=0.0,

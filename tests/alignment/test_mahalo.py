@@ -13,7 +13,7 @@ from preforch.alignment.mahalo_model import MultiHeadLM, mixed_logits
 from preforch.cli import main
 from preforch.config import MahaloConfig
 from preforch.errors import ConfigError, DataError, WeightsError
-from tests.conftest import make_pairs
+from tests.conftest import make_pairs, objective_pair_files
 
 NAMES = ("helpful", "harmless", "arithmetic")
 ROOT = Path(__file__).resolve().parents[2]
@@ -160,13 +160,7 @@ def test_pairs_with_an_unknown_objective_are_refused():
 
 
 def _data(tmp_path):
-    files = []
-    for objective, source in (("helpful", "benign"), ("harmless", "unsafe")):
-        f = tmp_path / f"{objective}.jsonl"
-        f.write_text("".join(json.dumps({"prompt": p.prompt[-1]["content"], "chosen": p.chosen, "rejected": p.rejected})
-                             + "\n" for p in make_pairs(16) if p.source == source))
-        files.append(str(f))
-    return files
+    return objective_pair_files(tmp_path, 16)
 
 
 def test_train_mahalo_trains_each_head_checkpoints_resumes_and_judges(tiny_policy_dir, tmp_path, capsys):

@@ -8,11 +8,10 @@ import pytest
 import torch
 
 from preforch.alignment.best_of_n import SamplingConfig
-from preforch.alignment.mahalo_model import MultiHeadLM
 from preforch.data.schema import PreferenceDataset, PreferencePair
 from preforch.serving.folder import load_preference_policy
 from preforch.serving.mixed_decoding import mix_log_probs, mixed_decode
-from tests.conftest import make_pairs
+from tests.conftest import make_mahalo_dir, make_pairs
 
 ROOT = Path(__file__).resolve().parents[2]
 OBJECTIVES = ("helpful", "harmless", "arithmetic")
@@ -21,12 +20,8 @@ PROMPTS = [({"role": "user", "content": "hi"},), ({"role": "user", "content": "t
 
 @pytest.fixture(scope="module")
 def mahalo_dir(tiny_policy_dir, tmp_path_factory) -> str:
-    from preforch.models import load_policy
-
-    lm, tok = load_policy(tiny_policy_dir, dtype=torch.float32, device="cpu")
-    path = tmp_path_factory.mktemp("mahalo") / "policy"
-    MultiHeadLM.from_base(lm, OBJECTIVES, noise_std=0.5).save_pretrained(path, tok)
-    return str(path)
+    """A MAHALO folder on the tiny policy whose heads differ."""
+    return make_mahalo_dir(tiny_policy_dir, tmp_path_factory.mktemp("mahalo"), OBJECTIVES)
 
 
 class ReportsDevice:

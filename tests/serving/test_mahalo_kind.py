@@ -6,7 +6,7 @@ from preforch.alignment.mahalo_model import MultiHeadLM
 from preforch.errors import ConfigError, WeightsError
 from preforch.evaluation.harness import run_evaluation
 from preforch.serving.folder import load_preference_policy
-from tests.conftest import eval_config
+from tests.conftest import eval_config, make_mahalo_dir
 
 PROMPTS = [({"role": "user", "content": "hi"},), ({"role": "user", "content": "tell me a story about a cat"},)]
 GREEDY = SamplingConfig(num_candidates=1, max_new_tokens=6, temperature=0.0)
@@ -15,13 +15,8 @@ OBJECTIVES = ("helpful", "harmless", "conciseness")
 
 @pytest.fixture(scope="module")
 def mahalo_dir(tiny_policy_dir, tmp_path_factory) -> str:
-    """A MAHALO folder on the tiny policy whose three heads differ (noise std 0.5)."""
-    from preforch.models import load_policy
-
-    lm, tok = load_policy(tiny_policy_dir, dtype=torch.float32, device="cpu")
-    path = tmp_path_factory.mktemp("mahalo") / "policy"
-    MultiHeadLM.from_base(lm, OBJECTIVES, noise_std=0.5).save_pretrained(path, tok)
-    return str(path)
+    """A MAHALO folder on the tiny policy whose heads differ."""
+    return make_mahalo_dir(tiny_policy_dir, tmp_path_factory.mktemp("mahalo"), OBJECTIVES)
 
 
 def test_a_corner_of_the_simplex_decodes_as_that_head_alone(mahalo_dir):
