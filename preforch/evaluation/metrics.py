@@ -12,11 +12,15 @@ from preforch.orchestrator.human_labels import source_oracle_weights
 from preforch.orchestrator.losses import kl_per_prompt
 
 
-def mean_ci(values: torch.Tensor | np.ndarray, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
-    """Column means and normal-approximation CI half-widths: [N, K] -> ([K], [K])."""
+def mean_ci(values: torch.Tensor | np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and Student-t CI half-widths (`scipy.stats.t`; the held-out sets here are often 16-64
+    prompts, where the normal approximation is too narrow): [N, K] -> ([K], [K]); NaN half-widths for N < 2."""
+    from scipy import stats
+
     v = np.asarray(values, dtype=np.float64)
-    half = z * v.std(0, ddof=1) / np.sqrt(len(v)) if len(v) > 1 else np.full(v.shape[1], np.nan)
-    return v.mean(0), half
+    if len(v) < 2:
+        return v.mean(0), np.full(v.shape[1], np.nan)
+    return v.mean(0), stats.t.ppf((1 + confidence) / 2, len(v) - 1) * stats.sem(v, axis=0)
 
 
 def kl_against_baselines(predicted: torch.Tensor, targets: torch.Tensor, train_targets: torch.Tensor) -> dict[str, float]:
@@ -67,21 +71,15 @@ def top_objective_calibration(predicted: torch.Tensor, targets: torch.Tensor, nu
     return {"top1_agreement": hit.mean().item(), "ece": ece, "bins": bins}
 
 
-def _average_ranks(x: np.ndarray) -> np.ndarray:
-    """Ranks 0..n-1 of x [n], ties sharing their mean rank (as Spearman's rho needs)."""
-    ranks = np.empty(len(x))
-    ranks[np.argsort(x, kind="stable")] = np.arange(len(x))
-    for value in np.unique(x):
-        ranks[x == value] = ranks[x == value].mean()
-    return ranks
-
-
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman's rank correlation of x [n] and y [n] (ties share ranks); NaN if either is constant."""
+    """Spearman's rank correlation of x [n] and y [n] (`scipy.stats.spearmanr`, ties sharing ranks); NaN if either
+    is constant."""
+    from scipy import stats
+
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if np.ptp(x) == 0 or np.ptp(y) == 0:
+    if np.ptp(x) == 0 or np.ptp(y) == 0:  # undefined; scipy would warn and return NaN
         return float("nan")
-    return float(np.corrcoef(_average_ranks(x), _average_ranks(y))[0, 1])
+    return float(stats.spearmanr(x, y).statistic)
 
 
 def steering_monotonicity(grid: np.ndarray, rewards: np.ndarray, objectives: Sequence[str]) -> dict[str, dict[str, float]]:
@@ -110,9 +108,9 @@ def steering_monotonicity(grid: np.ndarray, rewards: np.ndarray, objectives: Seq
     return out
 
 
-def paired_gap(a: Sequence[float], b: Sequence[float], z: float = 1.96) -> dict[str, float]:
+def paired_gap(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
     """Mean of a - b over the same pairs ([N] each, e.g. 0/1 correctness) and its 95% CI half-width."""
-    mean, half = mean_ci((np.asarray(a, dtype=float) - np.asarray(b, dtype=float))[:, None], z)
+    mean, half = mean_ci((np.asarray(a, dtype=float) - np.asarray(b, dtype=float))[:, None])
     return {"mean": float(mean[0]), "ci95": float(half[0])}
 
 
@@ -163,7 +161,7 @@ def stratified_bootstrap(values: Sequence[float], sources: Sequence[str], num_sa
     the same prompts, which makes the CI paired), sources [P]. Prompts are resampled within their source.
     Returns {source | "overall": {"mean", "ci95": [lo, hi], "n"}}."""
     v = np.asarray(values, dtype=np.float64)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed)  # by hand: scipy.stats.bootstrap has no strata, and 'overall' needs joint draws
     groups = {s: v[[x == s for x in sources]] for s in dict.fromkeys(sources)}
     out, boots = {}, []
     for s, g in groups.items():

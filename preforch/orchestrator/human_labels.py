@@ -80,17 +80,24 @@ def paired_bootstrap(hits_a: torch.Tensor, hits_b: torch.Tensor, num_samples: in
     wrong cancels: much tighter than comparing two separate CIs.
     """
     diff = (hits_a.double() - hits_b.double()).numpy()
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), size=(num_samples, len(diff)))].mean(1)
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return {"margin": float(diff.mean()), "ci95": [float(lo), float(hi)]}
+    return {"margin": float(diff.mean()), "ci95": percentile_bootstrap(diff, num_samples, seed)}
 
 
 def accuracy_ci(hits: torch.Tensor, num_samples: int = 2000, seed: int = 0) -> list[float]:
     """95% percentile-bootstrap CI of one weighting's accuracy from its per-pair hits [N]."""
-    h = hits.double().numpy()
-    means = h[np.random.default_rng(seed).integers(0, len(h), size=(num_samples, len(h)))].mean(1)
-    return [float(x) for x in np.percentile(means, [2.5, 97.5])]
+    return percentile_bootstrap(hits.double().numpy(), num_samples, seed)
+
+
+def percentile_bootstrap(values: np.ndarray, num_samples: int = 2000, seed: int = 0) -> list[float]:
+    """95% percentile-bootstrap CI [lo, hi] of the mean of values [N] (`scipy.stats.bootstrap`); a constant
+    sample's interval is that constant."""
+    from scipy import stats
+
+    if np.ptp(values) == 0:  # scipy leaves a degenerate sample's interval undefined
+        return [float(values[0])] * 2
+    ci = stats.bootstrap((values,), np.mean, n_resamples=num_samples, method="percentile",
+                         rng=np.random.default_rng(seed)).confidence_interval
+    return [float(ci.low), float(ci.high)]
 
 
 def format_human_labels(table: dict, title: str) -> str:

@@ -29,7 +29,9 @@ def test_selection_and_alignment_gap_by_hand():
 
 def test_mean_ci():
     mean, half = mean_ci(torch.tensor([[1.0], [3.0]]))
-    assert mean.tolist() == [2.0] and half[0] == pytest.approx(1.96 * np.sqrt(2) / np.sqrt(2))
+    assert mean.tolist() == [2.0] and half[0] == pytest.approx(12.706 * np.sqrt(2) / np.sqrt(2), abs=1e-3)  # t, 1 df
+    _, half = mean_ci(torch.arange(1000.0)[:, None] % 2)
+    assert half[0] == pytest.approx(1.962 * np.sqrt(0.25025) / np.sqrt(1000), abs=1e-4)  # t ~ z for large N
 
 
 def test_evaluate_writes_front_hypervolume_gap_and_reuses_generations(tiny_policy_dir, tiny_ensemble_dir,

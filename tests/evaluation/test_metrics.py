@@ -71,9 +71,10 @@ def test_interference_is_the_paired_accuracy_gap_to_dpo_on_the_objective_alone()
     alone = {"helpful": {"heldout_accuracy": {"helpful": {"helpful": cell([1, 1, 1, 0])}}}}
     out = interference(mahalo, alone)["helpful"]
     assert (out["head"], out["alone"], out["interference"]) == (0.5, 0.75, 0.25)
-    assert out["ci95"] == pytest.approx(1.96 * 0.5 / 2)  # differences [0, 1, 0, 0]: std 0.5 over sqrt(4) pairs
+    T3 = 3.18245  # Student t, 3 degrees of freedom, 97.5%
+    assert out["ci95"] == pytest.approx(T3 * 0.5 / 2, rel=1e-5)  # differences [0, 1, 0, 0]: std 0.5 over sqrt(4) pairs
     gaps = head_specialization(mahalo["heldout_accuracy"])  # own head on helpful pairs minus the harmless head
-    assert gaps == {"helpful": {"harmless": {"mean": 0.5, "ci95": pytest.approx(1.96 * math.sqrt(1 / 3) / 2)}}}
+    assert gaps == {"helpful": {"harmless": {"mean": 0.5, "ci95": pytest.approx(T3 * math.sqrt(1 / 3) / 2, rel=1e-5)}}}
     alone["helpful"]["heldout_accuracy"]["helpful"]["helpful"] = cell([1, 1])
     with pytest.raises(DataError, match="helpful: held-out pairs differ \\(4 vs 2\\)"):
         interference(mahalo, alone)
