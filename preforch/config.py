@@ -19,6 +19,12 @@ ORCHESTRATOR_OBJECTIVES = ("kl", "bradley-terry", "hybrid")
 ONLINE_FILTERS = ("ric", "offline-thresholds")
 
 
+def _trl(trainer: str):
+    return field(default_factory=dict, metadata={"help": (
+        f"any field of TRL's {trainer} config, passed straight to it (refused by name if TRL has no such field): "
+        "a `trl:` mapping in a recipe, or --trl.FIELD VALUE on the command line (e.g. --trl.gradient_accumulation_steps 4)")})
+
+
 def _list(default: list[str], help: str):
     return field(default_factory=lambda: list(default), metadata={"help": help})
 
@@ -402,6 +408,7 @@ class PolicyConfig:
     save_steps: int = _f(25, "checkpoint every N steps")
     resume: bool = _f(False, "continue from the newest checkpoint in output_dir")
     report_to: str = _f("none", "extra loggers for TRL: none | tensorboard | wandb ...")
+    trl: dict = _trl("GRPOConfig / RLOOConfig (by --algorithm)")
     seed: int = _f(0, "random seed")
     trust_remote_code: bool = _f(False, "allow custom model code from the hub")
 
@@ -451,6 +458,7 @@ class ExpertsConfig:
     lora_r: int = _f(16, "LoRA rank")
     lora_alpha: int = _f(32, "LoRA alpha")
     report_to: str = _f("none", "extra loggers for TRL: none | tensorboard | wandb ...")
+    trl: dict = _trl("DPOConfig (--method dpo) or GRPOConfig (--method grpo)")
     seed: int = _f(0, "random seed")
     trust_remote_code: bool = _f(False, "allow custom model code from the hub")
 
@@ -747,6 +755,7 @@ class WicConfig:
                       "(same settings; --iterations may grow)")
     seed: int = _f(0, "random seed")
     report_to: str = _f("none", "extra loggers for TRL: none | tensorboard | wandb ...")
+    trl: dict = _trl("SFTConfig")
     trust_remote_code: bool = _f(False, "allow custom model code from the hub")
 
     def __post_init__(self):

@@ -23,7 +23,7 @@ import torch
 
 from preforch.alignment.expert_set import EXPERTS_FILE, ExpertSet, adapter_folder, write_expert_set
 from preforch.alignment.implicit_reward import implicit_reward_accuracy, reply_logprobs
-from preforch.alignment.trl_utils import LOG_FILE, device_args, jsonl_logger, lora_config, read_log
+from preforch.alignment.trl_utils import LOG_FILE, device_args, jsonl_logger, lora_config, read_log, trl_config
 from preforch.config import ExpertsConfig, PolicyConfig
 from preforch.data.loaders import load_many
 from preforch.data.schema import PreferenceDataset
@@ -40,7 +40,7 @@ def grpo_config(cfg: ExpertsConfig, objective: str, train_data: str, work: Path)
                         num_generations=cfg.num_generations, max_completion_length=cfg.max_completion_length,
                         beta=cfg.beta, use_lora=True, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
                         save_steps=cfg.max_steps, report_to=cfg.report_to, seed=cfg.seed,
-                        trust_remote_code=cfg.trust_remote_code)
+                        trust_remote_code=cfg.trust_remote_code, trl=cfg.trl)
 
 
 def check_grpo_rewards(cfg: ExpertsConfig) -> None:
@@ -58,10 +58,11 @@ def train_dpo_expert(cfg: ExpertsConfig, base: str, tokenizer, pairs: Preference
     """DPO on `pairs` with a fresh LoRA adapter on `base`; the adapter is saved to work/adapter."""
     from trl import DPOConfig, DPOTrainer
 
-    args = DPOConfig(output_dir=str(work), max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
-                     per_device_train_batch_size=cfg.per_device_train_batch_size, beta=cfg.beta,
-                     max_length=cfg.max_length, logging_steps=1, save_strategy="no", report_to=cfg.report_to,
-                     seed=cfg.seed, **device_args(), model_init_kwargs={"trust_remote_code": cfg.trust_remote_code})
+    args = trl_config(DPOConfig, dict(
+        output_dir=str(work), max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
+        per_device_train_batch_size=cfg.per_device_train_batch_size, beta=cfg.beta, max_length=cfg.max_length,
+        logging_steps=1, save_strategy="no", report_to=cfg.report_to, seed=cfg.seed, **device_args(),
+        model_init_kwargs={"trust_remote_code": cfg.trust_remote_code}), cfg.trl)
     trainer = DPOTrainer(model=base, args=args, train_dataset=pairs.to_hf().remove_columns("source"),
                          processing_class=tokenizer, peft_config=lora_config(True, cfg.lora_r, cfg.lora_alpha),
                          callbacks=[jsonl_logger(work / LOG_FILE)])

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from preforch.alignment.trl_utils import (LOG_FILE, device_args, fit_prompts, jsonl_logger, lora_config, memory_releaser,
-                                         save_policy)
+from preforch.alignment.trl_utils import (LOG_FILE, check_trl_fields, device_args, fit_prompts, jsonl_logger, lora_config,
+                                         memory_releaser, save_policy, trl_config)
 from preforch.config import PolicyConfig
 from preforch.data.loaders import load_many
 from preforch.errors import ConfigError
@@ -65,6 +65,11 @@ def train_policy(cfg: PolicyConfig, callbacks: tuple = (), merge_lora: bool = Tr
     from preforch.alignment.rewards import CombinedReward
     from preforch.models import load_pretrained, resolve
 
+    if cfg.algorithm == "grpo":
+        from trl import GRPOConfig as Config, GRPOTrainer as Trainer
+    else:
+        from trl import RLOOConfig as Config, RLOOTrainer as Trainer
+    check_trl_fields(Config, cfg.trl)  # before any model loads
     out = Path(cfg.output_dir)
     policy = resolve(cfg.policy)
     tok = load_pretrained(AutoTokenizer, policy, "policy tokenizer", trust_remote_code=cfg.trust_remote_code)
@@ -83,11 +88,7 @@ def train_policy(cfg: PolicyConfig, callbacks: tuple = (), merge_lora: bool = Tr
                   max_completion_length=cfg.max_completion_length, temperature=cfg.temperature, beta=cfg.beta,
                   logging_steps=cfg.logging_steps, save_steps=cfg.save_steps, report_to=cfg.report_to, seed=cfg.seed,
                   use_vllm=cfg.use_vllm, **device_args(cfg.pad_to_multiple_of), model_init_kwargs={"trust_remote_code": cfg.trust_remote_code})
-    if cfg.algorithm == "grpo":
-        from trl import GRPOConfig as Config, GRPOTrainer as Trainer
-    else:
-        from trl import RLOOConfig as Config, RLOOTrainer as Trainer
-    trainer = Trainer(model=policy, reward_funcs=[reward], args=Config(**common),
+    trainer = Trainer(model=policy, reward_funcs=[reward], args=trl_config(Config, common, cfg.trl),
                       train_dataset=dataset, processing_class=tok, peft_config=lora_config(cfg.use_lora, cfg.lora_r, cfg.lora_alpha),
                       callbacks=[jsonl_logger(out / LOG_FILE), memory_releaser(), *callbacks])
     has_checkpoint = any(out.glob("checkpoint-*"))

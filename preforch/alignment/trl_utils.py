@@ -8,6 +8,8 @@ import ctypes.util
 import json
 from pathlib import Path
 
+from preforch.errors import ConfigError
+
 LOG_FILE = "log.jsonl"
 
 
@@ -52,9 +54,10 @@ def jsonl_logger(path: Path):
 
 def device_args(pad_to_multiple_of: int | None = None) -> dict:
     """TRL config arguments every trainer here shares: CPU when there is no GPU, bf16 where it is fast
-    (`fast_bf16`), no activation checkpointing (slower on CPU), and padded lengths rounded up to
-    `models.length_bucket()` on a CPU with bf16, which bounds the memory oneDNN keeps per input shape (a GRPO
-    run with free lengths grew ~16 MB per step). `pad_to_multiple_of` overrides; elsewhere TRL's default stays.
+    (`fast_bf16`), activation checkpointing off on a CPU only (it recomputes activations to save memory a CPU
+    has plenty of; on a GPU TRL's default stays), and padded lengths rounded up to `models.length_bucket()` on a
+    CPU with bf16, which bounds the memory oneDNN keeps per input shape (a GRPO run with free lengths grew ~16 MB
+    per step). `pad_to_multiple_of` overrides; elsewhere TRL's default stays.
     """
     import torch
 
@@ -62,8 +65,28 @@ def device_args(pad_to_multiple_of: int | None = None) -> dict:
 
     if pad_to_multiple_of is None:
         pad_to_multiple_of = length_bucket() or "auto"
-    return dict(use_cpu=not torch.cuda.is_available(), bf16=fast_bf16(), activation_checkpointing=False,
-                pad_to_multiple_of=pad_to_multiple_of)
+    on_cpu = not torch.cuda.is_available()
+    return dict(use_cpu=on_cpu, bf16=fast_bf16(), pad_to_multiple_of=pad_to_multiple_of,
+                **({"activation_checkpointing": False} if on_cpu else {}))
+
+
+def check_trl_fields(config_cls, overrides: dict) -> None:
+    """A `ConfigError` naming every key of a recipe's `trl:` block (or `--trl.FIELD`) that `config_cls` (a TRL
+    config such as GRPOConfig) has no field for."""
+    from dataclasses import fields
+
+    import trl
+
+    unknown = sorted(set(overrides) - {f.name for f in fields(config_cls)})
+    if unknown:
+        raise ConfigError(f"trl: {config_cls.__name__} (TRL {trl.__version__}) has no field(s) {unknown}")
+
+
+def trl_config(config_cls, ours: dict, overrides: dict):
+    """`config_cls(**ours)` with the user's `trl:` block on top: any field of the TRL config is reachable, preforch's
+    own settings stay where the block is silent; unknown fields are refused by name (`check_trl_fields`)."""
+    check_trl_fields(config_cls, overrides)
+    return config_cls(**{**ours, **overrides})
 
 
 def fit_prompts(tokenizer, prompts, max_tokens: int) -> list[tuple[dict, ...]]:

@@ -153,7 +153,7 @@ def sft(cfg: WicConfig, start: str, rows: list[dict], max_steps: int, spec: WicS
     from transformers import AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from preforch.alignment.trl_utils import LOG_FILE, device_args, jsonl_logger, lora_config, save_policy
+    from preforch.alignment.trl_utils import LOG_FILE, device_args, jsonl_logger, lora_config, save_policy, trl_config
     from preforch.models import load_pretrained
 
     out = Path(cfg.output_dir)
@@ -161,10 +161,11 @@ def sft(cfg: WicConfig, start: str, rows: list[dict], max_steps: int, spec: WicS
     tok = load_pretrained(AutoTokenizer, start, "policy tokenizer", trust_remote_code=cfg.trust_remote_code)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    args = SFTConfig(output_dir=str(out), max_steps=max_steps, learning_rate=cfg.learning_rate,
-                     per_device_train_batch_size=cfg.per_device_train_batch_size, max_length=cfg.max_length,
-                     logging_steps=1, save_strategy="no", report_to=cfg.report_to, seed=seed,
-                     **device_args(), model_init_kwargs={"trust_remote_code": cfg.trust_remote_code})  # TRL checkpoints by default: slower here
+    args = trl_config(SFTConfig, dict(  # save_strategy "no": TRL checkpoints by default, slower here
+        output_dir=str(out), max_steps=max_steps, learning_rate=cfg.learning_rate,
+        per_device_train_batch_size=cfg.per_device_train_batch_size, max_length=cfg.max_length, logging_steps=1,
+        save_strategy="no", report_to=cfg.report_to, seed=seed, **device_args(),
+        model_init_kwargs={"trust_remote_code": cfg.trust_remote_code}), cfg.trl)
     trainer = SFTTrainer(model=start, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
                          peft_config=lora_config(cfg.use_lora, cfg.lora_r, cfg.lora_alpha), callbacks=[jsonl_logger(out / LOG_FILE)])
     trainable = len(trainer.train_dataset)  # TRL drops rows whose completion max_length cut off entirely

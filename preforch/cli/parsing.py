@@ -26,10 +26,39 @@ def parse_config(cls, argv: list[str], prog: str, description: str = ""):
         positional.append(argv.pop(0))
     if positional:
         argv = [f"--{first.name}", *positional, *argv]
+    argv, trl = _trl_flags(argv)
+    if trl and "trl" not in {f.name for f in fields(cls)}:
+        raise ConfigError(f"--trl.{next(iter(trl))}: this command passes nothing to a TRL trainer")
     known, _ = parser.parse_known_args(argv)
-    if known.config:
-        parser.set_defaults(**load_yaml(known.config, cls))
+    recipe = load_yaml(known.config, cls) if known.config else {}
+    if not isinstance(recipe.get("trl", {}), dict):
+        raise ConfigError(f"{known.config}: 'trl' must be a mapping of TRL config fields to values")
+    if trl:  # flags override the recipe's block field by field
+        recipe["trl"] = {**recipe.get("trl", {}), **trl}
+    if recipe:
+        parser.set_defaults(**recipe)
     try:
         return parser.parse_args_into_dataclasses(argv)[0]
     except ValueError as e:  # raised by the dataclass __post_init__ checks
         raise ConfigError(str(e)) from None
+
+
+def _trl_flags(argv: list[str]) -> tuple[list[str], dict]:
+    """(argv without its --trl.FIELD VALUE / --trl.FIELD=VALUE flags, {FIELD: VALUE}); each VALUE is read as YAML,
+    so numbers, booleans and lists arrive typed (--trl.loss_type dr_grpo, --trl.scale_rewards false)."""
+    import yaml
+
+    rest, trl, i = [], {}, 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("--trl."):
+            name, eq, value = arg[len("--trl."):].partition("=")
+            if not eq:
+                if i + 1 >= len(argv):
+                    raise ConfigError(f"{arg}: expected a value")
+                value, i = argv[i + 1], i + 1
+            trl[name] = yaml.safe_load(value)
+        else:
+            rest.append(arg)
+        i += 1
+    return rest, trl
