@@ -135,9 +135,10 @@ def convert_records(path: str | Path, convert: Callable[[Any, str], T], limit: i
     return out
 
 
-def load_hf_dataset(dataset, source: str = "", limit: int | None = None) -> PreferenceDataset:
-    """Load a `datasets.Dataset` (or any sequence of dict records) in one of the accepted shapes."""
-    name = getattr(dataset, "info", None) and dataset.info.dataset_name or source or "dataset"
+def load_hf_dataset(dataset, source: str = "", limit: int | None = None, where: str | None = None) -> PreferenceDataset:
+    """Load a `datasets.Dataset` (or any sequence of dict records) in one of the accepted shapes; errors name
+    `where` (default: the dataset's name) and the row."""
+    name = where or getattr(dataset, "info", None) and dataset.info.dataset_name or source or "dataset"
     pairs = []
     for i, record in enumerate(dataset):
         pairs.append(record_to_pair(record, f"{name}: row {i}", source))
@@ -153,9 +154,19 @@ def load_bundled(name: str, split: str = "train", limit: int | None = None) -> P
     return load_file(bundled_path(name, split), source=BUNDLED[name][1], limit=limit, skip_invalid=True)
 
 
-def load_preferences(spec: str, limit: int | None = None) -> PreferenceDataset:
-    """Resolve a data spec: `bundled-name[:split]` (e.g. `hh-harmless:test`) or a file path.
+TEXT_FILES = ("jsonl", "json", "csv")  # read here, with file:line errors
+DATASETS_FILES = ("parquet", "arrow")  # read by `datasets`, with row errors
 
+
+def load_preferences(spec: str, limit: int | None = None) -> PreferenceDataset:
+    """Resolve a data spec:
+    - `bundled-name[:split]` (e.g. `hh-harmless:test`);
+    - a `.jsonl` / `.json` / `.csv` file (optionally `.gz`);
+    - a `.parquet` or `.arrow` file, or a folder: one written by `Dataset.save_to_disk` (`folder[:split]` for a
+      `DatasetDict`) or one of data files;
+    - anything else `datasets.load_dataset` accepts: a Hub id `name[@config][:split]`
+      (`Anthropic/hh-rlhf:test`, `HuggingFaceH4/ultrafeedback_binarized:test_prefs`), read from the local cache
+      when offline.
     Several specs can be joined with `+` (`hh-helpful:train+hh-harmless:train`); each keeps its source.
     """
     if "+" in spec and not Path(spec).exists():
@@ -163,7 +174,48 @@ def load_preferences(spec: str, limit: int | None = None) -> PreferenceDataset:
     name, _, split = spec.partition(":")
     if name in BUNDLED:
         return load_bundled(name, split or "train", limit)
+    if Path(spec).is_dir() or _file_kind(spec) in DATASETS_FILES or (not Path(spec).exists() and not _file_kind(spec)):
+        return load_with_datasets(spec, limit)
     return load_file(spec, limit=limit)
+
+
+def _file_kind(spec: str) -> str:
+    """'jsonl', 'parquet', ... for a spec naming a data file (its split suffix ignored), '' otherwise."""
+    kind = Path(spec.rsplit(":", 1)[0] if ":" in spec and not Path(spec).exists() else spec).name
+    kind = kind.removesuffix(".gz").rsplit(".", 1)
+    return kind[1].lower() if len(kind) == 2 and kind[1].lower() in (*TEXT_FILES, *DATASETS_FILES) else ""
+
+
+def load_with_datasets(spec: str, limit: int | None = None) -> PreferenceDataset:
+    """A parquet / arrow file, a saved or data-file folder, or a Hub dataset (see `load_preferences`) through
+    `datasets`, mapped to the preference schema; every failure to find or read it is one `DataError` line."""
+    import datasets
+
+    target, split = (spec.rsplit(":", 1) if ":" in spec and not Path(spec).exists() else (spec, ""))
+    path = Path(target)
+    try:
+        if path.is_dir() and any((path / f).is_file() for f in ("dataset_info.json", "dataset_dict.json", "state.json")):
+            data = datasets.load_from_disk(str(path))
+        elif path.is_file():
+            data = datasets.load_dataset(_file_kind(target), data_files=str(path), split="train")
+        elif path.is_dir():
+            data = datasets.load_dataset(str(path))
+        else:
+            name, _, config = target.partition("@")
+            data, split = datasets.load_dataset(name, config or None, split=split or None), ""  # only that split
+    except Exception as e:  # datasets raises many kinds (not found, offline, format); the user needs one line
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        offline = " (offline: only datasets in the local Hugging Face cache load)" if datasets.config.HF_HUB_OFFLINE else ""
+        raise DataError(f"{spec}: could not load it with datasets.load_dataset{offline}: {first}") from None
+    if isinstance(data, datasets.DatasetDict):
+        if not split and len(data) > 1:
+            raise DataError(f"{spec}: has splits {sorted(data)}; name one as {target}:SPLIT")
+        if split and split not in data:
+            raise DataError(f"{spec}: no split {split!r}; it has {sorted(data)}")
+        data = data[split or next(iter(data))]
+    elif split:
+        raise DataError(f"{spec}: {target} holds one split; drop ':{split}'")
+    return load_hf_dataset(data, source=Path(target).name.split(".")[0] or target, limit=limit, where=spec)
 
 
 def user_turns(pair: PreferencePair) -> int:

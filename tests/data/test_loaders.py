@@ -140,3 +140,42 @@ def test_all_replies_lists_chosen_then_rejected_each_with_its_prompt():
     assert replies == [p.chosen for p in data] + [p.rejected for p in data]
     with pytest.raises(DataError, match="split must be"):
         load_preferences("hh-helpful:validation")
+
+
+def _rows(n: int, bad_row: int | None = None) -> list[dict]:
+    return [{"prompt": f"question {i}", "chosen": "" if i == bad_row else f"good {i}", "rejected": f"bad {i}"}
+            for i in range(n)]
+
+
+def test_parquet_arrow_and_saved_folders_load_through_datasets(tmp_path):
+    from datasets import Dataset, DatasetDict
+
+    ds = Dataset.from_list(_rows(4))
+    ds.to_parquet(str(tmp_path / "pairs.parquet"))
+    assert [p.chosen for p in load_preferences(str(tmp_path / "pairs.parquet"))] == [f"good {i}" for i in range(4)]
+    ds.save_to_disk(str(tmp_path / "saved"))
+    assert len(load_preferences(str(tmp_path / "saved"), limit=3)) == 3
+    assert load_preferences(str(tmp_path / "saved"))[0].source == "saved"
+    DatasetDict(train=ds, test=Dataset.from_list(_rows(2))).save_to_disk(str(tmp_path / "dict"))
+    assert len(load_preferences(f"{tmp_path / 'dict'}:test")) == 2
+    with pytest.raises(DataError, match=r"has splits \['test', 'train'\]; name one as .*dict:SPLIT"):
+        load_preferences(str(tmp_path / "dict"))
+    with pytest.raises(DataError, match=r"no split 'dev'"):
+        load_preferences(f"{tmp_path / 'dict'}:dev")
+    # a malformed row is named, as a file's line is
+    Dataset.from_list(_rows(3, bad_row=2)).to_parquet(str(tmp_path / "bad.parquet"))
+    with pytest.raises(DataError, match=r"bad.parquet: row 2: field 'chosen' is empty"):
+        load_preferences(str(tmp_path / "bad.parquet"))
+
+
+def test_a_hub_id_not_in_the_offline_cache_fails_with_one_line(monkeypatch):
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    with pytest.raises(DataError) as e:
+        load_preferences("someone/no-such-preference-set:train")
+    message = str(e.value)
+    assert message.startswith("someone/no-such-preference-set:train: could not load it with datasets.load_dataset (offline")
+    assert "\n" not in message
+    with pytest.raises(DataError, match="missing.jsonl: no such file"):  # a file name stays a file name
+        load_preferences("missing.jsonl")

@@ -132,3 +132,20 @@ def test_holdout_validation_leaves_out_exactly_the_orchestrators_validation_slic
     train_idx, val_idx = validation_split(pairs, 0.1)
     assert 5 <= len(val_idx) <= 40
     assert kept == {pairs[i].prompt_text for i in train_idx}
+
+
+def test_train_rm_from_a_parquet_file_and_a_saved_datasets_folder(tiny_encoder_dir, tmp_path, capsys):
+    """Your own data as `datasets` writes it: one objective's pairs in parquet, the other's in a save_to_disk folder."""
+    from datasets import Dataset
+
+    from preforch.cli import main
+
+    rows = [{"prompt": f"question {i}", "chosen": "thank you kindly friend", "rejected": "shut up idiot"} for i in range(32)]
+    Dataset.from_list(rows).to_parquet(str(tmp_path / "polite.parquet"))
+    Dataset.from_list(rows).save_to_disk(str(tmp_path / "calm"))
+    data = [str(tmp_path / "polite.parquet"), str(tmp_path / "calm")]
+    assert main(["train-rm", "--base_model", tiny_encoder_dir, "--objectives", "polite", "calm", "--train_data", *data,
+                 "--eval_data", *data, "--learning_rate", "1e-3", "--epochs", "3", "--batch_size", "8", "--max_length", "32",
+                 "--output_dir", str(tmp_path / "rm")]) == 0
+    metrics = json.loads((tmp_path / "rm" / "train_rm_config.json").read_text())["metrics"]
+    assert metrics["train_pairs"] == 64 and metrics["eval_accuracy"] == {"polite": 1.0, "calm": 1.0}
