@@ -47,6 +47,8 @@ def _documented_commands() -> list[tuple[str, str, list[str]]]:
 def test_every_documented_command_and_option_exists():
     from dataclasses import fields
 
+    from trl import DPOConfig, GRPOConfig, SFTConfig
+
     from preforch import config
     from preforch.cli import COMMANDS
 
@@ -55,4 +57,6 @@ def test_every_documented_command_and_option_exists():
     for doc, name, options in commands:
         assert name in COMMANDS, f"{doc} runs unknown command {name!r}"
         known = {f.name for f in fields(getattr(config, COMMANDS[name][0]))} | {"config"}
+        if "trl" in known:  # --trl.FIELD: a field of a TRL trainer config
+            known |= {f"trl.{f.name}" for c in (GRPOConfig, SFTConfig, DPOConfig) for f in fields(c)}
         assert not set(options) - known, f"{doc}: preforch {name} has no option(s) {sorted(set(options) - known)}"
