@@ -25,6 +25,22 @@ def _trl(trainer: str):
         "a `trl:` mapping in a recipe, or --trl.FIELD VALUE on the command line (e.g. --trl.gradient_accumulation_steps 4)")})
 
 
+TRACKERS = ("none", "tensorboard", "wandb", "trackio", "mlflow", "comet_ml", "clearml", "dvclive", "aim", "swanlab")
+
+
+def _check_trackers(cfg) -> None:
+    """report_to: 'none' or comma-separated trackers accelerate knows, each checked by name."""
+    unknown = [t for t in cfg.report_to.split(",") if t not in TRACKERS]
+    if unknown:
+        raise ConfigError(f"report_to: unknown tracker(s) {unknown}; expected none or any of {', '.join(TRACKERS[1:])}")
+
+
+def _report_to():
+    return field(default="none", metadata={"help": "experiment trackers (accelerate's): none | tensorboard | wandb | "
+                                                   "trackio | ..., several comma-separated; local ones write to <output_dir>_logs "
+                                                   "(train-mahalo: OUTPUT_DIR/training)"})
+
+
 def _list(default: list[str], help: str):
     return field(default_factory=lambda: list(default), metadata={"help": help})
 
@@ -65,6 +81,7 @@ class RewardModelConfig:
     cross_fit_folds: int = _f(0, "also train k fold models (each without one fold of the pairs) so the orchestrator's "
                               "targets come from a model that never saw the pair; 0 = off, else >= 2")
     seed: int = _f(0, "random seed")
+    report_to: str = _report_to()
     trust_remote_code: bool = _f(False, "allow custom model code from the hub (off unless you trust it)")
     # MOSLIM (issue 14): classification heads instead of Bradley-Terry scores.
     levels: list[int] = field(default_factory=list, metadata={"help": (
@@ -79,6 +96,7 @@ class RewardModelConfig:
                 raise ConfigError(f"levels: every count must be >= 2, with multi_head and no cross_fit_folds; "
                                   f"got levels {self.levels}")
         _one_of(self, "pooling", ("auto", "response", "mean", "cls", "last"))
+        _check_trackers(self)
         if not 0 <= self.holdout_validation < 1:
             raise ConfigError(f"holdout_validation: expected a value in [0, 1), got {self.holdout_validation}")
         if self.cross_fit_folds == 1 or self.cross_fit_folds < 0:
@@ -146,10 +164,12 @@ class OrchestratorConfig:
     max_train_pairs: Optional[int] = _f(None, "cap on training pairs per data spec")
     max_eval_pairs: Optional[int] = _f(None, "cap on held-out pairs per data spec")
     seed: int = _f(0, "random seed")
+    report_to: str = _report_to()
     trust_remote_code: bool = _f(False, "allow custom model code from the hub")
 
     def __post_init__(self):
         _positive(self, "tau", "max_length", "batch_size", "learning_rate")
+        _check_trackers(self)
         if self.pooling not in ("mean", "cls"):
             raise ConfigError(f"pooling: expected 'mean' or 'cls', got {self.pooling!r}")
         _one_of(self, "objective", ORCHESTRATOR_OBJECTIVES)
@@ -521,9 +541,11 @@ class MahaloConfig:
     save_steps: int = _f(50, "checkpoint every N steps")
     resume: bool = _f(False, "continue from OUTPUT_DIR/training/checkpoint")
     seed: int = _f(0, "random seed")
+    report_to: str = _report_to()
     trust_remote_code: bool = _f(False, "allow custom model code from the hub")
 
     def __post_init__(self):
+        _check_trackers(self)
         _same_length(self, "objectives", "train_data")
         _same_length(self, "objectives", "eval_data")
         _positive(self, "epochs", "max_steps", "batch_size", "learning_rate", "head_learning_rate", "beta",

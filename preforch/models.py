@@ -136,16 +136,43 @@ def autocast(device, enabled: bool):
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=enabled)
 
 
-def make_accelerator():
-    """The `accelerate.Accelerator` both trainers use: CPU when there is no GPU, bf16 where it is fast,
-    and DDP told that some encoder parameters (e.g. BERT's pooler, unused with mean pooling) get no
-    gradient. Under torchrun / accelerate launch this is data parallel; alone it is a no-op wrapper."""
+def make_accelerator(report_to: str = "none", project_dir: str | None = None):
+    """The `accelerate.Accelerator` preforch's own training loops use: CPU when there is no GPU, bf16 where it is
+    fast, and DDP told that some encoder parameters (e.g. BERT's pooler, unused with mean pooling) get no
+    gradient. Under torchrun / accelerate launch this is data parallel; alone it is a no-op wrapper. `report_to`
+    ('none', or trackers such as 'tensorboard,wandb') are accelerate's trackers, writing under `project_dir`."""
     import torch
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
 
+    trackers = [t for t in report_to.split(",") if t and t != "none"]
     return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="bf16" if fast_bf16() else "no",
-                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+                       log_with=trackers or None, project_dir=project_dir)
+
+
+def tracker_dir(output_dir: str | Path) -> str:
+    """Where the trackers of a run whose output folder is saved whole (`io.atomic_directory`) write: beside it,
+    `<output_dir>_logs`, so the swap cannot take their files with it."""
+    out = Path(output_dir)
+    return str(out.with_name(out.name + "_logs"))
+
+
+def start_tracking(accelerator, run_name: str, config) -> None:
+    """Open the accelerator's trackers (if any) for one run, with `config` (a dataclass) as its hyperparameters,
+    flattened to the scalars every tracker takes (lists and None as text)."""
+    from dataclasses import asdict
+
+    if accelerator.log_with:
+        scalar = lambda v: v if isinstance(v, (bool, int, float, str)) else str(v)
+        accelerator.init_trackers(run_name, config={k: scalar(v) for k, v in asdict(config).items()})
+
+
+def stop_tracking(accelerator) -> None:
+    """Flush and close the trackers. Not `Accelerator.end_training`, which also ends the process group that a
+    torchrun run still needs (its ranks wait for each other after training)."""
+    for tracker in accelerator.trackers:
+        tracker.finish()
 
 
 def is_main_process() -> bool:

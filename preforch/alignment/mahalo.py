@@ -216,7 +216,7 @@ def train_mahalo(cfg: MahaloConfig) -> dict:
     from trl.trainer.utils import disable_dropout_in_model
 
     from preforch.alignment.trl_utils import lora_config
-    from preforch.models import load_policy, make_accelerator
+    from preforch.models import load_policy, make_accelerator, start_tracking, stop_tracking
 
     out, work = Path(cfg.output_dir), Path(cfg.output_dir) / "training"
     torch.manual_seed(cfg.seed)
@@ -235,7 +235,8 @@ def train_mahalo(cfg: MahaloConfig) -> dict:
         model.lm.requires_grad_(False)
     disable_dropout_in_model(model)  # after peft: its LoRA dropout too
     model.train()
-    accelerator = make_accelerator()
+    accelerator = make_accelerator(cfg.report_to, str(work))
+    start_tracking(accelerator, "train-mahalo", cfg)
     if accelerator.num_processes > 1:  # train_step calls the trunk and heads directly, past DDP's gradient sync
         raise ConfigError("train-mahalo runs in one process (a GPU or the CPU); drop torchrun / accelerate launch")
     optimizer = torch.optim.AdamW(param_groups(model, cfg), weight_decay=0.0)  # decay would move heads without gradient
@@ -259,10 +260,12 @@ def train_mahalo(cfg: MahaloConfig) -> dict:
         optimizer.step()
         with open(log_file, "a", encoding="utf-8") as f:
             f.write(json.dumps({"step": step + 1, "loss": loss.item(), **log}) + "\n")
+        accelerator.log({"loss": loss.item(), **log}, step=step + 1)
         if (step + 1) % cfg.save_steps == 0 or step + 1 == steps:  # the last too: --max_steps N extends a run
             with atomic_directory(work / "checkpoint") as tmp:
                 accelerator.save_state(str(tmp), safe_serialization=True)
                 atomic_write_json(tmp / "state.json", {"step": step + 1})
+    stop_tracking(accelerator)
     model = accelerator.unwrap_model(model).eval()
     matrix = head_matrix(model, tok, heldout, heldout_refs, cfg, head_names)
     record = {"steps": steps, "heads": head_names, "pairs": {o: len(d) for o, d in train.items()},

@@ -55,15 +55,19 @@ def _batches(n: int, batch_size: int, rng: random.Random):
 def fit_orchestrator(model: PreferenceOrchestrator, prompts: Sequence[Sequence[Message]], targets: torch.Tensor,
                      delta: torch.Tensor, cfg: OrchestratorConfig, progress: bool = True) -> list[float]:
     """Minimise `cfg.objective` over `prompts` (targets [N, K] for KL, delta [N, K] = chosen - rejected
-    normalised scores for Bradley-Terry); returns the mean loss of each epoch."""
+    normalised scores for Bradley-Terry); returns the mean loss of each epoch, which also goes to `cfg.report_to`."""
     from accelerate.utils import set_seed
 
     if not len(prompts) == len(targets) == len(delta):
         raise ValueError(f"{len(prompts)} prompts, {len(targets)} targets, {len(delta)} score differences")
+    from preforch.models import make_accelerator, start_tracking, stop_tracking, tracker_dir
+
     set_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     model.clear_cache()
     history: list[float] = []
+    accelerator = make_accelerator(cfg.report_to, tracker_dir(cfg.output_dir))  # data parallel when the encoder trains
+    start_tracking(accelerator, "train-orchestrator", cfg)
 
     def loss_of(logits, idx):
         return orchestrator_loss(cfg.objective, logits, targets[idx].to(logits.device), delta[idx].to(logits.device),
@@ -82,12 +86,11 @@ def fit_orchestrator(model: PreferenceOrchestrator, prompts: Sequence[Sequence[M
                 opt.step()
                 losses.append(loss.item() * len(b))
             history.append(sum(losses) / len(prompts))
+            accelerator.log({"loss": history[-1]}, step=len(history))
         model.clear_cache()
+        stop_tracking(accelerator)
         return history
 
-    from preforch.models import make_accelerator
-
-    accelerator = make_accelerator()
     model.clear_cache(features=True)  # the encoder is about to change
     model.encoder.requires_grad_(True)
     opt = torch.optim.AdamW([
@@ -111,7 +114,9 @@ def fit_orchestrator(model: PreferenceOrchestrator, prompts: Sequence[Sequence[M
             losses.append(loss.item() * len(b))
             bar.update(1)
         history.append(sum(losses) / len(prompts))
+        accelerator.log({"loss": history[-1]}, step=len(history))
     bar.close()
+    stop_tracking(accelerator)
     inner.eval()
     inner.clear_cache(features=True)
     return history

@@ -21,7 +21,7 @@ from preforch.data.loaders import load_preferences
 from preforch.data.ratings import load_rated, score_level
 from preforch.data.schema import in_validation
 from preforch.io import atomic_write_json
-from preforch.models import autocast, fast_bf16, make_accelerator
+from preforch.models import autocast, fast_bf16, make_accelerator, start_tracking, stop_tracking, tracker_dir
 from preforch.rewards.classifier import ClassifierRewardModel
 from preforch.rewards.formatting import encode_pairs
 from preforch.rewards.levels import MASKED, calibration_error, classification_loss, fit_level_stats, head_probabilities
@@ -94,7 +94,8 @@ def train_classifier(cfg: RewardModelConfig, output_dir: str | None = None) -> d
 
     output_dir = Path(output_dir or cfg.output_dir)
     set_seed(cfg.seed)
-    accelerator = make_accelerator()
+    accelerator = make_accelerator(cfg.report_to, tracker_dir(output_dir))
+    start_tracking(accelerator, "train-rm", cfg)
     train = [e for pair in labelled_pairs(cfg.train_data, cfg.levels, cfg.max_train_pairs, cfg.holdout_validation)
              for e in pair]
     held_out = labelled_pairs(cfg.eval_data, cfg.levels, cfg.max_eval_pairs) if cfg.eval_data else []
@@ -128,5 +129,6 @@ def train_classifier(cfg: RewardModelConfig, output_dir: str | None = None) -> d
     if accelerator.is_main_process:
         core.save_pretrained(output_dir)
         atomic_write_json(output_dir / "train_rm_config.json", {"config": asdict(cfg), "metrics": metrics})
+    stop_tracking(accelerator)
     accelerator.wait_for_everyone()
     return metrics

@@ -20,7 +20,7 @@ from preforch.config import RewardModelConfig
 from preforch.data.loaders import load_preferences
 from preforch.data.schema import in_validation, pair_fold
 from preforch.io import atomic_write_json
-from preforch.models import autocast, fast_bf16, make_accelerator
+from preforch.models import autocast, fast_bf16, make_accelerator, start_tracking, stop_tracking, tracker_dir
 from preforch.rewards.formatting import encode_pairs, render_dialogue
 from preforch.rewards.crossfit import FOLDS_DIR
 from preforch.rewards.losses import bradley_terry_loss
@@ -104,6 +104,7 @@ def fit(accelerator, model, train: Sequence, lengths: Sequence[int], batch_size:
         scheduler.step()
         optimizer.zero_grad()
         losses.append(loss.item())
+        accelerator.log({"loss": losses[-1], "learning_rate": scheduler.get_last_lr()[0]}, step=step + 1)
         if step % 10 == 0:
             bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.3f}")
     return model, losses, steps
@@ -140,7 +141,8 @@ def train_reward_model(cfg: RewardModelConfig, objectives: Sequence[str] | None 
     objectives = list(objectives or cfg.objectives)
     output_dir = Path(output_dir or cfg.output_dir)
     set_seed(cfg.seed)
-    accelerator = make_accelerator()
+    accelerator = make_accelerator(cfg.report_to, tracker_dir(output_dir))
+    start_tracking(accelerator, "train-rm", cfg)
     train = _examples(cfg.train_data if train_specs is None else train_specs, cfg.max_train_pairs, exclude_fold,
                       cfg.holdout_validation)
     held_out = _examples(cfg.eval_data if eval_specs is None else eval_specs, cfg.max_eval_pairs)
@@ -168,6 +170,7 @@ def train_reward_model(cfg: RewardModelConfig, objectives: Sequence[str] | None 
     if accelerator.is_main_process:
         accelerator.unwrap_model(model).save_pretrained(output_dir)
         atomic_write_json(output_dir / "train_rm_config.json", {"config": asdict(cfg), "metrics": metrics})
+    stop_tracking(accelerator)
     accelerator.wait_for_everyone()  # other ranks may load the saved model next
     return metrics
 
