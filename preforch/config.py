@@ -35,10 +35,21 @@ def _check_trackers(cfg) -> None:
         raise ConfigError(f"report_to: unknown tracker(s) {unknown}; expected none or any of {', '.join(TRACKERS[1:])}")
 
 
+def _check_hub(cfg) -> None:
+    if cfg.push_to_hub and not cfg.hub_model_id:
+        raise ConfigError("push_to_hub: needs hub_model_id (e.g. your-name/preforch-reward-model)")
+
+
 def _report_to():
     return field(default="none", metadata={"help": "experiment trackers (accelerate's): none | tensorboard | wandb | "
                                                    "trackio | ..., several comma-separated; local ones write to <output_dir>_logs "
                                                    "(train-mahalo: OUTPUT_DIR/training)"})
+
+
+def _hub():
+    return (field(default=False, metadata={"help": "upload the trained folder (weights, config.json, model card) to the "
+                                                    "Hugging Face Hub as --hub_model_id"}),
+            field(default=None, metadata={"help": "Hub repo for --push_to_hub, e.g. your-name/preforch-reward-model"}))
 
 
 def _list(default: list[str], help: str):
@@ -82,6 +93,8 @@ class RewardModelConfig:
                               "targets come from a model that never saw the pair; 0 = off, else >= 2")
     seed: int = _f(0, "random seed")
     report_to: str = _report_to()
+    push_to_hub: bool = _hub()[0]
+    hub_model_id: Optional[str] = _hub()[1]
     trust_remote_code: bool = _f(False, "allow custom model code from the hub (off unless you trust it)")
     # MOSLIM (issue 14): classification heads instead of Bradley-Terry scores.
     levels: list[int] = field(default_factory=list, metadata={"help": (
@@ -97,6 +110,7 @@ class RewardModelConfig:
                                   f"got levels {self.levels}")
         _one_of(self, "pooling", ("auto", "response", "mean", "cls", "last"))
         _check_trackers(self)
+        _check_hub(self)
         if not 0 <= self.holdout_validation < 1:
             raise ConfigError(f"holdout_validation: expected a value in [0, 1), got {self.holdout_validation}")
         if self.cross_fit_folds == 1 or self.cross_fit_folds < 0:
@@ -165,11 +179,14 @@ class OrchestratorConfig:
     max_eval_pairs: Optional[int] = _f(None, "cap on held-out pairs per data spec")
     seed: int = _f(0, "random seed")
     report_to: str = _report_to()
+    push_to_hub: bool = _hub()[0]
+    hub_model_id: Optional[str] = _hub()[1]
     trust_remote_code: bool = _f(False, "allow custom model code from the hub")
 
     def __post_init__(self):
         _positive(self, "tau", "max_length", "batch_size", "learning_rate")
         _check_trackers(self)
+        _check_hub(self)
         if self.pooling not in ("mean", "cls"):
             raise ConfigError(f"pooling: expected 'mean' or 'cls', got {self.pooling!r}")
         _one_of(self, "objective", ORCHESTRATOR_OBJECTIVES)

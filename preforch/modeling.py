@@ -6,6 +6,7 @@ and a JSON config named by the subclass. Nothing is unpickled.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import torch
@@ -96,6 +97,16 @@ class PooledHeadModel(nn.Module):
             self.tokenizer.save_pretrained(tmp / "encoder")
             save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, tmp / "head.safetensors")
             atomic_write_json(tmp / self.CONFIG_FILE, {"pooling": self.pooling, **self.config_dict()})
+            hf = self.hf_config()
+            if hf is not None:  # the same folder as a transformers model (modeling_preforch.py)
+                hf.save_pretrained(tmp)
+                self.tokenizer.save_pretrained(tmp)
+                shutil.copyfile(Path(__file__).with_name("modeling_preforch.py"), tmp / "modeling_preforch.py")
+
+    def hf_config(self):
+        """The `modeling_preforch.PreforchConfig` that makes a saved folder `AutoModelForSequenceClassification`-
+        loadable, or None for a model that has none."""
+        return None
 
     @classmethod
     def read_config(cls, path: str | Path) -> dict:

@@ -125,6 +125,12 @@ class PreferenceOrchestrator(PooledHeadModel):
                 "max_length": self.max_length,
                 "hidden_size": self.encoder.config.hidden_size, "metadata": self.metadata}
 
+    def hf_config(self):
+        from preforch.modeling_preforch import hf_config
+
+        return hf_config("orchestrator", self.objectives, self.encoder.config, self.pooling, self.max_length,
+                         tau=self.tau, weight_temperature=self.temperature)
+
     @classmethod
     def _from_parts(cls, encoder, tokenizer, cfg: dict):
         model = cls(encoder, tokenizer, cfg["objectives"], cfg["tau"], cfg.get("pooling", "mean"), cfg.get("max_length", 64),

@@ -9,6 +9,7 @@ import torch
 
 from preforch.config import OrchestratorConfig
 from preforch.data.loaders import load_many
+from preforch.hub import push_folder, write_model_card
 from preforch.io import atomic_write_json
 from preforch.models import is_main_process
 from preforch.rewards.ensemble import RewardEnsemble
@@ -39,5 +40,14 @@ def train_and_evaluate(cfg: OrchestratorConfig, ensemble: RewardEnsemble | None 
     if cfg.eval_data:
         result["eval"] = evaluate_orchestrator(model, ensemble, load_many(cfg.eval_data, cfg.max_eval_pairs),
                                                torch.tensor(info["mean_target"]), cfg.positive_source, others=others)
+    labels = result.get("eval", {}).get("human_labels", {}).get("rows", {})
+    write_model_card(cfg.output_dir, "orchestrator", cfg.encoder, cfg.train_data, model.objectives,
+                     {f"combined-reward accuracy on held-out human labels, {name}": labels[name]["accuracy"]
+                      for name in ("orchestrator", "uniform", "best fixed (validation)") if name in labels},
+                     f"{cfg.objective} objective on the {cfg.encoder} encoder's prompt features, targets from the reward "
+                     f"ensemble {cfg.ensemble} on {', '.join(cfg.train_data)} (tau {cfg.tau}, {info['train_prompts']} "
+                     f"prompts, {cfg.num_epochs} epochs, seed {cfg.seed}); calibrated temperature {model.temperature:g}.")
     atomic_write_json(Path(cfg.output_dir) / ORCHESTRATOR_METRICS, result)
+    if cfg.push_to_hub:
+        print(f"pushed {cfg.output_dir} to {push_folder(cfg.output_dir, cfg.hub_model_id)}", flush=True)
     return result

@@ -23,11 +23,13 @@ class MultiHeadRewardModel(PooledHeadModel):
     CONFIG_FILE = REWARD_CONFIG
 
     def __init__(self, encoder, tokenizer, objectives: Sequence[str], pooling: str = "mean",
-                 max_length: int = 128, prompt_max_tokens: int = 64):
+                 max_length: int = 128, prompt_max_tokens: int = 64, normalization: dict | None = None):
         super().__init__(encoder, tokenizer, len(objectives), pooling)
         self.objectives = tuple(objectives)
         # The input format it is trained with; saved so scoring later uses the same.
         self.max_length, self.prompt_max_tokens = max_length, prompt_max_tokens
+        # z-score statistics of its raw scores on training replies, for users outside preforch (an ensemble fits its own)
+        self.normalization = normalization
 
     @classmethod
     def from_encoder(cls, name_or_path: str, objectives: Sequence[str], pooling: str = "auto", max_length: int = 128,
@@ -50,9 +52,15 @@ class MultiHeadRewardModel(PooledHeadModel):
 
     def config_dict(self) -> dict:
         return {"objectives": list(self.objectives), "max_length": self.max_length,
-                "prompt_max_tokens": self.prompt_max_tokens}
+                "prompt_max_tokens": self.prompt_max_tokens, "normalization": self.normalization}
+
+    def hf_config(self):
+        from preforch.modeling_preforch import hf_config
+
+        return hf_config("reward", self.objectives, self.encoder.config, self.pooling, self.max_length,
+                         self.prompt_max_tokens, normalization=self.normalization)
 
     @classmethod
     def _from_parts(cls, encoder, tokenizer, cfg: dict):
         return cls(encoder, tokenizer, cfg["objectives"], cfg.get("pooling", "mean"), cfg.get("max_length", 128),
-                   cfg.get("prompt_max_tokens", 64))
+                   cfg.get("prompt_max_tokens", 64), cfg.get("normalization"))

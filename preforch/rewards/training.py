@@ -20,7 +20,9 @@ from preforch.config import RewardModelConfig
 from preforch.data.loaders import load_preferences
 from preforch.data.schema import in_validation, pair_fold
 from preforch.io import atomic_write_json
-from preforch.models import autocast, fast_bf16, make_accelerator, start_tracking, stop_tracking, tracker_dir
+from preforch.hub import push_folder, write_model_card
+from preforch.models import (autocast, fast_bf16, is_main_process, make_accelerator, start_tracking, stop_tracking,
+                             tracker_dir)
 from preforch.rewards.formatting import encode_pairs, render_dialogue
 from preforch.rewards.crossfit import FOLDS_DIR
 from preforch.rewards.losses import bradley_terry_loss
@@ -56,6 +58,26 @@ def pairwise_accuracy(model, tok, examples: Sequence[Example], cfg: RewardModelC
             counts[e[0]] += 1
     model.train()
     return [h / n if n else float("nan") for h, n in zip(hits, counts)]
+
+
+@torch.no_grad()
+def reference_statistics(model, tok, examples: Sequence[Example], cfg: RewardModelConfig, device,
+                         num_pairs: int = 256, batch_size: int = 64) -> dict[str, list[float]]:
+    """{"mean": [K], "std": [K]} of every head's raw score on the chosen and rejected replies of `num_pairs`
+    training pairs drawn with cfg.seed: the z-score a user outside preforch applies (an ensemble fits its own on
+    its whole reference set)."""
+    sample = random.Random(cfg.seed).sample(list(examples), min(num_pairs, len(examples)))
+    model.eval()
+    scores = []
+    for s in range(0, len(sample), batch_size):
+        batch = sample[s:s + batch_size]
+        enc = encode_pairs(tok, [e[1] for e in batch] * 2, [e[2] for e in batch] + [e[3] for e in batch],
+                           cfg.max_length, cfg.prompt_max_tokens).to(device)
+        with autocast(device, fast_bf16(device)):
+            scores.append(model(**enc).logits.float().cpu())
+    model.train()
+    raw = torch.cat(scores)
+    return {"mean": raw.mean(0).tolist(), "std": raw.std(0).tolist(), "replies": len(raw)}
 
 
 def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.Random, group: int = 50) -> list[list[int]]:
@@ -157,6 +179,7 @@ def train_reward_model(cfg: RewardModelConfig, objectives: Sequence[str] | None 
     model, losses, steps = fit(accelerator, model, train, [_approx_length(e) for e in train], cfg.batch_size, cfg,
                                loss_of, f"train-rm [{','.join(objectives)}]")
     acc_after = pairwise_accuracy(model, tok, held_out, cfg, device, len(objectives)) if held_out else []
+    accelerator.unwrap_model(model).normalization = reference_statistics(model, tok, train, cfg, device)
     metrics = {
         "objectives": objectives,
         "train_pairs": len(train),
@@ -169,6 +192,12 @@ def train_reward_model(cfg: RewardModelConfig, objectives: Sequence[str] | None 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         accelerator.unwrap_model(model).save_pretrained(output_dir)
+        data = list(train_specs or cfg.train_data)
+        write_model_card(output_dir, "reward", cfg.base_model, data, objectives,
+                         {f"{o} pairwise accuracy (held out)": a for o, a in metrics["eval_accuracy"].items()},
+                         f"Bradley-Terry with reward centering ({cfg.center_coefficient}) on {', '.join(data)}: "
+                         f"{len(train)} pairs, {steps} steps of {cfg.batch_size}, learning rate {cfg.learning_rate}, "
+                         f"{cfg.epochs:g} epoch(s), {accelerator.unwrap_model(model).pooling} pooling, seed {cfg.seed}.")
         atomic_write_json(output_dir / "train_rm_config.json", {"config": asdict(cfg), "metrics": metrics})
     stop_tracking(accelerator)
     accelerator.wait_for_everyone()  # other ranks may load the saved model next
@@ -200,4 +229,6 @@ def train_reward_models(cfg: RewardModelConfig) -> tuple[list[HFRewardModel], di
             fold_out = str(Path(out) / FOLDS_DIR / str(f))
             metrics[fold_out] = train_reward_model(cfg, objectives, train_specs, eval_specs, fold_out, (f, cfg.cross_fit_folds))
         sources.append(HFRewardModel(out))
+    if cfg.push_to_hub and is_main_process():
+        print(f"pushed {cfg.output_dir} to {push_folder(cfg.output_dir, cfg.hub_model_id)}", flush=True)
     return sources, metrics

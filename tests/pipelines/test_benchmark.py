@@ -50,6 +50,8 @@ def test_build_benchmark_on_the_mixed_intent_recipe(tiny_encoder_dir, tmp_path, 
         assert ens["normalization"]["mean"][2] == pytest.approx(0.5)
         assert ens["sources"][-1] == {"kind": "rule", "objective": "arithmetic", "rule": "exact_match"}
     assert "arithmetic" in capsys.readouterr().out
+    card = (out / "orchestrator" / "README.md").read_text()  # every trained artifact carries a model card
+    assert "preference-orchestrator" in card and "Anthropic/hh-rlhf" in card and "combined-reward accuracy" in card
     # a re-run reuses every stage
     stamp = (out / "orchestrator" / "train_metrics.json").stat().st_mtime_ns
     assert main(args) == 0

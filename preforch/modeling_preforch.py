@@ -1,0 +1,120 @@
+"""preforch's reward models and orchestrators as `transformers` models: `AutoModelForSequenceClassification`-loadable.
+
+Every folder `train-rm` or `train-orchestrator` saves also holds a `config.json` of model_type `preforch` and this
+file, so code that never imports preforch loads it with the auto classes and `pipeline("text-classification")`:
+
+    AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True)   # without preforch
+    import preforch.modeling_preforch; AutoModelForSequenceClassification.from_pretrained(folder)  # registered
+
+- a reward model gives one logit per objective (`id2label`), the raw score preforch's scorer reads; the
+  normalisation statistics fitted on its training replies are in `config.normalization` (mean, std per objective);
+  a `pipeline` needs `function_to_apply="none"` to return scores rather than a softmax over them;
+- an orchestrator's logits are divided by its calibrated temperature, so their softmax (a pipeline's default)
+  is the preference weight of each objective.
+Inputs are tokenised as preforch does: (dialogue tail, reply) text pairs for a reward model, the prompt for an
+orchestrator. The weights stay where preforch writes them (`encoder/`, `head.safetensors`); a model saved with
+`save_pretrained` from here has the usual single weights file. This file imports only torch, safetensors and
+transformers: it is copied into each folder for `trust_remote_code`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+MODEL_TYPE = "preforch"
+KINDS = ("reward", "orchestrator")
+
+
+class PreforchConfig(PretrainedConfig):
+    """kind: 'reward' or 'orchestrator'; encoder: the encoder's own config (a dict); pooling: mean | cls | last |
+    response (the mean over the reply's segment); objectives as id2label; normalization: {"mean": [K], "std": [K]}
+    of a reward model's raw scores (or None); weight_temperature: an orchestrator's calibrated softmax temperature;
+    input_tokens / prompt_max_tokens: the tokenisation preforch used (not `max_length` / `temperature`, which
+    transformers reads as generation settings)."""
+
+    model_type = MODEL_TYPE
+
+    def __init__(self, kind: str = "reward", encoder: dict | None = None, pooling: str = "mean", input_tokens: int = 128,
+                 prompt_max_tokens: int = 64, normalization: dict | None = None, tau: float | None = None,
+                 weight_temperature: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        if kind not in KINDS:
+            raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
+        self.kind, self.encoder, self.pooling = kind, encoder or {}, pooling
+        self.input_tokens, self.prompt_max_tokens = input_tokens, prompt_max_tokens
+        self.normalization, self.tau, self.weight_temperature = normalization, tau, weight_temperature
+
+
+def _pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
+    """[B, T, H], [B, T] -> [B, H]: masked mean, first token, or last unmasked token."""
+    if how == "cls":
+        return hidden[:, 0]
+    if how == "last":
+        last = mask.shape[1] - 1 - mask.flip(1).argmax(1)
+        return hidden[torch.arange(len(hidden), device=hidden.device), last]
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+class PreforchModel(PreTrainedModel):
+    """`head(pool(encoder(x)))`: logits [B, K], one per objective (an orchestrator's divided by its temperature)."""
+
+    config_class = PreforchConfig
+    base_model_prefix = "encoder"
+
+    def __init__(self, config: PreforchConfig, encoder: nn.Module | None = None):
+        super().__init__(config)
+        self.encoder = encoder if encoder is not None else AutoModel.from_config(
+            AutoConfig.for_model(**config.encoder))
+        self.head = nn.Linear(self.encoder.config.hidden_size, config.num_labels)
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **kwargs):
+        enc = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            enc["token_type_ids"] = token_type_ids
+        mask = attention_mask
+        if self.config.pooling == "response":
+            mask = mask * token_type_ids  # the reply is the second segment of the text pair
+        how = "mean" if self.config.pooling == "response" else self.config.pooling
+        logits = self.head(_pool(self.encoder(**enc).last_hidden_state, mask, how))
+        if self.config.kind == "orchestrator":
+            logits = logits / self.config.weight_temperature
+        return SequenceClassifierOutput(logits=logits)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, config=None, **kwargs):
+        """A folder preforch wrote (`encoder/` + `head.safetensors`) loads its parts from there; anything else
+        (a model saved from this class, a Hub id) loads as any `transformers` model."""
+        path = str(pretrained_model_name_or_path)
+        if not os.path.isfile(os.path.join(path, "head.safetensors")):
+            return super().from_pretrained(pretrained_model_name_or_path, *args, config=config, **kwargs)
+        from safetensors.torch import load_file
+
+        config = config if isinstance(config, PreforchConfig) else PreforchConfig.from_pretrained(path)
+        dtype = kwargs.get("dtype", kwargs.get("torch_dtype"))
+        encoder = AutoModel.from_pretrained(os.path.join(path, "encoder"),
+                                            **({"dtype": dtype} if dtype not in (None, "auto") else {}))
+        model = cls(config, encoder)
+        model.head.load_state_dict(load_file(os.path.join(path, "head.safetensors")))
+        return model.to(encoder.dtype).eval()
+
+
+def hf_config(kind: str, objectives, encoder_config, pooling: str, input_tokens: int, prompt_max_tokens: int = 64,
+              **extra) -> PreforchConfig:
+    """The config.json of a preforch folder: objectives as id2label, the encoder's config inline, auto_map for
+    `trust_remote_code` loading."""
+    config = PreforchConfig(kind=kind, encoder=encoder_config.to_dict(), pooling=pooling, input_tokens=input_tokens,
+                            prompt_max_tokens=prompt_max_tokens, id2label=dict(enumerate(objectives)),
+                            label2id={o: i for i, o in enumerate(objectives)}, **extra)
+    config.auto_map = {"AutoConfig": "modeling_preforch.PreforchConfig",
+                       "AutoModelForSequenceClassification": "modeling_preforch.PreforchModel"}
+    return config
+
+
+AutoConfig.register(MODEL_TYPE, PreforchConfig, exist_ok=True)
+AutoModelForSequenceClassification.register(PreforchConfig, PreforchModel, exist_ok=True)

@@ -1,0 +1,111 @@
+"""Reward models and orchestrators are transformers models: AutoModelForSequenceClassification loads a folder
+preforch saved and gives the scores / weights preforch's own scorer gives."""
+
+import shutil
+from pathlib import Path
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from preforch.config import RewardModelConfig
+from preforch.rewards.sources import HFRewardModel
+from preforch.rewards.formatting import encode_pairs
+from preforch.rewards.training import train_reward_model
+from tests.conftest import objective_pair_files
+
+PROMPTS = [({"role": "user", "content": "how do I hurt someone"},), ({"role": "user", "content": "explain tides"},)]
+REPLIES = ["No.", "Tides come from the moon's pull on the oceans."]
+
+
+@pytest.fixture(scope="module")
+def trained_rm(tiny_encoder_dir, tmp_path_factory) -> str:
+    folder = tmp_path_factory.mktemp("export")
+    files = objective_pair_files(folder, 16)
+    cfg = RewardModelConfig(base_model=tiny_encoder_dir, train_data=files, eval_data=[], batch_size=4, max_length=48,
+                            output_dir=str(folder / "rm"))
+    train_reward_model(cfg)
+    return str(folder / "rm")
+
+
+def test_a_trained_reward_model_loads_with_auto_classes_and_scores_as_preforch_does(trained_rm):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    import preforch.modeling_preforch  # noqa: F401  (registers model_type "preforch")
+
+    ours = HFRewardModel(trained_rm, device="cpu", bf16=False)
+    model = AutoModelForSequenceClassification.from_pretrained(trained_rm).eval()
+    tok = AutoTokenizer.from_pretrained(trained_rm)
+    assert model.config.id2label == {0: "helpful", 1: "harmless"} and model.config.num_labels == 2
+    norm = model.config.normalization
+    assert len(norm["mean"]) == 2 and all(s > 0 for s in norm["std"]) and norm["replies"] == 32
+    with torch.no_grad():
+        logits = model(**encode_pairs(tok, PROMPTS, REPLIES, model.config.input_tokens, model.config.prompt_max_tokens)).logits
+    assert torch.allclose(logits, ours.score(PROMPTS, REPLIES), atol=1e-5)
+
+
+def test_without_preforch_it_loads_with_trust_remote_code(trained_rm, tmp_path):
+    """A fresh interpreter that never imports preforch: the folder's own modeling_preforch.py is the code."""
+    copy = tmp_path / "elsewhere"
+    shutil.copytree(trained_rm, copy)
+    code = ("import sys, torch\nassert 'preforch' not in sys.modules\n"
+            "from transformers import pipeline\n"
+            f"p = pipeline('text-classification', model={str(copy)!r}, trust_remote_code=True, function_to_apply='none', top_k=None)\n"
+            "out = p({'text': 'Human: explain tides', 'text_pair': 'The moon pulls the sea.'})\n"
+            "print(sorted(d['label'] for d in out))\nassert 'preforch' not in sys.modules")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "['harmless', 'helpful']" in run.stdout
+
+
+def test_an_orchestrator_loads_with_auto_classes_and_gives_its_weights(tiny_encoder_dir, tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    import preforch.modeling_preforch  # noqa: F401
+    from preforch.orchestrator.model import PreferenceOrchestrator
+    from preforch.rewards.formatting import encode_prompts
+
+    orch = PreferenceOrchestrator.from_encoder(tiny_encoder_dir, ["helpful", "harmless", "conciseness"])
+    torch.nn.init.normal_(orch.head.weight, std=0.5)
+    orch.set_temperature(0.7)
+    orch.save_pretrained(tmp_path / "orch")
+    ours = PreferenceOrchestrator.from_pretrained(tmp_path / "orch", device="cpu").predict(PROMPTS)
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "orch").eval()
+    tok = AutoTokenizer.from_pretrained(tmp_path / "orch")
+    with torch.no_grad():
+        weights = model(**encode_prompts(tok, PROMPTS, model.config.input_tokens)).logits.softmax(-1)
+    assert model.config.kind == "orchestrator" and model.config.weight_temperature == pytest.approx(0.7)
+    assert torch.allclose(weights, ours, atol=1e-5)
+
+
+def test_a_model_card_describes_the_folder_and_push_to_hub_uploads_it(trained_rm, tiny_encoder_dir, tmp_path, monkeypatch):
+    import yaml
+    from huggingface_hub import HfApi
+
+    from preforch.cli import main
+
+    card = (Path(trained_rm) / "README.md").read_text()
+    meta = yaml.safe_load(card.split("---")[1])
+    assert meta["library_name"] == "transformers" and "preforch" in meta["tags"]
+    assert "## Training" in card and "Bradley-Terry" in card and "AutoModelForSequenceClassification" in card
+    calls = []
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: calls.append(("create", repo_id)))
+    monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kw: calls.append(("upload", kw["repo_id"],
+                                                                                  sorted(p.name for p in Path(kw["folder_path"]).iterdir()))))
+    files = objective_pair_files(tmp_path, 8)
+    out = tmp_path / "rm"
+    assert main(["train-rm", "--base_model", tiny_encoder_dir, "--train_data", *files, "--eval_data", *files,
+                 "--batch_size", "4", "--max_length", "32", "--output_dir", str(out), "--push_to_hub", "true",
+                 "--hub_model_id", "me/rm"]) == 0
+    assert calls[0] == ("create", "me/rm") and calls[1][:2] == ("upload", "me/rm")
+    assert {"README.md", "config.json", "modeling_preforch.py", "head.safetensors", "encoder"} <= set(calls[1][2])
+    meta = yaml.safe_load((out / "README.md").read_text().split("---")[1])
+    assert meta["model-index"][0]["results"][0]["metrics"][0]["name"] == "helpful pairwise accuracy (held out)"
+
+
+def test_push_to_hub_without_a_repo_is_refused_before_training(capsys):
+    from preforch.cli import main
+
+    assert main(["train-orchestrator", "--push_to_hub", "true"]) == 2
+    assert "push_to_hub: needs hub_model_id" in capsys.readouterr().err
