@@ -16,6 +16,9 @@ USAGE = {
                "# z-scores as preforch's ensemble: (scores - config.normalization['mean']) / config.normalization['std']"),
     "orchestrator": "weights = model(**tok(prompt, return_tensors='pt')).logits.softmax(-1)  # [1, K], the preference",
 }
+LOADERS = {"reward": "AutoModelForSequenceClassification", "orchestrator": "AutoModelForSequenceClassification",
+           "policy": "AutoModelForCausalLM"}
+TAGS = {"reward": "reward-model", "orchestrator": "preference-orchestrator", "policy": "multi-objective-rl"}
 
 
 # what the bundled aliases and data sets are on the Hub, for a card's metadata
@@ -37,17 +40,24 @@ def hub_datasets(specs: Sequence[str]) -> list[str]:
 
 def model_card(kind: str, base_model: str, datasets: Sequence[str], objectives: Sequence[str], metrics: dict[str, float],
                how: str) -> str:
-    """README.md of a preforch folder: Hub metadata (library, base model, datasets, tags, held-out metrics), what it
-    is, how it was trained (`how`) and how to load it with transformers."""
+    """README.md of a preforch folder (kind: reward | orchestrator | policy): Hub metadata (library, base model,
+    datasets, tags, held-out metrics), what it is, how it was trained (`how`) and how to load it with transformers."""
     meta = {"library_name": "transformers", "base_model": HUB_IDS.get(base_model, base_model),
             "datasets": hub_datasets(datasets),
-            "tags": ["preforch", "multi-objective-alignment", "reward-model" if kind == "reward" else "preference-orchestrator"],
-            "pipeline_tag": "text-classification",
+            "tags": ["preforch", "multi-objective-alignment", TAGS[kind]],
+            "pipeline_tag": "text-generation" if kind == "policy" else "text-classification",
             "model-index": [{"name": f"preforch {kind}", "results": [
                 {"task": {"type": "text-classification"}, "metrics": [
                     {"type": "accuracy", "name": name, "value": round(float(v), 4)} for name, v in metrics.items()]}]}]}
-    what = ("a multi-head reward model: one score per objective" if kind == "reward" else
-            "a Preference Orchestrator: it reads a prompt and predicts the weight of each objective")
+    what = {"reward": "a multi-head reward model: one score per objective",
+            "orchestrator": "a Preference Orchestrator: it reads a prompt and predicts the weight of each objective",
+            "policy": "a policy aligned to several objectives at once"}[kind]
+    use = (["from transformers import AutoModelForCausalLM, AutoTokenizer",
+            "model, tok = AutoModelForCausalLM.from_pretrained(FOLDER), AutoTokenizer.from_pretrained(FOLDER)"]
+           if kind == "policy" else
+           ["from transformers import AutoModelForSequenceClassification, AutoTokenizer",
+            "model = AutoModelForSequenceClassification.from_pretrained(FOLDER, trust_remote_code=True)  # or: import preforch.modeling_preforch",
+            "tok = AutoTokenizer.from_pretrained(FOLDER)", USAGE[kind]])
     return "\n".join([
         "---", yaml.safe_dump(meta, sort_keys=False).rstrip(), "---", "",
         f"# preforch {kind}: {', '.join(objectives)}", "",
@@ -56,13 +66,8 @@ def model_card(kind: str, base_model: str, datasets: Sequence[str], objectives: 
         "## Held-out results", "",
         *(f"- {name}: {v:.3f}" for name, v in metrics.items()), "",
         "## Use", "",
-        "```python",
-        "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
-        "model = AutoModelForSequenceClassification.from_pretrained(FOLDER, trust_remote_code=True)  # or: import preforch.modeling_preforch",
-        "tok = AutoTokenizer.from_pretrained(FOLDER)",
-        USAGE[kind],
-        "```", "",
-        "Or in preforch: `--reward_models FOLDER` (build-ensemble) / `--orchestrator FOLDER`.", ""])
+        "```python", *use, "```", "",
+        "Or in preforch: `--reward_models FOLDER` (build-ensemble), `--orchestrator FOLDER`, `--policy FOLDER`.", ""])
 
 
 def write_model_card(folder: str | Path, *args, **kwargs) -> None:

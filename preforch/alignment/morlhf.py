@@ -19,6 +19,7 @@ from preforch.alignment.trl_utils import (LOG_FILE, check_trl_fields, device_arg
 from preforch.config import PolicyConfig
 from preforch.data.loaders import load_many
 from preforch.errors import ConfigError
+from preforch.hub import model_card
 from preforch.orchestrator.preference import preference_weights
 from preforch.rewards.ensemble import RewardEnsemble
 
@@ -95,5 +96,13 @@ def train_policy(cfg: PolicyConfig, callbacks: tuple = (), merge_lora: bool = Tr
     if cfg.resume and not has_checkpoint:
         raise ConfigError(f"--resume: no checkpoint-* folder in {out}")
     trainer.train(resume_from_checkpoint=True if cfg.resume else None)
-    save_policy(trainer, tok, out / "policy", merge_lora=cfg.use_lora and merge_lora, extra_json=extra_json)
+    weighting = {"pro-morlhf": "the orchestrator's per-prompt weights (Pro-MORLHF, PRO Eq. 9)",
+                 "morlhf": f"fixed weights {cfg.weights or 'uniform'} (MORLHF)",
+                 "single-reward": f"{cfg.objective} alone", "moslim": "MOSLIM's prompt-stated objectives"}[cfg.method]
+    card = model_card("policy", cfg.policy, cfg.train_data, [] if cfg.method == "moslim" else list(ensemble.objectives), {},
+                      f"{cfg.algorithm.upper()} (TRL) for {trainer.state.global_step} steps on prompts of "
+                      f"{', '.join(cfg.train_data)}, rewarded by {weighting} over the normalised scores of "
+                      f"{cfg.ensemble if cfg.method != 'moslim' else cfg.classifier}; KL coefficient {cfg.beta}, learning "
+                      f"rate {cfg.learning_rate}, LoRA {cfg.use_lora}, seed {cfg.seed}.")
+    save_policy(trainer, tok, out / "policy", merge_lora=cfg.use_lora and merge_lora, extra_json=extra_json, card=card)
     return {"steps": trainer.state.global_step, "policy": str(out / "policy"), "log": str(out / LOG_FILE)}

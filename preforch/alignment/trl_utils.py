@@ -152,9 +152,10 @@ def lora_config(use_lora: bool, r: int, alpha: int):
     return LoraConfig(r=r, lora_alpha=alpha, target_modules="all-linear", task_type="CAUSAL_LM")
 
 
-def save_policy(trainer, tokenizer, folder: Path, merge_lora: bool, extra_json: dict | None = None) -> None:
-    """Save the trained model (LoRA merged, so `from_pretrained` loads it alone), its tokenizer and any
-    `extra_json` files {name: object} atomically to `folder`; only the main process writes."""
+def save_policy(trainer, tokenizer, folder: Path, merge_lora: bool, extra_json: dict | None = None,
+                card: str | None = None) -> None:
+    """Save the trained model (LoRA merged, so `from_pretrained` loads it alone), its tokenizer, any `extra_json`
+    files {name: object} and the model card `card` (README.md) atomically to `folder`; only the main process writes."""
     from preforch.io import atomic_directory, atomic_write_json
 
     model = trainer.model.merge_and_unload() if merge_lora else trainer.model
@@ -165,3 +166,5 @@ def save_policy(trainer, tokenizer, folder: Path, merge_lora: bool, extra_json: 
         tokenizer.save_pretrained(tmp)
         for name, obj in (extra_json or {}).items():
             atomic_write_json(tmp / name, obj)
+        if card:
+            (tmp / "README.md").write_text(card, encoding="utf-8")

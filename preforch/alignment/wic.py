@@ -154,6 +154,7 @@ def sft(cfg: WicConfig, start: str, rows: list[dict], max_steps: int, spec: WicS
     from trl import SFTConfig, SFTTrainer
 
     from preforch.alignment.trl_utils import LOG_FILE, device_args, jsonl_logger, lora_config, save_policy, trl_config
+    from preforch.hub import model_card
     from preforch.models import load_pretrained
 
     out = Path(cfg.output_dir)
@@ -170,7 +171,12 @@ def sft(cfg: WicConfig, start: str, rows: list[dict], max_steps: int, spec: WicS
                          peft_config=lora_config(cfg.use_lora, cfg.lora_r, cfg.lora_alpha), callbacks=[jsonl_logger(out / LOG_FILE)])
     trainable = len(trainer.train_dataset)  # TRL drops rows whose completion max_length cut off entirely
     trainer.train()
-    save_policy(trainer, tok, out / "policy", merge_lora=cfg.use_lora, extra_json={SPEC_FILE: spec.to_dict()})
+    card = model_card("policy", cfg.policy, cfg.train_data, spec.objectives, {},
+                      f"Weights in context ({spec.method}, PRO Eq. 10-11): TRL SFT, {cfg.stage} stage, {len(rows)} samples "
+                      f"conditioned on their {spec.kind} in a prompt tag (preforch/data/conditioning.py), "
+                      f"{trainer.state.global_step} steps, learning rate {cfg.learning_rate}, seed {seed}. Give it a "
+                      "preference with the same tag, e.g. `<preference helpful=0.80 harmless=0.20>` before the user's message.")
+    save_policy(trainer, tok, out / "policy", merge_lora=cfg.use_lora, extra_json={SPEC_FILE: spec.to_dict()}, card=card)
     tokens = max((log["num_tokens"] for log in trainer.state.log_history if "num_tokens" in log), default=0)
     return {"sft_samples": len(rows), "sft_samples_dropped_too_long": len(rows) - trainable,
             "sft_steps": trainer.state.global_step, "sft_tokens": int(tokens), "sft_seconds": time.perf_counter() - t0}

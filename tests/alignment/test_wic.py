@@ -144,6 +144,7 @@ def test_one_online_iteration_relabels_filters_and_accounts(method, source, onli
     assert it["kept_fraction"] == pytest.approx(kept / 12) and it["thresholds"] == pytest.approx(thresholds.tolist())
     assert it["sft_steps"] == 1 and it["sft_tokens"] > 0
     assert load_wic_spec(out / "policy") == spec, "the online policy keeps the offline spec"
+    assert "Weights in context" in (out / "policy" / "README.md").read_text()
 
 
 def _expect_error(argv, message, out, capsys):
