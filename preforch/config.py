@@ -326,10 +326,16 @@ class ServeConfig:
     max_prompt_chars: int = _f(8000, "longest prompt (characters over all messages); beyond, 413")
     max_tokens: int = _f(512, "most new tokens a request may ask (also the default); beyond, 400")
     max_n: int = _f(8, "most replies (n) a request may ask; beyond, 400")
+    max_score_items: int = _f(256, "most (messages, reply) items one /v1/score request may send; beyond, 400")
+    weights: Optional[str] = _f(None, "default preference for requests that give none, e.g. helpful=0.7,harmless=0.3 "
+                                "or harmless=0.6,auto (the orchestrator fills the rest); default: the orchestrator's")
+    api_key: Optional[str] = _f(None, "require 'Authorization: Bearer KEY' on every /v1 route (401 otherwise); also "
+                                "read from $PREFORCH_API_KEY")
     trust_remote_code: bool = _f(False, "allow custom model code from the hub")
 
     def __post_init__(self):
-        _positive(self, "port", "num_candidates", "max_batch", "queue_size", "max_prompt_chars", "max_tokens", "max_n")
+        _positive(self, "port", "num_candidates", "max_batch", "queue_size", "max_prompt_chars", "max_tokens", "max_n",
+                  "max_score_items")
         _check_kind("method", self.method)
 
 

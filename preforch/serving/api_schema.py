@@ -49,16 +49,19 @@ class ChatRequest(BaseModel):
     n: int = Field(default=1, ge=1)
     seed: Optional[int] = None
     stream: bool = False
+    stream_options: Optional[dict[str, Any]] = None
     preference: Optional[dict[str, Any]] = None
 
 
 @dataclass(frozen=True)
 class Limits:
-    """What one request may ask: prompt characters (413 beyond), new tokens and replies (400 beyond)."""
+    """What one request may ask: prompt characters (413 beyond; also a scored reply's), new tokens, replies and
+    scored items (400 beyond)."""
 
     max_prompt_chars: int = 8000
     max_tokens: int = 512
     max_n: int = 8
+    max_score_items: int = 256
 
 
 class TooLarge(ConfigError):
@@ -67,17 +70,21 @@ class TooLarge(ConfigError):
 
 def checked_prompt(request: ChatRequest, limits: Limits) -> tuple[dict, ...]:
     """The request's messages as the chat prompt every policy reads; `TooLarge` or `ConfigError` (400) naming
-    the field for a prompt, max_tokens or n over `limits` or a stream request."""
-    if request.stream:
-        raise ConfigError("stream: streaming responses are not supported; send stream=false")
-    prompt = check_messages([{"role": m.role, "content": m.text()} for m in request.messages], "messages")
-    chars = sum(len(m["content"]) for m in prompt)
-    if chars > limits.max_prompt_chars:
-        raise TooLarge(f"messages: prompt is {chars} characters, over this server's limit of {limits.max_prompt_chars}")
+    the field for a prompt, max_tokens or n over `limits`."""
+    prompt = checked_messages(request.messages, limits, "messages")
     if new_tokens(request, limits) > limits.max_tokens:
         raise ConfigError(f"max_tokens: {new_tokens(request, limits)} is over this server's limit of {limits.max_tokens}")
     if request.n > limits.max_n:
         raise ConfigError(f"n: {request.n} replies is over this server's limit of {limits.max_n}")
+    return prompt
+
+
+def checked_messages(messages: Sequence[ChatMessage], limits: Limits, field: str) -> tuple[dict, ...]:
+    """Chat messages as the prompt every policy and reward model reads; `TooLarge` over the character limit."""
+    prompt = check_messages([{"role": m.role, "content": m.text()} for m in messages], field)
+    chars = sum(len(m["content"]) for m in prompt)
+    if chars > limits.max_prompt_chars:
+        raise TooLarge(f"{field}: prompt is {chars} characters, over this server's limit of {limits.max_prompt_chars}")
     return prompt
 
 
@@ -109,10 +116,71 @@ def preference_spec(preference: Optional[dict[str, Any]], objectives: Sequence[s
     return spec
 
 
+def chosen_preference(preference: Optional[dict[str, Any]], model: Optional[str], served_name: str,
+                      default: Optional[str], objectives: Sequence[str]) -> Optional[str]:
+    """The `--weights` spec a request is answered under (None: the orchestrator decides everything): its
+    `preference` field, else a preference in its model name (`preforch:helpful=0.8,harmless=0.2` or
+    `preforch:harmless=0.5,auto`, for clients that cannot add fields), else the server's default (`serve
+    --weights`). `WeightsError` naming the field for a bad one."""
+    if preference is not None:
+        return preference_spec(preference, objectives)
+    prefix = f"{served_name}:"
+    if model and model.startswith(prefix):
+        spec = model[len(prefix):]
+        parse_preference(spec, objectives, "model")
+        return spec
+    return default
+
+
+class ScoreItem(BaseModel):
+    """One (prompt, reply) to score; `preference` overrides the request's for this item."""
+
+    messages: list[ChatMessage] = Field(min_length=1)
+    reply: str
+    preference: Optional[dict[str, Any]] = None
+
+
+class ScoreRequest(BaseModel):
+    """POST /v1/score: a batch of (messages, reply), and the preference to combine their scores by (the same
+    forms as a chat request's; with none, the server's default, else the orchestrator's per prompt)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    items: list[ScoreItem] = Field(min_length=1)
+    preference: Optional[dict[str, Any]] = None
+    model: Optional[str] = None
+
+
+class CompletionRequest(BaseModel):
+    """POST /v1/completions (OpenAI's legacy endpoint): a plain prompt, or a list of them, answered as a user
+    message of the chat model."""
+
+    model_config = ConfigDict(extra="allow")
+
+    prompt: Union[str, list[str]]
+    model: Optional[str] = None
+    max_tokens: Optional[int] = Field(default=16, ge=1)
+    temperature: float = Field(default=1.0, ge=0)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    n: int = Field(default=1, ge=1)
+    seed: Optional[int] = None
+    stream: bool = False
+    preference: Optional[dict[str, Any]] = None
+
+    def prompts(self) -> list[str]:
+        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> dict:
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens}
+
+
 def completion_response(model: str, replies: Sequence[str], weights: Sequence[float], objectives: Sequence[str],
-                        scores: Optional[Sequence[Sequence[float]]]) -> dict:
+                        scores: Optional[Sequence[Sequence[float]]], token_usage: Optional[dict] = None) -> dict:
     """An OpenAI `chat.completion` object, plus `preference` (the weights used) and, with an ensemble, each
-    choice's normalised `scores` by objective. finish_reason is always "stop": the kinds do not report truncation."""
+    choice's normalised `scores` by objective; `usage` when token counts are given. finish_reason is always
+    "stop": the kinds do not report truncation."""
     choices = []
     for i, reply in enumerate(replies):
         choice = {"index": i, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop",
@@ -121,4 +189,25 @@ def completion_response(model: str, replies: Sequence[str], weights: Sequence[fl
             choice["scores"] = dict(zip(objectives, map(float, scores[i])))
         choices.append(choice)
     return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-            "model": model, "choices": choices, "preference": dict(zip(objectives, map(float, weights)))}
+            "model": model, "choices": choices, "preference": dict(zip(objectives, map(float, weights))),
+            **({"usage": token_usage} if token_usage else {})}
+
+
+def stream_chunks(response: dict, include_usage: bool) -> list[str]:
+    """A finished `chat.completion` as OpenAI's server-sent events: per choice a chunk with its role and whole
+    content, then one with its finish_reason; a usage chunk when asked; `[DONE]`. The reply is chosen before it
+    is sent (best-of-N reranks whole replies), so it arrives in one piece."""
+    import json
+
+    base = {"id": response["id"], "object": "chat.completion.chunk", "created": response["created"],
+            "model": response["model"]}
+    events = []
+    for c in response["choices"]:
+        delta = {"role": "assistant", "content": c["message"]["content"]}
+        extra = {k: c[k] for k in ("scores",) if k in c}
+        events.append({**base, "choices": [{"index": c["index"], "delta": delta, "finish_reason": None, **extra}],
+                       "preference": response["preference"]})
+        events.append({**base, "choices": [{"index": c["index"], "delta": {}, "finish_reason": c["finish_reason"]}]})
+    if include_usage and "usage" in response:
+        events.append({**base, "choices": [], "usage": response["usage"]})
+    return [f"data: {json.dumps(e)}\n\n" for e in events] + ["data: [DONE]\n\n"]

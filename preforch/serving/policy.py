@@ -119,6 +119,13 @@ class PreferencePolicy(ABC):
             checked.append(w)
         return checked
 
+    def tokenizer(self):
+        """The tokenizer of the model that writes the replies (the server counts `usage` with it), or None."""
+        if isinstance(getattr(self, "base", None), PreferencePolicy):  # a kind wrapping another (best-of-n)
+            return self.base.tokenizer()
+        owner = getattr(self, "lm", self)  # a CausalLM, or a kind loading its own model
+        return owner.model_and_tokenizer()[1] if hasattr(owner, "model_and_tokenizer") else None
+
     def respond(self, prompts: Prompts, weights: torch.Tensor, sampling: SamplingConfig | None = None) -> Replies:
         """Replies [P][n] (n = sampling.num_candidates, default one) to `prompts` under weights [P, K]."""
         sampling = sampling or SamplingConfig(num_candidates=1)

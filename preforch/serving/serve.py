@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from preforch.alignment.best_of_n import SamplingConfig
 from preforch.config import DEFAULT_KIND, ServeConfig
+from preforch.data.weights import parse_preference
+from preforch.errors import ConfigError
 from preforch.rewards.ensemble import RewardEnsemble, check_objectives
 from preforch.serving.api_schema import Limits
 from preforch.serving.folder import load_preference_policy
@@ -31,7 +35,12 @@ def load_served(cfg: ServeConfig) -> Served:
                                     objectives=objectives, ensemble=cfg.ensemble or None,
                                     options=LoadOptions(cfg.trust_remote_code, {cfg.ensemble: ensemble} if ensemble else {}),
                                     num_candidates=cfg.num_candidates)
-    served = Served(policy, ensemble, orchestrator, cfg.model_name, cfg.max_batch)
+    if cfg.weights:  # a bad default fails at start, not at the first request
+        partial = parse_preference(cfg.weights, policy.objectives, "--weights")
+        if partial.auto and orchestrator is None:
+            raise ConfigError(f"--weights {cfg.weights}: 'auto' fills from the orchestrator; add --orchestrator DIR")
+    served = Served(policy, ensemble, orchestrator, cfg.model_name, cfg.max_batch, cfg.weights or None,
+                    cfg.api_key or os.environ.get("PREFORCH_API_KEY") or None)
     k = len(served.objectives)
     policy.respond([({"role": "user", "content": "Hello"},)], torch.full((1, k), 1 / k), SamplingConfig(1, 1, 1.0, 1.0))
     return served
@@ -41,5 +50,6 @@ def run_server(served: Served, cfg: ServeConfig) -> None:
     """Serve until interrupted (Ctrl-C / SIGTERM: in-flight requests finish first, up to GRACEFUL_SHUTDOWN_S)."""
     import uvicorn
 
-    app = create_app(served, Limits(cfg.max_prompt_chars, cfg.max_tokens, cfg.max_n), cfg.queue_size, cfg.max_batch)
+    app = create_app(served, Limits(cfg.max_prompt_chars, cfg.max_tokens, cfg.max_n, cfg.max_score_items), cfg.queue_size,
+                     cfg.max_batch)
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="info", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
