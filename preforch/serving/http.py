@@ -8,6 +8,8 @@
 - POST /v1/completions: plain prompts, answered as a user message.
 - POST /v1/score: a batch of (messages, reply) -> each objective's normalised score, the weights, and the
   combined reward `w . r~`: a remote reward model for RL frameworks.
+- GET / : the playground (playground.html): a prompt, the orchestrator's weights as bars, sliders, the candidates
+  with their scores and the one chosen, over POST /v1/explain.
 - GET /v1/models, GET /health. With `--api_key`, every /v1 route wants `Authorization: Bearer KEY` (401 without).
 Generation requests are batched into one `respond` call per group of equal sampling settings
 (serving/batcher.py). The server writes no files: stopping it at any moment leaves every folder it read as it was.
@@ -23,6 +25,7 @@ import time
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
 import torch
@@ -42,6 +45,7 @@ if TYPE_CHECKING:
     from preforch.rewards.ensemble import RewardEnsemble
 
 RETRY_AFTER_S = 1
+PLAYGROUND = Path(__file__).with_name("playground.html")
 
 
 @dataclass
@@ -57,8 +61,9 @@ class Served:
     batch_size: int = 8
     default_preference: Optional[str] = None
     api_key: Optional[str] = None
-    # generation and /v1/score run in different worker threads; the ensemble (and its cache) is used by one at a time
-    _scoring: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # generation, /v1/score and /v1/explain run in different worker threads; the models (and the ensemble's cache)
+    # serve one of them at a time
+    _models: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     @property
     def objectives(self) -> tuple[str, ...]:
@@ -75,7 +80,7 @@ class Served:
     def scores(self, prompts: Sequence, replies: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(raw [B, K], normalised [B, K]) ensemble scores, the cache emptied after: a server sees new replies
         forever, so its memory stays bounded."""
-        with self._scoring:
+        with self._models:
             raw = self.ensemble.score_raw(list(prompts), list(replies))
             self.ensemble.clear_cache()
         return raw, self.ensemble.normalize(raw)
@@ -97,8 +102,9 @@ class Served:
         sampling = SamplingConfig(n, max_new_tokens, temperature, top_p, self.batch_size,
                                   random.randrange(2**31) if seed is None else seed)
         prompts = [j.prompt for j in jobs]
-        weights = self.weights(prompts, [j.preference for j in jobs])
-        replies = self.policy.respond(prompts, weights, sampling)  # [P][n]
+        with self._models:
+            weights = self.weights(prompts, [j.preference for j in jobs])
+            replies = self.policy.respond(prompts, weights, sampling)  # [P][n]
         scores = None
         if self.ensemble is not None:
             flat = [(p, r) for p, row in zip(prompts, replies) for r in row]
@@ -111,11 +117,30 @@ class Served:
                         "usage": counted})
         return out
 
+    def explain(self, prompt, spec: Optional[str], sampling: SamplingConfig) -> dict:
+        """What the playground shows for one prompt: the weights used (and the orchestrator's own), the policy's
+        candidates with each objective's normalised score and the combined reward under those weights, and which
+        candidate the policy chose. Blocking; run in a worker thread."""
+        with self._models:
+            weights = self.weights([prompt], [spec])  # [1, K]
+            own = self.weights([prompt], [None])[0].tolist() if self.orchestrator is not None else None
+            candidates = self.policy.candidates([prompt], [weights], sampling)[0]  # [n]: one weighting, one prompt
+            chosen = self.policy.select([prompt], [candidates], [weights], sampling)[0][0][0]
+            scores = self.scores([prompt] * len(candidates), candidates)[1] if self.ensemble is not None else None
+        named = lambda row: dict(zip(self.objectives, map(float, row)))
+        return {"objectives": list(self.objectives), "weights": named(weights[0]),
+                "orchestrator_weights": own and named(own), "kind": self.policy.kind,
+                "chosen": candidates.index(chosen) if chosen in candidates else None,
+                "candidates": [{"text": text, "scores": None if scores is None else named(scores[i]),
+                                "combined": None if scores is None else float(combined_reward(scores[i], weights[0]))}
+                               for i, text in enumerate(candidates)]}
+
     def score(self, prompts: Sequence, replies: Sequence[str], specs: Sequence[Optional[str]]) -> list[dict]:
         """/v1/score: per (prompt, reply) its raw and normalised scores, the weights of its spec and the combined
         reward w . r~ (paper Eq. 9). Blocking; run in a worker thread."""
-        raw, normalized = self.scores(prompts, replies)
-        weights = self.weights(prompts, specs)
+        with self._models:
+            raw, normalized = self.scores(prompts, replies)
+            weights = self.weights(prompts, specs)
         reward = combined_reward(normalized, weights)
         named = lambda row: dict(zip(self.objectives, map(float, row)))
         return [{"index": i, "scores": named(normalized[i]), "raw_scores": named(raw[i]), "weights": named(weights[i]),
@@ -127,7 +152,7 @@ def create_app(served: Served, limits: Limits = Limits(), queue_size: int = 64, 
     from fastapi import FastAPI, Request
     from fastapi.concurrency import run_in_threadpool
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse, StreamingResponse
+    from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
     batcher = Batcher(served.answer, queue_size, max_batch)
 
@@ -180,6 +205,21 @@ def create_app(served: Served, limits: Limits = Limits(), queue_size: int = 64, 
     def sampling_key(n: int, max_tokens: int, temperature: float, top_p: float, seed) -> tuple:
         served.policy.check_sampling(SamplingConfig(n, max_tokens, temperature, top_p))
         return n, max_tokens, temperature, top_p, seed
+
+    @app.get("/", response_class=HTMLResponse)
+    async def playground():
+        return PLAYGROUND.read_text(encoding="utf-8")
+
+    @app.post("/v1/explain")
+    async def explain(request: ChatRequest):
+        async def handle():
+            prompt = checked_prompt(request, limits)
+            sampling = SamplingConfig(request.n, new_tokens(request, limits), request.temperature, request.top_p,
+                                      served.batch_size, 0 if request.seed is None else request.seed)
+            served.policy.check_sampling(sampling)
+            return await run_in_threadpool(served.explain, prompt, preference_of(request.preference, request.model),
+                                           sampling)
+        return await answered(handle())
 
     @app.get("/health")
     async def health():
