@@ -1,6 +1,12 @@
 """Load test of `preforch serve` over loopback: N concurrent clients for a fixed time, then it stops.
 
     python benchmarks/serve_load.py --run runs/quickstart [--clients 4] [--seconds 60] [--max_tokens 32]
+    python benchmarks/serve_load.py --run runs/quickstart --abuse --clients 16 --seconds 300 --tag abuse
+
+With --abuse each client cycles through a mix: a valid chat request, a valid /v1/score batch, an oversized prompt,
+malformed JSON, a bad preference (unknown objective; off the simplex), and a slow client that sends its request
+in pieces over seconds. Every bad request must get a 4xx whose message names the field (any other answer is a
+violation, listed), the server must stay up, and its resident memory is sampled every 5 s (min/max reported).
 
 Starts the server as its own process (so its memory is measured alone), waits for /health, sends one warm-up
 request, then each client thread posts chat completions back to back (no preference: the orchestrator weights
@@ -12,6 +18,7 @@ the server's resident memory before and after. Writes benchmarks/results/serve_l
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import socket
@@ -79,6 +86,63 @@ def client(url: str, body: dict, stop_at: float, offset: int, rows: list, lock: 
             i += 1
 
 
+# (kind, request body or raw bytes, expected status, text the error message must start with)
+ABUSE = [
+    ("valid chat", {"messages": [{"role": "user", "content": "Hi there"}]}, 200, None),
+    ("valid score", {"items": [{"messages": [{"role": "user", "content": p}], "reply": "I can help with that."}
+                               for p in PROMPTS]}, 200, None),
+    ("oversized prompt", {"messages": [{"role": "user", "content": "x" * 9000}]}, 413, "messages: prompt is 9000"),
+    ("malformed JSON", b'{"messages": [{"role": "user", "content": "hi"', 400, "body: invalid JSON"),
+    ("unknown objective", {"messages": [{"role": "user", "content": "hi"}], "preference": {"kindness": 1}}, 400,
+     "preference"),
+    ("off the simplex", {"messages": [{"role": "user", "content": "hi"}], "preference": {"helpful": 0.9, "harmless": 0.9,
+                                                                                          "auto": True}}, 400, "preference"),
+    ("bad field", {"messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}, 400, "temperature"),
+]
+
+
+def slow_request(port: int, body: bytes, pause: float = 2.0) -> int:
+    """A client that sends its request in three pieces, `pause` seconds apart; returns the status code."""
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=600) as s:
+        for piece in (head[:20], head[20:] + body[:10], body[10:]):
+            s.sendall(piece)
+            time.sleep(pause)
+        return int(s.makefile("rb").readline().split()[1])
+
+
+def abuser(url: str, port: int, body: dict, stop_at: float, offset: int, rows: list, lock: threading.Lock) -> None:
+    kinds = [*ABUSE, ("slow client", None, 200, None)]
+    with httpx.Client(timeout=600) as http:
+        i = offset
+        while time.time() < stop_at:
+            kind, payload, want, prefix = kinds[i % len(kinds)]
+            t = time.perf_counter()
+            message = None
+            try:
+                if kind == "slow client":
+                    status = slow_request(port, json.dumps({**body, "messages": [{"role": "user", "content": "Hi"}]}).encode())
+                else:
+                    route = "/v1/score" if kind == "valid score" else "/v1/chat/completions"
+                    raw = payload if isinstance(payload, bytes) else json.dumps({**body, **payload}).encode()
+                    r = http.post(f"{url}{route}", content=raw, headers={"content-type": "application/json"})
+                    status = r.status_code
+                    message = r.json().get("error", {}).get("message") if status != 200 else None
+            except (httpx.TransportError, OSError) as e:
+                status, message = 0, f"{type(e).__name__}: {e}"
+            ok = status == want and (prefix is None or (message or "").startswith(prefix))
+            with lock:
+                rows.append({"kind": kind, "status": status, "ok": ok, "message": message,
+                             "latency_s": time.perf_counter() - t, "done_at": time.time()})
+            i += 1
+
+
+def sample_rss(pid: int, stop: threading.Event, samples: list) -> None:
+    while not stop.wait(5):
+        samples.append(rss_mb(pid))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", default="runs/quickstart")
@@ -91,6 +155,7 @@ def main() -> None:
     ap.add_argument("--queue_size", type=int, default=64)
     ap.add_argument("--server_log", default="/tmp/preforch_serve_load.log")
     ap.add_argument("--tag", default="")
+    ap.add_argument("--abuse", action="store_true", help="the mix of valid, oversized, malformed and slow requests")
     args = ap.parse_args()
 
     port = free_port()
@@ -102,16 +167,24 @@ def main() -> None:
         httpx.post(f"{url}/v1/chat/completions", json={**body, "messages": [{"role": "user", "content": "Hi"}]},
                    timeout=600)
         rss_before, batches_before = rss_mb(server.pid), httpx.get(f"{url}/health").json()["batches"]
-        rows, lock = [], threading.Lock()
+        rows, lock, rss, stop = [], threading.Lock(), [rss_before], threading.Event()
         start = time.time()
-        threads = [threading.Thread(target=client, args=(url, body, start + args.seconds, i, rows, lock))
-                   for i in range(args.clients)]
+        sampler = threading.Thread(target=sample_rss, args=(server.pid, stop, rss), daemon=True)
+        sampler.start()
+        if args.abuse:
+            threads = [threading.Thread(target=abuser, args=(url, port, body, start + args.seconds, i, rows, lock))
+                       for i in range(args.clients)]
+        else:
+            threads = [threading.Thread(target=client, args=(url, body, start + args.seconds, i, rows, lock))
+                       for i in range(args.clients)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+        stop.set()
         elapsed = time.time() - start  # the last requests end after the deadline: count them in the time
         rss_after, batches_after = rss_mb(server.pid), httpx.get(f"{url}/health").json()["batches"]
+        alive = server.poll() is None
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(60)
@@ -120,11 +193,15 @@ def main() -> None:
         "policy": args.policy, "kind": args.method or "best-of-n", "clients": args.clients,
         "max_tokens": args.max_tokens, "seconds": elapsed, "requests": len(rows), "ok": len(ok),
         "errors_by_status": dict(Counter(r["status"] for r in rows if r["status"] != 200)),
-        "requests_per_s": len(ok) / elapsed, "words_per_s": sum(r["words"] for r in rows) / elapsed,
+        "requests_per_s": len(ok) / elapsed, "words_per_s": sum(r.get("words", 0) for r in rows) / elapsed,
         "latency_p50_s": statistics.median(ok) if ok else None,
         "latency_p95_s": ok[min(len(ok) - 1, round(0.95 * (len(ok) - 1)))] if ok else None,
         "generation_calls": batches_after - batches_before,
         "server_rss_mb_before": rss_before, "server_rss_mb_after": rss_after,
+        "server_rss_mb_min_max": [min(rss), max(rss)], "server_alive_at_end": alive,
+        **({"by_kind": {k: dict(Counter(r["status"] for r in rows if r["kind"] == k)) for k in dict.fromkeys(r["kind"] for r in rows)},
+            "violations": len([r for r in rows if not r["ok"]]),
+            "first_violations": [r for r in rows if not r["ok"]][:5]} if args.abuse else {}),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "load_average_1m_at_end": os.getloadavg()[0],  # other work on the machine slows every figure above
     }, args.tag)

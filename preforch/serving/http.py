@@ -171,6 +171,8 @@ def create_app(served: Served, limits: Limits = Limits(), queue_size: int = 64, 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
         first = exc.errors()[0]
+        if first["type"] == "json_invalid":  # its loc is the character position, not a field
+            return error(400, f"body: invalid JSON at character {first['loc'][-1]}", "invalid_request_error")
         field = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
         return error(400, f"{field}: {first['msg']}", "invalid_request_error")
 

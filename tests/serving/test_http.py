@@ -96,6 +96,11 @@ def test_a_bad_preference_is_400_naming_the_field(client, preference, field):
     assert r.json()["error"]["message"].startswith("preference")
 
 
+def test_malformed_json_is_400_naming_the_body(client):
+    r = client.post("/v1/chat/completions", content='{"messages": [', headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["message"] == "body: invalid JSON at character 14"
+
+
 def test_a_nan_weight_is_400(client):
     body = '{"messages": [{"role": "user", "content": "hi"}], "preference": {"helpful": NaN, "harmless": 1}}'
     r = client.post("/v1/chat/completions", content=body, headers={"content-type": "application/json"})
