@@ -2,6 +2,7 @@
 
     python benchmarks/serve_load.py --run runs/quickstart [--clients 4] [--seconds 60] [--max_tokens 32]
     python benchmarks/serve_load.py --run runs/quickstart --abuse --clients 16 --seconds 300 --tag abuse
+    python benchmarks/serve_load.py --run runs/quickstart --clients 8 --backend vllm --tag vllm   # on a GPU
 
 With --abuse each client cycles through a mix: a valid chat request, a valid /v1/score batch, an oversized prompt,
 malformed JSON, a bad preference (unknown objective; off the simplex), and a slow client that sends its request
@@ -54,7 +55,7 @@ def free_port() -> int:
 def start_server(args, port: int) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "preforch", "serve", "--policy", args.policy, "--ensemble", f"{args.run}/rewards",
            "--orchestrator", f"{args.run}/orchestrator", "--port", str(port), "--max_batch", str(args.max_batch),
-           "--queue_size", str(args.queue_size), *(["--method", args.method] if args.method else [])]
+           "--queue_size", str(args.queue_size), "--backend", args.backend, *(["--method", args.method] if args.method else [])]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(args.server_log, "w"))
 
 
@@ -155,6 +156,7 @@ def main() -> None:
     ap.add_argument("--queue_size", type=int, default=64)
     ap.add_argument("--server_log", default="/tmp/preforch_serve_load.log")
     ap.add_argument("--tag", default="")
+    ap.add_argument("--backend", default="hf", help="hf | vllm (serve --backend; vllm needs a GPU)")
     ap.add_argument("--abuse", action="store_true", help="the mix of valid, oversized, malformed and slow requests")
     args = ap.parse_args()
 
@@ -190,7 +192,7 @@ def main() -> None:
         server.wait(60)
     ok = sorted(r["latency_s"] for r in rows if r["status"] == 200)
     save("serve_load", {
-        "policy": args.policy, "kind": args.method or "best-of-n", "clients": args.clients,
+        "policy": args.policy, "kind": args.method or "best-of-n", "backend": args.backend, "clients": args.clients,
         "max_tokens": args.max_tokens, "seconds": elapsed, "requests": len(rows), "ok": len(ok),
         "errors_by_status": dict(Counter(r["status"] for r in rows if r["status"] != 200)),
         "requests_per_s": len(ok) / elapsed, "words_per_s": sum(r.get("words", 0) for r in rows) / elapsed,

@@ -331,11 +331,14 @@ class ServeConfig:
                                 "or harmless=0.6,auto (the orchestrator fills the rest); default: the orchestrator's")
     api_key: Optional[str] = _f(None, "require 'Authorization: Bearer KEY' on every /v1 route (401 otherwise); also "
                                 "read from $PREFORCH_API_KEY")
+    backend: str = _f("hf", "what samples candidates: hf (transformers generate) | vllm (needs vllm and a GPU; the plain, "
+                      "best-of-n, wic and moslim kinds)")
     trust_remote_code: bool = _f(False, "allow custom model code from the hub")
 
     def __post_init__(self):
         _positive(self, "port", "num_candidates", "max_batch", "queue_size", "max_prompt_chars", "max_tokens", "max_n",
                   "max_score_items")
+        _one_of(self, "backend", ("hf", "vllm"))
         _check_kind("method", self.method)
 
 

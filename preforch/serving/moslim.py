@@ -18,7 +18,7 @@ from preforch.alignment.best_of_n import SamplingConfig
 from preforch.data.conditioning import MASKED, levels_from_weights, render
 from preforch.data.schema import Message
 from preforch.errors import ConfigError
-from preforch.serving.lm import CausalLM
+from preforch.serving.vllm_lm import causal_lm
 from preforch.serving.policy import LoadOptions, PreferencePolicy, Prompts, Replies
 
 
@@ -50,7 +50,7 @@ class MoslimPolicy(PreferencePolicy):
                               "e.g. {\"kind\": \"moslim\", \"policy\": \"smollm2\", \"classifier\": \"runs/moslim_rm\"}") from None
         self.heads, self.num_levels = tuple(spec["objectives"]), tuple(spec["num_levels"])
         self._objectives = tuple(settings.objectives) or self.heads
-        self.lm = CausalLM(settings.policy, options.trust_remote_code)
+        self.lm = causal_lm(settings.policy, options)
 
     @property
     def objectives(self) -> tuple[str, ...]:

@@ -8,7 +8,7 @@ from typing import Sequence
 import torch
 
 from preforch.alignment.best_of_n import SamplingConfig
-from preforch.serving.lm import CausalLM
+from preforch.serving.vllm_lm import causal_lm
 from preforch.serving.policy import LoadOptions, PreferencePolicy, Prompts, Replies
 
 
@@ -30,7 +30,7 @@ class PlainPolicy(PreferencePolicy):
 
     def __init__(self, settings: PlainSettings, options: LoadOptions):
         super().__init__(settings, options)
-        self.lm = CausalLM(settings.policy, options.trust_remote_code)
+        self.lm = causal_lm(settings.policy, options)
 
     @property
     def objectives(self) -> tuple[str, ...]:

@@ -44,11 +44,13 @@ class LoadOptions:
     its score cache, so evaluate does not score the same candidates twice) rather than loading that folder again.
     opened: folders whose preference_policy.json is being read, so a kind whose base policy is its own folder
     loads the model there instead of the file again.
+    backend: what samples candidates for the kinds that sample a causal LM (plain, best-of-n over it, wic, moslim).
     """
 
     trust_remote_code: bool = False
     ensembles: Mapping[str, "RewardEnsemble"] = field(default_factory=dict)
     opened: tuple[str, ...] = ()
+    backend: str = "hf"  # how candidates are sampled: hf (transformers generate) | vllm (serving/vllm_lm.py)
 
     def ensemble(self, path: str) -> "RewardEnsemble":
         from preforch.rewards.ensemble import RewardEnsemble

@@ -15,6 +15,7 @@ from preforch.serving.api_schema import Limits
 from preforch.serving.folder import load_preference_policy
 from preforch.serving.http import Served, create_app
 from preforch.serving.policy import LoadOptions
+from preforch.serving.vllm_lm import check_vllm
 
 GRACEFUL_SHUTDOWN_S = 30  # a request being generated when the server is stopped gets this long to finish
 
@@ -26,6 +27,8 @@ def load_served(cfg: ServeConfig) -> Served:
     short prompt before returning, so a model that does not load fails here, not at the first request."""
     from preforch.orchestrator.model import PreferenceOrchestrator
 
+    if cfg.backend == "vllm":  # before any model loads
+        check_vllm()
     ensemble = RewardEnsemble.load(cfg.ensemble) if cfg.ensemble else None
     orchestrator = PreferenceOrchestrator.from_pretrained(cfg.orchestrator) if cfg.orchestrator else None
     objectives = ensemble.objectives if ensemble else orchestrator.objectives if orchestrator else None
@@ -33,7 +36,8 @@ def load_served(cfg: ServeConfig) -> Served:
         check_objectives(objectives, orchestrator.objectives, f"orchestrator {cfg.orchestrator}")
     policy = load_preference_policy(cfg.policy, cfg.method, default_kind=DEFAULT_KIND if ensemble else "plain",
                                     objectives=objectives, ensemble=cfg.ensemble or None,
-                                    options=LoadOptions(cfg.trust_remote_code, {cfg.ensemble: ensemble} if ensemble else {}),
+                                    options=LoadOptions(cfg.trust_remote_code, {cfg.ensemble: ensemble} if ensemble else {},
+                                                        backend=cfg.backend),
                                     num_candidates=cfg.num_candidates)
     if cfg.weights:  # a bad default fails at start, not at the first request
         partial = parse_preference(cfg.weights, policy.objectives, "--weights")

@@ -10,7 +10,7 @@ import torch
 
 from preforch.alignment.best_of_n import SamplingConfig
 from preforch.data.schema import Message
-from preforch.serving.lm import CausalLM
+from preforch.serving.vllm_lm import causal_lm
 from preforch.serving.policy import LoadOptions, PreferencePolicy, PromptTagged, Prompts, Replies
 
 
@@ -31,7 +31,7 @@ class WicPolicy(PreferencePolicy, PromptTagged):
 
         super().__init__(settings, options)
         self.spec = load_wic_spec(resolve(settings.policy))
-        self.lm = CausalLM(settings.policy, options.trust_remote_code)
+        self.lm = causal_lm(settings.policy, options)
 
     @property
     def objectives(self) -> tuple[str, ...]:
