@@ -34,7 +34,8 @@ def main() -> None:
     from preforch.orchestrator.model import PreferenceOrchestrator
     from preforch.rewards.ensemble import RewardEnsemble
     from preforch.serving.api_schema import Limits
-    from preforch.serving.http import Served, create_app
+    from preforch.serving.http import create_app
+    from preforch.serving.served import Served
     from preforch.serving.plain import PlainPolicy, PlainSettings
     from preforch.serving.policy import LoadOptions
     from tests.serving.test_http import running

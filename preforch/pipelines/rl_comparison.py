@@ -27,6 +27,7 @@ from preforch.evaluation.metrics import mean_ci, own_objective_scores, stratifie
 from preforch.evaluation.pareto import reference_point_or_default
 from preforch.io import atomic_write_json, atomic_write_text, read_json
 from preforch.orchestrator.human_labels import source_oracle_weights
+from preforch.pipelines.rl_comparison_report import render_report
 
 INITIAL = "initial"
 
@@ -168,7 +169,7 @@ def run_rl_comparison(cfg: RLComparisonConfig) -> dict:
                    **{f"combined, {w} w": c for w, c in r["heldout_curve"].items()}} for m, r in result["methods"].items()}
     plot_rl_comparison(heldout, {m: r["training_reward"] for m, r in result["methods"].items()}, out / "reward_vs_step.png")
     atomic_write_json(out / "rl_comparison.json", result)
-    atomic_write_text(out / "report.md", render_report(result))
+    atomic_write_text(out / "report.md", render_report(result, INITIAL))
     return result
 
 
@@ -247,89 +248,3 @@ def _training_reward(run_dir: Path) -> list[list[float]]:
     """(step, mean combined reward of the step's completions under the method's own weights) from log.jsonl."""
     rows = read_log(run_dir / LOG_FILE)
     return [[r["step"], r["objectives/combined"]] for r in rows if "objectives/combined" in r]
-
-
-def _pm(stat: dict) -> str:
-    return f"{stat['mean']:+.3f} ± {stat['ci95']:.3f}"
-
-
-def render_report(r: dict) -> str:
-    objectives, weightings = r["objectives"], r["weightings"]
-    header = ["policy", "step", *objectives, *(f"combined, {w} w" for w in weightings)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-
-    def row(name: str, step: int, s: dict) -> str:
-        cells = [f"{s['mean'][o]:.3f} ± {s['ci95'][o]:.3f}" for o in objectives]
-        cells += [f"{s['combined'][w]['mean']:.3f} ± {s['combined'][w]['ci95']:.3f}" for w in weightings]
-        return "| " + " | ".join([name, str(step), *cells]) + " |"
-
-    lines.append(row(INITIAL, 0, r["initial"]))
-    lines += [row(m, d["final_step"], d["final"]) for m, d in r["methods"].items()]
-    deltas = ["| method | " + " | ".join(f"Δ combined, {w} w (paired)" for w in weightings) + " |",
-              "|" + "---|" * (len(weightings) + 1)]
-    deltas += ["| " + m + " | " + " | ".join(_pm(d["delta_combined"][w]) for w in weightings) + " |"
-               for m, d in r["methods"].items()]
-    c = r["config"]
-    cost = ["| method | steps | seconds per step | peak memory (MiB) |", "|---|---|---|---|"]
-    cost += [f"| {m} | {d['cost']['steps']} | {_num(d['cost']['seconds_per_step'], '.1f')} | "
-             f"{_num(d['cost'].get('peak_cuda_mb', d['cost'].get('peak_rss_mb')), '.0f')} |" for m, d in r["methods"].items()]
-    return "\n".join([
-        "# RL comparison: " + " vs ".join(r["methods"]),
-        "",
-        f"{c['algorithm'].upper()}, policy `{c['policy']}`, {c['max_steps']} steps of {c['per_device_train_batch_size']} "
-        f"completions ({c['num_generations']} per prompt, up to {c['max_completion_length']} tokens), learning rate "
-        f"{c['learning_rate']}, beta {c['beta']}, LoRA {c['use_lora']}, seed {c['seed']}. Training prompts: "
-        f"{', '.join(c['train_data'])}. Held-out: {r['num_prompts']} prompts from {', '.join(c['eval_data'])}, "
-        f"one answer each at temperature {c['eval_temperature']}, the same prompts and sampling seed for every policy, "
-        + (f"judged by `{c['judge']}` (normalised rewards), not the training ensemble `{c['ensemble']}`."
-           if c.get("judge") else f"judged by the training ensemble `{c['ensemble']}` (normalised rewards), which the "
-           "policies were trained to please: pass --judge with held-out reward models for an independent judge."),
-        "",
-        "![reward vs step](reward_vs_step.png)",
-        "",
-        "## Held-out rewards before and after (mean ± 95% CI)",
-        "",
-        *lines,
-        "",
-        "## Change of the held-out combined reward against the initial policy",
-        "Per-prompt differences on the same prompts (mean ± 95% CI); an interval that excludes 0 is a real change.",
-        "",
-        *deltas,
-        "",
-        *(render_own_objective(r["own_objective"]) if "own_objective" in r else []),
-        "## Cost of training",
-        "",
-        *cost,
-        "",
-    ])
-
-
-def _num(x, fmt: str) -> str:
-    return "n/a" if x is None else format(x, fmt)
-
-
-def _interval(b: dict, signed: bool = True) -> str:
-    lo, hi = b["ci95"]
-    return f"{b['mean']:{'+' if signed else ''}.3f} [{lo:{'+' if signed else ''}.3f}, {hi:{'+' if signed else ''}.3f}]"
-
-
-def render_own_objective(own: dict) -> list[str]:
-    """The per-source tables: each held-out prompt judged on its source's objective."""
-    sources = list(own["sources"])
-    header = "| policy | " + " | ".join(f"{s} ({o})" for s, o in own["sources"].items()) + " | overall |"
-    rule = "|" + "---|" * (len(sources) + 2)
-    level = [header, rule]
-    for name, p in own["policies"].items():
-        raw = "".join(f"; {s} raw {v:.3f}" for s, v in p["raw"].items())
-        level.append(f"| {name} | " + " | ".join(_interval(p["scores"][s], False) for s in sources)
-                     + f" | {_interval(p['scores']['overall'], False)}{raw} |")
-    lines = ["## Each held-out prompt judged on the objective its source names",
-             "Normalised judge scores (mean [95% bootstrap CI]); overall is the mean of the source means. For an "
-             "objective that is a rule (exact match), `raw` is its un-normalised mean: the share of right answers.",
-             "", *level, ""]
-    for base, deltas in own["vs"].items():
-        lines += [f"### Minus {base}, paired on the prompts (stratified bootstrap)", "", header, rule]
-        lines += [f"| {arm} | " + " | ".join(_interval(d[s]) for s in sources) + f" | {_interval(d['overall'])} |"
-                  for arm, d in deltas.items()]
-        lines.append("")
-    return lines

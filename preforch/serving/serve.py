@@ -13,7 +13,8 @@ from preforch.errors import ConfigError
 from preforch.rewards.ensemble import RewardEnsemble, check_objectives
 from preforch.serving.api_schema import Limits
 from preforch.serving.folder import load_preference_policy
-from preforch.serving.http import Served, create_app
+from preforch.serving.http import create_app
+from preforch.serving.served import Served
 from preforch.serving.policy import LoadOptions
 from preforch.serving.vllm_lm import check_vllm
 

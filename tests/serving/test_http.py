@@ -15,7 +15,8 @@ import pytest
 
 from preforch.config import ServeConfig
 from preforch.serving.api_schema import Limits
-from preforch.serving.http import Served, create_app
+from preforch.serving.http import create_app
+from preforch.serving.served import Served
 from preforch.serving.policy import PreferencePolicy
 from preforch.serving.serve import load_served
 

@@ -14,7 +14,8 @@ from preforch.rewards.ensemble import RewardEnsemble
 from preforch.rewards.normalization import ZScore
 from preforch.rewards.sources import RuleReward
 from preforch.serving.api_schema import Limits
-from preforch.serving.http import Served, create_app
+from preforch.serving.http import create_app
+from preforch.serving.served import Served
 from preforch.serving.policy import PreferencePolicy
 from preforch.serving.serve import load_served
 from tests.serving.test_http import HELLO, running

@@ -14,7 +14,8 @@ import torch
 from preforch.rewards.ensemble import RewardEnsemble
 from preforch.rewards.normalization import ZScore
 from preforch.rewards.sources import RuleReward
-from preforch.serving.http import Served, create_app
+from preforch.serving.http import create_app
+from preforch.serving.served import Served
 from preforch.serving.policy import PreferencePolicy
 from tests.serving.test_http import running
 

@@ -1,0 +1,120 @@
+"""What `preforch serve` answers with, and the blocking work behind each route: a preference policy, and optionally
+the orchestrator that supplies weights and the reward ensemble that scores replies (serving/http.py routes to it)."""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Optional, Sequence
+
+import torch
+
+from preforch.alignment.best_of_n import SamplingConfig, combined_reward
+from preforch.orchestrator.preference import preference_weights
+from preforch.serving.api_schema import usage
+from preforch.serving.batcher import Job
+from preforch.serving.policy import PreferencePolicy
+
+if TYPE_CHECKING:
+    from preforch.orchestrator.model import PreferenceOrchestrator
+    from preforch.rewards.ensemble import RewardEnsemble
+
+
+@dataclass
+class Served:
+    """What the server answers with: a policy, and optionally the orchestrator that supplies weights and the
+    ensemble that scores replies. `name` is the model id /v1/models lists; `default_preference` a `--weights`
+    spec for requests that give none; `api_key` the bearer token /v1 routes want (None: open)."""
+
+    policy: PreferencePolicy
+    ensemble: Optional["RewardEnsemble"] = None
+    orchestrator: Optional["PreferenceOrchestrator"] = None
+    name: str = "preforch"
+    batch_size: int = 8
+    default_preference: Optional[str] = None
+    api_key: Optional[str] = None
+    # generation, /v1/score and /v1/explain run in different worker threads; the models (and the ensemble's cache)
+    # serve one of them at a time
+    _models: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        return tuple(self.policy.objectives)
+
+    def weights(self, prompts: Sequence, specs: Sequence[Optional[str]]) -> torch.Tensor:
+        """Each prompt's weights [P, K] under its spec (None: the orchestrator's); one call per distinct spec."""
+        weights = torch.empty(len(prompts), len(self.objectives))
+        for spec in dict.fromkeys(specs):
+            rows = [i for i, s in enumerate(specs) if s == spec]
+            weights[rows] = preference_weights(spec, [prompts[i] for i in rows], self.objectives, self.orchestrator)
+        return weights
+
+    def scores(self, prompts: Sequence, replies: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(raw [B, K], normalised [B, K]) ensemble scores, the cache emptied after: a server sees new replies
+        forever, so its memory stays bounded."""
+        with self._models:
+            raw = self.ensemble.score_raw(list(prompts), list(replies))
+            self.ensemble.clear_cache()
+        return raw, self.ensemble.normalize(raw)
+
+    def token_count(self, text_or_prompt) -> Optional[int]:
+        """Tokens of a reply (str) or of a chat prompt as the model reads it; None when the kind has no tokenizer."""
+        tok = self.policy.tokenizer()
+        if tok is None:
+            return None
+        if isinstance(text_or_prompt, str):
+            return len(tok(text_or_prompt, add_special_tokens=False)["input_ids"])
+        return len(tok.apply_chat_template(list(text_or_prompt), add_generation_prompt=True, tokenize=True,
+                                           return_dict=True)["input_ids"])
+
+    def answer(self, jobs: Sequence[Job]) -> list[dict]:
+        """One generation call for `jobs` (equal sampling): per job its weights [K], replies [n], with an
+        ensemble scores [n][K], and token usage. Blocking; run in a worker thread."""
+        n, max_new_tokens, temperature, top_p, seed = jobs[0].sampling
+        sampling = SamplingConfig(n, max_new_tokens, temperature, top_p, self.batch_size,
+                                  random.randrange(2**31) if seed is None else seed)
+        prompts = [j.prompt for j in jobs]
+        with self._models:
+            weights = self.weights(prompts, [j.preference for j in jobs])
+            replies = self.policy.respond(prompts, weights, sampling)  # [P][n]
+        scores = None
+        if self.ensemble is not None:
+            flat = [(p, r) for p, row in zip(prompts, replies) for r in row]
+            scores = self.scores([p for p, _ in flat], [r for _, r in flat])[1].view(len(jobs), n, -1).tolist()
+        out = []
+        for i, (p, w, row) in enumerate(zip(prompts, weights, replies)):
+            asked = self.token_count(p)
+            counted = None if asked is None else usage(asked, sum(self.token_count(r) for r in row))
+            out.append({"weights": w.tolist(), "replies": row, "scores": None if scores is None else scores[i],
+                        "usage": counted})
+        return out
+
+    def explain(self, prompt, spec: Optional[str], sampling: SamplingConfig) -> dict:
+        """What the playground shows for one prompt: the weights used (and the orchestrator's own), the policy's
+        candidates with each objective's normalised score and the combined reward under those weights, and which
+        candidate the policy chose. Blocking; run in a worker thread."""
+        with self._models:
+            weights = self.weights([prompt], [spec])  # [1, K]
+            own = self.weights([prompt], [None])[0].tolist() if self.orchestrator is not None else None
+            candidates = self.policy.candidates([prompt], [weights], sampling)[0]  # [n]: one weighting, one prompt
+            chosen = self.policy.select([prompt], [candidates], [weights], sampling)[0][0][0]
+            scores = self.scores([prompt] * len(candidates), candidates)[1] if self.ensemble is not None else None
+        named = lambda row: dict(zip(self.objectives, map(float, row)))
+        return {"objectives": list(self.objectives), "weights": named(weights[0]),
+                "orchestrator_weights": own and named(own), "kind": self.policy.kind,
+                "chosen": candidates.index(chosen) if chosen in candidates else None,
+                "candidates": [{"text": text, "scores": None if scores is None else named(scores[i]),
+                                "combined": None if scores is None else float(combined_reward(scores[i], weights[0]))}
+                               for i, text in enumerate(candidates)]}
+
+    def score(self, prompts: Sequence, replies: Sequence[str], specs: Sequence[Optional[str]]) -> list[dict]:
+        """/v1/score: per (prompt, reply) its raw and normalised scores, the weights of its spec and the combined
+        reward w . r~ (paper Eq. 9). Blocking; run in a worker thread."""
+        with self._models:
+            raw, normalized = self.scores(prompts, replies)
+            weights = self.weights(prompts, specs)
+        reward = combined_reward(normalized, weights)
+        named = lambda row: dict(zip(self.objectives, map(float, row)))
+        return [{"index": i, "scores": named(normalized[i]), "raw_scores": named(raw[i]), "weights": named(weights[i]),
+                 "reward": float(reward[i])} for i in range(len(replies))]
