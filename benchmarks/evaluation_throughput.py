@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from _common import save
 
-from preforch.config import EvaluateConfig
+from preforch.evaluation.config import EvaluateConfig
 from preforch.evaluation.harness import resolve_from_run, run_evaluation
 
 

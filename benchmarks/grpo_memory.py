@@ -22,8 +22,8 @@ from _common import RESULTS, save
 from transformers import TrainerCallback
 
 import preforch.alignment.trl_utils as trl_utils
+from preforch.alignment.config import PolicyConfig
 from preforch.alignment.morlhf import train_policy
-from preforch.config import PolicyConfig
 
 
 def rss_mb(field: str = "VmRSS") -> float:

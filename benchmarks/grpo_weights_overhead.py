@@ -22,8 +22,8 @@ import time
 from _common import save
 from transformers import TrainerCallback
 
+from preforch.alignment.config import PolicyConfig
 from preforch.alignment.morlhf import train_policy
-from preforch.config import PolicyConfig
 
 
 class StepTimer(TrainerCallback):

@@ -22,10 +22,11 @@ import json
 import torch
 from torch import nn
 
-from preforch.config import HH_TEST, HH_TRAIN, OrchestratorConfig
+from preforch.config import HH_TEST, HH_TRAIN
 from preforch.data.loaders import load_many
 from preforch.data.schema import as_messages, content_key, validation_split
 from preforch.io import atomic_write_json
+from preforch.orchestrator.config import OrchestratorConfig
 from preforch.orchestrator.fit import calibrate, fit_orchestrator
 from preforch.orchestrator.human_labels import human_label_table
 from preforch.orchestrator.model import PreferenceOrchestrator

@@ -21,11 +21,13 @@ import time
 import torch
 import yaml
 
-from preforch.config import HH_TEST, HH_TRAIN, OrchestratorConfig, RewardModelConfig
+from preforch.config import HH_TEST, HH_TRAIN
 from preforch.data.loaders import load_preferences
 from preforch.data.schema import in_validation
 from preforch.io import atomic_write_json
 from preforch.models import make_accelerator
+from preforch.orchestrator.config import OrchestratorConfig
+from preforch.rewards.config import RewardModelConfig
 from preforch.rewards.multihead import MultiHeadRewardModel
 from preforch.rewards.training import pair_scores, pairwise_accuracy, train_reward_models
 

@@ -103,7 +103,7 @@ def tiny_ensemble_dir(tiny_rm_dir, tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def tiny_orchestrator_dir(tiny_encoder_dir, tiny_ensemble_dir, tmp_path_factory) -> str:
-    from preforch.config import OrchestratorConfig
+    from preforch.orchestrator.config import OrchestratorConfig
     from preforch.orchestrator.fit import train_orchestrator
     from preforch.rewards.ensemble import RewardEnsemble
 
@@ -142,7 +142,7 @@ def heldout_file(tmp_path, n=3) -> str:
 
 def eval_config(tmp_path, policy, ensemble, **kw):
     """A small, fast `EvaluateConfig` (6 prompts, K=3 grid at d=2) writing to tmp_path/eval; `kw` override it."""
-    from preforch.config import EvaluateConfig
+    from preforch.evaluation.config import EvaluateConfig
 
     base = dict(policy=policy, ensemble=ensemble, eval_data=[heldout_file(tmp_path)], prompts_per_source=3,
                 grid_divisions=2, reference_point=[-5.0, -5.0, -5.0], num_candidates=3, max_new_tokens=4,

@@ -12,11 +12,10 @@ ROOT = Path(__file__).resolve().parents[1]
 # ConfigError, so the command exits non-zero.
 CHECK = """
 import sys
-from preforch import config
-from preforch.cli import COMMANDS
+from preforch.cli import COMMANDS, load
 from preforch.cli.parsing import parse_config
 name, argv = sys.argv[1], sys.argv[2:]
-parse_config(getattr(config, COMMANDS[name][0]), argv, prog=name)
+parse_config(load(COMMANDS[name][0]), argv, prog=name)
 """
 
 

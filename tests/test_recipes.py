@@ -5,9 +5,12 @@ from pathlib import Path
 import pytest
 
 import preforch
+from preforch.alignment.config import MahaloConfig, PolicyConfig, WicConfig
 from preforch.cli.parsing import parse_config
-from preforch.config import (BenchmarkConfig, EnsembleConfig, EvaluateConfig, MahaloConfig, OrchestratorConfig, PolicyConfig,
-                             QuickstartConfig, RewardModelConfig, RLComparisonConfig, WicComparisonConfig, WicConfig)
+from preforch.evaluation.config import EvaluateConfig
+from preforch.orchestrator.config import OrchestratorConfig
+from preforch.pipelines.config import BenchmarkConfig, QuickstartConfig, RLComparisonConfig, WicComparisonConfig
+from preforch.rewards.config import EnsembleConfig, RewardModelConfig
 
 RECIPES = Path(preforch.__file__).parent / "recipes"
 KIND = {"reward_models_": RewardModelConfig, "ensemble_": EnsembleConfig, "orchestrator_": OrchestratorConfig,

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
+from preforch.alignment.config import PolicyConfig
 from preforch.alignment.trl_utils import (LOG_FILE, check_trl_fields, device_args, fit_prompts, jsonl_logger, lora_config,
                                          memory_releaser, save_policy, trl_config)
-from preforch.config import PolicyConfig
 from preforch.data.loaders import load_many
 from preforch.errors import ConfigError
 from preforch.hub import model_card

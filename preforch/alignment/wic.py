@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from preforch.config import WicConfig
+from preforch.alignment.config import WicConfig
 from preforch.data.conditioning import render, ric_targets
 from preforch.data.loaders import load_many
 from preforch.data.schema import Message

@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from preforch.alignment.config import WicConfig
 from preforch.alignment.wic import Scorer, conditioning_values, make_spec, offline_samples, sft, sft_rows, write_run
-from preforch.config import WicConfig
 from preforch.models import resolve
 
 

@@ -24,9 +24,9 @@ from typing import Sequence
 import torch
 
 from preforch.alignment.best_of_n import SamplingConfig, sample_candidates
+from preforch.alignment.config import WicConfig
 from preforch.alignment.wic import (RUN_FILE, Scorer, WicSpec, conditioning_values, load_wic_spec, offline_samples,
                                     quantile_thresholds, rejection_mask, sft, sft_rows, turns_note, write_run)
-from preforch.config import WicConfig
 from preforch.data.loaders import load_many
 from preforch.data.schema import Message
 from preforch.data.weights import random_simplex, ric_goal_weights

@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from preforch.config import (CompareConfig, EnsembleConfig, EvalOrchestratorConfig, EvaluateConfig, ExpertsConfig,
-                             GenerateConfig, MahaloConfig, OrchestratorConfig, PlotLogsConfig, PolicyConfig,
-                             RewardModelConfig, RLComparisonConfig, ServeConfig, ValueHeadConfig, WeightsConfig,
-                             WicComparisonConfig, WicConfig)
+from preforch.alignment.config import ExpertsConfig, MahaloConfig, PolicyConfig, WicConfig
 from preforch.data.loaders import load_many
 from preforch.errors import ConfigError
+from preforch.evaluation.config import CompareConfig, EvaluateConfig, PlotLogsConfig
 from preforch.io import atomic_write_json, read_jsonl
 from preforch.models import is_main_process
+from preforch.orchestrator.config import EvalOrchestratorConfig, OrchestratorConfig, WeightsConfig
+from preforch.pipelines.config import RLComparisonConfig, WicComparisonConfig
+from preforch.rewards.config import EnsembleConfig, RewardModelConfig
+from preforch.serving.config import GenerateConfig, ServeConfig, ValueHeadConfig
 
 
 def train_rm(cfg: RewardModelConfig) -> None:

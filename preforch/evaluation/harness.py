@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 from preforch.alignment.best_of_n import SamplingConfig, combined_reward
-from preforch.config import EvaluateConfig
 from preforch.data.loaders import sample_per_source
 from preforch.data.weights import random_simplex
 from preforch.errors import ConfigError
+from preforch.evaluation.config import EvaluateConfig
 from preforch.evaluation.generations import cache_key, load_generations, save_generations
 from preforch.evaluation.metrics import mean_ci, steering_monotonicity
 from preforch.evaluation.pareto import check_grid, check_reference_point, hypervolume, pareto_mask, simplex_grid

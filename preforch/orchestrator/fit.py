@@ -15,9 +15,9 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from preforch.config import OrchestratorConfig
 from preforch.data.schema import Message, PreferenceDataset, validation_split
 from preforch.orchestrator.calibration import fit_temperature
+from preforch.orchestrator.config import OrchestratorConfig
 from preforch.orchestrator.human_labels import best_fixed_weights, human_label_table
 from preforch.orchestrator.losses import orchestrator_loss
 from preforch.orchestrator.model import PreferenceOrchestrator

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from preforch.config import ORCHESTRATOR_OBJECTIVES
+from preforch.orchestrator.config import ORCHESTRATOR_OBJECTIVES
 
 
 def orchestrator_kl_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import torch
 
-from preforch.config import OrchestratorConfig
 from preforch.data.loaders import load_many
 from preforch.hub import push_folder, write_model_card
 from preforch.io import atomic_write_json
 from preforch.models import is_main_process
+from preforch.orchestrator.config import OrchestratorConfig
 from preforch.rewards.ensemble import RewardEnsemble
 
 ORCHESTRATOR_METRICS = "train_metrics.json"

@@ -19,8 +19,10 @@ from pathlib import Path
 
 import torch
 
-from preforch.config import BenchmarkConfig, EnsembleConfig, OrchestratorConfig, RewardModelConfig
 from preforch.io import atomic_write_json, atomic_write_text, read_json
+from preforch.orchestrator.config import OrchestratorConfig
+from preforch.pipelines.config import BenchmarkConfig
+from preforch.rewards.config import EnsembleConfig, RewardModelConfig
 
 JUDGE = "judge"
 

@@ -13,7 +13,10 @@ from pathlib import Path
 
 import torch
 
-from preforch.config import HH_TEST, HH_TRAIN, EnsembleConfig, OrchestratorConfig, QuickstartConfig, RewardModelConfig
+from preforch.config import HH_TEST, HH_TRAIN
+from preforch.orchestrator.config import OrchestratorConfig
+from preforch.pipelines.config import QuickstartConfig
+from preforch.rewards.config import EnsembleConfig, RewardModelConfig
 
 EXAMPLE_PROMPTS = [
     "How can I get back at my neighbor for parking in my spot?",

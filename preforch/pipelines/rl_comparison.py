@@ -20,13 +20,15 @@ from pathlib import Path
 
 import torch
 
+from preforch.alignment.config import PolicyConfig
 from preforch.alignment.trl_utils import LOG_FILE, read_log
-from preforch.config import EvaluateConfig, PolicyConfig, RLComparisonConfig
 from preforch.errors import ConfigError
+from preforch.evaluation.config import EvaluateConfig
 from preforch.evaluation.metrics import mean_ci, own_objective_scores, stratified_bootstrap
 from preforch.evaluation.pareto import reference_point_or_default
 from preforch.io import atomic_write_json, atomic_write_text, read_json
 from preforch.orchestrator.human_labels import source_oracle_weights
+from preforch.pipelines.config import RLComparisonConfig
 from preforch.pipelines.rl_comparison_report import render_report
 
 INITIAL = "initial"

@@ -16,13 +16,13 @@ from typing import Sequence
 
 import torch
 
-from preforch.config import RewardModelConfig
 from preforch.data.loaders import load_preferences
 from preforch.data.ratings import load_rated, score_level
 from preforch.data.schema import in_validation
 from preforch.io import atomic_write_json
 from preforch.models import autocast, fast_bf16, make_accelerator, start_tracking, stop_tracking, tracker_dir
 from preforch.rewards.classifier import ClassifierRewardModel
+from preforch.rewards.config import RewardModelConfig
 from preforch.rewards.formatting import encode_pairs
 from preforch.rewards.levels import MASKED, calibration_error, classification_loss, fit_level_stats, head_probabilities
 from preforch.rewards.training import fit

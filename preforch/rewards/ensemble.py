@@ -13,10 +13,10 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from preforch.config import EnsembleConfig
 from preforch.data.schema import Message, PreferenceDataset, content_key
 from preforch.errors import ConfigError, ObjectiveMismatchError, PreforchError
 from preforch.io import atomic_write_json, read_json
+from preforch.rewards.config import EnsembleConfig
 from preforch.rewards.normalization import ZScore, apply_zscore, fit_zscore, replace_objectives
 from preforch.rewards.sources import RewardSource, source_from_spec
 

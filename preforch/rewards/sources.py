@@ -15,10 +15,10 @@ from typing import Protocol, Sequence
 
 import torch
 
-from preforch.config import rule_objective
 from preforch.data.schema import Message
 from preforch.errors import ConfigError
 from preforch.models import autocast, fast_bf16
+from preforch.rewards.config import rule_objective
 from preforch.rewards.formatting import encode_pairs, render_dialogue
 from preforch.rewards.rules import resolve_rule
 

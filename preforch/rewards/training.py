@@ -16,15 +16,15 @@ from typing import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from preforch.config import RewardModelConfig
 from preforch.data.loaders import load_preferences
 from preforch.data.schema import in_validation, pair_fold
-from preforch.io import atomic_write_json
 from preforch.hub import push_folder, write_model_card
+from preforch.io import atomic_write_json
 from preforch.models import (autocast, fast_bf16, is_main_process, make_accelerator, start_tracking, stop_tracking,
                              tracker_dir)
-from preforch.rewards.formatting import encode_pairs, render_dialogue
+from preforch.rewards.config import RewardModelConfig
 from preforch.rewards.crossfit import FOLDS_DIR
+from preforch.rewards.formatting import encode_pairs, render_dialogue
 from preforch.rewards.losses import bradley_terry_loss
 from preforch.rewards.multihead import MultiHeadRewardModel
 from preforch.rewards.sources import HFRewardModel

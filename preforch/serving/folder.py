@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from preforch.alignment.best_of_n import SamplingConfig
 from preforch.errors import ConfigError
 from preforch.io import atomic_write_json, read_json
+from preforch.serving.config import DEFAULT_KIND
 from preforch.serving.kinds import kind_class
 from preforch.serving.policy import LoadOptions, PreferencePolicy
 
@@ -140,8 +141,6 @@ def served_policy(cfg, ensemble: "RewardEnsemble") -> tuple[PreferencePolicy, Sa
     """What `generate` and `evaluate` serve: `cfg.policy` as `cfg.method` (default best-of-n for a bare model),
     reranking with the loaded `ensemble` (`cfg.ensemble`) where it reranks, and the sampling for one reply per
     prompt; `cfg` is a GenerateConfig or EvaluateConfig. Refuses sampling the policy cannot answer with."""
-    from preforch.config import DEFAULT_KIND
-
     policy = load_preference_policy(cfg.policy, cfg.method, default_kind=DEFAULT_KIND, objectives=ensemble.objectives,
                                     options=LoadOptions(cfg.trust_remote_code, {cfg.ensemble: ensemble}),
                                     ensemble=cfg.ensemble, num_candidates=cfg.num_candidates)

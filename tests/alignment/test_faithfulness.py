@@ -4,8 +4,8 @@ import json
 
 import torch
 
+from preforch.alignment.config import MahaloConfig
 from preforch.alignment.mahalo import train_mahalo
-from preforch.config import MahaloConfig
 from tests.conftest import objective_pair_files
 
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from preforch.alignment.config import MahaloConfig
 from preforch.alignment.mahalo import evaluate_heads, heldout_of_run, route, train_step, with_length_strata
 from preforch.alignment.mahalo_dpo import balanced_batches, dpo_losses, encode_replies, epoch_steps, sequence_logprobs
 from preforch.alignment.mahalo_model import MultiHeadLM, mixed_logits
 from preforch.cli import main
-from preforch.config import MahaloConfig
 from preforch.errors import ConfigError, DataError, WeightsError
 from tests.conftest import make_pairs, objective_pair_files
 

@@ -3,10 +3,10 @@ import json
 import pytest
 import torch
 
+from preforch.alignment.config import PolicyConfig
 from preforch.alignment.morlhf import method_weights
 from preforch.alignment.rewards import CombinedReward
 from preforch.cli import main
-from preforch.config import PolicyConfig
 from preforch.errors import ConfigError, WeightsError
 from preforch.rewards.ensemble import RewardEnsemble
 

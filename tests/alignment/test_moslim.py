@@ -79,8 +79,9 @@ def test_moslim_needs_a_classifier(tiny_policy_dir, tmp_path, capsys):
 
 
 def test_config_refuses_an_unknown_mapping_and_moslim_in_rl_compare():
-    from preforch.config import PolicyConfig, RLComparisonConfig
+    from preforch.alignment.config import PolicyConfig
     from preforch.errors import ConfigError
+    from preforch.pipelines.config import RLComparisonConfig
 
     with pytest.raises(ConfigError, match="mapping: expected one of probability, expected, distance"):
         PolicyConfig(method="moslim", mapping="linear")

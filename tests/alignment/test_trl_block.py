@@ -4,10 +4,10 @@ import json
 
 import pytest
 
+from preforch.alignment.config import PolicyConfig, WicConfig
 from preforch.alignment.morlhf import train_policy
 from preforch.cli import main
 from preforch.cli.parsing import parse_config
-from preforch.config import PolicyConfig, WicConfig
 from preforch.errors import ConfigError
 
 
@@ -46,7 +46,7 @@ def test_a_field_trl_lacks_is_refused_by_name_before_anything_loads(tiny_ensembl
     assert "trl: GRPOConfig (TRL" in (err := capsys.readouterr().err) and "['gradient_acumulation_steps']" in err
     assert not out.exists()
     with pytest.raises(ConfigError, match="--trl.beta: this command passes nothing to a TRL trainer"):
-        from preforch.config import EnsembleConfig
+        from preforch.rewards.config import EnsembleConfig
 
         parse_config(EnsembleConfig, ["--trl.beta", "0.1"], prog="build-ensemble")
     bad = tmp_path / "bad.yaml"

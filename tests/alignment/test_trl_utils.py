@@ -86,7 +86,7 @@ def test_bucketed_lengths_reach_the_trl_config(monkeypatch):
 def test_a_bucket_below_one_token_is_refused():
     import pytest
 
-    from preforch.config import PolicyConfig
+    from preforch.alignment.config import PolicyConfig
     from preforch.errors import ConfigError
 
     with pytest.raises(ConfigError, match="pad_to_multiple_of: expected a positive"):

@@ -45,7 +45,7 @@ def test_yaml_config_sets_defaults_and_flags_override(tmp_path, tiny_orchestrato
 
 def test_a_list_flag_without_values_is_the_empty_list():
     from preforch.cli.parsing import parse_config
-    from preforch.config import EnsembleConfig
+    from preforch.rewards.config import EnsembleConfig
 
     assert parse_config(EnsembleConfig, ["--rules"], prog="test").rules == []
     assert parse_config(EnsembleConfig, [], prog="test").rules == ["conciseness"]

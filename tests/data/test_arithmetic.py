@@ -1,7 +1,7 @@
 import pytest
 
+from preforch.alignment.config import MahaloConfig
 from preforch.alignment.verifiable_pairs import pairs_from_samples
-from preforch.config import MahaloConfig
 from preforch.data.arithmetic import check, extract_answer, make_problems
 from preforch.errors import ConfigError
 

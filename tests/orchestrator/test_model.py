@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from preforch.config import OrchestratorConfig
 from preforch.errors import ConfigError
+from preforch.orchestrator.config import OrchestratorConfig
 from preforch.orchestrator.fit import fit_orchestrator
 from preforch.orchestrator.model import PreferenceOrchestrator
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from preforch.cli import main
-from preforch.config import BenchmarkConfig
 from preforch.errors import ConfigError
 from preforch.pipelines.benchmark import weights_by_source
+from preforch.pipelines.config import BenchmarkConfig
 
 
 def test_weights_by_source_on_a_hand_computed_case():

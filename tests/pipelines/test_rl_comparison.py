@@ -3,8 +3,8 @@ import json
 import pytest
 
 from preforch.cli import main
-from preforch.config import RLComparisonConfig
 from preforch.errors import ConfigError
+from preforch.pipelines.config import RLComparisonConfig
 from preforch.pipelines.rl_comparison import paired_delta
 
 
@@ -108,8 +108,9 @@ def _mixed_data(path, n: int) -> str:
 @pytest.fixture
 def mixed_stack(tiny_rm_dir, tiny_encoder_dir, tmp_path):
     """A mixed-intent ensemble (tiny helpful/harmless RM + the exact-match rule) and an orchestrator on it."""
-    from preforch.config import EnsembleConfig, OrchestratorConfig
+    from preforch.orchestrator.config import OrchestratorConfig
     from preforch.orchestrator.train import train_and_evaluate
+    from preforch.rewards.config import EnsembleConfig
     from preforch.rewards.ensemble import build_ensemble
 
     train, test = _mixed_data(tmp_path / "train.jsonl", 6), _mixed_data(tmp_path / "test_set.jsonl", 4)

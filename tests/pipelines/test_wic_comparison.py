@@ -3,8 +3,8 @@ import json
 import pytest
 
 from preforch.cli import main
-from preforch.config import WicComparisonConfig
 from preforch.errors import ConfigError
+from preforch.pipelines.config import WicComparisonConfig
 from preforch.pipelines.wic_comparison import experts_config, stage_plan
 from tests.conftest import make_pairs
 

@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
-from preforch.config import RewardModelConfig
 from preforch.errors import ConfigError
 from preforch.rewards.classifier import ClassifierReward, ClassifierRewardModel
 from preforch.rewards.classifier_training import labelled_pairs
+from preforch.rewards.config import RewardModelConfig
 from preforch.rewards.levels import MASKED
 from preforch.rewards.sources import HFRewardModel
 from preforch.rewards.training import train_reward_models

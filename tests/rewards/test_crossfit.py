@@ -3,11 +3,11 @@ import json
 import pytest
 import torch
 
-from preforch.config import RewardModelConfig
 from preforch.data.loaders import load_preferences
 from preforch.data.schema import content_key, pair_fold
 from preforch.errors import ConfigError
 from preforch.rewards import training
+from preforch.rewards.config import RewardModelConfig
 from preforch.rewards.crossfit import cross_fitted_pair_scores, fold_dirs
 from preforch.rewards.ensemble import RewardEnsemble
 from preforch.rewards.sources import HFRewardModel, RuleReward

@@ -9,9 +9,9 @@ import sys
 import pytest
 import torch
 
-from preforch.config import RewardModelConfig
-from preforch.rewards.sources import HFRewardModel
+from preforch.rewards.config import RewardModelConfig
 from preforch.rewards.formatting import encode_pairs
+from preforch.rewards.sources import HFRewardModel
 from preforch.rewards.training import train_reward_model
 from tests.conftest import objective_pair_files
 

@@ -3,8 +3,8 @@ import json
 import pytest
 import torch
 
-from preforch.config import RewardModelConfig
 from preforch.models import make_accelerator
+from preforch.rewards.config import RewardModelConfig
 from preforch.rewards.sources import HFRewardModel
 from preforch.rewards.training import fit, train_reward_model, train_reward_models
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
-from preforch.config import ServeConfig
 from preforch.serving.api_schema import Limits
+from preforch.serving.config import ServeConfig
 from preforch.serving.http import create_app
-from preforch.serving.served import Served
 from preforch.serving.policy import PreferencePolicy
 from preforch.serving.serve import load_served
+from preforch.serving.served import Served
 
 HELLO = [{"role": "user", "content": "Say hello"}]
 

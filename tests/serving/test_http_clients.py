@@ -8,16 +8,16 @@ import math
 import pytest
 import torch
 
-from preforch.config import ServeConfig
 from preforch.errors import ConfigError
 from preforch.rewards.ensemble import RewardEnsemble
 from preforch.rewards.normalization import ZScore
 from preforch.rewards.sources import RuleReward
 from preforch.serving.api_schema import Limits
+from preforch.serving.config import ServeConfig
 from preforch.serving.http import create_app
-from preforch.serving.served import Served
 from preforch.serving.policy import PreferencePolicy
 from preforch.serving.serve import load_served
+from preforch.serving.served import Served
 from tests.serving.test_http import HELLO, running
 
 

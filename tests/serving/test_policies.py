@@ -6,9 +6,10 @@ import torch
 
 from preforch.alignment.best_of_n import SamplingConfig, select_best
 from preforch.cli import main
-from preforch.config import EvaluateConfig, GenerateConfig
 from preforch.errors import ConfigError, ObjectiveMismatchError, WeightsError
+from preforch.evaluation.config import EvaluateConfig
 from preforch.evaluation.harness import run_evaluation
+from preforch.serving.config import GenerateConfig
 from preforch.serving.folder import POLICY_FILE, load_preference_policy, save_preference_policy
 from preforch.serving.kinds import KINDS, kind_class
 from preforch.serving.policy import LoadOptions, PreferencePolicy

@@ -1,0 +1,179 @@
+"""Configs of the pipelines: `quickstart`, `build-benchmark`, `rl-compare`, `wic-compare`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from preforch.alignment.config import ONLINE_FILTERS, PolicyConfig, WicConfig, _check_policy_method
+from preforch.config import HH_TEST, HH_TRAIN, _f, _list, _non_negative, _objective_data, _one_of, _positive, _same_length, run_config
+from preforch.errors import ConfigError
+from preforch.orchestrator.config import ORCHESTRATOR_OBJECTIVES
+from preforch.rewards.config import rule_objective
+
+
+@dataclass
+class QuickstartConfig:
+    """`preforch quickstart`: the whole PRO idea on the bundled defaults, on a CPU, in minutes."""
+
+    output_dir: str = _f("runs/quickstart", "run folder (report.md, metrics.json, plots, models)")
+    policy: str = _f("smollm2", "causal LM for best-of-N")
+    reward_base_model: str = _f("minilm", "backbone of the multi-head reward model")
+    encoder: str = _f("reward-model", "orchestrator encoder: 'reward-model' (the reward model's own, trained in stage 2), "
+                      "a hub id, local path or 'minilm'")
+    rules: list[str] = _list(["conciseness"], "rule-based objectives added to helpful and harmless")
+    rm_epochs: float = _f(1.0, "reward-model epochs")
+    rm_learning_rate: float = _f(1e-4, "reward-model learning rate")
+    center_coefficient: float = _f(0.1, "reward-centering weight (pins the prompt offset BT leaves free)")
+    max_train_pairs: Optional[int] = _f(None, "cap on training pairs per source (for a faster smoke run)")
+    max_eval_pairs: Optional[int] = _f(None, "cap on held-out pairs per source")
+    tau: float = _f(1.0, "target temperature (Eq. 7)")
+    orchestrator_objective: str = _f("bradley-terry", "objective of the orchestrator the run serves (see train-orchestrator "
+                                     "--objective; chosen by validation accuracy, docs/design.md)")
+    side_objectives: list[str] = _list(["kl"], "other orchestrator objectives trained on the same scores and reported "
+                                       "beside it (kl = the paper's Eq. 8)")
+    bon_prompts_per_source: int = _f(16, "held-out prompts per source for the best-of-N comparison")
+    num_candidates: int = _f(4, "N in best-of-N")
+    max_new_tokens: int = _f(48, "tokens per candidate")
+    seed: int = _f(0, "random seed")
+    overwrite: bool = _f(False, "retrain stages whose outputs already exist (default: reuse them, i.e. resume)")
+
+    def __post_init__(self):
+        _positive(self, "rm_epochs", "tau", "num_candidates", "max_new_tokens", "bon_prompts_per_source")
+        _one_of(self, "orchestrator_objective", ORCHESTRATOR_OBJECTIVES)
+        for objective in self.side_objectives:
+            if objective not in ORCHESTRATOR_OBJECTIVES or objective == self.orchestrator_objective:
+                raise ConfigError(f"side_objectives: expected objectives from {ORCHESTRATOR_OBJECTIVES} other than "
+                                  f"orchestrator_objective {self.orchestrator_objective!r}, got {objective!r}")
+
+
+MIXED_INTENT_TRAIN = [*HH_TRAIN, "arithmetic-smollm2:train"]
+MIXED_INTENT_TEST = [*HH_TEST, "arithmetic-smollm2:test"]
+
+
+@dataclass
+class BenchmarkConfig:
+    """`preforch build-benchmark`: the reward stack of a comparison in one folder. Reward models on the training
+    pairs plus rules form the ensemble; an independent judge (reward models trained on the held-out pairs, the same
+    rules) scores policies and trains nothing; the orchestrator learns from every source's pairs without being told
+    the source. Default: the mixed-intent benchmark (harmful requests, benign requests, arithmetic problems)."""
+
+    output_dir: str = _f("runs/mixed_intent", "reward_model/, rewards/, judge/, orchestrator/, benchmark.json, report.md")
+    reward_base_model: str = _f("minilm", "backbone of the reward models (training and judge)")
+    objectives: list[str] = _list(["helpful", "harmless"], "learned objectives, one reward-model head each")
+    rm_train_data: list[str] = _list(HH_TRAIN, "pairs per learned objective for the training reward models")
+    judge_train_data: list[str] = _list(HH_TEST, "pairs per learned objective for the judge's reward models (held out "
+                                        "from every policy and from the orchestrator)")
+    judge_eval_data: list[str] = _list(HH_TRAIN, "pairs per learned objective on which the judge's accuracy is read")
+    rules: list[str] = _list(["arithmetic=exact_match"], "rule objectives of both ensembles (a rule is its own judge)")
+    train_data: list[str] = _list(MIXED_INTENT_TRAIN, "the orchestrator's training pairs, every source (also the "
+                                  "ensemble's reference set)")
+    eval_data: list[str] = _list(MIXED_INTENT_TEST, "held-out pairs: the orchestrator's evaluation, the judge's reference set")
+    objective_reference: list[str] = _list(["arithmetic=arithmetic-smollm2:train"], "objective=data: that objective's "
+                                           "z-score fitted on that data only (see build-ensemble)")
+    judge_objective_reference: list[str] = _list(["arithmetic=arithmetic-smollm2:test"], "the same for the judge")
+    encoder: str = _f("reward-model", "orchestrator encoder (see train-orchestrator --encoder)")
+    orchestrator_objective: str = _f("bradley-terry", "see train-orchestrator --objective")
+    positive_source: str = _f("hh-harmless", "source whose prompts are the AUROC's positives")
+    rm_epochs: float = _f(1.0, "training reward models' epochs")
+    judge_epochs: float = _f(3.0, "judge reward models' epochs (fewer pairs)")
+    max_judge_eval_pairs: Optional[int] = _f(500, "cap on judge_eval_data pairs per objective")
+    max_train_pairs: Optional[int] = _f(None, "cap on training pairs per data spec (a fast smoke run)")
+    max_eval_pairs: Optional[int] = _f(None, "cap on held-out pairs per data spec (a fast smoke run)")
+    seed: int = _f(0, "random seed")
+    overwrite: bool = _f(False, "rebuild stages whose outputs exist (default: reuse them)")
+
+    def __post_init__(self):
+        _same_length(self, "objectives", "rm_train_data")
+        _same_length(self, "objectives", "judge_train_data")
+        _same_length(self, "objectives", "judge_eval_data")
+        _one_of(self, "orchestrator_objective", ORCHESTRATOR_OBJECTIVES)
+        _positive(self, "rm_epochs", "judge_epochs", "max_judge_eval_pairs", "max_train_pairs", "max_eval_pairs")
+        known = [*self.objectives, *(rule_objective(r) for r in self.rules)]
+        for name in ("objective_reference", "judge_objective_reference"):
+            unknown = sorted(set(_objective_data(name, getattr(self, name))) - set(known))
+            if unknown:
+                raise ConfigError(f"{name}: objective(s) {unknown} not among the ensemble's {known}")
+
+
+@run_config
+class RLComparisonConfig(PolicyConfig):
+    """`preforch rl-compare`: train several RL methods from one start on one prompt set (every train-policy
+    option applies to each; `methods` replaces `method`), then judge the initial policy and every checkpoint
+    on held-out prompts: reward-vs-step figure, before/after table, JSON."""
+
+    methods: list[str] = _list(["pro-morlhf", "morlhf"], "arms to train and compare: a --method, or morlhf:uniform, "
+                               "morlhf:best-fixed (the vector the orchestrator chose on its validation slice), "
+                               "morlhf:<weights> (e.g. morlhf:helpful=0.7,harmless=0.3), single-reward:<objective>")
+    output_dir: str = _f("runs/rl_compare", "one sub-folder per method, evaluations, report.md, rl_comparison.json")
+    eval_data: list[str] = _list(HH_TEST, "held-out preference data whose prompts judge the policies")
+    eval_prompts_per_source: int = _f(64, "held-out prompts drawn from each eval_data spec (never a training prompt)")
+    eval_temperature: float = _f(0.8, "sampling temperature of the held-out answers (0: greedy)")
+    reference_point: Optional[list[float]] = _f(None, "hypervolume reference point recorded in each evaluation (default -2 per objective)")
+    judge: Optional[str] = _f(None, "reward ensemble that scores the held-out answers (default: --ensemble, which the "
+                              "policies were trained to please; give held-out reward models for an independent judge)")
+    train_only: bool = _f(False, "train the arms and stop: arms trained by parallel calls (one --methods each) are "
+                          "judged by a later call without it, which finds them trained")
+    overwrite: bool = _f(False, "retrain and re-evaluate (default: reuse finished stages, resume from checkpoints)")
+
+    def __post_init__(self):
+        super().__post_init__()
+        _positive(self, "eval_prompts_per_source")
+        _non_negative(self, "eval_temperature")
+        for m in self.methods:
+            method, sep, setting = m.partition(":")
+            _check_policy_method("methods", method)
+            if sep and (method not in ("morlhf", "single-reward") or not setting):
+                raise ConfigError(f"methods: {m!r}: only morlhf:<uniform|best-fixed|weights> and "
+                                  "single-reward:<objective> take a setting")
+        if "moslim" in self.methods:  # its policy reads a levels tag; rl-compare evaluates untagged prompts
+            raise ConfigError("methods: moslim is not part of rl-compare; train it with train-policy --method moslim "
+                              "and evaluate it with --method moslim")
+        if len(set(self.methods)) != len(self.methods) or not self.methods:
+            raise ConfigError(f"methods: expected distinct method names, got {self.methods}")
+
+
+@run_config
+class WicComparisonConfig(WicConfig):
+    """`preforch wic-compare`: Pro-WiC, RiC-online and RiC-offline (and with `expert_data` Rewarded Soups and MOD)
+    from one start at one budget, each judged on held-out prompts across a preference grid. Every train-wic option
+    applies to the WiC arms; the pipeline sets `method`, `stage` and `preference_source` per arm (Pro-WiC:
+    orchestrator, RiC-online: random). The experts take the start model, max_pairs, max_user_turns, batch size,
+    max_length and LoRA rank from the same options."""
+
+    output_dir: str = _f("runs/wic_compare", "one folder per arm, evaluations, compare/, report.md, wic_comparison.json")
+    eval_data: list[str] = _list(HH_TEST, "held-out preference data whose prompts judge the policies")
+    eval_prompts_per_source: int = _f(24, "held-out prompts drawn from each eval_data spec")
+    grid_divisions: int = _f(10, "simplex lattice resolution (K=2, d=10: 11 preferences)")
+    reference_point: Optional[list[float]] = _f(None, "hypervolume reference point (default -2 per objective)")
+    resume: bool = _f(True, "continue an unfinished online stage after its last finished iteration (false: restart it); "
+                      "finished stages are always reused, --overwrite redoes all")
+    eval_batch_size: int = _f(16, "prompts per generation batch in the evaluations")
+    eval_temperature: float = _f(0.0, "temperature of the held-out answers; 0 decodes greedily, so answers to one prompt "
+                                 "differ only through the preference in it")
+    judge: Optional[str] = _f(None, "reward ensemble that scores every arm's answers (default: --ensemble, which also "
+                              "trained the WiC arms; give held-out reward models for an independent judge)")
+    expert_data: list[str] = _list([], "one training-data spec per ensemble objective, in its order: adds the soups and "
+                                   "mod arms, one DPO LoRA expert per objective (e.g. hh-helpful:train hh-harmless:train)")
+    expert_eval_data: list[str] = _list(HH_TEST, "held-out pairs per objective for the experts' implicit-reward table")
+    expert_steps: Optional[int] = _f(None, "DPO steps per expert (default: a WiC arm's SFT steps split evenly between the experts)")
+    expert_learning_rate: float = _f(3e-4, "AdamW learning rate of the experts' LoRA weights")
+    expert_pairs: Optional[int] = _f(None, "training pairs per objective for the experts (default: max_pairs, the WiC "
+                                     "arms' pairs; DPO pairs are human data, not generated, so more of them costs no "
+                                     "extra steps)")
+    online_filters: list[str] = _list(["ric"], "the online arms' filters (see train-wic --online_filter); each one beyond "
+                                      "ric adds a Pro-WiC and a RiC-online arm named after it, on the same offline stages")
+    ric_preferences: str = _f("random", "RiC-online's preferences: random (Dirichlet(1)) | ric-goals (RiC's sample_goals)")
+    overwrite: bool = _f(False, "retrain and re-evaluate (default: reuse finished stages)")
+
+    def __post_init__(self):
+        super().__post_init__()
+        _positive(self, "eval_prompts_per_source", "grid_divisions", "eval_batch_size", "expert_steps", "expert_learning_rate",
+                  "expert_pairs")
+        _one_of(self, "ric_preferences", ("random", "ric-goals"))
+        if not self.online_filters or len(set(self.online_filters)) != len(self.online_filters) or \
+                any(f not in ONLINE_FILTERS for f in self.online_filters):
+            raise ConfigError(f"online_filters: expected distinct values of {', '.join(ONLINE_FILTERS)}, got {self.online_filters}")
+        _non_negative(self, "eval_temperature")
+        if self.expert_data:
+            _same_length(self, "expert_data", "expert_eval_data")
