@@ -9,7 +9,6 @@ from preforch.config import (HH_TEST, HH_TRAIN, RunConfig, _check_trackers, _f, 
 from preforch.data.arithmetic import LEVELS
 from preforch.errors import ConfigError
 
-
 POLICY_METHODS = ("pro-morlhf", "morlhf", "single-reward", "moslim")
 ONLINE_FILTERS = ("ric", "offline-thresholds")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from preforch.config import HH_TEST, HH_TRAIN, RunConfig, _check_hub, _check_trackers, _f, _hub, _list, _one_of, _positive, run_config
+from preforch.config import (HH_TEST, HH_TRAIN, RunConfig, _check_hub, _check_trackers, _f, _hub, _list, _one_of, _positive,
+                             run_config)
 from preforch.errors import ConfigError
-
 
 ORCHESTRATOR_OBJECTIVES = ("kl", "bradley-terry", "hybrid")
 

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 from preforch.alignment.config import ONLINE_FILTERS, PolicyConfig, WicConfig, _check_policy_method
-from preforch.config import HH_TEST, HH_TRAIN, _f, _list, _non_negative, _objective_data, _one_of, _positive, _same_length, run_config
+from preforch.config import (HH_TEST, HH_TRAIN, _f, _list, _non_negative, _objective_data, _one_of, _positive, _same_length,
+                             run_config)
 from preforch.errors import ConfigError
 from preforch.orchestrator.config import ORCHESTRATOR_OBJECTIVES
 from preforch.rewards.config import rule_objective

@@ -10,7 +10,6 @@ from preforch.data.arithmetic import LEVELS
 from preforch.errors import ConfigError
 from preforch.serving.kinds import check_kind
 
-
 DEFAULT_KIND = "best-of-n"  # how generate and evaluate serve a bare model folder
 METHOD_HELP = ("how the policy serves a preference, any kind in preforch/serving/kinds.py: best-of-n (rerank N samples "
                "with --ensemble) | plain (ignores it) | wic (a train-wic policy reads it from its prompt) | soups (a "
