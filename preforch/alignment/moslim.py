@@ -82,7 +82,7 @@ def moslim_setup(cfg, tokenizer) -> tuple:
     from datasets import Dataset
 
     from preforch.alignment.morlhf import rl_prompts
-    from preforch.rewards.classifier import ClassifierReward
+    from preforch.rewards.classifier_reward import ClassifierReward
 
     if not cfg.classifier:
         raise ConfigError("moslim needs --classifier DIR (a reward model trained with train-rm --levels ...)")

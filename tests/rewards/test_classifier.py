@@ -7,7 +7,8 @@ import torch
 
 from preforch.config import RewardModelConfig
 from preforch.errors import ConfigError
-from preforch.rewards.classifier import ClassifierReward, ClassifierRewardModel
+from preforch.rewards.classifier import ClassifierRewardModel
+from preforch.rewards.classifier_reward import ClassifierReward
 from preforch.rewards.classifier_training import labelled_pairs
 from preforch.rewards.levels import MASKED
 from preforch.rewards.sources import HFRewardModel
