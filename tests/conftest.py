@@ -179,7 +179,8 @@ def tiny_experts_dir(tiny_policy_dir, tmp_path_factory) -> str:
 def tiny_classifier_dir(tiny_encoder_dir, tmp_path_factory) -> str:
     """A random MOSLIM classification reward model (helpful 2, harmless 2, quality 5 levels) with level statistics
     fitted on the synthetic pairs' replies, saved like train-rm --levels leaves it."""
-    from preforch.rewards.classifier import ClassifierReward, ClassifierRewardModel
+    from preforch.rewards.classifier import ClassifierRewardModel
+    from preforch.rewards.classifier_reward import ClassifierReward
     from preforch.rewards.levels import fit_level_stats
 
     path = tmp_path_factory.mktemp("tiny_classifier") / "rm"

@@ -15,9 +15,8 @@ from pathlib import Path
 import torch
 
 from preforch.alignment.config import PolicyConfig
-from preforch.alignment.trl_utils import (LOG_FILE, check_trl_fields, device_args, fit_prompts, jsonl_logger, lora_config,
+from preforch.alignment.trl_utils import (LOG_FILE, check_trl_fields, device_args, jsonl_logger, lora_config, rl_prompts,
                                          memory_releaser, save_policy, trl_config)
-from preforch.data.loaders import load_many
 from preforch.errors import ConfigError
 from preforch.hub import model_card
 from preforch.orchestrator.preference import preference_weights
@@ -40,12 +39,6 @@ def method_weights(cfg: PolicyConfig, ensemble: RewardEnsemble, prompts) -> torc
     w = torch.zeros(p, len(objectives))
     w[:, objectives.index(cfg.objective)] = 1.0
     return w
-
-
-def rl_prompts(cfg: PolicyConfig, tokenizer):
-    """(prompts fitted to `cfg.max_prompt_tokens` of the policy's tokenizer, their sources) of `cfg.train_data`."""
-    data = load_many(cfg.train_data, cfg.max_prompts)
-    return fit_prompts(tokenizer, data.prompts, cfg.max_prompt_tokens), data.sources
 
 
 def prompt_dataset(cfg: PolicyConfig, ensemble: RewardEnsemble, tokenizer):

@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 import torch
 
 from preforch.alignment.rewards import completion_text, prompt_messages
+from preforch.alignment.trl_utils import rl_prompts
 from preforch.data.conditioning import MASKED, parse, render
 from preforch.errors import ConfigError
 from preforch.rewards.levels import expected_level, mapped_reward
@@ -81,8 +82,7 @@ def moslim_setup(cfg, tokenizer) -> tuple:
     fitted to the policy's `tokenizer` before tagging, so the tag is never cut."""
     from datasets import Dataset
 
-    from preforch.alignment.morlhf import rl_prompts
-    from preforch.rewards.classifier import ClassifierReward
+    from preforch.rewards.classifier_reward import ClassifierReward
 
     if not cfg.classifier:
         raise ConfigError("moslim needs --classifier DIR (a reward model trained with train-rm --levels ...)")

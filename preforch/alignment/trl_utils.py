@@ -8,6 +8,7 @@ import ctypes.util
 import json
 from pathlib import Path
 
+from preforch.data.loaders import load_many
 from preforch.errors import ConfigError
 
 LOG_FILE = "log.jsonl"
@@ -168,3 +169,9 @@ def save_policy(trainer, tokenizer, folder: Path, merge_lora: bool, extra_json: 
             atomic_write_json(tmp / name, obj)
         if card:
             (tmp / "README.md").write_text(card, encoding="utf-8")
+
+
+def rl_prompts(cfg, tokenizer):
+    """(prompts fitted to `cfg.max_prompt_tokens` of the policy's tokenizer, their sources) of `cfg.train_data`."""
+    data = load_many(cfg.train_data, cfg.max_prompts)
+    return fit_prompts(tokenizer, data.prompts, cfg.max_prompt_tokens), data.sources

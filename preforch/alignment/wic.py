@@ -6,7 +6,7 @@ Both methods fine-tune on `(x (+) c, y)`, `c` rendered by `preforch.data.conditi
 Offline stage (`wic_offline.py`): SFT on the chosen and rejected replies of preference data. Online stage
 (`wic_online.py`): sample conditioned on preferences, relabel with the obtained scores, keep what passes the
 rejection filter, mix with offline samples, SFT again. This module holds the math, the `wic.json` spec saved
-with each policy, and the SFT step both stages share.
+with each policy, and the SFT step both stages share; `wic_train.py` runs a stage.
 """
 
 from __future__ import annotations
@@ -192,14 +192,3 @@ def write_run(cfg: WicConfig, record: dict) -> None:
         run = {}
     run[cfg.stage] = {"config": asdict(cfg), **record}
     atomic_write_json(file, run)
-
-
-def train_wic(cfg: WicConfig, scorer: Scorer | None = None) -> dict:
-    """Run `cfg.stage` of `cfg.method`; `scorer` (default: the ensemble's normalised scores) is for tests."""
-    from preforch.alignment.wic_offline import run_offline
-    from preforch.alignment.wic_online import run_online
-    from preforch.rewards.ensemble import RewardEnsemble
-
-    ensemble = RewardEnsemble.load(cfg.ensemble)
-    scorer = scorer or (lambda prompts, replies: ensemble.score(prompts, replies, progress=True))
-    return (run_offline if cfg.stage == "offline" else run_online)(cfg, ensemble.objectives, scorer)

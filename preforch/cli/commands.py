@@ -268,7 +268,7 @@ def _print_eval(ev: dict) -> None:
 
 
 def train_wic(cfg: WicConfig) -> dict:
-    from preforch.alignment.wic import train_wic as run
+    from preforch.alignment.wic_train import train_wic as run
 
     result = run(cfg)
     if cfg.stage == "offline":

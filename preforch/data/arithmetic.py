@@ -11,7 +11,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from preforch.data.schema import Message
+from preforch.data.schema import Message, text_of
 from preforch.errors import ConfigError
 
 NAMES = ("Ana", "Ben", "Chloe", "Dev", "Eli", "Fay", "Gus", "Hana")
@@ -98,8 +98,8 @@ def solve(problem_text: str) -> int | None:
     return None
 
 
-def exact_match(prompts: list[str], responses: list[str]) -> list[float]:
-    """Rule reward (`arithmetic=preforch.data.arithmetic:exact_match`): 1.0 for a correct final answer to an
-    arithmetic problem, else 0.0 (also for prompts that are no such problem)."""
-    answers = [solve(p) for p in prompts]
-    return [float(a is not None and check(r, a)) for a, r in zip(answers, responses)]
+def exact_match(prompts=(), completions=(), **kwargs) -> list[float]:
+    """Rule reward in TRL's signature (`arithmetic=preforch.data.arithmetic:exact_match`): 1.0 for a correct final
+    answer to an arithmetic problem, else 0.0 (also for prompts that are no such problem)."""
+    answers = [solve(text_of(p)) for p in prompts]
+    return [float(a is not None and check(text_of(c), a)) for a, c in zip(answers, completions)]

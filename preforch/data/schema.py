@@ -159,3 +159,9 @@ class PreferenceDataset:
                 for p in self.pairs
             ]
         )
+
+
+def text_of(item: str | Sequence[Message]) -> str:
+    """The text of a prompt or completion in either of TRL's formats: a plain string (standard) or a message
+    list (conversational), whose last message is the prompt's user turn or the completion itself."""
+    return item if isinstance(item, str) else item[-1]["content"]

@@ -140,7 +140,7 @@ def _train_experts(cfg: ExpertsConfig) -> dict:
 
 
 def run_wic_comparison(cfg: WicComparisonConfig) -> dict:
-    from preforch.alignment.wic import train_wic
+    from preforch.alignment.wic_train import train_wic
     from preforch.evaluation.compare import compare_runs
     from preforch.evaluation.harness import run_evaluation
     from preforch.orchestrator.preference import load_orchestrator

@@ -3,7 +3,8 @@
 Head h sorts a (prompt, response) into L_h ordinal intensity levels (counts may differ between heads); the
 heads are one linear layer of sum L_h outputs, split per head. `forward` returns each head's expected level
 [B, H], so the folder also works as a plain reward source (`HFRewardModel`) with one score per objective;
-`level_logits` gives the raw class logits that MOSLIM's mapping reads (`ClassifierReward.probabilities`). The
+`level_logits` gives the raw class logits that MOSLIM's mapping reads (`ClassifierReward.probabilities`, in
+`classifier_reward.py`, so that this model sits below `sources.py`, which loads it by its marker file). The
 reference-set statistics of the mapping (`LevelStats`) are fitted once after training and saved in the config.
 """
 
@@ -15,11 +16,9 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from preforch.data.schema import Message
 from preforch.errors import ConfigError
 from preforch.modeling import PooledHeadModel
 from preforch.rewards.levels import LevelStats, expected_level, head_probabilities
-from preforch.rewards.sources import HFRewardModel
 
 CLASSIFIER_CONFIG = "classifier_config.json"
 
@@ -69,25 +68,3 @@ class ClassifierRewardModel(PooledHeadModel):
         stats = LevelStats.from_dict(cfg["level_stats"]) if cfg.get("level_stats") else None
         return cls(encoder, tokenizer, cfg["objectives"], cfg["num_levels"], cfg.get("pooling", "mean"),
                    cfg.get("max_length", 128), cfg.get("prompt_max_tokens", 64), stats)
-
-
-class ClassifierReward(HFRewardModel):
-    """A saved `ClassifierRewardModel` as a reward source: `score` gives expected levels [B, H] (what an ensemble
-    reads), `probabilities` the per-level probabilities [B, H, L] MOSLIM's mapping reads."""
-
-    def __init__(self, path: str, device: str | None = None, batch_size: int = 64):
-        super().__init__(path, device=device, batch_size=batch_size)
-        if not isinstance(self.model, ClassifierRewardModel):
-            raise ConfigError(f"{path}: not a classification reward model (no {CLASSIFIER_CONFIG}; train one with "
-                              "preforch train-rm --levels ...)")
-        self.num_levels = self.model.num_levels
-
-    @property
-    def stats(self) -> LevelStats:
-        if self.model.stats is None:
-            raise ConfigError(f"{self.path}: no level statistics stored (train-rm --levels fits them after training)")
-        return self.model.stats
-
-    def probabilities(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str]) -> torch.Tensor:
-        """Per-head level probabilities [B, H, max L_h] (padding levels 0)."""
-        return head_probabilities(self.outputs(prompts, responses, self.model.level_logits), self.num_levels)

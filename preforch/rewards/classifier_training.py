@@ -23,9 +23,9 @@ from preforch.io import atomic_write_json
 from preforch.models import autocast, fast_bf16, make_accelerator, start_tracking, stop_tracking, tracker_dir
 from preforch.rewards.classifier import ClassifierRewardModel
 from preforch.rewards.config import RewardModelConfig
+from preforch.rewards.fitting import fit
 from preforch.rewards.formatting import encode_pairs
 from preforch.rewards.levels import MASKED, calibration_error, classification_loss, fit_level_stats, head_probabilities
-from preforch.rewards.training import fit
 
 Example = tuple[tuple, str, tuple[int, ...]]  # (prompt messages, reply, label per head or MASKED)
 REFERENCE_REPLIES = 1000  # training replies the level statistics are fitted on (plenty for a mean and std)

@@ -1,30 +1,35 @@
-"""Rule-based (verifiable) reward functions: `fn(prompts, responses) -> list[float]`, one per response.
+"""Rule-based (verifiable) reward functions in TRL's reward-function signature:
+`fn(prompts=..., completions=..., **kwargs) -> list[float | None]`, one score per completion.
 
-Each is a plain module-level function, so it pickles and its `__name__` names the objective (TRL's
-reward-function convention). Users add their own by passing `module:function` wherever a rule is named.
+`RuleReward` calls rules exactly as TRL's GRPOTrainer calls `reward_funcs` on a conversational dataset
+(prompts as message lists, each completion as `[{"role": "assistant", "content": text}]`), so a TRL reward
+function (e.g. `trl.rewards:think_format_reward`) works unchanged as a rule. The built-ins accept TRL's
+standard (plain string) format as well. Each is a plain module-level function, so it pickles and its
+`__name__` names the objective. Users add their own by passing `module:function` wherever a rule is named.
 """
 
 from __future__ import annotations
 
 import importlib
 import math
-from typing import Callable, Sequence
+from typing import Callable
 
-from preforch.data.arithmetic import exact_match
+from preforch.data.arithmetic import exact_match, text_of
 from preforch.errors import ConfigError
 
-RuleFn = Callable[[Sequence[str], Sequence[str]], list[float]]
+# TRL's reward-function signature: keyword arguments in, one score (or None: not applicable) per completion out
+RuleFn = Callable[..., list]
 
 
-def conciseness(prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+def conciseness(prompts=None, completions=(), **kwargs) -> list[float]:
     """-log(1 + number of words): shorter is better, with diminishing returns for very short replies."""
-    return [-math.log1p(len(r.split())) for r in responses]
+    return [-math.log1p(len(text_of(c).split())) for c in completions]
 
 
-def no_refusal(prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+def no_refusal(prompts=None, completions=(), **kwargs) -> list[float]:
     """1.0 unless the response opens with a stock refusal phrase (a crude, verifiable engagement check)."""
     starts = ("i'm sorry", "i am sorry", "i can't", "i cannot", "i won't", "sorry,", "as an ai")
-    return [0.0 if r.strip().lower().startswith(starts) else 1.0 for r in responses]
+    return [0.0 if text_of(c).strip().lower().startswith(starts) else 1.0 for c in completions]
 
 
 # exact_match: the verifiable objective, 1.0 for a right final answer to a bundled arithmetic problem

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -114,10 +115,13 @@ class RuleReward:
         return cls(rule_objective(spec), spec.rpartition("=")[2])
 
     def score(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str]) -> torch.Tensor:
-        values = self.fn([p[-1]["content"] for p in prompts], list(responses))
+        # called as TRL's GRPOTrainer calls reward_funcs on conversational data, so TRL's functions work unchanged
+        values = self.fn(prompts=[list(p) for p in prompts],
+                         completions=[[{"role": "assistant", "content": r}] for r in responses])
         if len(values) != len(responses):
             raise ConfigError(f"rule {self.rule!r} returned {len(values)} scores for {len(responses)} responses")
-        return torch.tensor(values, dtype=torch.float32).unsqueeze(-1)
+        # None means "not applicable" in TRL; it becomes NaN there too
+        return torch.tensor([math.nan if v is None else float(v) for v in values], dtype=torch.float32).unsqueeze(-1)
 
     def spec(self) -> dict:
         return {"kind": "rule", "objective": self.objective, "rule": self.rule}

@@ -8,7 +8,7 @@ import torch
 from preforch.alignment.moslim import MoslimReward, random_levels
 from preforch.cli import main
 from preforch.data.conditioning import MASKED, render
-from preforch.rewards.classifier import ClassifierReward
+from preforch.rewards.classifier_reward import ClassifierReward
 from preforch.rewards.levels import mapped_reward
 
 

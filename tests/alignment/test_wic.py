@@ -5,7 +5,8 @@ import torch
 
 from preforch.alignment.config import WicConfig
 from preforch.alignment.wic import (SPEC_FILE, WicSpec, conditioning_values, load_wic_spec, make_spec,
-                                    quantile_thresholds, rejection_mask, self_weights, sft_rows, train_wic)
+                                    quantile_thresholds, rejection_mask, self_weights, sft_rows)
+from preforch.alignment.wic_train import train_wic
 from preforch.cli import main
 from preforch.data.conditioning import has_tag, ric_targets
 from preforch.errors import ConfigError

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from preforch.errors import ConfigError
-from preforch.rewards.classifier import ClassifierReward, ClassifierRewardModel
+from preforch.rewards.classifier import ClassifierRewardModel
+from preforch.rewards.classifier_reward import ClassifierReward
 from preforch.rewards.classifier_training import labelled_pairs
 from preforch.rewards.config import RewardModelConfig
 from preforch.rewards.levels import MASKED

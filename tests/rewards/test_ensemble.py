@@ -38,7 +38,7 @@ def test_ensemble_shape_normalisation_and_cache(tiny_rm_dir, pairs):
     assert normalized.shape == (2 * len(pairs), 3)
     assert normalized.mean(0).abs().max() < 1e-4  # reference set is exactly what the stats were fitted on
     calls = []
-    rule.fn = lambda p, r: calls.append(len(r)) or [0.0] * len(r)
+    rule.fn = lambda prompts, completions, **kwargs: calls.append(len(completions)) or [0.0] * len(completions)
     ens.score(pairs.prompts[:3], [p.chosen for p in pairs][:3])  # cached: no call
     ens.score([pairs.prompts[0]], ["a new reply"])
     assert calls == [1]

@@ -83,7 +83,7 @@ def test_response_pooling_averages_only_the_reply_tokens(tiny_encoder_dir):
 def test_length_grouped_batches_cover_the_epoch_and_group_similar_lengths():
     import random
 
-    from preforch.rewards.training import length_grouped_batches
+    from preforch.rewards.fitting import length_grouped_batches
 
     lengths = [random.Random(i).randint(1, 500) for i in range(1000)]
     batches = length_grouped_batches(lengths, 16, random.Random(0), group=10)

@@ -6,7 +6,8 @@ import torch
 from preforch.models import make_accelerator
 from preforch.rewards.config import RewardModelConfig
 from preforch.rewards.sources import HFRewardModel
-from preforch.rewards.training import fit, train_reward_model, train_reward_models
+from preforch.rewards.fitting import fit
+from preforch.rewards.training import train_reward_model, train_reward_models
 
 
 def _write_pairs(path, n=32):
