@@ -3,10 +3,10 @@ both stages share in `wic.py` (so neither stage module imports the module that r
 
 from __future__ import annotations
 
-from preforch.alignment.wic_offline import run_offline
-from preforch.alignment.wic_online import run_online
 from preforch.alignment.config import WicConfig
 from preforch.alignment.wic import Scorer
+from preforch.alignment.wic_offline import run_offline
+from preforch.alignment.wic_online import run_online
 from preforch.rewards.ensemble import RewardEnsemble
 
 
