@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from preforch.alignment.best_of_n import SamplingConfig
+from preforch.generation.sampling import SamplingConfig
 from preforch.serving.policy import Prompts, Replies
 
 
@@ -25,7 +25,7 @@ class CausalLM:
         the same call gives the same replies."""
         from transformers import set_seed
 
-        from preforch.alignment.best_of_n import sample_candidates
+        from preforch.generation.sampling import sample_candidates
 
         model, tok = self.model_and_tokenizer()
         set_seed(sampling.seed)

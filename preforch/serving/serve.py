@@ -6,16 +6,16 @@ import os
 
 import torch
 
-from preforch.alignment.best_of_n import SamplingConfig
 from preforch.config import DEFAULT_KIND, ServeConfig
 from preforch.data.weights import parse_preference
 from preforch.errors import ConfigError
+from preforch.generation.sampling import SamplingConfig
 from preforch.rewards.ensemble import RewardEnsemble, check_objectives
 from preforch.serving.api_schema import Limits
 from preforch.serving.folder import load_preference_policy
 from preforch.serving.http import create_app
-from preforch.serving.served import Served
 from preforch.serving.policy import LoadOptions
+from preforch.serving.served import Served
 from preforch.serving.vllm_lm import check_vllm
 
 GRACEFUL_SHUTDOWN_S = 30  # a request being generated when the server is stopped gets this long to finish

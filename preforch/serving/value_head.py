@@ -150,10 +150,10 @@ def train_value_head(cfg) -> dict:
     against the constant base rate; OUTPUT_DIR is written whole or not at all."""
     from sklearn.metrics import roc_auc_score
 
-    from preforch.alignment.best_of_n import SamplingConfig
     from preforch.data.arithmetic import make_problems
     from preforch.data.weights import parse_weights
     from preforch.errors import DataError
+    from preforch.generation.sampling import SamplingConfig
     from preforch.io import atomic_directory
     from preforch.serving.folder import load_preference_policy
     from preforch.serving.guided_decoding import StepRule

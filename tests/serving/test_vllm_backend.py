@@ -9,9 +9,9 @@ import types
 import pytest
 import torch
 
-from preforch.alignment.best_of_n import SamplingConfig
 from preforch.config import ServeConfig
 from preforch.errors import ConfigError
+from preforch.generation.sampling import SamplingConfig
 from preforch.serving.folder import load_preference_policy
 from preforch.serving.policy import LoadOptions
 from preforch.serving.serve import load_served
