@@ -21,6 +21,7 @@ import torch
 from preforch.data.arithmetic import Problem, check
 from preforch.data.schema import Message
 from preforch.errors import ConfigError
+from preforch.generation.sampling import SamplingConfig
 
 CONFIG_FILE, WEIGHTS_FILE = "value_head.json", "value_head.safetensors"
 
@@ -153,7 +154,6 @@ def train_value_head(cfg) -> dict:
     from preforch.data.arithmetic import make_problems
     from preforch.data.weights import parse_weights
     from preforch.errors import DataError
-    from preforch.generation.sampling import SamplingConfig
     from preforch.io import atomic_directory
     from preforch.serving.folder import load_preference_policy
     from preforch.serving.guided_decoding import StepRule
