@@ -16,8 +16,8 @@ import time
 import torch
 from _common import save
 
-from preforch.alignment.best_of_n import SamplingConfig
 from preforch.data.loaders import load_many
+from preforch.generation.sampling import SamplingConfig
 from preforch.serving.folder import load_preference_policy
 
 

@@ -28,12 +28,12 @@ import numpy as np
 import torch
 from _common import RESULTS, save
 
-from preforch.alignment.best_of_n import SamplingConfig
-from preforch.alignment.moslim import read_spec
 from preforch.alignment.trl_utils import read_log
 from preforch.data.conditioning import MASKED, render
 from preforch.data.loaders import sample_per_source
 from preforch.evaluation.metrics import mean_ci, spearman
+from preforch.generation.moslim_spec import read_spec
+from preforch.generation.sampling import SamplingConfig
 from preforch.rewards.ensemble import RewardEnsemble
 from preforch.serving.lm import CausalLM
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 from _common import save
 
-from preforch.alignment.best_of_n import SamplingConfig
 from preforch.data.loaders import load_many
+from preforch.generation.sampling import SamplingConfig
 from preforch.serving.folder import load_preference_policy
 
 
@@ -33,7 +33,7 @@ def random_experts(base: str, folder: Path, k: int, r: int) -> tuple[str, ...]:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from preforch.alignment.expert_set import adapter_folder, write_expert_set
+    from preforch.generation.expert_set import adapter_folder, write_expert_set
 
     objectives = tuple(f"objective{i}" for i in range(k))
     for i, objective in enumerate(objectives):
@@ -60,7 +60,7 @@ def rule_ensemble(objectives: tuple[str, ...], folder: Path) -> str:
 def wic_folder(base: str, objectives: tuple[str, ...], folder: Path) -> str:
     """The base model's files linked into `folder` with a Pro-WiC wic.json: a wic policy that costs what a
     trained one does."""
-    from preforch.alignment.wic import SPEC_FILE, WicSpec
+    from preforch.generation.wic_spec import SPEC_FILE, WicSpec
     from preforch.io import atomic_write_json
 
     folder.mkdir(parents=True)

@@ -34,12 +34,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from preforch.alignment.best_of_n import SamplingConfig
 from preforch.alignment.mahalo import RUN_FILE, evaluate_heads, heldout_of_run, with_length_strata
 from preforch.data.arithmetic import check, make_problems
 from preforch.data.loaders import load_many
 from preforch.data.weights import simplex_grid
 from preforch.evaluation.metrics import head_specialization, interference, mean_ci, paired_gap, steering_monotonicity
+from preforch.generation.sampling import SamplingConfig
 from preforch.io import atomic_write_json
 from preforch.rewards.ensemble import RewardEnsemble
 from preforch.serving.folder import load_preference_policy

@@ -119,7 +119,7 @@ def make_wic_policy(tiny_policy_dir: str, folder, method: str, objectives=("help
     """The tiny policy plus a wic.json, as train-wic's offline stage would leave it: (path, spec)."""
     import shutil
 
-    from preforch.alignment.wic import SPEC_FILE, WicSpec
+    from preforch.generation.wic_spec import SPEC_FILE, WicSpec
     from preforch.io import atomic_write_json
 
     path = folder / f"start_{method}"
@@ -157,7 +157,7 @@ def make_experts(tiny_policy_dir: str, folder, objectives=("helpful", "harmless"
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from preforch.alignment.expert_set import adapter_folder, write_expert_set
+    from preforch.generation.expert_set import adapter_folder, write_expert_set
 
     for i, objective in enumerate(objectives[:1] if same else objectives):
         torch.manual_seed(i + 1)
@@ -194,7 +194,7 @@ def tiny_classifier_dir(tiny_encoder_dir, tmp_path_factory) -> str:
 
 def make_mahalo_dir(tiny_policy_dir: str, folder, objectives) -> str:
     """A MAHALO folder on the tiny policy with one head per objective, the heads different (noise std 0.5)."""
-    from preforch.alignment.mahalo_model import MultiHeadLM
+    from preforch.generation.multi_head import MultiHeadLM
     from preforch.models import load_policy
 
     lm, tok = load_policy(tiny_policy_dir, dtype=torch.float32, device="cpu")

@@ -1,5 +1,22 @@
-"""Library layers import downwards only: data -> rewards -> orchestrator -> alignment -> serving -> evaluation
--> pipelines -> cli (DESIGN.md section 6). Checked on the source, so a lazy import inside a function counts."""
+"""Library layers import downwards only (DESIGN.md section 6). Every package and top-level module of preforch/ has a
+tier; a module may import its own unit and the units of lower tiers, never a unit of its own tier or a higher one:
+
+    errors, modeling_preforch, __init__    (import nothing of preforch)
+    io
+    data, models, hub
+    modeling, config                       (config: the shared base config, helpers and validators)
+    rewards
+    orchestrator
+    generation                             (sampling, combined reward, spec readers, multi-head model, expert set)
+    alignment, serving                     (training and serving both stand on generation, neither on the other)
+    evaluation
+    pipelines
+    cli
+    __main__
+
+Checked on the source, so an import inside a function (or under TYPE_CHECKING) counts as much as one at the top.
+Within a unit, the module import graph has no circle either: a function-level import only hides a circle, it does
+not break it."""
 
 import ast
 from pathlib import Path
@@ -7,27 +24,139 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).parents[1] / "preforch"
-# orchestrator/ is left out: orchestrator/evaluate.py still takes its metrics from evaluation/metrics.py.
-ABOVE = {"data": ("alignment", "serving", "evaluation", "pipelines", "cli"),
-         "rewards": ("alignment", "serving", "evaluation", "pipelines", "cli"),
-         "alignment": ("serving", "evaluation", "pipelines", "cli"),
-         "serving": ("evaluation", "pipelines", "cli"),
-         "evaluation": ("pipelines", "cli"),
-         "pipelines": ("cli",)}
+TIERS = (("errors", "modeling_preforch", "__init__"),
+         ("io",),
+         ("data", "models", "hub"),
+         ("modeling", "config"),
+         ("rewards",),
+         ("orchestrator",),
+         ("generation",),
+         ("alignment", "serving"),
+         ("evaluation",),
+         ("pipelines",),
+         ("cli",),
+         ("__main__",))
+TIER = {unit: i for i, units in enumerate(TIERS) for unit in units}
 
 
-def _imports(path: Path) -> set[str]:
+def _units() -> set[str]:
+    """Each package (a folder with an __init__.py) and each top-level module of preforch/, by name."""
+    return ({p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+            | {p.stem for p in PACKAGE.glob("*.py")})
+
+
+def _unit_of(path: Path) -> str:
+    rel = path.relative_to(PACKAGE).parts
+    return rel[0] if len(rel) > 1 else Path(rel[0]).stem
+
+
+def _imported_units(path: Path) -> set[str]:
+    """The preforch units `path` imports anywhere in its source (`from preforch import x` names unit x when x is
+    one; relative imports are resolved against the file's package)."""
+    units = _units()
+    here = path.relative_to(PACKAGE.parent).with_suffix("").parts[:-1]  # e.g. ("preforch", "serving")
     out = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            out.add(node.module)
+        if isinstance(node, ast.ImportFrom):
+            base = here[:len(here) - node.level + 1] if node.level else ()
+            parts = (*base, *(node.module.split(".") if node.module else ()))
+            if parts[:1] != ("preforch",):
+                continue
+            if len(parts) > 1:
+                out.add(parts[1])
+            else:
+                out.update(a.name if a.name in units else "__init__" for a in node.names)
         elif isinstance(node, ast.Import):
-            out.update(a.name for a in node.names)
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == "preforch":
+                    out.add(parts[1] if len(parts) > 1 else "__init__")
     return out
 
 
-@pytest.mark.parametrize("layer", sorted(ABOVE))
-def test_a_layer_never_imports_one_above_it(layer):
-    wrong = [f"{path.relative_to(PACKAGE)} imports {module}" for path in sorted((PACKAGE / layer).rglob("*.py"))
-             for module in _imports(path) if any(module.startswith(f"preforch.{up}") for up in ABOVE[layer])]
+def _wrong_imports(unit: str) -> list[str]:
+    files = sorted((PACKAGE / unit).rglob("*.py")) if (PACKAGE / unit).is_dir() else [PACKAGE / f"{unit}.py"]
+    return [f"{path.relative_to(PACKAGE)} imports preforch.{other} (tier {TIER.get(other)} >= {TIER[unit]})"
+            for path in files for other in sorted(_imported_units(path))
+            if other != unit and TIER.get(other, len(TIERS)) >= TIER[unit]]
+
+
+def test_every_package_and_top_level_module_has_a_tier():
+    assert _units() == set(TIER), f"untiered: {sorted(_units() - set(TIER))}, gone: {sorted(set(TIER) - _units())}"
+
+
+@pytest.mark.parametrize("unit", sorted(TIER))
+def test_a_unit_never_imports_its_own_tier_or_one_above_it(unit):
+    wrong = _wrong_imports(unit)
     assert not wrong, wrong
+
+
+def test_the_check_sees_imports_inside_functions(tmp_path, monkeypatch):
+    """An upward import hidden in a function body is still caught (a lazy import must not dodge the order)."""
+    fake = tmp_path / "preforch"
+    (fake / "data").mkdir(parents=True)
+    (fake / "data" / "__init__.py").write_text("")
+    (fake / "data" / "sneaky.py").write_text("def f():\n    from preforch.serving.kinds import KINDS\n    return KINDS\n")
+    monkeypatch.setitem(globals(), "PACKAGE", fake)
+    assert _wrong_imports("data") == ["data/sneaky.py imports preforch.serving (tier 7 >= 2)"]
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported(tree: ast.AST, name: str, is_package: bool, modules: set[str]) -> set[str]:
+    """preforch modules named by any import statement in `tree` (resolving relative imports and `from p import m`)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                pkg = name.split(".") if is_package else name.split(".")[:-1]
+                base = ".".join(pkg[: len(pkg) - node.level + 1] + ([base] if base else []))
+            targets = [base] + [f"{base}.{a.name}" for a in node.names]
+        else:
+            continue
+        found |= {t for t in targets if t in modules}
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    files = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    modules = set(files)
+    return {m: imported(ast.parse(p.read_text()), m, p.name == "__init__.py", modules) - {m} for m, p in files.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle as a path [a, b, ..., a], or None (depth-first search with an explicit stack of the current path)."""
+    state: dict[str, int] = {}  # 1 on the current path, 2 done
+    for start in sorted(graph):
+        if state.get(start):
+            continue
+        path, stack = [start], [iter(sorted(graph[start]))]
+        state[start] = 1
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                stack.pop()
+            elif state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            elif not state.get(nxt):
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append(iter(sorted(graph[nxt])))
+    return None
+
+
+def test_find_cycle_names_one():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_import_cycle_among_preforch_modules():
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)

@@ -22,12 +22,12 @@ from pathlib import Path
 import torch
 
 from preforch.alignment.config import ExpertsConfig, PolicyConfig
-from preforch.alignment.expert_set import EXPERTS_FILE, ExpertSet, adapter_folder, write_expert_set
 from preforch.alignment.implicit_reward import implicit_reward_accuracy, reply_logprobs
 from preforch.alignment.trl_utils import LOG_FILE, device_args, jsonl_logger, lora_config, read_log, trl_config
 from preforch.data.loaders import load_many
 from preforch.data.schema import PreferenceDataset
 from preforch.errors import ObjectiveMismatchError
+from preforch.generation.expert_set import EXPERTS_FILE, ExpertSet, adapter_folder, write_expert_set
 from preforch.io import atomic_directory
 
 

@@ -25,9 +25,9 @@ from preforch.alignment.config import MahaloConfig
 from preforch.alignment.implicit_reward import implicit_reward_accuracy, length_balanced_accuracy
 from preforch.alignment.mahalo_dpo import (balanced_batches, dpo_losses, encode_replies, epoch_steps,
                                            per_objective_loss, sequence_logprobs, with_chosen_nll)
-from preforch.alignment.mahalo_model import MultiHeadLM
 from preforch.data.schema import PreferenceDataset
 from preforch.errors import ConfigError, DataError
+from preforch.generation.multi_head import MultiHeadLM
 from preforch.io import atomic_directory, atomic_write_json, atomic_write_text
 
 ARITHMETIC = "arithmetic"

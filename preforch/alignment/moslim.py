@@ -9,7 +9,6 @@ through the stored statistics (`mapped_reward`, MOSLIM Eq. 11). The trained poli
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -19,9 +18,9 @@ from preforch.alignment.rewards import completion_text, prompt_messages
 from preforch.alignment.trl_utils import rl_prompts
 from preforch.data.conditioning import MASKED, parse, render
 from preforch.errors import ConfigError
+from preforch.generation.moslim_spec import SPEC_FILE
 from preforch.rewards.levels import expected_level, mapped_reward
 
-SPEC_FILE = "moslim.json"
 
 
 def random_levels(n: int, num_levels: Sequence[int], seed: int) -> torch.Tensor:
@@ -35,16 +34,6 @@ def random_levels(n: int, num_levels: Sequence[int], seed: int) -> torch.Tensor:
         empty = ~named.any(-1)
         named[empty] = torch.rand(int(empty.sum()), len(num_levels), generator=g) < 0.5
     return torch.where(named, levels, torch.full_like(levels, MASKED))
-
-
-def read_spec(folder: str | Path) -> dict:
-    """{objectives, num_levels} of a classifier folder (its config) or a train-policy moslim folder (moslim.json)."""
-    from preforch.rewards.classifier import ClassifierRewardModel
-
-    folder = Path(folder)
-    file = folder / SPEC_FILE
-    data = json.loads(file.read_text()) if file.is_file() else ClassifierRewardModel.read_config(folder)
-    return {"objectives": list(data["objectives"]), "num_levels": list(data["num_levels"])}
 
 
 class MoslimReward:

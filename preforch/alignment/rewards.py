@@ -11,8 +11,8 @@ from typing import Callable, Sequence
 
 import torch
 
-from preforch.alignment.best_of_n import combined_reward
 from preforch.data.weights import check_simplex
+from preforch.generation.combined_reward import combined_reward
 from preforch.rewards.ensemble import RewardEnsemble
 
 

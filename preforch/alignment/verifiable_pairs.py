@@ -3,9 +3,9 @@ sample the checker accepts is chosen over one it rejects (problems where all sam
 
 from __future__ import annotations
 
-from preforch.alignment.best_of_n import SamplingConfig, sample_candidates
 from preforch.data.arithmetic import check, make_problems
 from preforch.data.schema import PreferenceDataset, PreferencePair
+from preforch.generation.sampling import SamplingConfig, sample_candidates
 
 SOURCE = "arithmetic"
 

@@ -5,30 +5,29 @@ Both methods fine-tune on `(x (+) c, y)`, `c` rendered by `preforch.data.conditi
 - ric: c = r~(x, y), the normalised scores themselves (RiC, Yang et al. 2024).
 Offline stage (`wic_offline.py`): SFT on the chosen and rejected replies of preference data. Online stage
 (`wic_online.py`): sample conditioned on preferences, relabel with the obtained scores, keep what passes the
-rejection filter, mix with offline samples, SFT again. This module holds the math, the `wic.json` spec saved
-with each policy, and the SFT step both stages share; `wic_train.py` runs a stage.
+rejection filter, mix with offline samples, SFT again. This module holds the math, the making of the `wic.json` spec
+saved with each policy (its reader is `preforch.generation.wic_spec`), and the SFT step both stages share;
+`wic_train.py` runs a stage.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 
-from preforch.alignment.config import WicConfig
 from preforch.data.conditioning import render, ric_targets
 from preforch.data.loaders import load_many
 from preforch.data.schema import Message
 from preforch.errors import ConfigError
-from preforch.io import atomic_write_json, read_json
+from preforch.generation.wic_spec import METHOD_KIND, SPEC_FILE, WicSpec
+from preforch.io import atomic_write_json
 from preforch.orchestrator.targets import implicit_preference_weights
 
-METHOD_KIND = {"pro-wic": "weights", "ric": "scores"}
-SPEC_FILE = "wic.json"
 RUN_FILE = "wic_run.json"
 # RiC maps a preference onto [low, high] per objective; quantiles rather than min/max keep a few outlier
 # replies from setting targets the policy has almost never seen.
@@ -64,65 +63,10 @@ def conditioning_values(method: str, normalized: torch.Tensor, tau: float) -> to
     raise ConfigError(f"method: expected one of {list(METHOD_KIND)}, got {method!r}")
 
 
-@dataclass(frozen=True)
-class WicSpec:
-    """How a WiC policy expects its prompts; saved as `wic.json` next to the weights.
-
-    score_low / score_high: per-objective 5% / 95% quantiles of the offline normalised scores (RiC targets).
-    """
-
-    method: str
-    objectives: tuple[str, ...]
-    tau: float
-    score_low: tuple[float, ...]
-    score_high: tuple[float, ...]
-
-    @property
-    def kind(self) -> str:
-        return METHOD_KIND[self.method]
-
-    def prompt_values(self, preferences: torch.Tensor) -> torch.Tensor:
-        """What goes into the prompt for preferences [P, K]: the weights (pro-wic) or RiC target scores."""
-        if self.method == "ric":
-            return ric_targets(preferences, torch.tensor(self.score_low), torch.tensor(self.score_high))
-        return preferences
-
-    def condition(self, prompts: Sequence[Sequence[Message]], preferences: torch.Tensor) -> list[tuple[Message, ...]]:
-        """The prompts with their preferences [P, K] written in, as this policy was trained to read them."""
-        return self.tagged(prompts, self.prompt_values(preferences))
-
-    def tagged(self, prompts: Sequence[Sequence[Message]], values: torch.Tensor) -> list[tuple[Message, ...]]:
-        """The prompts with the tag of their conditioning values [P, K] (weights, or RiC scores) in front."""
-        return [render(p, v, self.objectives, self.kind) for p, v in zip(prompts, values)]
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "kind": self.kind, "objectives": list(self.objectives),
-                "score_low": list(self.score_low), "score_high": list(self.score_high)}
-
-
 def make_spec(method: str, objectives: Sequence[str], tau: float, offline_scores: torch.Tensor) -> WicSpec:
     """The spec of a policy trained on samples with normalised scores `offline_scores` [N, K]."""
     low, high = torch.quantile(offline_scores.float(), torch.tensor(SCORE_RANGE_QUANTILES), dim=0)
     return WicSpec(method, tuple(objectives), float(tau), tuple(low.tolist()), tuple(high.tolist()))
-
-
-def load_wic_spec(policy_dir: str | Path) -> WicSpec:
-    """Read OUTPUT_DIR/policy/wic.json; a clear `ConfigError` when it is missing or malformed."""
-    file = Path(policy_dir) / SPEC_FILE
-    if not file.is_file():
-        raise ConfigError(f"{policy_dir}: not a weights-in-context policy (no {SPEC_FILE}); "
-                          "train one with preforch train-wic --stage offline")
-    d = read_json(file)
-    try:
-        spec = WicSpec(d["method"], tuple(d["objectives"]), float(d["tau"]), tuple(map(float, d["score_low"])),
-                       tuple(map(float, d["score_high"])))
-    except (KeyError, TypeError, ValueError) as e:
-        raise ConfigError(f"{file}: malformed {SPEC_FILE} ({type(e).__name__}: {e})") from None
-    k = len(spec.objectives)
-    if spec.method not in METHOD_KIND or len(spec.score_low) != k or len(spec.score_high) != k:
-        raise ConfigError(f"{file}: malformed {SPEC_FILE} (method {spec.method!r}, {k} objectives, "
-                          f"{len(spec.score_low)}/{len(spec.score_high)} score bounds)")
-    return spec
 
 
 def offline_samples(cfg: WicConfig, scorer: Scorer) -> tuple[list, list[str], torch.Tensor]:

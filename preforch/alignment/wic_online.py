@@ -23,14 +23,15 @@ from typing import Sequence
 
 import torch
 
-from preforch.alignment.best_of_n import SamplingConfig, sample_candidates
 from preforch.alignment.config import WicConfig
-from preforch.alignment.wic import (RUN_FILE, Scorer, WicSpec, conditioning_values, load_wic_spec, offline_samples,
-                                    quantile_thresholds, rejection_mask, sft, sft_rows, turns_note, write_run)
+from preforch.alignment.wic import (RUN_FILE, Scorer, conditioning_values, offline_samples, quantile_thresholds,
+                                    rejection_mask, sft, sft_rows, turns_note, write_run)
 from preforch.data.loaders import load_many
 from preforch.data.schema import Message
 from preforch.data.weights import random_simplex, ric_goal_weights
 from preforch.errors import ConfigError
+from preforch.generation.sampling import SamplingConfig, sample_candidates
+from preforch.generation.wic_spec import WicSpec, load_wic_spec
 from preforch.io import atomic_write_text
 from preforch.orchestrator.preference import load_orchestrator, preference_weights
 from preforch.rewards.ensemble import check_objectives

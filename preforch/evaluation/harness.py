@@ -20,7 +20,6 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from preforch.alignment.best_of_n import SamplingConfig, combined_reward
 from preforch.data.loaders import sample_per_source
 from preforch.data.weights import random_simplex
 from preforch.errors import ConfigError
@@ -28,6 +27,8 @@ from preforch.evaluation.config import EvaluateConfig
 from preforch.evaluation.generations import cache_key, load_generations, save_generations
 from preforch.evaluation.metrics import mean_ci, steering_monotonicity
 from preforch.evaluation.pareto import check_grid, check_reference_point, hypervolume, pareto_mask, simplex_grid
+from preforch.generation.combined_reward import combined_reward
+from preforch.generation.sampling import SamplingConfig
 from preforch.io import read_json
 from preforch.orchestrator.preference import load_orchestrator, preference_weights
 from preforch.rewards.ensemble import RewardEnsemble, check_objectives

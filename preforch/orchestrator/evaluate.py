@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from preforch.data.schema import PreferenceDataset
-from preforch.evaluation.metrics import kl_against_baselines, source_auroc, top_objective_calibration
 from preforch.orchestrator.calibration import tempered_weights
 from preforch.orchestrator.human_labels import human_label_table, source_objective_accuracy
+from preforch.orchestrator.metrics import kl_against_baselines, source_auroc, top_objective_calibration
 from preforch.orchestrator.model import PreferenceOrchestrator
 from preforch.orchestrator.targets import implicit_preference_weights
 from preforch.rewards.ensemble import RewardEnsemble, check_objectives

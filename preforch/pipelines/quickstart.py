@@ -150,7 +150,8 @@ def compare_best_of_n(cfg: QuickstartConfig, policy_path: str, ensemble, orchest
     """
     from transformers import set_seed
 
-    from preforch.alignment.best_of_n import SamplingConfig, sample_candidates, select_best
+    from preforch.generation.combined_reward import select_best
+    from preforch.generation.sampling import SamplingConfig, sample_candidates
     from preforch.models import load_policy
 
     set_seed(cfg.seed)

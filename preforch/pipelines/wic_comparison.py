@@ -25,11 +25,11 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 from preforch.alignment.config import ExpertsConfig, WicConfig
-from preforch.alignment.expert_set import EXPERTS_FILE
 from preforch.alignment.wic import RUN_FILE
 from preforch.errors import ObjectiveMismatchError
 from preforch.evaluation.config import EvaluateConfig
 from preforch.evaluation.pareto import reference_point_or_default
+from preforch.generation.expert_set import EXPERTS_FILE
 from preforch.io import atomic_write_json, atomic_write_text
 from preforch.pipelines.config import WicComparisonConfig
 from preforch.pipelines.wic_comparison_report import render_report

@@ -11,9 +11,10 @@ from typing import Sequence
 
 import torch
 
-from preforch.alignment.best_of_n import SamplingConfig, combined_reward
 from preforch.data.schema import Message
 from preforch.errors import ConfigError
+from preforch.generation.combined_reward import combined_reward
+from preforch.generation.sampling import SamplingConfig
 from preforch.serving.policy import LoadOptions, PreferencePolicy, Prompts, Replies
 
 

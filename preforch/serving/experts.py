@@ -1,9 +1,9 @@
 """What the soups and mod kinds share: a train-experts folder (one LoRA adapter per objective on one base model,
-`alignment/expert_set.py`), read and checked when the policy loads, its weights loaded on first use."""
+`generation/expert_set.py`), read and checked when the policy loads, its weights loaded on first use."""
 
 from __future__ import annotations
 
-from preforch.alignment.expert_set import ExpertSet
+from preforch.generation.expert_set import ExpertSet
 from preforch.serving.policy import LoadOptions, PreferencePolicy
 
 

@@ -14,11 +14,11 @@ from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from preforch.alignment.best_of_n import SamplingConfig
 from preforch.errors import ConfigError
+from preforch.generation.sampling import SamplingConfig
 from preforch.io import atomic_write_json, read_json
 from preforch.serving.config import DEFAULT_KIND
-from preforch.serving.kinds import kind_class
+from preforch.serving.kinds import kind_class, marked_kind
 from preforch.serving.policy import LoadOptions, PreferencePolicy
 
 if TYPE_CHECKING:
@@ -48,20 +48,14 @@ def _path_fields(settings_class: type) -> set[str]:
 
 def read_folder(source: str, options: LoadOptions) -> Stored:
     """The kind and settings of `source`: from its preference_policy.json unless that file is being read
-    already (`options.opened`), else inferred: wic for a folder with wic.json, soups for one with experts.json,
-    moslim for one with moslim.json, mahalo for one with mahalo.json, no kind otherwise."""
-    from preforch.alignment.expert_set import EXPERTS_FILE
-    from preforch.alignment.mahalo_model import MAHALO_FILE
-    from preforch.alignment.moslim import SPEC_FILE as MOSLIM_FILE
-    from preforch.alignment.wic import SPEC_FILE
+    already (`options.opened`), else inferred: the first kind in KINDS whose `marker_file` the folder holds (wic
+    for wic.json, soups for experts.json, moslim for moslim.json, mahalo for mahalo.json), no kind otherwise."""
     from preforch.models import resolve
 
     folder = Path(resolve(source))
     file = folder / POLICY_FILE
     if not file.is_file() or any(os.path.samefile(folder, o) for o in options.opened):
-        markers = (("wic", SPEC_FILE), ("soups", EXPERTS_FILE), ("moslim", MOSLIM_FILE), ("mahalo", MAHALO_FILE))
-        marked = [kind for kind, marker in markers if (folder / marker).is_file()]
-        return Stored(marked[0] if marked else None, {"policy": source})
+        return Stored(marked_kind(folder), {"policy": source})
     data = read_json(file)
     if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
         raise ConfigError(f"{file}: field 'kind' missing: name the policy's kind, e.g. {{\"kind\": \"plain\", ...}}")

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from preforch.alignment.best_of_n import combined_reward
 from preforch.data.schema import as_messages
 from preforch.data.weights import format_weights
 from preforch.errors import ConfigError, DataError
+from preforch.generation.combined_reward import combined_reward
 from preforch.io import atomic_write_text, read_text
 from preforch.orchestrator.preference import preference_weights
 from preforch.rewards.ensemble import RewardEnsemble

@@ -25,9 +25,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Optional
 
-from preforch.alignment.best_of_n import SamplingConfig
 from preforch.data.weights import AUTO
 from preforch.errors import ConfigError, PreforchError
+from preforch.generation.sampling import SamplingConfig
 from preforch.serving.api_schema import (ChatMessage, ChatRequest, CompletionRequest, Limits, ScoreRequest, TooLarge,
                                          checked_messages, checked_prompt, chosen_preference, completion_response,
                                          new_tokens, stream_chunks, usage)

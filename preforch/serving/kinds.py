@@ -1,9 +1,12 @@
 """The one table of preference-policy kinds: name -> "module:Class", imported when used (like the CLI's
-COMMANDS). A new way to serve a preference is one module under preforch/serving/ and one row here."""
+COMMANDS). A new way to serve a preference is one module under preforch/serving/ and one row here. The rows'
+order is the precedence by which a folder without preference_policy.json is given the kind of a marker file
+it holds (`marked_kind`)."""
 
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 from preforch.errors import ConfigError
 
@@ -29,3 +32,15 @@ def kind_class(name: str, where: str) -> type:
     """The class implementing kind `name` (see `check_kind` for the error)."""
     module, _, attr = KINDS[check_kind(name, where)].partition(":")
     return getattr(importlib.import_module(module), attr)
+
+
+def marked_kind(folder: Path) -> str | None:
+    """The first kind in KINDS whose class's `marker_file` is in `folder`, None for none (or no folder: a hub
+    id is not asked). Kind modules are imported only here, when a folder's kind has to be inferred."""
+    if not folder.is_dir():
+        return None
+    for name in KINDS:
+        marker = kind_class(name, "KINDS").marker_file
+        if marker is not None and (folder / marker).is_file():
+            return name
+    return None

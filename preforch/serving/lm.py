@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from preforch.alignment.best_of_n import SamplingConfig
+from preforch.generation.sampling import SamplingConfig, sample_candidates
 from preforch.serving.policy import Prompts, Replies
 
 
@@ -24,8 +24,6 @@ class CausalLM:
         """sampling.num_candidates replies per chat prompt, [P][n]; seeded with sampling.seed on every call, so
         the same call gives the same replies."""
         from transformers import set_seed
-
-        from preforch.alignment.best_of_n import sample_candidates
 
         model, tok = self.model_and_tokenizer()
         set_seed(sampling.seed)

@@ -12,8 +12,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from preforch.alignment.best_of_n import SamplingConfig, combined_reward, encode_prompts, reply_rows
 from preforch.errors import ConfigError
+from preforch.generation.combined_reward import combined_reward
+from preforch.generation.multi_head import MAHALO_FILE, MultiHeadLM, WeightedView
+from preforch.generation.sampling import SamplingConfig, encode_prompts, reply_rows
 from preforch.serving.policy import LoadOptions, PreferencePolicy, Prompts, Replies
 
 
@@ -50,11 +52,11 @@ class MahaloSettings:
 class MahaloPolicy(PreferencePolicy):
     kind = "mahalo"
     Settings = MahaloSettings
+    marker_file = MAHALO_FILE
 
     def __init__(self, settings: MahaloSettings, options: LoadOptions):
         import json
 
-        from preforch.alignment.mahalo_model import MAHALO_FILE
         from preforch.models import resolve
 
         super().__init__(settings, options)
@@ -75,8 +77,6 @@ class MahaloPolicy(PreferencePolicy):
 
     def model_and_tokenizer(self):
         if self._loaded is None:
-            from preforch.alignment.mahalo_model import MultiHeadLM
-
             self._loaded = MultiHeadLM.from_pretrained(self.settings.policy, self.options.trust_remote_code)
         return self._loaded
 
@@ -90,7 +90,6 @@ class MahaloPolicy(PreferencePolicy):
     def candidates(self, prompts: Prompts, weightings: Sequence[torch.Tensor], sampling: SamplingConfig) -> Replies:
         from transformers import set_seed
 
-        from preforch.alignment.mahalo_model import WeightedView
         from preforch.serving.mixed_decoding import end_tokens, mixed_decode
 
         model, tok = self.model_and_tokenizer()
@@ -112,7 +111,6 @@ class MahaloPolicy(PreferencePolicy):
 
     def guided(self, model, tok, prompt, w: torch.Tensor, sampling: SamplingConfig) -> str:
         """One reply to `prompt` by step-level best-of-N under weights w [K]."""
-        from preforch.alignment.mahalo_model import WeightedView
         from preforch.serving.guided_decoding import StepRule, guided_decode
         from preforch.serving.mixed_decoding import end_tokens
 
@@ -160,7 +158,6 @@ class MahaloPolicy(PreferencePolicy):
 
     def rollout(self, prompt_ids: torch.Tensor, tokens: list[int], w: torch.Tensor, n: int) -> list[str]:
         """n sampled continuations (temperature 1) of the reply begun with `tokens`, under weights w [K]."""
-        from preforch.alignment.mahalo_model import WeightedView
         from preforch.serving.mixed_decoding import end_tokens, mixed_decode
 
         model, tok = self.model_and_tokenizer()

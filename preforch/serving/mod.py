@@ -10,8 +10,8 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from preforch.alignment.best_of_n import SamplingConfig, encode_prompts, reply_rows
 from preforch.errors import ConfigError
+from preforch.generation.sampling import SamplingConfig, encode_prompts, reply_rows
 from preforch.serving.experts import ExpertsPolicy
 from preforch.serving.mixed_decoding import DIVERGENCES, AdapterView, end_tokens, mixed_decode
 from preforch.serving.policy import Prompts, Replies

@@ -14,12 +14,13 @@ from typing import Optional, Sequence
 
 import torch
 
-from preforch.alignment.best_of_n import SamplingConfig
 from preforch.data.conditioning import MASKED, levels_from_weights, render
 from preforch.data.schema import Message
 from preforch.errors import ConfigError
-from preforch.serving.vllm_lm import causal_lm
+from preforch.generation.moslim_spec import SPEC_FILE, read_spec
+from preforch.generation.sampling import SamplingConfig
 from preforch.serving.policy import LoadOptions, PreferencePolicy, Prompts, Replies
+from preforch.serving.vllm_lm import causal_lm
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,9 @@ class MoslimSettings:
 class MoslimPolicy(PreferencePolicy):
     kind = "moslim"
     Settings = MoslimSettings
+    marker_file = SPEC_FILE
 
     def __init__(self, settings: MoslimSettings, options: LoadOptions):
-        from preforch.alignment.moslim import read_spec
         from preforch.models import resolve
 
         super().__init__(settings, options)

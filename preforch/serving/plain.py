@@ -7,9 +7,9 @@ from typing import Sequence
 
 import torch
 
-from preforch.alignment.best_of_n import SamplingConfig
-from preforch.serving.vllm_lm import causal_lm
+from preforch.generation.sampling import SamplingConfig
 from preforch.serving.policy import LoadOptions, PreferencePolicy, Prompts, Replies
+from preforch.serving.vllm_lm import causal_lm
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, ClassVar, Mapping, Sequence
 
 import torch
 
-from preforch.alignment.best_of_n import SamplingConfig
 from preforch.data.schema import Message
 from preforch.data.weights import check_simplex
 from preforch.errors import WeightsError
+from preforch.generation.sampling import SamplingConfig
 
 if TYPE_CHECKING:
     from preforch.rewards.ensemble import RewardEnsemble
@@ -65,11 +65,14 @@ class PreferencePolicy(ABC):
     A kind sets `kind` (its name in KINDS) and `Settings` (a frozen dataclass: the fields its
     preference_policy.json holds; fields with metadata `path=True` are paths, stored relative to the file when
     inside its folder), takes `(settings, options)` in its constructor, and implements `objectives` and
-    `candidates`; `select` defaults to each weighting's own rows.
+    `candidates`; `select` defaults to each weighting's own rows. A kind whose training writes a file of its own
+    into the policy folder names it in `marker_file`: a folder with that file and no preference_policy.json is
+    served as that kind (`serving/folder.py`'s `read_folder`, asking KINDS in their order).
     """
 
     kind: ClassVar[str]
     Settings: ClassVar[type]
+    marker_file: ClassVar[str | None] = None
     shares_candidates: bool = False
 
     def __init__(self, settings, options: LoadOptions):

@@ -6,9 +6,9 @@ import os
 
 import torch
 
-from preforch.alignment.best_of_n import SamplingConfig
 from preforch.data.weights import parse_preference
 from preforch.errors import ConfigError
+from preforch.generation.sampling import SamplingConfig
 from preforch.rewards.ensemble import RewardEnsemble, check_objectives
 from preforch.serving.api_schema import Limits
 from preforch.serving.config import DEFAULT_KIND, ServeConfig

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Optional, Sequence
 
 import torch
 
-from preforch.alignment.best_of_n import SamplingConfig, combined_reward
+from preforch.generation.combined_reward import combined_reward
+from preforch.generation.sampling import SamplingConfig
 from preforch.orchestrator.preference import preference_weights
 from preforch.serving.api_schema import usage
 from preforch.serving.batcher import Job

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from preforch.alignment.best_of_n import SamplingConfig
 from preforch.errors import ConfigError
+from preforch.generation.expert_set import EXPERTS_FILE
+from preforch.generation.sampling import SamplingConfig, sample_candidates
 from preforch.serving.experts import ExpertsPolicy
 from preforch.serving.policy import LoadOptions, Prompts, Replies
 
@@ -82,6 +83,7 @@ def row_scaling(model, names: Sequence[str]) -> Iterator[Callable[[torch.Tensor]
 class SoupsPolicy(ExpertsPolicy):
     kind = "soups"
     Settings = SoupsSettings
+    marker_file = EXPERTS_FILE  # a bare train-experts folder serves as soups; as mod only when asked for by name
 
     def __init__(self, settings: SoupsSettings, options: LoadOptions):
         super().__init__(settings, options)
@@ -120,8 +122,6 @@ class SoupsPolicy(ExpertsPolicy):
 
     def candidates(self, prompts: Prompts, weightings: Sequence[torch.Tensor], sampling: SamplingConfig) -> Replies:
         from transformers import set_seed
-
-        from preforch.alignment.best_of_n import sample_candidates
 
         model, tok = self.model_and_tokenizer()
         asked, weights = self.asked(prompts, weightings), torch.cat(weightings)  # [L * P], [L * P, K]

@@ -21,6 +21,7 @@ import torch
 from preforch.data.arithmetic import Problem, check
 from preforch.data.schema import Message
 from preforch.errors import ConfigError
+from preforch.generation.sampling import SamplingConfig
 
 CONFIG_FILE, WEIGHTS_FILE = "value_head.json", "value_head.safetensors"
 
@@ -150,7 +151,6 @@ def train_value_head(cfg) -> dict:
     against the constant base rate; OUTPUT_DIR is written whole or not at all."""
     from sklearn.metrics import roc_auc_score
 
-    from preforch.alignment.best_of_n import SamplingConfig
     from preforch.data.arithmetic import make_problems
     from preforch.data.weights import parse_weights
     from preforch.errors import DataError

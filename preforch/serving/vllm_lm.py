@@ -4,8 +4,8 @@ as `lm.CausalLM`, so the plain, best-of-n, wic and moslim kinds answer through i
 
 from __future__ import annotations
 
-from preforch.alignment.best_of_n import SamplingConfig
 from preforch.errors import ConfigError
+from preforch.generation.sampling import SamplingConfig
 from preforch.serving.lm import CausalLM
 from preforch.serving.policy import Prompts, Replies
 

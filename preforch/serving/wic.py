@@ -8,10 +8,11 @@ from typing import Sequence
 
 import torch
 
-from preforch.alignment.best_of_n import SamplingConfig
 from preforch.data.schema import Message
-from preforch.serving.vllm_lm import causal_lm
+from preforch.generation.sampling import SamplingConfig
+from preforch.generation.wic_spec import SPEC_FILE, load_wic_spec
 from preforch.serving.policy import LoadOptions, PreferencePolicy, PromptTagged, Prompts, Replies
+from preforch.serving.vllm_lm import causal_lm
 
 
 @dataclass(frozen=True)
@@ -24,9 +25,9 @@ class WicSettings:
 class WicPolicy(PreferencePolicy, PromptTagged):
     kind = "wic"
     Settings = WicSettings
+    marker_file = SPEC_FILE
 
     def __init__(self, settings: WicSettings, options: LoadOptions):
-        from preforch.alignment.wic import load_wic_spec
         from preforch.models import resolve
 
         super().__init__(settings, options)

@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from preforch.alignment.config import ExpertsConfig
-from preforch.alignment.expert_set import ExpertSet
 from preforch.alignment.implicit_reward import implicit_reward_accuracy, length_balanced_accuracy
 from preforch.cli import main
 from preforch.errors import ConfigError, ObjectiveMismatchError
 from preforch.evaluation.harness import run_evaluation
+from preforch.generation.expert_set import ExpertSet
 from preforch.serving.folder import load_preference_policy
 from tests.conftest import eval_config, make_experts, make_pairs
 

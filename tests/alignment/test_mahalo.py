@@ -10,9 +10,9 @@ import torch
 from preforch.alignment.config import MahaloConfig
 from preforch.alignment.mahalo import evaluate_heads, heldout_of_run, route, train_step, with_length_strata
 from preforch.alignment.mahalo_dpo import balanced_batches, dpo_losses, encode_replies, epoch_steps, sequence_logprobs
-from preforch.alignment.mahalo_model import MultiHeadLM, mixed_logits
 from preforch.cli import main
 from preforch.errors import ConfigError, DataError, WeightsError
+from preforch.generation.multi_head import MultiHeadLM, mixed_logits
 from tests.conftest import make_pairs, objective_pair_files
 
 NAMES = ("helpful", "harmless", "arithmetic")
@@ -242,8 +242,8 @@ def test_train_mahalo_with_a_lora_trunk_one_pooled_head_or_head_adapters(extra, 
 
 
 def test_arithmetic_pairs_come_from_own_samples_are_kept_and_read_back_on_resume(tiny_policy_dir, tmp_path, monkeypatch):
-    import preforch.alignment.verifiable_pairs as vp
     from preforch.alignment.mahalo import load_data
+    import preforch.alignment.verifiable_pairs as vp
     from preforch.data.arithmetic import make_problems
     from preforch.models import load_policy
 

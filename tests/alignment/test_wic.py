@@ -4,12 +4,13 @@ import pytest
 import torch
 
 from preforch.alignment.config import WicConfig
-from preforch.alignment.wic import (SPEC_FILE, WicSpec, conditioning_values, load_wic_spec, make_spec,
-                                    quantile_thresholds, rejection_mask, self_weights, sft_rows)
+from preforch.alignment.wic import (conditioning_values, make_spec, quantile_thresholds, rejection_mask, self_weights,
+                                    sft_rows)
 from preforch.alignment.wic_train import train_wic
 from preforch.cli import main
 from preforch.data.conditioning import has_tag, ric_targets
 from preforch.errors import ConfigError
+from preforch.generation.wic_spec import SPEC_FILE, WicSpec, load_wic_spec
 from preforch.io import atomic_write_json
 from tests.conftest import make_pairs, make_wic_policy
 

@@ -6,9 +6,9 @@ import torch
 
 from preforch.cli import main
 from preforch.errors import ConfigError, DataError, ObjectiveMismatchError, WeightsError
-from preforch.alignment.best_of_n import select_best
 from preforch.evaluation.harness import alignment_gap, run_evaluation
 from preforch.evaluation.metrics import mean_ci
+from preforch.generation.combined_reward import select_best
 from tests.conftest import eval_config, heldout_file
 
 

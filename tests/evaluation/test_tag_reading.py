@@ -30,7 +30,7 @@ def test_reply_nll_is_the_mean_token_cross_entropy_of_the_templated_reply_with_i
 
 
 def test_no_gap_when_every_reply_carries_the_same_conditioning(tiny_policy_dir, tmp_path):
-    from preforch.alignment.wic import load_wic_spec
+    from preforch.generation.wic_spec import load_wic_spec
     from preforch.models import load_policy
     from tests.conftest import make_wic_policy
 

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from preforch.alignment.best_of_n import SamplingConfig
 from preforch.data.schema import PreferenceDataset, PreferencePair
+from preforch.generation.sampling import SamplingConfig
 from preforch.serving.folder import load_preference_policy
 from preforch.serving.mixed_decoding import mix_log_probs, mixed_decode
 from tests.conftest import make_mahalo_dir, make_pairs

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from preforch.alignment.best_of_n import SamplingConfig, sample_candidates
-from preforch.alignment.mahalo_model import MultiHeadLM
 from preforch.errors import ConfigError, WeightsError
 from preforch.evaluation.harness import run_evaluation
+from preforch.generation.multi_head import MultiHeadLM
+from preforch.generation.sampling import SamplingConfig, sample_candidates
 from preforch.serving.folder import load_preference_policy
 from tests.conftest import eval_config, make_mahalo_dir
 

@@ -4,11 +4,12 @@ from dataclasses import asdict, dataclass
 import pytest
 import torch
 
-from preforch.alignment.best_of_n import SamplingConfig, select_best
 from preforch.cli import main
 from preforch.errors import ConfigError, ObjectiveMismatchError, WeightsError
 from preforch.evaluation.config import EvaluateConfig
 from preforch.evaluation.harness import run_evaluation
+from preforch.generation.combined_reward import select_best
+from preforch.generation.sampling import SamplingConfig
 from preforch.serving.config import GenerateConfig
 from preforch.serving.folder import POLICY_FILE, load_preference_policy, save_preference_policy
 from preforch.serving.kinds import KINDS, kind_class
@@ -52,6 +53,18 @@ def loudest_dir(tmp_path, monkeypatch):
 def test_every_kind_is_registered_under_its_own_name():
     for name in KINDS:
         assert kind_class(name, "test").kind == name
+
+
+def test_a_bare_folder_is_the_first_kind_in_the_table_whose_marker_file_it_holds(tmp_path):
+    from preforch.serving.folder import Stored, read_folder
+
+    markers = {k: kind_class(k, "test").marker_file for k in KINDS}
+    assert {k: m for k, m in markers.items() if m} == {"wic": "wic.json", "soups": "experts.json",
+                                                      "moslim": "moslim.json", "mahalo": "mahalo.json"}
+    assert read_folder(str(tmp_path), LoadOptions()).kind is None
+    for kind in ("mahalo", "moslim", "soups", "wic"):  # each file added outranks the ones before it (wic first)
+        (tmp_path / markers[kind]).write_text("{}")
+        assert read_folder(str(tmp_path), LoadOptions()) == Stored(kind, {"policy": str(tmp_path)})
 
 
 def test_a_kind_registered_in_the_table_is_evaluated_end_to_end(loudest_dir, tiny_ensemble_dir, tmp_path, capsys):

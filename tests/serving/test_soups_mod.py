@@ -3,8 +3,8 @@ import json
 import pytest
 import torch
 
-from preforch.alignment.best_of_n import SamplingConfig, sample_candidates
 from preforch.errors import ConfigError
+from preforch.generation.sampling import SamplingConfig, sample_candidates
 from preforch.serving.folder import POLICY_FILE, load_preference_policy
 from preforch.serving.mixed_decoding import mix_log_probs
 from tests.conftest import make_experts

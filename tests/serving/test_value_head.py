@@ -3,9 +3,9 @@ import json
 import pytest
 import torch
 
-from preforch.alignment.mahalo_model import MultiHeadLM
 from preforch.data.arithmetic import make_problems
 from preforch.errors import ConfigError
+from preforch.generation.multi_head import MultiHeadLM
 from preforch.serving.guided_decoding import BOUNDARIES
 from preforch.serving.value_head import ValueHead, choose_weight_decay, fit_probe, hindsight_rows, step_prefixes
 
@@ -53,9 +53,9 @@ def tiny_mahalo(tiny_policy_dir, tmp_path):
 
 def test_train_value_head_fits_saves_and_the_mahalo_kind_guides_with_it(tiny_policy_dir, tiny_mahalo, tiny_ensemble_dir,
                                                                        tmp_path, monkeypatch, capsys):
-    import preforch.serving.value_head as vh
     from preforch.cli import main
     from preforch.serving.folder import load_preference_policy
+    import preforch.serving.value_head as vh
 
     out = tmp_path / "vh"
     args = ["train-value-head", "--policy", tiny_mahalo, "--backbone", tiny_policy_dir, "--problems", "6",

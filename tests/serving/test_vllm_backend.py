@@ -9,8 +9,8 @@ import types
 import pytest
 import torch
 
-from preforch.alignment.best_of_n import SamplingConfig
 from preforch.errors import ConfigError
+from preforch.generation.sampling import SamplingConfig
 from preforch.serving.config import ServeConfig
 from preforch.serving.folder import load_preference_policy
 from preforch.serving.policy import LoadOptions

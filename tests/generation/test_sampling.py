@@ -1,6 +1,7 @@
 import torch
 
-from preforch.alignment.best_of_n import SamplingConfig, combined_reward, sample_candidates, select_best
+from preforch.generation.combined_reward import combined_reward, select_best
+from preforch.generation.sampling import SamplingConfig, sample_candidates
 
 
 def test_combined_reward_and_selection_follow_the_weights():

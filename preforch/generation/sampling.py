@@ -1,4 +1,5 @@
-"""Best-of-N with prompt-aware weights: sample N candidates, keep argmax_y sum_i w_i(x) r~_i(x, y)."""
+"""Sampling replies from a causal LM: the sampling settings, chat-prompt encoding, and N candidates per prompt
+(what best-of-N, WiC's online stage and most serving kinds draw from)."""
 
 from __future__ import annotations
 
@@ -9,19 +10,6 @@ import torch
 from tqdm.auto import tqdm
 
 from preforch.data.schema import Message
-
-
-def combined_reward(normalized: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """R(x, y) = sum_i w_i r~_i(x, y) (paper Eq. 4 with w = f_phi(x) as in Eq. 9).
-
-    normalized: [..., K] normalised rewards; weights: [..., K] broadcastable to it. Returns [...].
-    """
-    return (normalized * weights).sum(-1)
-
-
-def select_best(normalized: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Index of the best candidate per prompt: normalized [B, N, K], weights [B, K] -> [B]."""
-    return combined_reward(normalized, weights.unsqueeze(1)).argmax(-1)
 
 
 @dataclass
