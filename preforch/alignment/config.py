@@ -4,26 +4,21 @@ from __future__ import annotations
 
 from typing import Optional
 
+from preforch.alignment.methods import METHODS, check_method
 from preforch.config import (HH_TEST, HH_TRAIN, RunConfig, _check_trackers, _f, _list, _non_negative, _one_of, _positive,
                              _same_length, _trl, run_config)
 from preforch.data.arithmetic import LEVELS
 from preforch.errors import ConfigError
 
-POLICY_METHODS = ("pro-morlhf", "morlhf", "single-reward", "moslim")
 ONLINE_FILTERS = ("ric", "offline-thresholds")
-
-
-def _check_policy_method(field_name: str, method: str) -> None:
-    if method not in POLICY_METHODS:
-        raise ConfigError(f"{field_name}: expected one of {', '.join(POLICY_METHODS)}, got {method!r}")
 
 
 @run_config
 class PolicyConfig(RunConfig):
     """`preforch train-policy`: Pro-MORLHF / MORLHF / single-reward RL through TRL (paper Eq. 9)."""
 
-    method: str = _f("pro-morlhf", "pro-morlhf (orchestrator weights per prompt) | morlhf (one fixed vector) | single-reward "
-                     "| moslim (random levels tags, the classifier's mapped reward)")
+    method: str = _f("pro-morlhf", f"{' | '.join(METHODS)}: the rows of preforch/alignment/methods.py, each "
+                     "class's docstring says how it weights and rewards a prompt")
     algorithm: str = _f("grpo", "grpo (TRL GRPOTrainer) | rloo (TRL RLOOTrainer)")
     policy: str = _f("smollm2", "causal LM to train: hub id, local path, or bundled alias 'smollm2'")
     ensemble: str = _f("runs/quickstart/rewards", "reward ensemble folder (objectives + stored normalisation)")
@@ -64,7 +59,7 @@ class PolicyConfig(RunConfig):
     def __post_init__(self):
         _positive(self, "max_steps", "learning_rate", "per_device_train_batch_size", "num_generations", "max_completion_length")
         _non_negative(self, "max_prompt_tokens")
-        _check_policy_method("method", self.method)
+        check_method(self.method, "method")
         _one_of(self, "mapping", ("probability", "expected", "distance"))
         if self.pad_to_multiple_of is not None and self.pad_to_multiple_of < 1:
             raise ConfigError(f"pad_to_multiple_of: expected a positive number of tokens, got {self.pad_to_multiple_of}")

@@ -14,13 +14,14 @@ from typing import Callable, Sequence
 
 import torch
 
+from preforch.alignment.methods import PolicySetup, TrainingMethod
 from preforch.alignment.rewards import completion_text, prompt_messages
 from preforch.alignment.trl_utils import rl_prompts
 from preforch.data.conditioning import MASKED, parse, render
 from preforch.errors import ConfigError
 from preforch.generation.moslim_spec import SPEC_FILE
+from preforch.rewards.classifier_reward import ClassifierReward
 from preforch.rewards.levels import expected_level, mapped_reward
-
 
 
 def random_levels(n: int, num_levels: Sequence[int], seed: int) -> torch.Tensor:
@@ -66,20 +67,27 @@ class MoslimReward:
         return reward.tolist()
 
 
-def moslim_setup(cfg, tokenizer) -> tuple:
-    """(prompt dataset with tagged prompts, reward function, {moslim.json: spec}) for `train_policy`; prompts are
-    fitted to the policy's `tokenizer` before tagging, so the tag is never cut."""
-    from datasets import Dataset
+class Moslim(TrainingMethod):
+    """Random levels tags on the prompts, rewarded by the classifier's mapped reward (MOSLIM Eq. 11)."""
 
-    from preforch.rewards.classifier_reward import ClassifierReward
+    not_in_rl_compare = ("its policy reads a levels tag, rl-compare evaluates untagged prompts; train it with "
+                         "train-policy --method moslim and evaluate it with --method moslim")
 
-    if not cfg.classifier:
-        raise ConfigError("moslim needs --classifier DIR (a reward model trained with train-rm --levels ...)")
-    classifier = ClassifierReward(cfg.classifier)
-    heads, counts = classifier.objectives, classifier.num_levels
-    prompts, _ = rl_prompts(cfg, tokenizer)
-    levels = random_levels(len(prompts), counts, cfg.seed)
-    tagged = [list(render(p, row, heads, "levels", counts)) for p, row in zip(prompts, levels)]
-    spec = {"objectives": list(heads), "num_levels": list(counts), "mapping": cfg.mapping,
-            "classifier": str(Path(cfg.classifier).resolve())}
-    return Dataset.from_dict({"prompt": tagged}), MoslimReward(classifier, cfg.mapping), {SPEC_FILE: spec}
+    @classmethod
+    def setup(cls, cfg, tokenizer) -> PolicySetup:
+        """Prompts are fitted to the policy's `tokenizer` before tagging, so the tag is never cut; the policy folder
+        gets moslim.json, which makes it a `moslim` preference policy."""
+        from datasets import Dataset
+
+        if not cfg.classifier:
+            raise ConfigError("moslim needs --classifier DIR (a reward model trained with train-rm --levels ...)")
+        classifier = ClassifierReward(cfg.classifier)
+        heads, counts = classifier.objectives, classifier.num_levels
+        prompts, _ = rl_prompts(cfg, tokenizer)
+        levels = random_levels(len(prompts), counts, cfg.seed)
+        tagged = [list(render(p, row, heads, "levels", counts)) for p, row in zip(prompts, levels)]
+        spec = {"objectives": list(heads), "num_levels": list(counts), "mapping": cfg.mapping,
+                "classifier": str(Path(cfg.classifier).resolve())}
+        return PolicySetup(Dataset.from_dict({"prompt": tagged}), MoslimReward(classifier, cfg.mapping), [],
+                           f"MOSLIM's prompt-stated objectives over the normalised scores of {cfg.classifier}",
+                           {SPEC_FILE: spec})

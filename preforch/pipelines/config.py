@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from preforch.alignment.config import ONLINE_FILTERS, PolicyConfig, WicConfig, _check_policy_method
+from preforch.alignment.config import ONLINE_FILTERS, PolicyConfig, WicConfig
+from preforch.alignment.methods import METHODS, method_class
 from preforch.config import (HH_TEST, HH_TRAIN, _f, _list, _non_negative, _objective_data, _one_of, _positive, _same_length,
                              run_config)
 from preforch.errors import ConfigError
@@ -123,13 +124,13 @@ class RLComparisonConfig(PolicyConfig):
         _non_negative(self, "eval_temperature")
         for m in self.methods:
             method, sep, setting = m.partition(":")
-            _check_policy_method("methods", method)
-            if sep and (method not in ("morlhf", "single-reward") or not setting):
-                raise ConfigError(f"methods: {m!r}: only morlhf:<uniform|best-fixed|weights> and "
-                                  "single-reward:<objective> take a setting")
-        if "moslim" in self.methods:  # its policy reads a levels tag; rl-compare evaluates untagged prompts
-            raise ConfigError("methods: moslim is not part of rl-compare; train it with train-policy --method moslim "
-                              "and evaluate it with --method moslim")
+            cls = method_class(method, "methods")
+            if sep and (cls.arm_setting is None or not setting):
+                takes = [f"{name}:{method_class(name).arm_setting}" for name in METHODS
+                         if method_class(name).arm_setting is not None]
+                raise ConfigError(f"methods: {m!r}: only {' and '.join(takes)} take a setting")
+            if cls.not_in_rl_compare:
+                raise ConfigError(f"methods: {method} is not part of rl-compare: {cls.not_in_rl_compare}")
         if len(set(self.methods)) != len(self.methods) or not self.methods:
             raise ConfigError(f"methods: expected distinct method names, got {self.methods}")
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 
 from preforch.alignment.config import PolicyConfig
+from preforch.alignment.methods import method_class
 from preforch.alignment.trl_utils import LOG_FILE, read_log
-from preforch.errors import ConfigError
 from preforch.evaluation.config import EvaluateConfig
 from preforch.evaluation.metrics import mean_ci, own_objective_scores, stratified_bootstrap
 from preforch.evaluation.pareto import reference_point_or_default
@@ -40,37 +40,20 @@ def paired_delta(after: list[float], before: list[float]) -> dict[str, float]:
     return {"mean": float(m[0]), "ci95": float(h[0])}
 
 
-BEST_FIXED = "best-fixed"
-
-
 def arm_folder(arm: str) -> str:
     """A folder name for an arm: `morlhf:best-fixed` -> `morlhf-best-fixed`, weights specs made path-safe."""
     return re.sub(r"[^\w.=-]+", "-", arm).replace("=", "")
 
 
-def best_fixed_spec(orchestrator: str | None) -> str:
-    """The fixed vector train-orchestrator chose on its validation slice, as a --weights spec."""
-    from preforch.orchestrator.model import PreferenceOrchestrator
-
-    file = Path(orchestrator or "") / PreferenceOrchestrator.CONFIG_FILE
-    fixed = read_json(file).get("metadata", {}).get("best_fixed_validation") if file.is_file() else None
-    if not fixed:
-        raise ConfigError(f"morlhf:{BEST_FIXED}: {file} records no best fixed vector (train-orchestrator with "
-                          "--validation_fraction > 0 chooses one)")
-    return ",".join(f"{o}={w!r}" for o, w in fixed.items())
-
-
 def policy_config(cfg: RLComparisonConfig, arm: str) -> PolicyConfig:
     """The train-policy config of one arm (`method[:setting]`, see --methods): every shared option, its own
-    output folder; morlhf:uniform / :best-fixed / :<weights> set the weights, single-reward:<objective> the
-    objective."""
+    output folder, and what the method's `arm_config` makes of the setting (e.g. morlhf:uniform / :best-fixed /
+    :<weights> set the weights, single-reward:<objective> the objective)."""
     shared = {f.name: getattr(cfg, f.name) for f in fields(PolicyConfig)}
     method, _, setting = arm.partition(":")
     own = {"method": method, "output_dir": str(Path(cfg.output_dir) / arm_folder(arm))}
-    if method == "morlhf" and setting:
-        own["weights"] = None if setting == "uniform" else best_fixed_spec(cfg.orchestrator) if setting == BEST_FIXED else setting
-    elif method == "single-reward" and setting:
-        own["objective"] = setting
+    if setting:
+        own.update(method_class(method).arm_config(cfg, setting))
     return PolicyConfig(**{**shared, **own})
 
 

@@ -103,17 +103,9 @@ class RewardEnsemble:
 
     def save(self, path: str | os.PathLike) -> None:
         path = Path(path)
-        specs = []
-        for src in self.sources:
-            spec = src.spec()
-            if spec.get("kind") == "hf" and Path(spec["path"]).is_dir():
-                # relative to the ensemble folder (e.g. "../reward_model"): loads from any working directory and
-                # after moving the run folder as a whole; a hub id stays as written
-                spec["path"] = os.path.relpath(Path(spec["path"]).resolve(), path.resolve())
-            specs.append(spec)
         atomic_write_json(path / ENSEMBLE_FILE, {
             "objectives": list(self.objectives),
-            "sources": specs,
+            "sources": [src.spec(path) for src in self.sources],
             "normalization": self.normalizer.to_dict() if self.normalizer else None,
         })
 

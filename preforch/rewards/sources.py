@@ -5,14 +5,20 @@
   `preforch train-rm` (`MultiHeadRewardModel`: one backbone, K heads, all scored in one forward pass; or, with
   `--levels`, a MOSLIM `ClassifierRewardModel`, whose score per objective is its expected level).
 - `RuleReward`: a plain Python function (e.g. conciseness).
+
+An ensemble saves each source's `spec()` and rebuilds it through SOURCES, the one table of source kinds: the
+spec's "kind" -> "module:Class", imported when used (like serving/kinds.py's KINDS). A new kind of source is one
+class and one row (docs/design.md, "Adding a reward source").
 """
 
 from __future__ import annotations
 
+import importlib
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import ClassVar, Protocol, Sequence
 
 import torch
 
@@ -24,14 +30,26 @@ from preforch.rewards.formatting import encode_pairs, render_dialogue
 from preforch.rewards.rules import resolve_rule
 
 
+SOURCES: dict[str, str] = {
+    "hf": "preforch.rewards.sources:HFRewardModel",
+    "rule": "preforch.rewards.sources:RuleReward",
+}
+
+
 class RewardSource(Protocol):
+    kind: str  # its row in SOURCES, written into `spec()`
     objectives: tuple[str, ...]
 
     def score(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str]) -> torch.Tensor:
         """Raw rewards [B, len(objectives)]."""
 
-    def spec(self) -> dict:
-        """JSON-serialisable description from which `source_from_spec` rebuilds the source."""
+    def spec(self, folder: str | os.PathLike | None = None) -> dict:
+        """JSON-serialisable description, with "kind", from which `from_saved` rebuilds the source; a path in it
+        relative to `folder` (the ensemble's) when given, so the saved ensemble loads from anywhere."""
+
+    @classmethod
+    def from_saved(cls, spec: dict, base_dir: str | None = None, device: str | None = None) -> "RewardSource":
+        """The source `spec()` described; relative paths resolve against `base_dir`."""
 
 
 def default_device() -> str:
@@ -58,6 +76,8 @@ def load_reward_model(path: str, trust_remote_code: bool = False):
 
 class HFRewardModel:
     """A reward model scoring len(objectives) objectives per (prompt, response)."""
+
+    kind = "hf"
 
     def __init__(self, path: str, objectives: Sequence[str] | None = None, max_length: int | None = None,
                  prompt_max_tokens: int | None = None, batch_size: int = 64, device: str | None = None,
@@ -93,15 +113,29 @@ class HFRewardModel:
     def score(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str]) -> torch.Tensor:
         return self.outputs(prompts, responses)
 
-    def spec(self) -> dict:
-        return {"kind": "hf", "path": self.path, "objectives": list(self.objectives), "max_length": self.max_length,
+    def spec(self, folder: str | os.PathLike | None = None) -> dict:
+        path = self.path
+        if folder is not None and Path(path).is_dir():
+            # relative to the ensemble folder (e.g. "../reward_model"): loads from any working directory and
+            # after moving the run folder as a whole; a hub id stays as written
+            path = os.path.relpath(Path(path).resolve(), Path(folder).resolve())
+        return {"kind": self.kind, "path": path, "objectives": list(self.objectives), "max_length": self.max_length,
                 "prompt_max_tokens": self.prompt_max_tokens, "trust_remote_code": self.trust_remote_code}
+
+    @classmethod
+    def from_saved(cls, spec: dict, base_dir: str | None = None, device: str | None = None) -> "HFRewardModel":
+        path = spec["path"]
+        if base_dir and not os.path.isabs(path) and os.path.isdir(os.path.join(base_dir, path)):
+            path = os.path.join(base_dir, path)
+        return cls(path, spec.get("objectives"), spec.get("max_length"), spec.get("prompt_max_tokens"), device=device,
+                   trust_remote_code=spec.get("trust_remote_code", False))
 
 
 @dataclass
 class RuleReward:
     """One objective scored by a Python function over (last user turn, response) strings."""
 
+    kind: ClassVar[str] = "rule"
     objective: str
     rule: str
 
@@ -114,6 +148,10 @@ class RuleReward:
         """`conciseness` (objective named after the rule) or `objective=package.module:function`."""
         return cls(rule_objective(spec), spec.rpartition("=")[2])
 
+    @classmethod
+    def from_saved(cls, spec: dict, base_dir: str | None = None, device: str | None = None) -> "RuleReward":
+        return cls(spec["objective"], spec["rule"])
+
     def score(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str]) -> torch.Tensor:
         # called as TRL's GRPOTrainer calls reward_funcs on conversational data, so TRL's functions work unchanged
         values = self.fn(prompts=[list(p) for p in prompts],
@@ -123,21 +161,14 @@ class RuleReward:
         # None means "not applicable" in TRL; it becomes NaN there too
         return torch.tensor([math.nan if v is None else float(v) for v in values], dtype=torch.float32).unsqueeze(-1)
 
-    def spec(self) -> dict:
-        return {"kind": "rule", "objective": self.objective, "rule": self.rule}
+    def spec(self, folder: str | os.PathLike | None = None) -> dict:
+        return {"kind": self.kind, "objective": self.objective, "rule": self.rule}
 
 
 def source_from_spec(spec: dict, base_dir: str | None = None, device: str | None = None) -> RewardSource:
-    """Rebuild a source saved by `spec()`; relative model paths resolve against `base_dir`."""
-    import os
-
+    """Rebuild a source saved by `spec()` with the class of its kind's row in SOURCES."""
     kind = spec.get("kind")
-    if kind == "rule":
-        return RuleReward(spec["objective"], spec["rule"])
-    if kind == "hf":
-        path = spec["path"]
-        if base_dir and not os.path.isabs(path) and os.path.isdir(os.path.join(base_dir, path)):
-            path = os.path.join(base_dir, path)
-        return HFRewardModel(path, spec.get("objectives"), spec.get("max_length"), spec.get("prompt_max_tokens"),
-                             device=device, trust_remote_code=spec.get("trust_remote_code", False))
-    raise ConfigError(f"reward source: unknown kind {kind!r} in {spec}")
+    if kind not in SOURCES:
+        raise ConfigError(f"reward source: unknown kind {kind!r} in {spec}")
+    module, _, attr = SOURCES[kind].partition(":")
+    return getattr(importlib.import_module(module), attr).from_saved(spec, base_dir, device)
