@@ -51,6 +51,8 @@ class TrainingMethod:
     # why rl-compare cannot train this method (it judges every arm on untagged prompts under the ensemble's
     # weights), None: it can, and then the class also has `weights` (alignment/morlhf.py's `WeightedMethod`)
     not_in_rl_compare: ClassVar[Optional[str]] = None
+    # rl-compare: every other arm is compared, paired, with each arm of this method (MORLHF: the fixed-weight baseline)
+    rl_compare_baseline: ClassVar[bool] = False
 
     @classmethod
     def setup(cls, cfg, tokenizer) -> PolicySetup:

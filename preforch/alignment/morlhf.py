@@ -76,6 +76,7 @@ class Morlhf(WeightedMethod):
     objectives the orchestrator fills per prompt."""
 
     arm_setting = f"<uniform|{BEST_FIXED}|weights>"
+    rl_compare_baseline = True
 
     @classmethod
     def weights(cls, cfg, ensemble, prompts):

@@ -30,6 +30,7 @@ from preforch.io import atomic_write_json, atomic_write_text, read_json
 from preforch.orchestrator.human_labels import source_oracle_weights
 from preforch.pipelines.config import RLComparisonConfig
 from preforch.pipelines.rl_comparison_report import render_report
+from preforch.rewards.sources import RuleReward
 
 INITIAL = "initial"
 
@@ -167,13 +168,14 @@ def judge_rule_statistics(folder: str) -> dict[str, tuple[float, float]]:
     norm = spec.get("normalization")
     if not norm:
         return {}
-    rules = {s["objective"] for s in spec["sources"] if s.get("kind") == "rule"}
+    rules = {s["objective"] for s in spec["sources"] if s.get("kind") == RuleReward.kind}
     return {o: (m, sd) for o, m, sd in zip(spec["objectives"], norm["mean"], norm["std"]) if o in rules}
 
 
 def baseline_arms(arms: list[str]) -> list[str]:
-    """The fixed-weight arms every other arm is compared with, paired: MORLHF in each of its variants."""
-    return [a for a in arms if a.partition(":")[0] == "morlhf"]
+    """The arms every other arm is compared with, paired: those of methods marked `rl_compare_baseline` (MORLHF,
+    fixed weights, in each of its variants)."""
+    return [a for a in arms if method_class(a.partition(":")[0]).rl_compare_baseline]
 
 
 def own_objective_comparison(curves: dict[str, dict[int, dict]], objectives: list[str], arms: list[str],
