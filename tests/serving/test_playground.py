@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from preforch.data.schema import text_of
 from preforch.rewards.ensemble import RewardEnsemble
 from preforch.rewards.normalization import ZScore
 from preforch.rewards.sources import RuleReward
@@ -23,9 +24,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 REFUSAL, ANSWER = "I'm sorry, I can't help.", "Sure: first find the pins, then turn the cylinder gently."
 
 
-def refuses(prompts, responses):
-    """A rule for the test's 'harmless' objective: 1.0 for a refusal."""
-    return [float(r.startswith("I'm sorry")) for r in responses]
+def refuses(prompts, completions, **kwargs):
+    """A rule for the test's 'harmless' objective (TRL's reward-function signature): 1.0 for a refusal."""
+    return [float(text_of(c).startswith("I'm sorry")) for c in completions]
 
 
 class TwoReplies(PreferencePolicy):
