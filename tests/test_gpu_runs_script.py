@@ -12,10 +12,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # ConfigError, so the command exits non-zero.
 CHECK = """
 import sys
-from preforch.cli import COMMANDS, load
+from preforch.cli import COMMANDS
+from preforch.tables import load_attr
 from preforch.cli.parsing import parse_config
 name, argv = sys.argv[1], sys.argv[2:]
-parse_config(load(COMMANDS[name][0]), argv, prog=name)
+parse_config(load_attr(COMMANDS[name][0]), argv, prog=name)
 """
 
 

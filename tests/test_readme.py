@@ -49,13 +49,14 @@ def test_every_documented_command_and_option_exists():
 
     from trl import DPOConfig, GRPOConfig, SFTConfig
 
-    from preforch.cli import COMMANDS, load
+    from preforch.cli import COMMANDS
+    from preforch.tables import load_attr
 
     commands = _documented_commands()
     assert sum(doc == "README.md" for doc, _, _ in commands) > 20, "README lost its recipes"
     for doc, name, options in commands:
         assert name in COMMANDS, f"{doc} runs unknown command {name!r}"
-        known = {f.name for f in fields(load(COMMANDS[name][0]))} | {"config"}
+        known = {f.name for f in fields(load_attr(COMMANDS[name][0]))} | {"config"}
         if "trl" in known:  # --trl.FIELD: a field of a TRL trainer config
             known |= {f"trl.{f.name}" for c in (GRPOConfig, SFTConfig, DPOConfig) for f in fields(c)}
         assert not set(options) - known, f"{doc}: preforch {name} has no option(s) {sorted(set(options) - known)}"

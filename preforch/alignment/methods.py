@@ -4,11 +4,11 @@ module and one row here (docs/design.md, "Adding a training method"); its class 
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Optional
 
 from preforch.errors import ConfigError
+from preforch.tables import load_attr
 
 METHODS: dict[str, str] = {
     "pro-morlhf": "preforch.alignment.morlhf:ProMorlhf",
@@ -27,8 +27,7 @@ def check_method(name: str, where: str) -> str:
 
 def method_class(name: str, where: str = "method") -> type["TrainingMethod"]:
     """The class implementing method `name` (see `check_method` for the error)."""
-    module, _, attr = METHODS[check_method(name, where)].partition(":")
-    return getattr(importlib.import_module(module), attr)
+    return load_attr(METHODS[check_method(name, where)])
 
 
 @dataclass

@@ -3,11 +3,11 @@ command runs, so `preforch --help` is instant."""
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 from preforch.cli.parsing import parse_config
 from preforch.errors import PreforchError
+from preforch.tables import load_attr
 
 # name -> ("module:Config", "module:run", one-line help), imported when the command runs (like serving/kinds.py's
 # KINDS): a new command is one row.
@@ -72,15 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     config, run, help = COMMANDS[name]
     try:
-        cfg = parse_config(load(config), rest, prog=f"preforch {name}", description=help)
-        load(run)(cfg)
+        cfg = parse_config(load_attr(config), rest, prog=f"preforch {name}", description=help)
+        load_attr(run)(cfg)
     except PreforchError as e:
         print(f"preforch {name}: error: {e}", file=sys.stderr)
         return 2
     return 0
 
 
-def load(ref: str):
-    """The attribute a COMMANDS entry names as "module:Attr", its module imported now."""
-    module, _, attr = ref.partition(":")
-    return getattr(importlib.import_module(module), attr)

@@ -10,12 +10,12 @@ standard (plain string) format as well. Each is a plain module-level function, s
 
 from __future__ import annotations
 
-import importlib
 import math
 from typing import Callable
 
 from preforch.data.arithmetic import exact_match, text_of
 from preforch.errors import ConfigError
+from preforch.tables import load_attr
 
 # TRL's reward-function signature: keyword arguments in, one score (or None: not applicable) per completion out
 RuleFn = Callable[..., list]
@@ -40,11 +40,10 @@ def resolve_rule(name: str) -> RuleFn:
     """A built-in rule by name, or a user function given as `package.module:function`."""
     if name in BUILTIN_RULES:
         return BUILTIN_RULES[name]
-    module, sep, attr = name.partition(":")
-    if not sep:
+    if ":" not in name:
         raise ConfigError(f"unknown rule {name!r}: built-ins are {sorted(BUILTIN_RULES)}, or give 'module:function'")
     try:
-        fn = getattr(importlib.import_module(module), attr)
+        fn = load_attr(name)
     except (ImportError, AttributeError) as e:
         raise ConfigError(f"rule {name!r} cannot be imported: {e}") from None
     if not callable(fn):

@@ -13,7 +13,6 @@ class and one row (docs/design.md, "Adding a reward source").
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from preforch.models import autocast, fast_bf16
 from preforch.rewards.config import rule_objective
 from preforch.rewards.formatting import encode_pairs, render_dialogue
 from preforch.rewards.rules import resolve_rule
+from preforch.tables import load_attr
 
 
 SOURCES: dict[str, str] = {
@@ -170,5 +170,4 @@ def source_from_spec(spec: dict, base_dir: str | None = None, device: str | None
     kind = spec.get("kind")
     if kind not in SOURCES:
         raise ConfigError(f"reward source: unknown kind {kind!r} in {spec}")
-    module, _, attr = SOURCES[kind].partition(":")
-    return getattr(importlib.import_module(module), attr).from_saved(spec, base_dir, device)
+    return load_attr(SOURCES[kind]).from_saved(spec, base_dir, device)

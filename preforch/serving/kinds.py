@@ -5,10 +5,10 @@ it holds (`marked_kind`)."""
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 from preforch.errors import ConfigError
+from preforch.tables import load_attr
 
 KINDS: dict[str, str] = {
     "plain": "preforch.serving.plain:PlainPolicy",
@@ -30,8 +30,7 @@ def check_kind(name: str, where: str) -> str:
 
 def kind_class(name: str, where: str) -> type:
     """The class implementing kind `name` (see `check_kind` for the error)."""
-    module, _, attr = KINDS[check_kind(name, where)].partition(":")
-    return getattr(importlib.import_module(module), attr)
+    return load_attr(KINDS[check_kind(name, where)])
 
 
 def marked_kind(folder: Path) -> str | None:
