@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from preforch.data.conditioning import render, ric_targets
+from preforch.alignment.config import WicConfig
 from preforch.data.loaders import load_many
 from preforch.data.schema import Message
 from preforch.errors import ConfigError
