@@ -2,7 +2,8 @@
 
 TRL hands every extra dataset column to reward functions as a keyword argument, one value per
 completion, so each prompt's weight vector travels in a `weights` column: computed once per prompt
-(orchestrator, fixed or one-hot), never per step.
+(orchestrator, fixed or one-hot), never per step. A `solution` or `answer` column travels on to the ensemble's
+rules (exact match reads the right answer there, as TRL's accuracy rewards read `solution`).
 """
 
 from __future__ import annotations
@@ -12,8 +13,12 @@ from typing import Callable, Sequence
 import torch
 
 from preforch.data.weights import check_simplex
+from preforch.errors import DataError
 from preforch.generation.combined_reward import combined_reward
 from preforch.rewards.ensemble import RewardEnsemble
+from preforch.rewards.scores import Scores
+
+RULE_COLUMNS = ("solution", "answer")  # dataset columns handed on to the ensemble's rules (`rule_columns`)
 
 
 def completion_text(completion) -> str:
@@ -25,9 +30,16 @@ def prompt_messages(prompt) -> tuple[dict, ...]:
     return ({"role": "user", "content": prompt},) if isinstance(prompt, str) else tuple(prompt)
 
 
+def rule_columns(columns: dict) -> dict[str, list]:
+    """The `RULE_COLUMNS` among TRL's reward-function keyword arguments (one value per completion): what the
+    ensemble's rules may judge by. The others (weights, source, trainer_state, ...) are not theirs."""
+    return {name: list(columns[name]) for name in RULE_COLUMNS if columns.get(name) is not None}
+
+
 class CombinedReward:
-    """R(x, y) = sum_i w_i(x) r~_i(x, y) (paper Eq. 9), r~ normalised with the ensemble's stored statistics
-    (never per batch). Logs each objective's mean raw and normalised reward and mean weight per call."""
+    """R(x, y) = sum_i w_i(x) r~_i(x, y) (paper Eq. 9) over the objectives that apply to (x, y), their weights
+    renormalised to 1; r~ normalised with the ensemble's stored statistics (never per batch). Logs per call each
+    objective's mean raw and normalised reward and mean weight over the completions it applies to."""
 
     __name__ = "combined_reward"
 
@@ -37,18 +49,30 @@ class CombinedReward:
         self.ensemble = ensemble
 
     def __call__(self, prompts: Sequence, completions: Sequence, weights: Sequence[Sequence[float]] | None = None,
-                 log_metric: Callable[[str, float], None] | None = None, **_) -> list[float]:
+                 log_metric: Callable[[str, float], None] | None = None, **columns) -> list[float]:
         if weights is None:
             raise ValueError("the dataset needs a 'weights' column (one weight vector per prompt)")
         msgs = [prompt_messages(p) for p in prompts]
-        raw = self.ensemble.score_raw(msgs, [completion_text(c) for c in completions])  # [B, K]
-        normalized = self.ensemble.normalize(raw)
+        raw = self.ensemble.score_raw(msgs, [completion_text(c) for c in completions], columns=rule_columns(columns))
+        normalized = self.ensemble.normalize(raw)  # [B, K]
         w = check_simplex(torch.tensor(weights, dtype=torch.float32), self.ensemble.objectives, "weights column")
-        total = combined_reward(normalized, w)
+        try:
+            total = combined_reward(normalized, w)
+        except DataError as e:  # name the prompt: TRL's batch index means nothing to the user
+            i = int((~normalized.applies.any(-1)).nonzero()[0])
+            raise DataError(f"{e}, the prompt {msgs[i][-1]['content'][:80]!r} (objectives: "
+                            f"{list(self.ensemble.objectives)})") from None
         if log_metric is not None:
-            for i, objective in enumerate(self.ensemble.objectives):
-                log_metric(f"objectives/{objective}/raw", raw[:, i].mean().item())
-                log_metric(f"objectives/{objective}/normalized", normalized[:, i].mean().item())
-                log_metric(f"objectives/{objective}/weight", w[:, i].mean().item())
-            log_metric("objectives/combined", total.mean().item())
+            self.log(log_metric, raw, normalized, w, total)
         return total.tolist()
+
+    def log(self, log_metric: Callable[[str, float], None], raw: Scores, normalized: Scores, w: torch.Tensor,
+            total: torch.Tensor) -> None:
+        """Each objective's means over the completions it applies to (none: not logged), and the combined mean."""
+        named = {"raw": raw.means()[0], "normalized": normalized.means()[0],
+                 "weight": Scores(w.expand(raw.shape), raw.applies).means()[0]}
+        for i, objective in enumerate(self.ensemble.objectives):
+            for metric, means in named.items():
+                if means[i] is not None:
+                    log_metric(f"objectives/{objective}/{metric}", means[i])
+        log_metric("objectives/combined", total.mean().item())

@@ -3,6 +3,9 @@
 Both methods fine-tune on `(x (+) c, y)`, `c` rendered by `preforch.data.conditioning`:
 - pro-wic: c = w = softmax(r~(x, y) / tau), the weights of the scores y actually obtained (Eq. 10);
 - ric: c = r~(x, y), the normalised scores themselves (RiC, Yang et al. 2024).
+Both only over the objectives that apply to (x, y) (`Scores.applies`, DESIGN.md section 8): the softmax runs over
+them and the tag names only them, e.g. `<preference helpful=0.40 harmless=0.60>` on a chat reply when exact match
+on arithmetic does not apply. At inference a user's full preference names every objective.
 Offline stage (`wic_offline.py`): SFT on the chosen and rejected replies of preference data. Online stage
 (`wic_online.py`): sample conditioned on preferences, relabel with the obtained scores, keep what passes the
 rejection filter, mix with offline samples, SFT again. This module holds the math, the making of the `wic.json` spec
@@ -27,49 +30,77 @@ from preforch.errors import ConfigError
 from preforch.generation.wic_spec import METHOD_KIND, SPEC_FILE, WicSpec
 from preforch.io import atomic_write_json
 from preforch.orchestrator.targets import implicit_preference_weights
+from preforch.rewards.scores import Scores, as_scores, masked_quantile
 
 RUN_FILE = "wic_run.json"
 # RiC maps a preference onto [low, high] per objective; quantiles rather than min/max keep a few outlier
 # replies from setting targets the policy has almost never seen.
 SCORE_RANGE_QUANTILES = (0.05, 0.95)
 
-Scorer = Callable[[Sequence[Sequence[Message]], Sequence[str]], torch.Tensor]  # normalised scores [B, K]
+Scorer = Callable[[Sequence[Sequence[Message]], Sequence[str]], Scores]  # normalised scores [B, K], where they apply
 
 
-def self_weights(normalized: torch.Tensor, tau: float) -> torch.Tensor:
-    """Eq. 10: w = softmax(r~(x, y) / tau), the preference a reply fulfils. normalized [N, K] -> [N, K] on the simplex.
+def self_weights(normalized: Scores | torch.Tensor, tau: float) -> torch.Tensor:
+    """Eq. 10: w = softmax(r~(x, y) / tau) over the objectives that apply, the preference a reply fulfils.
+    normalized [N, K] -> [N, K] on the simplex, 0 on the objectives that do not apply.
 
     The same map as the orchestrator's targets (Eq. 7), applied to any sample rather than the chosen reply.
     """
     return implicit_preference_weights(normalized, tau)
 
 
-def quantile_thresholds(reference: torch.Tensor, q: float = 0.7) -> torch.Tensor:
-    """Per-objective q-quantile of reference normalised scores: reference [M, K] -> [K] (RiC's filter level)."""
-    return torch.quantile(reference.float(), q, dim=0)
+def quantile_thresholds(reference: Scores | torch.Tensor, q: float = 0.7) -> torch.Tensor:
+    """RiC's filter level per objective: the q-quantile of reference normalised scores over the rows it applies to,
+    raised off the column's minimum. reference [M, K] -> [K]; NaN for an objective that applies to no row.
+
+    RiC's rule keeps a sample whose score reaches the quantile (`rejection_mask`). On a column with many ties at
+    its bottom, a 0/1 exact match where under 30% of answers are right, the 0.7 quantile is the minimum, a wrong
+    answer's score, and `>=` would pass every row. So where the quantile equals the column's minimum the level is
+    the smallest applicable value strictly above it: on a 0/1 column only right answers pass on it, and a column
+    whose values are all equal (inf: nothing above; all wrong, or all right alike) passes nobody on it.
+    """
+    s = as_scores(reference)
+    level = masked_quantile(s, q)
+    lowest = s.values.nan_to_num(torch.inf).amin(0)  # inf where no row applies
+    above = torch.where(s.values > lowest, s.values, torch.inf).amin(0)  # NaN > x is False: applicable rows only
+    return torch.where(level <= lowest, above, level)
 
 
-def rejection_mask(normalized: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
-    """RiC's online filter: keep a sample if ANY objective reaches its threshold. normalized [N, K], thresholds [K] -> [N] bool."""
-    return (normalized >= thresholds).any(-1)
+def rejection_mask(normalized: Scores | torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
+    """RiC's online filter: keep a sample if ANY objective that applies to it reaches its threshold.
+    normalized [N, K], thresholds [K] -> [N] bool."""
+    s = as_scores(normalized)
+    return ((s.values >= thresholds) & s.applies).any(-1)
 
 
-def conditioning_values(method: str, normalized: torch.Tensor, tau: float) -> torch.Tensor:
-    """What a sample is labelled with: pro-wic self-weights (Eq. 10) or, for ric, its own scores. [N, K] -> [N, K]."""
+def conditioning_values(method: str, normalized: Scores | torch.Tensor, tau: float) -> Scores:
+    """What a sample is labelled with, over the objectives that apply to it (the ones its tag names): pro-wic
+    self-weights (Eq. 10) or, for ric, its own scores. [N, K] -> Scores [N, K]."""
+    s = as_scores(normalized)
     if method == "pro-wic":
-        return self_weights(normalized, tau)
+        return Scores(self_weights(s, tau), s.applies)
     if method == "ric":
-        return normalized.float()
+        return s
     raise ConfigError(f"method: expected one of {list(METHOD_KIND)}, got {method!r}")
 
 
-def make_spec(method: str, objectives: Sequence[str], tau: float, offline_scores: torch.Tensor) -> WicSpec:
-    """The spec of a policy trained on samples with normalised scores `offline_scores` [N, K]."""
-    low, high = torch.quantile(offline_scores.float(), torch.tensor(SCORE_RANGE_QUANTILES), dim=0)
+def make_spec(method: str, objectives: Sequence[str], tau: float, offline_scores: Scores | torch.Tensor) -> WicSpec:
+    """The spec of a policy trained on samples with normalised scores `offline_scores` [N, K]; each objective's
+    score range over the samples it applies to.
+
+    An objective that applies to no offline sample is refused, naming it: no tag of the offline stage would name
+    it, and RiC would have no range to map a preference onto (a made-up one would set targets on no evidence).
+    """
+    s = as_scores(offline_scores)
+    absent = [o for o, a in zip(objectives, s.applies.any(0).tolist()) if not a]
+    if absent:
+        raise ConfigError(f"train_data: objective(s) {absent} apply to none of the {len(s)} offline replies, so the "
+                          "offline stage could never condition on them; add training data they apply to")
+    low, high = (masked_quantile(s, q) for q in SCORE_RANGE_QUANTILES)
     return WicSpec(method, tuple(objectives), float(tau), tuple(low.tolist()), tuple(high.tolist()))
 
 
-def offline_samples(cfg: WicConfig, scorer: Scorer) -> tuple[list, list[str], torch.Tensor]:
+def offline_samples(cfg: WicConfig, scorer: Scorer) -> tuple[list, list[str], Scores]:
     """Chosen and rejected replies of `cfg.train_data`, all as samples: (prompts, replies, normalised scores [N, K])."""
     data = load_many(cfg.train_data, cfg.max_pairs, cfg.max_user_turns)
     if not len(data):
@@ -83,8 +114,10 @@ def turns_note(cfg: WicConfig) -> str:
     return f" with at most {cfg.max_user_turns} user turn(s) (--max_user_turns)" if cfg.max_user_turns else ""
 
 
-def sft_rows(prompts: Sequence[Sequence[Message]], replies: Sequence[str], values: torch.Tensor, spec: WicSpec) -> list[dict]:
-    """TRL conversational prompt-completion rows: prompt = x with the tag of its values [N, K], completion = y."""
+def sft_rows(prompts: Sequence[Sequence[Message]], replies: Sequence[str], values: Scores | torch.Tensor,
+             spec: WicSpec) -> list[dict]:
+    """TRL conversational prompt-completion rows: prompt = x with the tag of its values [N, K] (naming the
+    objectives that apply), completion = y."""
     return [{"prompt": list(p), "completion": [{"role": "assistant", "content": y}]}
             for p, y in zip(spec.tagged(prompts, values), replies)]
 

@@ -1,20 +1,23 @@
 """Online stage of Pro-WiC / RiC: sample under chosen preferences, relabel, filter, mix, SFT; repeated.
 
 The filter is RiC's (YangRui2015/RiC, `ric/utils.py` merge_dataset): each round keeps a generated sample when
-some objective's score reaches the `filter_quantile` of *that round's generated* scores; the offline samples mixed
+some objective that applies to it reaches the `filter_quantile` of *that round's generated* scores over the samples
+it applies to (raised off a 0/1 column's minimum, `quantile_thresholds`); the offline samples mixed
 back in pass the same test against the offline scores' quantiles; the kept samples of every round so far are
 trained on again (RiC concatenates its online data across rounds). `--online_filter offline-thresholds` keeps the
 earlier preforch stage (thresholds from the offline scores, an unfiltered offline mix, each round alone) for
 comparison.
 
 Each iteration writes OUTPUT_DIR/online_samples_<t>.jsonl (every generated sample with its scores, relabelled
-conditioning and whether it was kept), saves OUTPUT_DIR/policy and updates the accounting in
-OUTPUT_DIR/wic_run.json, so `--resume` continues after the last finished iteration.
+conditioning and whether it was kept; null where an objective does not apply), saves OUTPUT_DIR/policy and updates
+the accounting in OUTPUT_DIR/wic_run.json (null for a threshold or mean no sample sets), so `--resume` continues
+after the last finished iteration.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -35,6 +38,7 @@ from preforch.generation.wic_spec import WicSpec, load_wic_spec
 from preforch.io import atomic_write_text
 from preforch.orchestrator.preference import load_orchestrator, preference_weights
 from preforch.rewards.ensemble import check_objectives
+from preforch.rewards.scores import Scores
 
 
 def choose_preferences(source: str, prompts: Sequence[Sequence[Message]], objectives: Sequence[str],
@@ -60,21 +64,21 @@ class OnlineBatch:
     replies: list[str]  # [N]
     preferences: torch.Tensor  # [N, K] preference each was sampled under
     prompt_values: torch.Tensor  # [N, K] what the prompt carried (weights, or RiC target scores)
-    scores: torch.Tensor  # [N, K] normalised scores obtained
-    values: torch.Tensor  # [N, K] relabelled conditioning (Eq. 10 self-weights, or the scores)
+    scores: Scores  # [N, K] normalised scores obtained, where each objective applies
+    values: Scores  # [N, K] relabelled conditioning (Eq. 10 self-weights, or the scores), where each applies
     kept: torch.Tensor  # [N] bool: passed the rejection filter and is not empty
-    thresholds: torch.Tensor  # [K] the filter's levels this round
+    thresholds: torch.Tensor  # [K] the filter's levels this round (NaN: no sample it applies to, inf: none passes)
     generation_seconds: float
     scoring_seconds: float
 
 
-def round_thresholds(generated: torch.Tensor, usable: torch.Tensor, quantile: float) -> torch.Tensor:
+def round_thresholds(generated: Scores | torch.Tensor, usable: torch.Tensor, quantile: float) -> torch.Tensor:
     """RiC's filter levels for one round: the per-objective `quantile` of the round's own generated scores
     (generated [N, K], over the rows where `usable` [N] bool; all rows if none is) -> [K]."""
     return quantile_thresholds(generated[usable] if bool(usable.any()) else generated, quantile)
 
 
-def offline_pool(offline: torch.Tensor, thresholds: torch.Tensor) -> list[int]:
+def offline_pool(offline: Scores | torch.Tensor, thresholds: torch.Tensor) -> list[int]:
     """Indices of the offline samples (scores [M, K]) RiC may mix back in: those passing `rejection_mask` at the
     offline scores' own quantiles `thresholds` [K] (RiC's select_data_with_quantile on its offline data)."""
     return rejection_mask(offline, thresholds).nonzero().flatten().tolist()
@@ -121,13 +125,13 @@ def _check_inputs(cfg: WicConfig, objectives: Sequence[str]):
     return spec, orchestrator, online.shuffled(cfg.seed)
 
 
-def read_kept_samples(path: Path) -> tuple[list, list[str], torch.Tensor]:
-    """(prompts, replies, relabelled values [M, K]) of the samples an earlier round kept, from its
-    online_samples_<t>.jsonl: what a resumed RiC stage accumulates."""
+def read_kept_samples(path: Path) -> tuple[list, list[str], Scores]:
+    """(prompts, replies, relabelled values [M, K], null read as not applicable) of the samples an earlier round
+    kept, from its online_samples_<t>.jsonl: what a resumed RiC stage accumulates."""
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     kept = [r for r in rows if r["kept"]]
-    values = torch.tensor([r["relabelled"] for r in kept], dtype=torch.float32)
-    return [tuple(r["prompt"]) for r in kept], [r["response"] for r in kept], values
+    values = torch.tensor([[math.nan if v is None else v for v in r["relabelled"]] for r in kept], dtype=torch.float32)
+    return [tuple(r["prompt"]) for r in kept], [r["response"] for r in kept], Scores.from_nan(values)
 
 
 def _write_samples(path: Path, t: int, batch: OnlineBatch) -> None:
@@ -136,6 +140,11 @@ def _write_samples(path: Path, t: int, batch: OnlineBatch) -> None:
              "scores": batch.scores[i].tolist(), "relabelled": batch.values[i].tolist(), "kept": bool(batch.kept[i])}
             for i in range(len(batch.replies))]
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def finite_or_null(values: torch.Tensor) -> list[float | None]:
+    """[K] -> a JSON list, None for a non-finite entry (a threshold no sample sets, or one nobody may pass)."""
+    return [x if math.isfinite(x) else None for x in values.tolist()]
 
 
 # settings that may change between a run and its --resume
@@ -201,8 +210,8 @@ def run_online(cfg: WicConfig, objectives: Sequence[str], scorer: Scorer) -> dic
                            "empty": sum(not r.strip() for r in batch.replies),
                            "kept_fraction": len(kept) / n if n else 0.0, "online_trained": online_rows,
                            "offline_mixed": len(mixed), "offline_passing_filter": len(off_pool),
-                           "thresholds": batch.thresholds.tolist(),
-                           "mean_scores_generated": dict(zip(objectives, batch.scores.mean(0).tolist())),
+                           "thresholds": finite_or_null(batch.thresholds),
+                           "mean_scores_generated": dict(zip(objectives, batch.scores.means()[0])),
                            "generation_seconds": batch.generation_seconds, "scoring_seconds": batch.scoring_seconds, **step})
         write_run(cfg, {"spec": spec.to_dict(), "offline_samples": len(off_replies),
                         "offline_scoring_seconds": offline_scoring_seconds, "iterations": iterations,

@@ -35,8 +35,12 @@ def build_ensemble(cfg: EnsembleConfig):
     from preforch.rewards.ensemble import build_ensemble as build
 
     ensemble = build(cfg)
+    stats = ensemble.normalizer
     print(f"saved {Path(cfg.output_dir) / 'ensemble.json'}: objectives {list(ensemble.objectives)}, "
-          f"z-scores fitted on {ensemble.normalizer.num_samples} responses")
+          f"z-scores fitted on {stats.num_samples} responses")
+    for objective, n, mean in zip(ensemble.objectives, stats.counts, stats.mean.tolist()):
+        if n != stats.num_samples:  # an objective fitted on the replies it applies to, or on a reference of its own
+            print(f"  {objective}: mean {mean:.3f} over the {n} responses it applies to")
     return ensemble
 
 
@@ -159,6 +163,7 @@ def train_value_head(cfg: ValueHeadConfig) -> dict:
 
 
 def rl_compare(cfg: RLComparisonConfig) -> dict:
+    from preforch.evaluation.report import number
     from preforch.pipelines.rl_comparison import run_rl_comparison
 
     r = run_rl_comparison(cfg)
@@ -167,18 +172,19 @@ def rl_compare(cfg: RLComparisonConfig) -> dict:
         return r
     for method, d in r["methods"].items():
         print(f"{method}: held-out combined reward change after {d['final_step']} steps (paired, 95% CI): "
-              + ", ".join(f"{w} weights {v['mean']:+.3f} ± {v['ci95']:.3f}" for w, v in d["delta_combined"].items()))
+              + ", ".join(f"{w} weights {v['mean']:+.3f} ± {number(v['ci95'])}" for w, v in d["delta_combined"].items()))
     print(f"report: {Path(cfg.output_dir) / 'report.md'}")
     return r
 
 
 def wic_compare(cfg: WicComparisonConfig) -> dict:
+    from preforch.evaluation.report import number
     from preforch.pipelines.wic_comparison import run_wic_comparison
 
     r = run_wic_comparison(cfg)
     for arm, d in r["arms"].items():
         print(f"{arm}: hypervolume {d['hypervolume']:.4f}; steering Spearman "
-              + ", ".join(f"{o} {s['spearman']:.2f}" for o, s in d["steering"].items()))
+              + ", ".join(f"{o} {number(s['spearman'], '.2f')}" for o, s in d["steering"].items()))
     print(f"report: {Path(cfg.output_dir) / 'report.md'}")
     return r
 
@@ -214,7 +220,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     from preforch.evaluation.harness import run_evaluation
 
     r = run_evaluation(cfg)
-    best = max(r["grid"], key=lambda row: sum(row["mean"].values()))
+    best = max(r["grid"], key=lambda row: sum(row["mean"][o] for o in r["front_objectives"]))
     print(f"{r['num_prompts']} prompts x {len(r['grid'])} preferences; hypervolume {r['hypervolume']:.4f} "
           f"(reference {r['reference_point']}); best-balanced preference {best['label']}")
     print("alignment gap: " + ", ".join(f"{k} {g['mean']:.3f}" for k, g in r["alignment_gap"].items()))

@@ -98,8 +98,28 @@ def solve(problem_text: str) -> int | None:
     return None
 
 
-def exact_match(prompts=(), completions=(), **kwargs) -> list[float]:
+def reference_answer(value) -> int | None:
+    """A dataset's answer cell as an integer: an int, or text whose final number is the answer ("42", GSM8K's
+    "...#### 42"); None when it holds no integer."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    return extract_answer(str(value).replace("####", "Answer:"))
+
+
+def exact_match(prompts=(), completions=(), solution=None, answer=None, **kwargs) -> list[float | None]:
     """Rule reward in TRL's signature (`arithmetic=preforch.data.arithmetic:exact_match`): 1.0 for a correct final
-    answer to an arithmetic problem, else 0.0 (also for prompts that are no such problem)."""
-    answers = [solve(text_of(p)) for p in prompts]
-    return [float(a is not None and check(text_of(c), a)) for a, c in zip(answers, completions)]
+    answer, 0.0 for a wrong one, None ("not applicable") for a prompt it cannot judge.
+
+    The right answer comes from the dataset's `solution` or `answer` column when there is one (TRL passes dataset
+    columns to reward functions, as its accuracy rewards read `solution`), else from solving a bundled template
+    problem (`solve`). A prompt with neither, or an answer cell without an integer, is not judged: never "wrong".
+    """
+    column = solution if solution is not None else answer
+    if column is not None and len(column) != len(completions):
+        raise ConfigError(f"exact_match: {len(column)} answers for {len(completions)} completions")
+    answers = [reference_answer(column[i]) if column is not None else solve(text_of(p)) for i, p in enumerate(prompts)]
+    return [None if a is None else float(check(text_of(c), a)) for a, c in zip(answers, completions)]

@@ -14,9 +14,17 @@ Format: one tag line put in front of the text of the LAST user message,
 Rendered weights sum to exactly 1.00: they are rounded to hundredths by largest remainder, so a vector like
 (1/3, 1/3, 1/3) renders as 0.34/0.33/0.33, not as 0.33/0.33/0.33. `parse` accepts any order of the objectives
 and weights whose sum is within 0.01 of 1 (hand-written tags such as 0.33/0.33/0.33), then renormalises them
-exactly onto the simplex. A levels tag names a subset of the objectives, each with an integer level in
-0 .. L_i - 1 (L_i: that head's level count); objectives left out are masked (MASKED, -1). Anything else is a
-`WeightsError` naming the problem.
+exactly onto the simplex. Anything else is a `WeightsError` naming the problem.
+
+Every tag may name a SUBSET of the objectives (at least one):
+- levels: an objective left out is masked (MASKED, -1); named ones carry an integer level in 0 .. L_i - 1 (L_i:
+  that head's level count).
+- weights and scores: `render(..., named=mask)` leaves out the objectives that do not apply to the sample
+  (DESIGN.md section 8: a chat reply is not tagged with an exact-match weight or score). Named weights sum to 1.
+  `parse` gives a weights tag's unnamed objectives weight 0 (equivalent: the combined reward renormalises over
+  the objectives that apply, where weight 0 and not applying both contribute nothing) and a scores tag's unnamed
+  objectives NaN, no number standing for "not named" (`Scores.from_nan` turns it into the mask, as it does for
+  TRL's None). Without `named` every objective is named, as a user's full preference at inference is.
 """
 
 from __future__ import annotations
@@ -58,27 +66,42 @@ def round_to_hundredths(weights: torch.Tensor) -> list[int]:
 
 
 def format_tag(values: torch.Tensor, objectives: Sequence[str], kind: Kind,
-               num_levels: Sequence[int] | None = None) -> str:
-    """The tag line (with its newline) for `values` [K]; weights are checked to lie on the simplex, levels (MASKED
-    for objectives left out) against `num_levels`."""
+               num_levels: Sequence[int] | None = None, named: torch.Tensor | None = None) -> str:
+    """The tag line (with its newline) for `values` [K]. Weights and scores name the objectives where `named` [K]
+    bool is True (None: all; values elsewhere are not read), named weights checked to sum to 1, named scores to be
+    finite; levels name those not MASKED, checked against `num_levels`."""
     _check_names(objectives)
-    if kind == "weights":
-        w = check_simplex(values, objectives, "rendered weights")
-        if w.dim() != 1:
-            raise WeightsError(f"rendered weights: expected one vector [K], got shape {tuple(w.shape)}")
-        items = [f"{o}={u // 100}.{u % 100:02d}" for o, u in zip(objectives, round_to_hundredths(w))]
-    elif kind == "scores":
-        v = torch.as_tensor(values, dtype=torch.float32)
-        if v.shape != (len(objectives),) or not torch.isfinite(v).all():
-            raise WeightsError(f"rendered scores: expected {len(objectives)} finite values for {list(objectives)}, "
-                               f"got {v.tolist()}")
-        items = [f"{o}={x:+.2f}" for o, x in zip(objectives, v.tolist())]
-    elif kind == "levels":
+    if kind == "levels":
         v = check_levels(values, objectives, num_levels, "rendered levels")
         items = [f"{o}={x}" for o, x in zip(objectives, v.tolist()) if x != MASKED]
+    elif kind in ("weights", "scores"):
+        v, named = _named_values(values, objectives, kind, named)
+        names = [o for o, n in zip(objectives, named.tolist()) if n]
+        if kind == "weights":
+            w = check_simplex(v, objectives, "rendered weights")
+            items = [f"{o}={u // 100}.{u % 100:02d}" for o, u in zip(names, round_to_hundredths(w[named]))]
+        else:
+            items = [f"{o}={x:+.2f}" for o, x in zip(names, v[named].tolist())]
     else:
         raise ConfigError(f"kind: expected 'weights', 'scores' or 'levels', got {kind!r}")
     return f"<{TAGS[kind]} {' '.join(items)}>\n"
+
+
+def _named_values(values: torch.Tensor, objectives: Sequence[str], kind: Kind,
+                  named: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(values [K] float with 0 where not named, named [K] bool), refusing a wrong shape, a tag naming nothing, and
+    NaN or inf among the named values."""
+    v = torch.as_tensor(values, dtype=torch.float32)
+    named = torch.ones(v.shape, dtype=torch.bool) if named is None else torch.as_tensor(named, dtype=torch.bool)
+    if v.shape != (len(objectives),) or named.shape != v.shape:
+        raise WeightsError(f"rendered {kind}: expected {len(objectives)} {kind} for {list(objectives)} (one vector, "
+                           f"and a mask of its shape), got shape {tuple(v.shape)}, mask {tuple(named.shape)}")
+    if not named.any():
+        raise WeightsError(f"rendered {kind}: name at least one objective of {list(objectives)}")
+    if not torch.isfinite(v[named]).all():
+        raise WeightsError(f"rendered {kind}: expected finite values for the objectives named, got "
+                           f"{dict((o, x) for o, x, n in zip(objectives, v.tolist(), named.tolist()) if n)}")
+    return torch.where(named, v, 0.0), named
 
 
 def _last_user(messages: Sequence[Message]) -> int:
@@ -90,9 +113,10 @@ def has_tag(messages: Sequence[Message]) -> bool:
     return bool(_OPEN.match(messages[_last_user(messages)]["content"]))
 
 
-def render(messages: Sequence[Message], values: torch.Tensor, objectives: Sequence[str],
-           kind: Kind, num_levels: Sequence[int] | None = None) -> tuple[Message, ...]:
-    """A new prompt whose last user message starts with the tag of `values` [K] (`messages` is not changed).
+def render(messages: Sequence[Message], values: torch.Tensor, objectives: Sequence[str], kind: Kind,
+           num_levels: Sequence[int] | None = None, named: torch.Tensor | None = None) -> tuple[Message, ...]:
+    """A new prompt whose last user message starts with the tag of `values` [K] (`messages` is not changed);
+    weights and scores name the objectives where `named` [K] bool is True (None: all), see `format_tag`.
 
     A prompt that already carries a tag is refused: two tags would make the conditioning ambiguous.
     """
@@ -101,7 +125,7 @@ def render(messages: Sequence[Message], values: torch.Tensor, objectives: Sequen
         raise WeightsError("prompt already starts with a conditioning tag; strip it (parse) before rendering another")
     i = _last_user(messages)
     out = [dict(m) for m in messages]
-    out[i]["content"] = format_tag(values, objectives, kind, num_levels) + out[i]["content"]
+    out[i]["content"] = format_tag(values, objectives, kind, num_levels, named) + out[i]["content"]
     return tuple(out)
 
 
@@ -109,9 +133,9 @@ def parse(messages_or_text: str | Sequence[Message], objectives: Sequence[str],
           num_levels: Sequence[int] | None = None) -> tuple[Kind, torch.Tensor, tuple[Message, ...]]:
     """Inverse of `render`: (kind, values [K] ordered like `objectives`, prompt without the tag).
 
-    A string is taken as the text of a single user message. Weights are renormalised onto the simplex
-    (their sum must be within 0.01 of 1); scores are returned as written; levels as long, MASKED where left out,
-    checked against `num_levels` when given.
+    A string is taken as the text of a single user message. Weights are renormalised onto the simplex (the named
+    ones must sum to within 0.01 of 1), 0 where not named; scores are returned as written, NaN where not named;
+    levels as long, MASKED where not named, checked against `num_levels` when given.
     """
     messages = as_messages(messages_or_text, "conditioned prompt")
     i = _last_user(messages)
@@ -138,14 +162,13 @@ def _parse_items(body: str, objectives: Sequence[str], kind: Kind, num_levels: S
         if any(v != int(v) for v in found.values()):
             raise WeightsError(f"conditioning tag: levels must be whole numbers, got {found}")
         return check_levels([int(found.get(o, MASKED)) for o in objectives], objectives, num_levels, "conditioning tag")
-    missing = [o for o in objectives if o not in found]
-    if missing:
-        raise WeightsError(f"conditioning tag: missing objective(s) {missing}; every one of {list(objectives)} is needed")
-    v = torch.tensor([found[o] for o in objectives])
+    if not found:
+        raise WeightsError(f"conditioning tag: name at least one objective of {list(objectives)}")
     if kind == "scores":
-        return v
+        return torch.tensor([found.get(o, math.nan) for o in objectives])
+    v = torch.tensor([found.get(o, 0.0) for o in objectives])
     if (v < 0).any():
-        raise WeightsError(f"conditioning tag: weights must be non-negative, got {dict(zip(objectives, v.tolist()))}")
+        raise WeightsError(f"conditioning tag: weights must be non-negative, got {found}")
     if abs(v.sum().item() - 1) > PARSE_SUM_TOL + 1e-6:  # 1e-6: float error of the decimal sum
         raise WeightsError(f"conditioning tag: weights must sum to 1 (within {PARSE_SUM_TOL}), got sum {v.sum().item():.4f}")
     return v / v.sum()

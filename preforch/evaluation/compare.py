@@ -7,12 +7,13 @@ from typing import Sequence
 
 from preforch.errors import ConfigError
 from preforch.io import read_json
-from preforch.evaluation.report import write_comparison
+from preforch.evaluation.report import on_front, write_comparison
 
 
 def compare_runs(runs: Sequence[str], output_dir: str | Path) -> dict:
     """Side-by-side report of `runs` (folders holding evaluation.json) in `output_dir`; `ConfigError` for a
-    folder without one, or runs whose objectives or reference points differ (hypervolumes would not compare)."""
+    folder without one, or runs whose objectives, reference points or front objectives (those applying to their
+    prompts) differ: hypervolumes would not compare."""
     if not runs:
         raise ConfigError("give one or more evaluation folders: preforch compare runs/eval_a runs/eval_b")
     results = {}
@@ -31,4 +32,7 @@ def compare_runs(runs: Sequence[str], output_dir: str | Path) -> dict:
         if r["reference_point"] != first["reference_point"]:
             raise ConfigError(f"{name}: reference point {r['reference_point']} differs from {first_name}'s "
                               f"{first['reference_point']}; hypervolumes are only comparable under one reference point")
+        if on_front(r) != on_front(first):
+            raise ConfigError(f"{name}: front over {on_front(r)}, {first_name}'s over {on_front(first)} (an objective "
+                              "that applies to none of a run's prompts is left out); evaluate both on the same prompts")
     return write_comparison(Path(output_dir), results)

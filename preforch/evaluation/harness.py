@@ -8,6 +8,14 @@ wic policy answers every weighting in one generation call. A policy that reads i
 is also checked for whether it reads it.
 Rows beyond the grid: uniform weights, the orchestrator's per-prompt weights when one is given, and the user's
 `--weights` (labelled by the spec; a partial spec such as `harmless=0.5,auto` is filled by the orchestrator).
+
+An objective that does not apply to a reply (exact match on a prompt that is no problem) is skipped, never filled
+in (DESIGN.md section 8): each row's mean of an objective is over the prompts it applies to, reported with that
+count `n` (mean None where it applies to none, the CI None where to fewer than two); the combined reward
+renormalises the weights over the objectives that apply; steering and the alignment gap likewise. The Pareto
+front and hypervolume are over the objectives with a mean at every grid point (`front_objectives`): one that
+applies to none of the evaluated prompts is left out of them, listed in the result, rather than refused, so that
+a mixed-intent ensemble can still judge a policy on chat prompts alone.
 """
 
 from __future__ import annotations
@@ -25,23 +33,26 @@ from preforch.data.weights import random_simplex
 from preforch.errors import ConfigError
 from preforch.evaluation.config import EvaluateConfig
 from preforch.evaluation.generations import cache_key, load_generations, save_generations
-from preforch.evaluation.metrics import mean_ci, steering_monotonicity
-from preforch.evaluation.pareto import check_grid, check_reference_point, hypervolume, pareto_mask, simplex_grid
+from preforch.evaluation.metrics import mean_interval, objective_means, steering_monotonicity
+from preforch.evaluation.pareto import (check_grid, check_reference_point, front_objectives, hypervolume, mean_points,
+                                        pareto_mask, simplex_grid)
 from preforch.generation.combined_reward import combined_reward
 from preforch.generation.sampling import SamplingConfig
 from preforch.io import read_json
 from preforch.orchestrator.preference import load_orchestrator, preference_weights
 from preforch.rewards.ensemble import RewardEnsemble, check_objectives
+from preforch.rewards.scores import Scores
 from preforch.serving.folder import served_policy
 from preforch.serving.policy import PreferencePolicy, PromptTagged, Prompts, Replies
 
 
-def alignment_gap(oracle_pick: torch.Tensor, pick: torch.Tensor, oracle: torch.Tensor) -> torch.Tensor:
+def alignment_gap(oracle_pick: Scores | torch.Tensor, pick: Scores | torch.Tensor, oracle: torch.Tensor) -> torch.Tensor:
     """Combined reward lost per prompt by weighting with w instead of the oracle w*(x) (Sec. 5).
 
     gap(x) = w*(x) . r~(x, y*) - w*(x) . r~(x, y_w): oracle_pick and pick [P, K] are r~ of y* and y_w, the
-    replies the policy gives under w* and under w; oracle [P, K] is w*. Returns [P]: >= 0 for a policy that
-    picks by w . r~ under the same ensemble (best-of-n), 0 for one that ignores w.
+    replies the policy gives under w* and under w; oracle [P, K] is w*. Each combined reward is over the
+    objectives that apply to its reply, w* renormalised over them (`combined_reward`). Returns [P]: >= 0 for a
+    policy that picks by w . r~ under the same ensemble (best-of-n), 0 for one that ignores w.
     """
     return combined_reward(oracle_pick, oracle) - combined_reward(pick, oracle)
 
@@ -95,9 +106,10 @@ def candidates_for(cfg: EvaluateConfig, policy: PreferencePolicy, prompts: Promp
 
 
 def selected_scores(policy: PreferencePolicy, scorer: RewardEnsemble, prompts: Prompts, candidates: Replies,
-                    weightings: Sequence[torch.Tensor], sampling: SamplingConfig, progress: bool = True) -> torch.Tensor:
+                    weightings: Sequence[torch.Tensor], sampling: SamplingConfig, progress: bool = True) -> Scores:
     """Normalised scores [L, P, K] of the reply the policy selects for each prompt under each of the L
-    weightings (a reply picked under several weightings is scored once: the ensemble caches pairs)."""
+    weightings, and where each objective applies (a reply picked under several weightings is scored once: the
+    ensemble caches pairs)."""
     picks = policy.select(prompts, candidates, weightings, sampling)
     replies = [row[0] for pick in picks for row in pick]
     return scorer.score(list(prompts) * len(picks), replies, progress=progress).view(len(picks), len(prompts), -1)
@@ -115,8 +127,9 @@ def tag_reading_check(policy: PromptTagged, data, judge: RewardEnsemble) -> dict
 def alignment_gaps(policy: PreferencePolicy, ensemble: RewardEnsemble, data, candidates: Replies,
                    named: dict[str, torch.Tensor], sampling: SamplingConfig, tau: float, seed: int) -> dict:
     """Mean gap (± 95% CI) of each named weighting and random weights against the oracle weights
-    w*(x) = softmax(r~(x, y_w) / tau) of each prompt's chosen reply, the policy picking from its shared
-    candidates under each (empty for a policy without shared candidates: y* would need new samples)."""
+    w*(x) = softmax(r~(x, y_w) / tau) of each prompt's chosen reply (over the objectives that apply to it, 0 on
+    the others), the policy picking from its shared candidates under each (empty for a policy without shared
+    candidates: y* would need new samples)."""
     if not policy.shares_candidates:
         return {}
     from preforch.orchestrator.fit import preference_targets
@@ -125,11 +138,7 @@ def alignment_gaps(policy: PreferencePolicy, ensemble: RewardEnsemble, data, can
     oracle = preference_targets(ensemble, data, tau, progress=False)
     named = {**named, "random": random_simplex(len(prompts), len(ensemble.objectives), seed)}
     scores = selected_scores(policy, ensemble, prompts, candidates, [oracle, *named.values()], sampling, progress=False)
-    gaps = {}
-    for name, pick in zip(named, scores[1:]):
-        m, h = mean_ci(alignment_gap(scores[0], pick, oracle).unsqueeze(-1))
-        gaps[name] = {"mean": float(m[0]), "ci95": float(h[0])}
-    return gaps
+    return {name: mean_interval(alignment_gap(scores[0], scores[i], oracle)) for i, name in enumerate(named, 1)}
 
 
 def run_evaluation(cfg: EvaluateConfig) -> dict:
@@ -162,28 +171,25 @@ def run_evaluation(cfg: EvaluateConfig) -> dict:
     already_scored = [e.pairs_scored for e in scorers]
     candidates, gen_info = candidates_for(cfg, policy, prompts, list(weightings.values()), sampling)
     judged = selected_scores(policy, judge, prompts, candidates, list(weightings.values()), sampling)
-    judged_under = dict(zip(weightings, judged))  # label -> [P, K]
+    judged_under = {label: judged[i] for i, label in enumerate(weightings)}  # label -> Scores [P, K]
     scoring_s = time.perf_counter() - t - gen_info["generation_s"]
     scored = sum(e.pairs_scored - n for e, n in zip(scorers, already_scored))
     reading = tag_reading_check(policy, data, judge) if isinstance(policy, PromptTagged) else None
 
     def row(label: str) -> dict:
-        mean, half = mean_ci(judged_under[label])
-        return {"label": label, "mean": dict(zip(objectives, mean.tolist())), "ci95": dict(zip(objectives, half.tolist()))}
+        return {"label": label, **objective_means(judged_under[label], objectives)}
 
     grid_rows = [{**row(label), "weights": w.tolist()} for label, w in zip(grid_weights, grid)]
-    points = np.array([[r["mean"][o] for o in objectives] for r in grid_rows])
-    front = pareto_mask(points)
-    for r, on in zip(grid_rows, front):
+    on_front = front_objectives(grid_rows, objectives)
+    points = mean_points(grid_rows, on_front)
+    for r, on in zip(grid_rows, pareto_mask(points)):
         r["on_front"] = bool(on)
     extra_rows = []
     for name, w in named.items():
         per_prompt = combined_reward(judged_under[name], w)  # judged under the row's own weights
-        m, h = mean_ci(per_prompt.unsqueeze(-1))
         # Per-prompt values let runs on the same prompts be compared pairwise (tighter than two CIs).
-        extra_rows.append({**row(name), "combined": {"mean": float(m[0]), "ci95": float(h[0]),
-                                                     "per_prompt": per_prompt.tolist()},
-                           "scores": judged_under[name].tolist()})  # [P, K], for per-source and paired statistics
+        extra_rows.append({**row(name), "combined": {**mean_interval(per_prompt), "per_prompt": per_prompt.tolist()},
+                           "scores": judged_under[name].tolist()})  # [P, K], None: not applicable; for per-source stats
 
     result = {
         "config": asdict(cfg),
@@ -199,8 +205,9 @@ def run_evaluation(cfg: EvaluateConfig) -> dict:
         "reference_point": list(cfg.reference_point),
         "grid": grid_rows,
         "rows": extra_rows,
-        "hypervolume": hypervolume(points, cfg.reference_point),
-        "steering": steering_monotonicity(grid, torch.stack([judged_under[label] for label in grid_weights]).numpy(), objectives),
+        "front_objectives": on_front,
+        "hypervolume": hypervolume(points, [cfg.reference_point[objectives.index(o)] for o in on_front]),
+        "steering": steering_monotonicity(grid, judged[:len(grid_weights)], objectives),
         "alignment_gap": alignment_gaps(policy, ensemble, data, candidates, named, sampling, tau, cfg.seed),
         "tag_reading": reading,
         "compute": {**gen_info, "scoring_s": scoring_s, "responses_scored": scored,

@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from preforch.data.weights import simplex_grid  # noqa: F401  (the grid lives with the other simplex helpers)
-from preforch.errors import ConfigError, WeightsError
+from preforch.errors import ConfigError, DataError, WeightsError
 
 
 def check_grid(grid: np.ndarray, objectives: Sequence[str], atol: float = 1e-6) -> np.ndarray:
@@ -74,3 +74,19 @@ def hypervolume(points: np.ndarray, reference_point: Sequence[float] | None) -> 
     if len(inside) == 0:
         return 0.0
     return float(moocore.hypervolume(inside, ref=ref, maximise=True))
+
+
+def front_objectives(rows: Sequence[dict], objectives: Sequence[str]) -> list[str]:
+    """The objectives a front and its hypervolume are over: those with a mean in every row (`{"mean": {objective:
+    float | None}}`). One that applies to none of the prompts of some row has no mean there and is left out, not
+    filled in; `DataError` when that leaves none."""
+    kept = [o for o in objectives if all(r["mean"][o] is not None for r in rows)]
+    if not kept:
+        raise DataError(f"no objective of {list(objectives)} applies to the evaluated prompts: no front to draw")
+    return kept
+
+
+def mean_points(rows: Sequence[dict], objectives: Sequence[str]) -> np.ndarray:
+    """The rows' mean rewards on `objectives` as points [len(rows), len(objectives)]."""
+    points = np.array([[r["mean"][o] for o in objectives] for r in rows], dtype=np.float64)
+    return points.reshape(len(rows), len(objectives))

@@ -43,7 +43,8 @@ def plot_weights_by_source(weights: torch.Tensor, sources: Sequence[str], object
 
 
 def plot_grouped_bars(table: dict[str, dict[str, dict[str, float]]], objectives: Sequence[str], path: Path, ylabel: str) -> None:
-    """table[group][series][objective] -> one panel per group, bars per objective and series."""
+    """table[group][series][objective] -> one panel per group, bars per objective and series; no bar where the value
+    is None (an objective that applies to none of the group's prompts)."""
     plt = _pyplot()
     groups = list(table)
     fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.4), squeeze=False, sharey=True)
@@ -51,8 +52,9 @@ def plot_grouped_bars(table: dict[str, dict[str, dict[str, float]]], objectives:
         series = list(table[group])
         width = 0.8 / len(series)
         for j, name in enumerate(series):
-            xs = [i + (j - (len(series) - 1) / 2) * width for i in range(len(objectives))]
-            ax.bar(xs, [table[group][name][o] for o in objectives], width, label=name)
+            bars = [(i + (j - (len(series) - 1) / 2) * width, table[group][name][o]) for i, o in enumerate(objectives)]
+            bars = [(x, h) for x, h in bars if h is not None]
+            ax.bar([x for x, _ in bars], [h for _, h in bars], width, label=name)
         ax.set_xticks(range(len(objectives)), objectives)
         ax.axhline(0, color="black", linewidth=0.6)
         ax.set_title(f"prompts from {group}")

@@ -7,19 +7,30 @@ from typing import Sequence
 
 import torch
 
+from preforch.evaluation.pareto import mean_points
 from preforch.evaluation.plots import plot_accuracy_bars, plot_curve, plot_grouped_bars, plot_weights_by_source
 from preforch.io import atomic_write_json, atomic_write_text
 
 
-def _fmt(x: float) -> str:
-    return f"{x:.3f}"
+def number(x: float | None, spec: str = ".3f") -> str:
+    """A statistic as table text: 'n/a' where it is undefined (None: no prompt it applies to, too few for a CI)."""
+    return "n/a" if x is None else format(x, spec)
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
-    """A markdown table; floats to three decimals."""
+    """A markdown table; floats to three decimals, None as 'n/a'."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_fmt(c) if isinstance(c, float) else str(c) for c in r) + " |" for r in rows]
+    lines += ["| " + " | ".join(number(c) if c is None or isinstance(c, float) else str(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def objective_cell(row: dict, objective: str, num_prompts: int, ci: bool = True) -> str:
+    """An evaluation row's mean (± 95% CI) of one objective, over the prompts it applies to, with '(n=...)' where
+    that is not every prompt (exact match on a mixed set: the problems only). Rows written before the count was
+    kept have no 'n': every prompt."""
+    n = row.get("n", {}).get(objective, num_prompts)
+    text = number(row["mean"][objective]) + (f" ± {number(row['ci95'][objective])}" if ci else "")
+    return text + (f" (n={n})" if n != num_prompts else "")
 
 
 def write_quickstart_report(run: Path, metrics: dict, heldout_weights: torch.Tensor, heldout_sources: Sequence[str]) -> None:
@@ -128,27 +139,31 @@ def render_markdown(m: dict) -> str:
     return "\n".join(parts)
 
 
-def _points(result: dict):
-    import numpy as np
-
-    return np.array([[r["mean"][o] for o in result["objectives"]] for r in result["grid"]])
-
-
-def _markers(result: dict, prefix: str = "") -> dict:
-    return {prefix + r["label"]: [r["mean"][o] for o in result["objectives"]] for r in result["rows"]}
+def on_front(result: dict) -> list[str]:
+    """The objectives a result's front and hypervolume are over (all of them in results written before some could
+    be left out)."""
+    return result.get("front_objectives", result["objectives"])
 
 
-def _mean_ci(row: dict, objectives) -> list[str]:
-    return [f"{row['mean'][o]:.3f} ± {row['ci95'][o]:.3f}" for o in objectives]
+def _markers(result: dict, objectives: Sequence[str], prefix: str = "") -> dict:
+    """Each single weighting's mean point on `objectives`, where it has one on each."""
+    return {prefix + r["label"]: [r["mean"][o] for o in objectives] for r in result["rows"]
+            if all(r["mean"][o] is not None for o in objectives)}
 
 
 def steering_gain(m: dict) -> str:
     """A steering entry's paired gain as 'mean ± CI' ('-' for results written before it was measured)."""
-    return f"{m['gain']:.3f} ± {m['gain_ci95']:.3f}" if "gain" in m else "-"
+    return f"{number(m['gain'])} ± {number(m['gain_ci95'])}" if "gain" in m else "-"
 
 
 def _steering_cell(m: dict | None) -> str:
-    return "-" if m is None else f"{m['spearman']:.2f} / {steering_gain(m)}"
+    return "-" if m is None else f"{number(m['spearman'], '.2f')} / {steering_gain(m)}"
+
+
+def _left_out(result: dict) -> str:
+    """The sentence naming objectives left out of the front ('' when none is)."""
+    out = [o for o in result["objectives"] if o not in on_front(result)]
+    return f" Left out of the front and hypervolume, applying to no evaluated prompt: {', '.join(out)}." if out else ""
 
 
 def _tag_reading_lines(t: dict | None) -> list[str]:
@@ -157,15 +172,16 @@ def _tag_reading_lines(t: dict | None) -> list[str]:
     return ["## Does the policy read its tag?",
             f"Mean token NLL of {t['replies']} held-out replies under the tag of their own judged scores: "
             f"{t['nll_own_tag']:.4f}; under another reply's tag: {t['nll_mismatched_tag']:.4f}. Paired gap "
-            f"(mismatched - own): **{t['gap']:+.4f} ± {t['gap_ci95']:.4f}** nats/token; above 0 means it reads the tag.",
+            f"(mismatched - own): **{t['gap']:+.4f} ± {number(t['gap_ci95'], '.4f')}** nats/token; above 0 means it reads the tag.",
             ""]
 
 
 def write_evaluation_report(folder: Path, result: dict) -> None:
     from preforch.evaluation.plots import plot_fronts
 
-    objectives = result["objectives"]
-    plot_fronts({result["method"]: _points(result)}, _markers(result), objectives, folder / "front.png")
+    objectives, front, p = result["objectives"], on_front(result), result["num_prompts"]
+    plot_fronts({result["method"]: mean_points(result["grid"], front)}, _markers(result, front), front,
+                folder / "front.png")
     c = result["compute"]
     generation = "cache hit" if c["cache_hit"] else f"{c['generated']} sampled in {c['generation_s']:.1f} s"
     lines = [
@@ -174,18 +190,20 @@ def write_evaluation_report(folder: Path, result: dict) -> None:
         f"Policy `{result['policy']}`, method `{result['method']}` ({result['num_candidates']} candidate(s) per prompt), "
         f"{result['num_prompts']} prompts from {', '.join(result['sources'])}, judged by `{result['judge']}`.",
         f"Hypervolume of the grid's mean rewards: **{result['hypervolume']:.4f}** "
-        f"(reference point {result['reference_point']}).",
+        f"(reference point {result['reference_point']}).{_left_out(result)}",
         "",
         "![front](front.png)",
         "",
         "## Mean judge reward per preference (± 95% CI), * = on the Pareto front",
+        f"Each objective over the prompts it applies to (n = how many, where not all {p}).",
         "",
-        markdown_table(["preference", *objectives], [[("* " if r["on_front"] else "") + r["label"], *_mean_ci(r, objectives)]
-                                              for r in result["grid"]]),
+        markdown_table(["preference", *objectives], [[("* " if r["on_front"] else "") + r["label"],
+                                                      *(objective_cell(r, o, p) for o in objectives)]
+                                                     for r in result["grid"]]),
         "",
         markdown_table(["weighting", *objectives, "combined (own weights)"],
-               [[r["label"], *_mean_ci(r, objectives), f"{r['combined']['mean']:.3f} ± {r['combined']['ci95']:.3f}"]
-                for r in result["rows"]]),
+               [[r["label"], *(objective_cell(r, o, p) for o in objectives),
+                 f"{number(r['combined']['mean'])} ± {number(r['combined']['ci95'])}"] for r in result["rows"]]),
         "",
         "## Steering: does asking for more of an objective give more of it?",
         "Over the grid: rank correlation of each requested weight with its objective's mean reward, the fraction of "
@@ -219,11 +237,11 @@ def write_comparison(folder: Path, results: dict[str, dict]) -> dict:
     from preforch.evaluation.plots import plot_fronts
 
     first = next(iter(results.values()))
-    objectives = first["objectives"]
+    objectives, front = first["objectives"], on_front(first)
     markers = {}
     for name, r in results.items():
-        markers.update(_markers(r, f"{name}: "))
-    plot_fronts({name: _points(r) for name, r in results.items()}, markers, objectives, folder / "front.png")
+        markers.update(_markers(r, front, f"{name}: "))
+    plot_fronts({name: mean_points(r["grid"], front) for name, r in results.items()}, markers, front, folder / "front.png")
     summary = {
         name: {"method": r["method"], "policy": r["policy"], "judge": r["judge"], "num_prompts": r["num_prompts"],
                "hypervolume": r["hypervolume"], "alignment_gap": {k: g["mean"] for k, g in r["alignment_gap"].items()},
@@ -236,18 +254,18 @@ def write_comparison(folder: Path, results: dict[str, dict]) -> dict:
     lines = [
         "# preforch comparison",
         "",
-        f"Objectives: {', '.join(objectives)}; hypervolume reference point {first['reference_point']}.",
+        f"Objectives: {', '.join(objectives)}; hypervolume reference point {first['reference_point']}.{_left_out(first)}",
         "",
         "![fronts](front.png)",
         "",
         markdown_table(["run", "method", "policy", "judge", "prompts", "hypervolume"],
                [[n, s["method"], s["policy"], s["judge"], s["num_prompts"], s["hypervolume"]] for n, s in summary.items()]),
         "",
-        "Mean judge reward of single weightings:",
+        "Mean judge reward of single weightings (each objective over the prompts it applies to; n where not all):",
         "",
         markdown_table(["run", "weighting", *objectives, "combined (own weights)"],
-               [[n, label, *[m[o] for o in objectives], m["combined"]] for n, s in summary.items()
-                for label, m in s["rows"].items()]),
+               [[n, row["label"], *(objective_cell(row, o, r["num_prompts"], ci=False) for o in objectives),
+                 row["combined"]["mean"]] for n, r in results.items() for row in r["rows"]]),
         "",
         "Steering (Spearman rank correlation of each requested weight with its objective's mean reward over the grid; "
         "gain from its lowest to highest weight, paired on prompts, mean ± 95% CI):",

@@ -14,12 +14,15 @@ import torch
 
 from preforch.alignment.implicit_reward import reply_logprobs
 from preforch.data.schema import Message
-from preforch.evaluation.metrics import mean_ci
+from preforch.evaluation.metrics import mean_interval
+from preforch.rewards.scores import Scores
 
 
-def mismatched(values: torch.Tensor) -> torch.Tensor:
-    """Another reply's conditioning for each reply: [N, K] rolled by N // 2 rows (never its own when N > 1)."""
-    return values.roll(len(values) // 2, 0)
+def mismatched(values: Scores) -> Scores:
+    """Another reply's conditioning for each reply: [N, K] rolled by N // 2 rows (never its own when N > 1), the
+    objectives its tag names travelling with it."""
+    shift = len(values) // 2
+    return Scores(values.values.roll(shift, 0), values.applies.roll(shift, 0))
 
 
 def reply_nll(model, tokenizer, prompts: Sequence[Sequence[Message]], replies: Sequence[str],
@@ -33,14 +36,15 @@ def reply_nll(model, tokenizer, prompts: Sequence[Sequence[Message]], replies: S
 
 
 def tag_reading(model, tokenizer, spec, prompts: Sequence[Sequence[Message]], replies: Sequence[str],
-                normalized: torch.Tensor, progress: bool = False) -> dict[str, float]:
-    """NLL of replies [N] under their own tag and under a mismatched one; normalized [N, K] their judged scores.
-    `spec` is the policy's WicSpec. gap = mismatched - own (nats per token, mean and 95% CI over replies)."""
+                normalized: Scores | torch.Tensor, progress: bool = False) -> dict[str, float | None]:
+    """NLL of replies [N] under their own tag and under a mismatched one; normalized [N, K] their judged scores
+    (the tag, as in training, over the objectives that apply to each reply). `spec` is the policy's WicSpec.
+    gap = mismatched - own (nats per token, mean and 95% CI over replies; the CI None for one reply)."""
     from preforch.alignment.wic import conditioning_values
 
     values = conditioning_values(spec.method, normalized, spec.tau)
     own = reply_nll(model, tokenizer, spec.tagged(prompts, values), replies, progress=progress)
     other = reply_nll(model, tokenizer, spec.tagged(prompts, mismatched(values)), replies, progress=progress)
-    gap, half = mean_ci((other - own).unsqueeze(-1))
+    gap = mean_interval(other - own)
     return {"replies": len(replies), "nll_own_tag": float(own.mean()), "nll_mismatched_tag": float(other.mean()),
-            "gap": float(gap[0]), "gap_ci95": float(half[0])}
+            "gap": gap["mean"], "gap_ci95": gap["ci95"]}

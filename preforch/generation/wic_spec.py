@@ -13,6 +13,7 @@ from preforch.data.conditioning import render, ric_targets
 from preforch.data.schema import Message
 from preforch.errors import ConfigError
 from preforch.io import read_json
+from preforch.rewards.scores import Scores, as_scores
 
 METHOD_KIND = {"pro-wic": "weights", "ric": "scores"}
 SPEC_FILE = "wic.json"
@@ -22,7 +23,8 @@ SPEC_FILE = "wic.json"
 class WicSpec:
     """How a WiC policy expects its prompts; saved as `wic.json` next to the weights.
 
-    score_low / score_high: per-objective 5% / 95% quantiles of the offline normalised scores (RiC targets).
+    score_low / score_high: per-objective 5% / 95% quantiles of the offline normalised scores over the replies
+    each objective applies to (RiC targets).
     """
 
     method: str
@@ -45,9 +47,11 @@ class WicSpec:
         """The prompts with their preferences [P, K] written in, as this policy was trained to read them."""
         return self.tagged(prompts, self.prompt_values(preferences))
 
-    def tagged(self, prompts: Sequence[Sequence[Message]], values: torch.Tensor) -> list[tuple[Message, ...]]:
-        """The prompts with the tag of their conditioning values [P, K] (weights, or RiC scores) in front."""
-        return [render(p, v, self.objectives, self.kind) for p, v in zip(prompts, values)]
+    def tagged(self, prompts: Sequence[Sequence[Message]], values: Scores | torch.Tensor) -> list[tuple[Message, ...]]:
+        """The prompts with the tag of their conditioning values [P, K] (weights, or RiC scores) in front, naming
+        the objectives that apply to each (a plain tensor: all of them)."""
+        s = as_scores(values)
+        return [render(p, s.values[i], self.objectives, self.kind, named=s.applies[i]) for i, p in enumerate(prompts)]
 
     def to_dict(self) -> dict:
         return {**asdict(self), "kind": self.kind, "objectives": list(self.objectives),

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from preforch.orchestrator.human_labels import combined_margins
+from preforch.rewards.scores import Scores
 
 TEMPERATURE_GRID = (0.05, 0.07, 0.1, 0.14, 0.2, 0.28, 0.4, 0.57, 0.8, 1.0, 1.4, 2.0)
 
@@ -24,13 +25,14 @@ def tempered_weights(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     return torch.softmax(logits.float() / temperature, dim=-1)
 
 
-def label_nll(weights: torch.Tensor, delta: torch.Tensor) -> float:
+def label_nll(weights: torch.Tensor, delta: Scores | torch.Tensor) -> float:
     """Mean -log sigmoid(w . (r~_w - r~_l)): how well the combined reward predicts the human labels.
-    weights [N, K] or [K], delta [N, K]."""
+    weights [N, K] or [K], delta [N, K] (over the objectives that apply, `combined_margins`)."""
     return float(-F.logsigmoid(combined_margins(weights, delta)).mean())
 
 
-def fit_temperature(logits: torch.Tensor, delta: torch.Tensor, grid: tuple[float, ...] = TEMPERATURE_GRID) -> tuple[float, dict]:
+def fit_temperature(logits: torch.Tensor, delta: Scores | torch.Tensor,
+                    grid: tuple[float, ...] = TEMPERATURE_GRID) -> tuple[float, dict]:
     """The T in `grid` minimising `label_nll` on validation pairs (logits [N, K], delta [N, K]).
     Returns (T, {T: nll}) so the choice can be reported."""
     if not len(delta):

@@ -28,6 +28,7 @@ def evaluate_orchestrator(model: PreferenceOrchestrator, ensemble: RewardEnsembl
     """
     check_objectives(ensemble.objectives, model.objectives, "orchestrator")
     chosen, rejected = ensemble.score_pairs(held_out)
+    delta = chosen - rejected  # `Scores`: the tables below judge each pair over the objectives that apply to it
     targets = implicit_preference_weights(chosen, model.tau)
     predicted = model.predict(held_out.prompts)
     weightings = {"orchestrator": predicted}
@@ -42,8 +43,8 @@ def evaluate_orchestrator(model: PreferenceOrchestrator, ensemble: RewardEnsembl
         "objectives": list(model.objectives),
         "num_prompts": len(held_out),
         "temperature": model.temperature,
-        "human_labels": human_label_table(chosen - rejected, model.objectives, weightings, held_out.sources),
-        "reward_model_accuracy": source_objective_accuracy(chosen - rejected, held_out.sources, model.objectives),
+        "human_labels": human_label_table(delta, model.objectives, weightings, held_out.sources),
+        "reward_model_accuracy": source_objective_accuracy(delta, held_out.sources, model.objectives),
         "kl": kl_against_baselines(predicted, targets, train_targets_mean.reshape(1, -1)),
         "calibration": top_objective_calibration(predicted, targets),
         "mean_weights": dict(zip(model.objectives, predicted.mean(0).tolist())),

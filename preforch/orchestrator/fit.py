@@ -23,6 +23,7 @@ from preforch.orchestrator.losses import orchestrator_loss
 from preforch.orchestrator.model import PreferenceOrchestrator
 from preforch.orchestrator.targets import implicit_preference_weights
 from preforch.rewards.ensemble import REWARD_MODEL_ENCODER, RewardEnsemble, check_objectives, reward_model_encoder
+from preforch.rewards.scores import Scores, as_scores
 
 
 def encoder_for(name: str, ensemble: RewardEnsemble) -> str:
@@ -32,13 +33,14 @@ def encoder_for(name: str, ensemble: RewardEnsemble) -> str:
 
 
 def preference_targets(ensemble: RewardEnsemble, data: PreferenceDataset, tau: float, progress: bool = True) -> torch.Tensor:
-    """w*(x) [N, K] from the normalised ensemble scores of each pair's chosen response (Eq. 6-7)."""
+    """w*(x) [N, K] from the normalised ensemble scores of each pair's chosen response (Eq. 6-7); 0 on an objective
+    that does not apply to it."""
     normalized = ensemble.score(data.prompts, [p.chosen for p in data], progress=progress)
     return implicit_preference_weights(normalized, tau)
 
 
 def training_scores(ensemble: RewardEnsemble, data: PreferenceDataset, cross_fit: bool,
-                progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                progress: bool = True) -> tuple[Scores, Scores]:
     """Normalised (chosen [N, K], rejected [N, K]) scores; cross-fitted (rewards/crossfit.py) if asked."""
     if cross_fit:
         from preforch.rewards.crossfit import cross_fitted_pair_scores
@@ -53,15 +55,17 @@ def _batches(n: int, batch_size: int, rng: random.Random):
 
 
 def fit_orchestrator(model: PreferenceOrchestrator, prompts: Sequence[Sequence[Message]], targets: torch.Tensor,
-                     delta: torch.Tensor, cfg: OrchestratorConfig, progress: bool = True) -> list[float]:
-    """Minimise `cfg.objective` over `prompts` (targets [N, K] for KL, delta [N, K] = chosen - rejected
-    normalised scores for Bradley-Terry); returns the mean loss of each epoch, which also goes to `cfg.report_to`."""
+                     delta: Scores | torch.Tensor, cfg: OrchestratorConfig, progress: bool = True) -> list[float]:
+    """Minimise `cfg.objective` over `prompts` (targets [N, K] for KL, from `implicit_preference_weights`; delta
+    [N, K] = chosen - rejected normalised scores for Bradley-Terry, `Scores` or a plain tensor with every objective
+    applying); returns the mean loss of each epoch, which also goes to `cfg.report_to`."""
     from accelerate.utils import set_seed
 
     if not len(prompts) == len(targets) == len(delta):
         raise ValueError(f"{len(prompts)} prompts, {len(targets)} targets, {len(delta)} score differences")
     from preforch.models import make_accelerator, start_tracking, stop_tracking, tracker_dir
 
+    delta = as_scores(delta)
     set_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     model.clear_cache()
@@ -122,7 +126,8 @@ def fit_orchestrator(model: PreferenceOrchestrator, prompts: Sequence[Sequence[M
     return history
 
 
-def calibrate(model: PreferenceOrchestrator, validation: PreferenceDataset, delta: torch.Tensor, fit: bool) -> dict:
+def calibrate(model: PreferenceOrchestrator, validation: PreferenceDataset, delta: Scores | torch.Tensor,
+              fit: bool) -> dict:
     """On validation pairs (delta [V, K]): set the temperature (if `fit`), store the best fixed vector in
     the model's metadata, and report the human-label accuracy table there."""
     info: dict = {"pairs": len(validation)}

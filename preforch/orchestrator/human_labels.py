@@ -4,6 +4,10 @@ A weighting w(x) is good if the combined reward `w(x) . r~(x, y)` prefers what p
 held-out pair the combined margin is `w(x) . (r~(x, y_w) - r~(x, y_l))`; its sign against the human label
 compares any weighting on one footing: uniform, one objective alone, the best fixed vector, the
 orchestrator, a gate, the per-source oracle.
+
+Score differences come as `Scores` (or plain tensors, every objective applying): a margin runs over the objectives
+that apply to the pair, their weights renormalised (rewards/scores.py), so a weighting whose applicable weights are
+all 0 ties the pair.
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ import numpy as np
 import torch
 
 from preforch.data.weights import simplex_grid
+from preforch.rewards.scores import Scores, as_scores, combined_reward
 
 
-def combined_margins(weights: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+def combined_margins(weights: torch.Tensor, delta: Scores | torch.Tensor) -> torch.Tensor:
     """Per-pair margins of the combined reward: weights [N, K] (or [K]) x delta [N, K] -> [N], where
-    delta = r~(x, y_w) - r~(x, y_l) (normalised scores of the chosen minus the rejected reply)."""
-    return (weights.float() * delta.float()).sum(-1)
+    delta = r~(x, y_w) - r~(x, y_l) (normalised scores of the chosen minus the rejected reply), over the
+    objectives that apply to the pair with the weights renormalised (`combined_reward`)."""
+    return combined_reward(delta, weights)
 
 
 def margin_hits(margins: torch.Tensor) -> torch.Tensor:
@@ -27,21 +33,23 @@ def margin_hits(margins: torch.Tensor) -> torch.Tensor:
     return (margins > 0).float() + 0.5 * (margins == 0).float()
 
 
-def pair_hits(weights: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+def pair_hits(weights: torch.Tensor, delta: Scores | torch.Tensor) -> torch.Tensor:
     """[N] in {0, 0.5, 1}: 1 where the combined reward prefers the chosen reply, 0.5 on an exact tie."""
     return margin_hits(combined_margins(weights, delta))
 
 
-def preference_accuracy(weights: torch.Tensor, delta: torch.Tensor) -> float:
+def preference_accuracy(weights: torch.Tensor, delta: Scores | torch.Tensor) -> float:
     """Share of pairs whose combined margin agrees with the human label (ties count half)."""
     return float(pair_hits(weights, delta).mean()) if len(delta) else float("nan")
 
 
-def best_fixed_weights(delta: torch.Tensor, divisions: int = 20) -> tuple[torch.Tensor, float]:
+def best_fixed_weights(delta: Scores | torch.Tensor, divisions: int = 20) -> tuple[torch.Tensor, float]:
     """The fixed vector of the simplex lattice (step 1/divisions) with the highest accuracy on `delta` [N, K].
     Returns (w [K], accuracy); ties go to the vector closest to uniform, the least committal one."""
     grid = torch.tensor(simplex_grid(delta.shape[-1], divisions), dtype=torch.float32)  # [M, K]
-    acc = margin_hits(delta.float() @ grid.T).mean(0)  # [M]
+    # Renormalising the applicable weights divides a margin by their positive mass, or makes it a tie where that mass
+    # is 0, exactly when the margin with inapplicable differences read as 0 is 0 too: the hits are those of one matmul.
+    acc = margin_hits(as_scores(delta).filled(0.0) @ grid.T).mean(0)  # [M]
     spread = (grid - 1.0 / grid.shape[1]).pow(2).sum(-1)
     best = max(range(len(grid)), key=lambda i: (round(float(acc[i]), 9), -float(spread[i])))
     return grid[best], float(acc[best])
@@ -62,15 +70,19 @@ def source_oracle_weights(sources: Sequence[str], objectives: Sequence[str]) -> 
     return one_hot
 
 
-def source_objective_accuracy(delta: torch.Tensor, sources: Sequence[str], objectives: Sequence[str]) -> dict[str, float]:
+def source_objective_accuracy(delta: Scores | torch.Tensor, sources: Sequence[str],
+                              objectives: Sequence[str]) -> dict[str, float]:
     """For each objective a source names: the share of that source's pairs whose own score difference is
     positive, i.e. the reward model's held-out pairwise accuracy read off the ensemble's normalised scores
-    (delta [N, K]; z-scoring does not change a sign)."""
+    (delta [N, K]; z-scoring does not change a sign). Only pairs the objective applies to count; an objective
+    that applies to none of its source's pairs has no accuracy and is left out."""
     oracle = source_oracle_weights(sources, objectives)
     if oracle is None:
         return {}
-    hits = pair_hits(oracle, delta)
-    return {o: float(hits[oracle[:, k] == 1].mean()) for k, o in enumerate(objectives) if (oracle[:, k] == 1).any()}
+    d = as_scores(delta)
+    judged = (oracle == 1) & d.applies  # [N, K]
+    hits = margin_hits(d.filled(0.0))
+    return {o: float(hits[judged[:, k], k].mean()) for k, o in enumerate(objectives) if judged[:, k].any()}
 
 
 def paired_bootstrap(hits_a: torch.Tensor, hits_b: torch.Tensor, num_samples: int = 2000, seed: int = 0) -> dict:
@@ -109,13 +121,13 @@ def format_human_labels(table: dict, title: str) -> str:
     return "\n".join(lines)
 
 
-def human_label_table(delta: torch.Tensor, objectives: Sequence[str], weightings: dict[str, torch.Tensor],
+def human_label_table(delta: Scores | torch.Tensor, objectives: Sequence[str], weightings: dict[str, torch.Tensor],
                       sources: Sequence[str] | None = None, compare_to: str = "orchestrator",
                       divisions: int = 20, seed: int = 0) -> dict:
     """Combined-reward accuracy on held-out pairs for every weighting, with CIs.
 
-    delta: [N, K] chosen-minus-rejected normalised scores. weightings: name -> [N, K] or [K] (e.g.
-    'orchestrator', 'best fixed (validation)'). Adds uniform, each objective alone, the best fixed vector
+    delta: [N, K] chosen-minus-rejected normalised scores (`Scores` or a plain tensor). weightings: name -> [N, K]
+    or [K] (e.g. 'orchestrator', 'best fixed (validation)'). Adds uniform, each objective alone, the best fixed vector
     chosen on these same pairs ('best fixed (test, ceiling)': an optimistic reference, it peeks at the
     labels) and the per-source oracle when sources name objectives. When `compare_to` is among the
     weightings, its paired-bootstrap margin over every other row is reported too.
@@ -129,7 +141,7 @@ def human_label_table(delta: torch.Tensor, objectives: Sequence[str], weightings
     oracle = source_oracle_weights(sources, objectives) if sources is not None else None
     if oracle is not None:
         rows["per-source oracle"] = oracle
-    hits = {name: pair_hits(w.expand_as(delta) if w.dim() == 1 else w, delta) for name, w in rows.items()}
+    hits = {name: pair_hits(w, delta) for name, w in rows.items()}
     table = {}
     for name, w in rows.items():
         entry = {"accuracy": float(hits[name].mean()), "ci95": accuracy_ci(hits[name], seed=seed)}

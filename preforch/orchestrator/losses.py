@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from preforch.orchestrator.config import ORCHESTRATOR_OBJECTIVES
+from preforch.orchestrator.human_labels import combined_margins
+from preforch.rewards.scores import Scores, as_scores, masked_softmax
 
 
 def orchestrator_kl_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -17,20 +19,24 @@ def orchestrator_kl_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.T
     return F.kl_div(F.log_softmax(logits.float(), dim=-1), targets.float(), reduction="batchmean")
 
 
-def combined_bradley_terry_loss(logits: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+def combined_bradley_terry_loss(logits: torch.Tensor, delta: Scores | torch.Tensor) -> torch.Tensor:
     """mean -log sigmoid(softmax(logits) . delta): the gate is trained so the combined reward prefers the
-    human-preferred reply (ArmoRM's gating objective). logits [B, K]; delta [B, K] = r~(x, y_w) - r~(x, y_l).
+    human-preferred reply (ArmoRM's gating objective). logits [B, K]; delta [B, K] = r~(x, y_w) - r~(x, y_l),
+    `Scores` (applying where both replies' scores do) or a plain tensor.
 
-    The softmax runs over the K objectives (dim -1), so each prompt's weights lie on the simplex.
+    The softmax runs over the K objectives (dim -1), so each prompt's weights lie on the simplex; the margin is the
+    combined reward's (`combined_margins`), over the objectives that apply to the pair with their weights
+    renormalised. Renormalising a softmax is the softmax over the applicable logits (`masked_softmax`), taken
+    directly: it cannot underflow to all zeros, and an objective that does not apply gets exactly no gradient.
     """
-    weights = torch.softmax(logits.float(), dim=-1)
-    return -F.logsigmoid((weights * delta.float()).sum(-1)).mean()
+    d = as_scores(delta)
+    return -F.logsigmoid(combined_margins(masked_softmax(logits, d.applies, "Bradley-Terry loss"), d)).mean()
 
 
-def orchestrator_loss(objective: str, logits: torch.Tensor, targets: torch.Tensor, delta: torch.Tensor,
+def orchestrator_loss(objective: str, logits: torch.Tensor, targets: torch.Tensor, delta: Scores | torch.Tensor,
                       hybrid_weight: float = 1.0) -> torch.Tensor:
     """The training loss for `objective`: 'kl' (Eq. 8), 'bradley-terry', or 'hybrid' = KL + hybrid_weight * BT.
-    logits, targets, delta: [B, K]."""
+    logits, targets, delta: [B, K] (targets 0 where an objective does not apply, delta `Scores` or a plain tensor)."""
     if objective == "kl":
         return orchestrator_kl_loss(logits, targets)
     if objective == "bradley-terry":

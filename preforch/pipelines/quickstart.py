@@ -144,9 +144,9 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
 def compare_best_of_n(cfg: QuickstartConfig, policy_path: str, ensemble, orchestrator, held_out) -> dict:
     """Sample N candidates per held-out prompt once; select with orchestrator vs uniform weights.
 
-    Reports, per prompt source and objective, the mean normalised reward of the selected responses,
-    with the first sample (no reranking) as reference. Same candidates for every selector, so the
-    difference is the weights alone.
+    Reports, per prompt source and objective, the mean normalised reward of the selected responses over those
+    the objective applies to (None where it applies to none), with the first sample (no reranking) as reference.
+    Same candidates for every selector, so the difference is the weights alone.
     """
     from transformers import set_seed
 
@@ -176,7 +176,7 @@ def compare_best_of_n(cfg: QuickstartConfig, policy_path: str, ensemble, orchest
         picked = normalized[torch.arange(len(prompts)), idx]  # [B, K]
         for src in dict.fromkeys(sources):
             mask = torch.tensor([s == src for s in sources])
-            out["by_source"].setdefault(src, {})[name] = dict(zip(ensemble.objectives, picked[mask].mean(0).tolist()))
+            out["by_source"].setdefault(src, {})[name] = dict(zip(ensemble.objectives, picked[mask].means()[0]))
     out["selection_differs_fraction"] = (chosen_idx["uniform_weights"] != chosen_idx["orchestrator_weights"]).float().mean().item()
     w_orch = selectors["orchestrator_weights"]
     for i in range(min(6, len(prompts))):

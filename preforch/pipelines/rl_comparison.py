@@ -24,7 +24,7 @@ from preforch.alignment.config import PolicyConfig
 from preforch.alignment.methods import method_class
 from preforch.alignment.trl_utils import LOG_FILE, read_log
 from preforch.evaluation.config import EvaluateConfig
-from preforch.evaluation.metrics import mean_ci, own_objective_scores, stratified_bootstrap
+from preforch.evaluation.metrics import mean_interval, own_objective_scores, scores_from_lists, stratified_bootstrap
 from preforch.evaluation.pareto import reference_point_or_default
 from preforch.io import atomic_write_json, atomic_write_text, read_json
 from preforch.orchestrator.human_labels import source_oracle_weights
@@ -35,10 +35,9 @@ from preforch.rewards.sources import RuleReward
 INITIAL = "initial"
 
 
-def paired_delta(after: list[float], before: list[float]) -> dict[str, float]:
+def paired_delta(after: list[float], before: list[float]) -> dict[str, float | None]:
     """Mean and 95% CI half-width of the per-prompt difference after - before ([P] each, same prompts)."""
-    m, h = mean_ci((torch.tensor(after) - torch.tensor(before)).unsqueeze(-1))
-    return {"mean": float(m[0]), "ci95": float(h[0])}
+    return mean_interval(torch.tensor(after) - torch.tensor(before))
 
 
 def arm_folder(arm: str) -> str:
@@ -75,7 +74,8 @@ def _evaluate(cfg: RLComparisonConfig, policy: str, name: str, k: int) -> dict:
     out = Path(cfg.output_dir) / "eval" / name
     if (out / "evaluation.json").is_file():
         done = json.loads((out / "evaluation.json").read_text())
-        if done.get("judge") == (cfg.judge or cfg.ensemble) and "prompt_sources" in done:
+        # reused when judged by the same judge, with each objective's mean over the prompts it applies to ("n")
+        if done.get("judge") == (cfg.judge or cfg.ensemble) and "prompt_sources" in done and "n" in done["rows"][0]:
             return done
     print(f"\n=== held-out evaluation: {name} ({policy}) ===", flush=True)
     return run_evaluation(EvaluateConfig(
@@ -87,9 +87,10 @@ def _evaluate(cfg: RLComparisonConfig, policy: str, name: str, k: int) -> dict:
 
 
 def _summary(evaluation: dict) -> dict:
-    """Per-objective means/CIs and each weighting's combined reward of one evaluation."""
+    """Per-objective means/CIs (over the prompts each applies to, n of them) and each weighting's combined reward
+    of one evaluation."""
     rows = {r["label"]: r for r in evaluation["rows"]}
-    return {"mean": rows["uniform"]["mean"], "ci95": rows["uniform"]["ci95"],
+    return {"mean": rows["uniform"]["mean"], "ci95": rows["uniform"]["ci95"], "n": rows["uniform"]["n"],
             "combined": {label: r["combined"] for label, r in rows.items()}}
 
 
@@ -193,7 +194,7 @@ def own_objective_comparison(curves: dict[str, dict[int, dict]], objectives: lis
 
     def scores(evaluation: dict) -> torch.Tensor:
         rows = {r["label"]: r for r in evaluation["rows"]}
-        return own_objective_scores(torch.tensor(rows["uniform"]["scores"]), sources, objectives)
+        return own_objective_scores(scores_from_lists(rows["uniform"]["scores"]), sources, objectives)
 
     named = {s: objectives[int(source_oracle_weights([s], objectives).argmax())] for s in dict.fromkeys(sources)}
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from preforch.evaluation.report import number, objective_cell
 
-def _pm(stat: dict) -> str:
-    return f"{stat['mean']:+.3f} ± {stat['ci95']:.3f}"
+
+def _pm(stat: dict, sign: str = "+") -> str:
+    return f"{number(stat['mean'], sign + '.3f')} ± {number(stat['ci95'])}"
 
 
 def render_report(r: dict, initial: str) -> str:
@@ -13,8 +15,8 @@ def render_report(r: dict, initial: str) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
 
     def row(name: str, step: int, s: dict) -> str:
-        cells = [f"{s['mean'][o]:.3f} ± {s['ci95'][o]:.3f}" for o in objectives]
-        cells += [f"{s['combined'][w]['mean']:.3f} ± {s['combined'][w]['ci95']:.3f}" for w in weightings]
+        cells = [objective_cell(s, o, r["num_prompts"]) for o in objectives]
+        cells += [_pm(s["combined"][w], "") for w in weightings]
         return "| " + " | ".join([name, str(step), *cells]) + " |"
 
     lines.append(row(initial, 0, r["initial"]))
@@ -25,8 +27,8 @@ def render_report(r: dict, initial: str) -> str:
                for m, d in r["methods"].items()]
     c = r["config"]
     cost = ["| method | steps | seconds per step | peak memory (MiB) |", "|---|---|---|---|"]
-    cost += [f"| {m} | {d['cost']['steps']} | {_num(d['cost']['seconds_per_step'], '.1f')} | "
-             f"{_num(d['cost'].get('peak_cuda_mb', d['cost'].get('peak_rss_mb')), '.0f')} |" for m, d in r["methods"].items()]
+    cost += [f"| {m} | {d['cost']['steps']} | {number(d['cost']['seconds_per_step'], '.1f')} | "
+             f"{number(d['cost'].get('peak_cuda_mb', d['cost'].get('peak_rss_mb')), '.0f')} |" for m, d in r["methods"].items()]
     return "\n".join([
         "# RL comparison: " + " vs ".join(r["methods"]),
         "",
@@ -42,6 +44,8 @@ def render_report(r: dict, initial: str) -> str:
         "![reward vs step](reward_vs_step.png)",
         "",
         "## Held-out rewards before and after (mean ± 95% CI)",
+        f"Each objective over the held-out prompts it applies to (n = how many, where not all {r['num_prompts']}; e.g. exact "
+        "match on the problems only).",
         "",
         *lines,
         "",
@@ -56,10 +60,6 @@ def render_report(r: dict, initial: str) -> str:
         *cost,
         "",
     ])
-
-
-def _num(x, fmt: str) -> str:
-    return "n/a" if x is None else format(x, fmt)
 
 
 def _interval(b: dict, signed: bool = True) -> str:

@@ -193,7 +193,7 @@ def run_wic_comparison(cfg: WicComparisonConfig) -> dict:
 
     result = {"config": asdict(cfg), "objectives": objectives, "reference_point": reference,
               "judge": cfg.judge or cfg.ensemble,
-              "arms": {arm: {"hypervolume": e["hypervolume"],
+              "arms": {arm: {"hypervolume": e["hypervolume"], "num_prompts": e["num_prompts"],
                              "equal_weights": next(r for r in e["rows"] if r["label"] == "uniform"),
                              "orchestrator_weights": next((r for r in e["rows"] if r["label"] == "orchestrator"), None),
                              "steering": e["steering"], "tag_reading": e.get("tag_reading"), "compute": compute[arm]}

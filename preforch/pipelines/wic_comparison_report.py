@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from preforch.evaluation.report import markdown_table, steering_gain
-
-
-def _pm(row: dict, o: str) -> str:
-    return f"{row['mean'][o]:.3f} ± {row['ci95'][o]:.3f}"
+from preforch.evaluation.report import markdown_table, number, objective_cell, steering_gain
 
 
 def _setup(r: dict) -> str:
@@ -40,6 +36,11 @@ def _experts_lines(r: dict) -> list[str]:
             ""]
 
 
+def _steering_cell(m: dict) -> str:
+    return (f"{number(m['spearman'], '.2f')} / {number(m['non_decreasing_steps'], '.2f')} / "
+            f"{number(m['reward_at_lowest'])} -> {number(m['reward_at_highest'])} / {steering_gain(m)}")
+
+
 def render_report(r: dict) -> str:
     objectives, arms = r["objectives"], r["arms"]
     return "\n".join([
@@ -50,15 +51,19 @@ def render_report(r: dict) -> str:
         "![fronts](compare/front.png)",
         "",
         "## Hypervolume and rewards at equal weights (mean ± 95% CI)",
+        "Each objective over the held-out prompts it applies to (n = how many, where not all; e.g. exact match on the "
+        "problems only).",
         "",
         markdown_table(["arm", "hypervolume", *objectives],
-                       [[a, f"{d['hypervolume']:.4f}", *(_pm(d["equal_weights"], o) for o in objectives)] for a, d in arms.items()]),
+                       [[a, f"{d['hypervolume']:.4f}", *(objective_cell(d["equal_weights"], o, d["num_prompts"])
+                                                         for o in objectives)] for a, d in arms.items()]),
         "",
         "With the orchestrator choosing each prompt's preference:",
         "",
         markdown_table(["arm", *objectives, "combined (its weights)"],
-                       [[a, *(_pm(d["orchestrator_weights"], o) for o in objectives),
-                         f"{d['orchestrator_weights']['combined']['mean']:.3f} ± {d['orchestrator_weights']['combined']['ci95']:.3f}"]
+                       [[a, *(objective_cell(d["orchestrator_weights"], o, d["num_prompts"]) for o in objectives),
+                         f"{number(d['orchestrator_weights']['combined']['mean'])} ± "
+                         f"{number(d['orchestrator_weights']['combined']['ci95'])}"]
                         for a, d in arms.items() if d["orchestrator_weights"]]),
         "",
         "## Steering: raising the requested weight of an objective should raise its reward",
@@ -67,16 +72,13 @@ def render_report(r: dict) -> str:
         "w=1 / gain from w=0 to w=1 paired on prompts (mean ± 95% CI).",
         "",
         markdown_table(["arm", *objectives],
-                       [[a, *(f"{d['steering'][o]['spearman']:.2f} / {d['steering'][o]['non_decreasing_steps']:.2f} / "
-                              f"{d['steering'][o]['reward_at_lowest']:.3f} -> {d['steering'][o]['reward_at_highest']:.3f} / "
-                              f"{steering_gain(d['steering'][o])}" for o in objectives)]
-                        for a, d in arms.items()]),
+                       [[a, *(_steering_cell(d["steering"][o]) for o in objectives)] for a, d in arms.items()]),
         "",
         "Does each WiC policy read its tag? Held-out replies' mean token NLL under another reply's tag minus under "
         "their own (paired, nats/token; above 0: it reads the tag):",
         "",
         markdown_table(["arm", "gap (mean ± 95% CI)"],
-                       [[a, f"{d['tag_reading']['gap']:+.4f} ± {d['tag_reading']['gap_ci95']:.4f}"]
+                       [[a, f"{d['tag_reading']['gap']:+.4f} ± {number(d['tag_reading']['gap_ci95'], '.4f')}"]
                         for a, d in arms.items() if d["tag_reading"]]),
         "",
         *_experts_lines(r),

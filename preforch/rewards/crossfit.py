@@ -13,9 +13,10 @@ from pathlib import Path
 import torch
 
 from preforch.data.schema import PreferenceDataset, pair_fold
-from preforch.errors import ConfigError
+from preforch.errors import ConfigError, PreforchError
 from preforch.rewards.ensemble import RewardEnsemble
-from preforch.rewards.normalization import apply_zscore, fit_zscore
+from preforch.rewards.normalization import ZScore, apply_zscore, fit_zscore, replace_objectives
+from preforch.rewards.scores import Scores
 from preforch.rewards.sources import HFRewardModel
 
 FOLDS_DIR = "folds"
@@ -51,22 +52,36 @@ def fold_ensembles(ensemble: RewardEnsemble) -> list[RewardEnsemble]:
     return [RewardEnsemble([s[f] if len(s) > 1 else s[0] for s in per_source]) for f in range(k)]
 
 
+def fold_zscore(raw: Scores, ensemble: RewardEnsemble) -> ZScore:
+    """Z-scores of one fold's raw scores [M, K], each objective fitted on the fold's replies it applies to; an
+    objective that applies to fewer than 2 of them (exact match in a fold with no problem) keeps `ensemble`'s
+    stored statistics, as a rule scores alike in every fold."""
+    few = (raw.applies.sum(0) < 2).nonzero().flatten().tolist()
+    fitted = fit_zscore(raw, objectives=ensemble.objectives, skip=few)
+    if not few:
+        return fitted
+    if ensemble.normalizer is None:
+        raise PreforchError(f"cross-fitting: objective(s) {[ensemble.objectives[k] for k in few]} apply to fewer than "
+                            "2 replies of a fold and the ensemble has no normalisation statistics to take instead")
+    return replace_objectives(fitted, ensemble.normalizer, few)
+
+
 def cross_fitted_pair_scores(ensemble: RewardEnsemble, data: PreferenceDataset,
-                             progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                             progress: bool = False) -> tuple[Scores, Scores]:
     """Normalised scores (chosen [N, K], rejected [N, K]) of `data`, each pair scored by its fold's models.
 
-    Each fold's scores are z-scored on that fold's own replies: fold models differ in scale from the main
-    model and from each other, and the fold's pairs are a held-out reference set for them.
+    Each fold's scores are z-scored on that fold's own replies (`fold_zscore`): fold models differ in scale from
+    the main model and from each other, and the fold's pairs are a held-out reference set for them.
     """
     folds = fold_ensembles(ensemble)
     fold_of = [pair_fold(p, len(folds)) for p in data]
-    chosen = torch.empty(len(data), ensemble.num_objectives)
-    rejected = torch.empty_like(chosen)
+    values = torch.full((2, len(data), ensemble.num_objectives), torch.nan)  # [chosen | rejected, N, K]
+    applies = torch.zeros_like(values, dtype=torch.bool)
     for f, fold_ensemble in enumerate(folds):
         idx = [i for i, g in enumerate(fold_of) if g == f]
         if not idx:
             continue
         raw = fold_ensemble.score_raw(*data.subset(idx).all_replies(), progress=progress)
-        z = apply_zscore(raw, fit_zscore(raw))
-        chosen[idx], rejected[idx] = z[:len(idx)], z[len(idx):]
-    return chosen, rejected
+        z = apply_zscore(raw, fold_zscore(raw, ensemble)).view(2, len(idx), -1)
+        values[:, idx], applies[:, idx] = z.values, z.applies
+    return Scores(values[0], applies[0]), Scores(values[1], applies[1])

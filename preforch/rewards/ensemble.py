@@ -1,4 +1,5 @@
-"""`RewardEnsemble`: K objectives from one or more reward sources -> [B, K] raw or normalised rewards.
+"""`RewardEnsemble`: K objectives from one or more reward sources -> `Scores` [B, K], raw or normalised, with the
+mask of where each objective applies (rewards/scores.py): the one place applicability enters the pipeline.
 
 Saved as a folder holding `ensemble.json` (objective names, source specs, normalisation statistics);
 reward-model weights live in their own folders, referenced relative to it when inside it.
@@ -18,6 +19,7 @@ from preforch.errors import ConfigError, ObjectiveMismatchError, PreforchError
 from preforch.io import atomic_write_json, read_json
 from preforch.rewards.config import EnsembleConfig
 from preforch.rewards.normalization import ZScore, apply_zscore, fit_zscore, replace_objectives
+from preforch.rewards.scores import Scores
 from preforch.rewards.sources import RewardSource, source_from_spec
 
 ENSEMBLE_FILE = "ensemble.json"
@@ -47,7 +49,7 @@ class RewardEnsemble:
             raise ObjectiveMismatchError(f"normalisation has {normalizer.mean.numel()} objectives, ensemble has {len(self.objectives)}")
         self.normalizer = normalizer
         self.batch_size = batch_size
-        self._cache: dict[str, torch.Tensor] = {}
+        self._cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # pair -> (raw [K], applies [K])
 
     @property
     def num_objectives(self) -> int:
@@ -62,43 +64,64 @@ class RewardEnsemble:
         """Forget the scores held so far (a long-lived server would otherwise keep every reply's)."""
         self._cache.clear()
 
-    def score_raw(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str], progress: bool = False) -> torch.Tensor:
-        """Raw rewards [B, K]; pairs scored before come from the cache."""
+    def _score_sources(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str], columns: dict) -> Scores:
+        """Raw `Scores` [b, K] from every source. A source may say an objective does not apply (None from a rule,
+        TRL's convention, arriving as NaN) only when its kind declares `may_not_apply`; a NaN from any other
+        source (a reward model) is an error naming it, never taken for "not applicable"."""
+        parts = []
+        for src in self.sources:
+            raw = (src.score(prompts, responses, **columns) if columns else src.score(prompts, responses)).float()
+            if raw.isnan().any() and not getattr(src, "may_not_apply", False):
+                i = int(raw.isnan().any(-1).nonzero()[0])
+                raise PreforchError(f"reward source {list(src.objectives)} ({src.kind}) scored NaN for reply {i} "
+                                    f"{responses[i][:60]!r}; only a rule may say an objective does not apply (None)")
+            parts.append(Scores.from_nan(raw))
+        return Scores.cat(parts, dim=-1)
+
+    def score_raw(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str], progress: bool = False,
+                  columns: dict[str, Sequence] | None = None) -> Scores:
+        """Raw rewards [B, K] and where they apply; pairs scored before come from the cache. `columns`: dataset
+        columns (one value per response, e.g. a `solution` for exact match) handed to the sources as TRL does."""
         if len(prompts) != len(responses):
             raise PreforchError(f"{len(prompts)} prompts but {len(responses)} responses")
-        keys = [content_key(p, r) for p, r in zip(prompts, responses)]
+        # a dataset column (e.g. the right answer) is part of what was scored, so part of the cache key
+        extra = [repr([values[i] for values in columns.values()]) if columns else "" for i in range(len(responses))]
+        keys = [content_key(p, r) + e for p, r, e in zip(prompts, responses, extra)]
         todo = sorted({k: i for i, k in enumerate(keys) if k not in self._cache}.values())
         bar = tqdm(total=len(todo), desc="scoring", unit="resp", disable=not progress or not todo)
         for s in range(0, len(todo), self.batch_size):
             idx = todo[s:s + self.batch_size]
-            ps, rs = [prompts[i] for i in idx], [responses[i] for i in idx]
-            scores = torch.cat([src.score(ps, rs) for src in self.sources], dim=-1)
-            for i, row in zip(idx, scores):
-                self._cache[keys[i]] = row
+            cols = {name: [values[i] for i in idx] for name, values in (columns or {}).items()}
+            scores = self._score_sources([prompts[i] for i in idx], [responses[i] for i in idx], cols)
+            for j, i in enumerate(idx):
+                self._cache[keys[i]] = (scores.values[j], scores.applies[j])
             bar.update(len(idx))
         bar.close()
         if not keys:
-            return torch.empty(0, self.num_objectives)
-        return torch.stack([self._cache[k] for k in keys])
+            return Scores.dense(torch.empty(0, self.num_objectives))
+        rows = [self._cache[k] for k in keys]
+        return Scores(torch.stack([v for v, _ in rows]), torch.stack([a for _, a in rows]))
 
-    def normalize(self, raw: torch.Tensor) -> torch.Tensor:
+    def normalize(self, raw: Scores) -> Scores:
         if self.normalizer is None:
             raise PreforchError("the reward ensemble has no normalisation statistics: call fit_normalization first")
         return apply_zscore(raw, self.normalizer)
 
-    def score(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str], progress: bool = False) -> torch.Tensor:
-        """Normalised rewards r~ [B, K] using the stored statistics."""
-        return self.normalize(self.score_raw(prompts, responses, progress))
+    def score(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str], progress: bool = False,
+              columns: dict[str, Sequence] | None = None) -> Scores:
+        """Normalised rewards r~ [B, K] using the stored statistics, and where they apply."""
+        return self.normalize(self.score_raw(prompts, responses, progress, columns))
 
-    def score_pairs(self, data: PreferenceDataset, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def score_pairs(self, data: PreferenceDataset, progress: bool = False) -> tuple[Scores, Scores]:
         """Normalised scores of each pair's chosen [N, K] and rejected [N, K] reply."""
         s = self.score(*data.all_replies(), progress=progress)
         return s[:len(data)], s[len(data):]
 
-    def fit_normalization(self, data: PreferenceDataset, progress: bool = True) -> ZScore:
-        """Fit z-scores on the chosen and rejected responses of `data` (the reference set) and keep them."""
+    def fit_normalization(self, data: PreferenceDataset, progress: bool = True, skip: Sequence[int] = ()) -> ZScore:
+        """Fit z-scores on the chosen and rejected responses of `data` (the reference set), each objective on the
+        replies it applies to, and keep them; the objectives at `skip` are fitted elsewhere (see `fit_zscore`)."""
         prompts, responses = data.all_replies()
-        self.normalizer = fit_zscore(self.score_raw(prompts, responses, progress))
+        self.normalizer = fit_zscore(self.score_raw(prompts, responses, progress), objectives=self.objectives, skip=skip)
         return self.normalizer
 
     def save(self, path: str | os.PathLike) -> None:
@@ -151,10 +174,13 @@ def build_ensemble(cfg: EnsembleConfig, progress: bool = True) -> RewardEnsemble
     missing = sorted(set(own) - set(ensemble.objectives))
     if missing:
         raise ConfigError(f"objective_reference: objective(s) {missing} not in the ensemble's {list(ensemble.objectives)}")
-    ensemble.fit_normalization(load_many(cfg.reference_data, cfg.max_reference_pairs), progress)
+    own_columns = [ensemble.objectives.index(o) for o in own]
+    ensemble.fit_normalization(load_many(cfg.reference_data, cfg.max_reference_pairs), progress, skip=own_columns)
     for objective, spec in own.items():
         replies = load_many([spec], cfg.max_reference_pairs).all_replies()
         k = ensemble.objectives.index(objective)
-        ensemble.normalizer = replace_objectives(ensemble.normalizer, fit_zscore(ensemble.score_raw(*replies, progress)), [k])
+        others = [j for j in range(ensemble.num_objectives) if j != k]
+        fitted = fit_zscore(ensemble.score_raw(*replies, progress), objectives=ensemble.objectives, skip=others)
+        ensemble.normalizer = replace_objectives(ensemble.normalizer, fitted, [k])
     ensemble.save(cfg.output_dir)
     return ensemble

@@ -39,9 +39,14 @@ SOURCES: dict[str, str] = {
 class RewardSource(Protocol):
     kind: str  # its row in SOURCES, written into `spec()`
     objectives: tuple[str, ...]
+    # True when the source may say an objective does not apply to a (prompt, reply) (NaN in `score`); a source
+    # without it (a reward model) applies everywhere, and a NaN from it is an error
+    may_not_apply: bool
 
-    def score(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str]) -> torch.Tensor:
-        """Raw rewards [B, len(objectives)]."""
+    def score(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str], **columns) -> torch.Tensor:
+        """Raw rewards [B, len(objectives)]; NaN where an objective does not apply (only if `may_not_apply`).
+        `columns`: dataset columns, one value per response (e.g. `solution`), as TRL hands them to reward functions;
+        given only when the caller has some."""
 
     def spec(self, folder: str | os.PathLike | None = None) -> dict:
         """JSON-serialisable description, with "kind", from which `from_saved` rebuilds the source; a path in it
@@ -78,6 +83,7 @@ class HFRewardModel:
     """A reward model scoring len(objectives) objectives per (prompt, response)."""
 
     kind = "hf"
+    may_not_apply = False
 
     def __init__(self, path: str, objectives: Sequence[str] | None = None, max_length: int | None = None,
                  prompt_max_tokens: int | None = None, batch_size: int = 64, device: str | None = None,
@@ -110,8 +116,8 @@ class HFRewardModel:
                 rows.update(zip(idx, forward(enc).float().cpu()))
         return torch.stack([rows[i] for i in range(len(responses))]) if rows else torch.empty(0, len(self.objectives))
 
-    def score(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str]) -> torch.Tensor:
-        return self.outputs(prompts, responses)
+    def score(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str], **columns) -> torch.Tensor:
+        return self.outputs(prompts, responses)  # a reward model reads the text only
 
     def spec(self, folder: str | os.PathLike | None = None) -> dict:
         path = self.path
@@ -136,6 +142,7 @@ class RuleReward:
     """One objective scored by a Python function over (last user turn, response) strings."""
 
     kind: ClassVar[str] = "rule"
+    may_not_apply: ClassVar[bool] = True  # a rule returns None where it does not judge (TRL's convention)
     objective: str
     rule: str
 
@@ -152,10 +159,10 @@ class RuleReward:
     def from_saved(cls, spec: dict, base_dir: str | None = None, device: str | None = None) -> "RuleReward":
         return cls(spec["objective"], spec["rule"])
 
-    def score(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str]) -> torch.Tensor:
+    def score(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str], **columns) -> torch.Tensor:
         # called as TRL's GRPOTrainer calls reward_funcs on conversational data, so TRL's functions work unchanged
         values = self.fn(prompts=[list(p) for p in prompts],
-                         completions=[[{"role": "assistant", "content": r}] for r in responses])
+                         completions=[[{"role": "assistant", "content": r}] for r in responses], **columns)
         if len(values) != len(responses):
             raise ConfigError(f"rule {self.rule!r} returned {len(values)} scores for {len(responses)} responses")
         # None means "not applicable" in TRL; it becomes NaN there too

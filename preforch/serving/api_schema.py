@@ -176,17 +176,23 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict:
             "total_tokens": prompt_tokens + completion_tokens}
 
 
+def by_objective(objectives: Sequence[str], row: Sequence[Optional[float]]) -> dict[str, Optional[float]]:
+    """{objective: value} of one row of K numbers, None (JSON null) where the objective does not apply: a reply
+    body never holds NaN."""
+    return {o: None if v is None else float(v) for o, v in zip(objectives, row)}
+
+
 def completion_response(model: str, replies: Sequence[str], weights: Sequence[float], objectives: Sequence[str],
-                        scores: Optional[Sequence[Sequence[float]]], token_usage: Optional[dict] = None) -> dict:
+                        scores: Optional[Sequence[Sequence[Optional[float]]]], token_usage: Optional[dict] = None) -> dict:
     """An OpenAI `chat.completion` object, plus `preference` (the weights used) and, with an ensemble, each
-    choice's normalised `scores` by objective; `usage` when token counts are given. finish_reason is always
-    "stop": the kinds do not report truncation."""
+    choice's normalised `scores` by objective (null where one does not apply); `usage` when token counts are given.
+    finish_reason is always "stop": the kinds do not report truncation."""
     choices = []
     for i, reply in enumerate(replies):
         choice = {"index": i, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop",
                   "logprobs": None}
         if scores is not None:
-            choice["scores"] = dict(zip(objectives, map(float, scores[i])))
+            choice["scores"] = by_objective(objectives, scores[i])
         choices.append(choice)
     return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
             "model": model, "choices": choices, "preference": dict(zip(objectives, map(float, weights))),

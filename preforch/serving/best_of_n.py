@@ -1,4 +1,6 @@
-"""Kind `best-of-n`: N samples from a base policy, reranked by w . r~ under a reward ensemble (paper Eq. 4, 9).
+"""Kind `best-of-n`: N samples from a base policy, reranked by w . r~ under a reward ensemble (paper Eq. 4, 9), summed
+over the objectives that apply to each candidate with their weights renormalised (`combined_reward`), so an objective
+that does not apply neither helps nor hurts a candidate.
 
 The base is any policy folder (a plain model by default; a train-wic folder makes it WiC with reranking on
 top). Over a plain base the N candidates serve every weighting, so a grid of preferences costs one sampling.
@@ -74,7 +76,7 @@ class BestOfNPolicy(PreferencePolicy):
         pools = self.base.select(prompts, candidates, weightings, self._base_sampling(sampling))  # [L][P][N]
         # Over a plain base every weighting has the same pool: score each distinct reply once.
         pairs = list(dict.fromkeys((p, reply) for pool in pools for p, row in enumerate(pool) for reply in row))
-        scores = self.ensemble.score([prompts[p] for p, _ in pairs], [reply for _, reply in pairs], progress=True)
+        scores = self.ensemble.score([prompts[p] for p, _ in pairs], [reply for _, reply in pairs], progress=True)  # [R, K]
         row_of = {pair: i for i, pair in enumerate(pairs)}
         out = []
         for pool, w in zip(pools, weightings):

@@ -41,16 +41,19 @@ def read_prompts(cfg: GenerateConfig) -> list[tuple[dict, ...]]:
 
 def run_generate(cfg: GenerateConfig) -> list[dict]:
     """One answer per prompt from the preference policy `cfg.policy` under its weights; each row also gives the
-    prompt as the policy read it, the answer's normalised rewards and its combined reward under those weights."""
+    prompt as the policy read it, the answer's normalised rewards (None where an objective does not apply) and its
+    combined reward under those weights (over the objectives that apply)."""
     prompts = read_prompts(cfg)
     ensemble = RewardEnsemble.load(cfg.ensemble)
     policy, sampling = served_policy(cfg, ensemble)
     weights = preference_weights(cfg.weights, prompts, ensemble.objectives, cfg.orchestrator)
     replies = [r[0] for r in policy.respond(prompts, weights, sampling)]
     rewards = ensemble.score(prompts, replies)  # [P, K]; best-of-n's picks come from the ensemble's cache
+    combined = combined_reward(rewards, weights).tolist()  # [P]
     results = [{"prompt": asked[-1]["content"], "response": reply, "weights": format_weights(w, ensemble.objectives),
-                "rewards": dict(zip(ensemble.objectives, r.tolist())), "combined_reward": combined_reward(r, w).item()}
-               for asked, reply, w, r in zip(policy.conditioned(prompts, weights), replies, weights, rewards)]
+                "rewards": dict(zip(ensemble.objectives, r)), "combined_reward": c}
+               for asked, reply, w, r, c in zip(policy.conditioned(prompts, weights), replies, weights, rewards.tolist(),
+                                                combined)]
     if cfg.output:
         import json
 

@@ -16,6 +16,7 @@ from preforch.errors import ConfigError
 from preforch.generation.combined_reward import combined_reward
 from preforch.generation.multi_head import MAHALO_FILE, MultiHeadLM, WeightedView
 from preforch.generation.sampling import SamplingConfig, encode_prompts, reply_rows
+from preforch.rewards.scores import Scores
 from preforch.serving.policy import LoadOptions, PreferencePolicy, Prompts, Replies
 
 
@@ -125,14 +126,14 @@ class MahaloPolicy(PreferencePolicy):
                                reuse_cache=s.reuse_cache)
         return text(tokens).strip()
 
-    def step_scores(self, prompt, prompt_ids: torch.Tensor, rows: list[list[int]], w: torch.Tensor) -> torch.Tensor:
-        """Prefix scores [N, K] of candidate token lists: the guide ensemble's, and for an arithmetic problem with
-        `rollouts` or `value_head` set, the arithmetic column replaced by the checker on finished replies and the
-        Monte Carlo or value-head value on unfinished ones, z-scored like the guide's other columns
-        (`EnsembleStepScorer.checker_zscores`) so that w weighs objectives on one scale."""
+    def step_scores(self, prompt, prompt_ids: torch.Tensor, rows: list[list[int]], w: torch.Tensor) -> Scores:
+        """Prefix scores [N, K] of candidate token lists and where they apply: the guide ensemble's, and for an
+        arithmetic problem with `rollouts` or `value_head` set, the arithmetic column replaced by the checker on
+        finished replies and the Monte Carlo or value-head value on unfinished ones, z-scored like the guide's other
+        columns (`EnsembleStepScorer.checker_zscores`) so that w weighs objectives on one scale."""
         from preforch.data.arithmetic import solve
         from preforch.serving.mixed_decoding import end_tokens
-        from preforch.serving.step_scorers import arithmetic_step_value
+        from preforch.serving.step_scorers import arithmetic_step_value, with_column
 
         s = self.settings
         model, tok = self.model_and_tokenizer()
@@ -146,7 +147,8 @@ class MahaloPolicy(PreferencePolicy):
             checked = torch.tensor([arithmetic_step_value(t, answer, bool(r) and r[-1] in eos,
                                                           lambda _, n, r=r: self.rollout(prompt_ids, r, w, n),
                                                           s.rollouts, value=v) for t, r, v in zip(texts, rows, values)])
-            scores[:, self.objectives.index("arithmetic")] = self.step_scorer().checker_zscores("arithmetic", checked)
+            scores = with_column(scores, self.objectives.index("arithmetic"),
+                                 self.step_scorer().checker_zscores("arithmetic", checked))
         return scores
 
     def value_head(self):

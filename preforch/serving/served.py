@@ -13,13 +13,14 @@ import torch
 from preforch.generation.combined_reward import combined_reward
 from preforch.generation.sampling import SamplingConfig
 from preforch.orchestrator.preference import preference_weights
-from preforch.serving.api_schema import usage
+from preforch.serving.api_schema import by_objective, usage
 from preforch.serving.batcher import Job
 from preforch.serving.policy import PreferencePolicy
 
 if TYPE_CHECKING:
     from preforch.orchestrator.model import PreferenceOrchestrator
     from preforch.rewards.ensemble import RewardEnsemble
+    from preforch.rewards.scores import Scores
 
 
 @dataclass
@@ -51,9 +52,9 @@ class Served:
             weights[rows] = preference_weights(spec, [prompts[i] for i in rows], self.objectives, self.orchestrator)
         return weights
 
-    def scores(self, prompts: Sequence, replies: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(raw [B, K], normalised [B, K]) ensemble scores, the cache emptied after: a server sees new replies
-        forever, so its memory stays bounded."""
+    def scores(self, prompts: Sequence, replies: Sequence[str]) -> tuple["Scores", "Scores"]:
+        """(raw [B, K], normalised [B, K]) ensemble scores and where they apply, the cache emptied after: a server
+        sees new replies forever, so its memory stays bounded."""
         with self._models:
             raw = self.ensemble.score_raw(list(prompts), list(replies))
             self.ensemble.clear_cache()
@@ -71,7 +72,8 @@ class Served:
 
     def answer(self, jobs: Sequence[Job]) -> list[dict]:
         """One generation call for `jobs` (equal sampling): per job its weights [K], replies [n], with an
-        ensemble scores [n][K], and token usage. Blocking; run in a worker thread."""
+        ensemble scores [n][K] (None where an objective does not apply), and token usage. Blocking; run in a worker
+        thread."""
         n, max_new_tokens, temperature, top_p, seed = jobs[0].sampling
         sampling = SamplingConfig(n, max_new_tokens, temperature, top_p, self.batch_size,
                                   random.randrange(2**31) if seed is None else seed)
@@ -93,29 +95,33 @@ class Served:
 
     def explain(self, prompt, spec: Optional[str], sampling: SamplingConfig) -> dict:
         """What the playground shows for one prompt: the weights used (and the orchestrator's own), the policy's
-        candidates with each objective's normalised score and the combined reward under those weights, and which
-        candidate the policy chose. Blocking; run in a worker thread."""
+        candidates with each objective's normalised score (None where it does not apply) and the combined reward
+        under those weights (over the objectives that apply), and which candidate the policy chose. Blocking; run in
+        a worker thread."""
         with self._models:
             weights = self.weights([prompt], [spec])  # [1, K]
             own = self.weights([prompt], [None])[0].tolist() if self.orchestrator is not None else None
             candidates = self.policy.candidates([prompt], [weights], sampling)[0]  # [n]: one weighting, one prompt
             chosen = self.policy.select([prompt], [candidates], [weights], sampling)[0][0][0]
             scores = self.scores([prompt] * len(candidates), candidates)[1] if self.ensemble is not None else None
-        named = lambda row: dict(zip(self.objectives, map(float, row)))
-        return {"objectives": list(self.objectives), "weights": named(weights[0]),
+        named = lambda row: by_objective(self.objectives, row)
+        rows = None if scores is None else scores.tolist()
+        combined = None if scores is None else combined_reward(scores, weights).tolist()  # [n]
+        return {"objectives": list(self.objectives), "weights": named(weights[0].tolist()),
                 "orchestrator_weights": own and named(own), "kind": self.policy.kind,
                 "chosen": candidates.index(chosen) if chosen in candidates else None,
-                "candidates": [{"text": text, "scores": None if scores is None else named(scores[i]),
-                                "combined": None if scores is None else float(combined_reward(scores[i], weights[0]))}
+                "candidates": [{"text": text, "scores": None if rows is None else named(rows[i]),
+                                "combined": None if combined is None else combined[i]}
                                for i, text in enumerate(candidates)]}
 
     def score(self, prompts: Sequence, replies: Sequence[str], specs: Sequence[Optional[str]]) -> list[dict]:
-        """/v1/score: per (prompt, reply) its raw and normalised scores, the weights of its spec and the combined
-        reward w . r~ (paper Eq. 9). Blocking; run in a worker thread."""
+        """/v1/score: per (prompt, reply) its raw and normalised scores (None where an objective does not apply),
+        the weights of its spec and the combined reward w . r~ (paper Eq. 9) over the objectives that apply.
+        Blocking; run in a worker thread."""
         with self._models:
             raw, normalized = self.scores(prompts, replies)
             weights = self.weights(prompts, specs)
-        reward = combined_reward(normalized, weights)
-        named = lambda row: dict(zip(self.objectives, map(float, row)))
-        return [{"index": i, "scores": named(normalized[i]), "raw_scores": named(raw[i]), "weights": named(weights[i]),
-                 "reward": float(reward[i])} for i in range(len(replies))]
+        reward = combined_reward(normalized, weights).tolist()
+        named = lambda row: by_objective(self.objectives, row)
+        return [{"index": i, "scores": named(z), "raw_scores": named(r), "weights": named(w), "reward": reward[i]}
+                for i, (z, r, w) in enumerate(zip(normalized.tolist(), raw.tolist(), weights.tolist()))]

@@ -10,8 +10,11 @@ normalised step scores; MAHALO guides by one objective at a time, the combinatio
 A checker's value lies in [0, 1] while the reward models' scores are z-scores, so w would weigh them on two
 scales; `checker_zscores` z-scores the value too. A value is an expected checker score, and a z-score is affine, so
 the z-scored value is the expected z-scored checker score: with the guide's own statistics for that objective (an
-exact_match rule in the ensemble), a finished reply scores exactly what the ensemble gives it; without them,
-`BALANCED`'s, which map right to +1 and wrong to -1.
+exact_match rule in the ensemble, fitted on the replies it applies to), a finished reply scores exactly what the
+ensemble gives it; without them, `BALANCED`'s, which map right to +1 and wrong to -1.
+
+Step scores are `Scores`: an objective the guide says does not apply to a prefix (exact match on a prompt that is no
+problem) drops out of the combined step reward, its weight renormalised over the others (rewards/scores.py).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import torch
 
 from preforch.data.arithmetic import check, exact_match
 from preforch.data.schema import Message
+from preforch.rewards.scores import Scores
 
 if TYPE_CHECKING:
     from preforch.rewards.ensemble import RewardEnsemble
@@ -45,23 +49,32 @@ def checker_statistics(ensemble: RewardEnsemble, objective: str) -> tuple[float,
 
 
 class EnsembleStepScorer:
-    """Prefix scores of the policy's `objectives` [N, K]: the ensemble's normalised reward for objectives it has,
-    0 (no guidance) for the others."""
+    """Prefix scores of the policy's `objectives` [N, K]: the ensemble's normalised reward where it applies for
+    objectives it has, 0 (no guidance) for the others."""
 
     def __init__(self, ensemble: RewardEnsemble, objectives: Sequence[str]):
         self.ensemble, self.objectives = ensemble, tuple(objectives)
-        self.columns = [ensemble.objectives.index(o) if o in ensemble.objectives else None for o in objectives]
+        # an objective the ensemble lacks reads the column of zeros `scores` appends after the ensemble's K
+        self.columns = [ensemble.objectives.index(o) if o in ensemble.objectives else ensemble.num_objectives
+                        for o in objectives]
 
-    def scores(self, prompt: Sequence[Message], prefixes: Sequence[str]) -> torch.Tensor:
+    def scores(self, prompt: Sequence[Message], prefixes: Sequence[str]) -> Scores:
         normalized = self.ensemble.score([tuple(prompt)] * len(prefixes), list(prefixes))  # [N, K_ensemble]
-        zero = torch.zeros(len(prefixes))
-        return torch.stack([normalized[:, c].float() if c is not None else zero for c in self.columns], dim=1)
+        unguided = Scores.dense(torch.zeros(len(prefixes), 1))
+        return Scores.cat([normalized, unguided], dim=-1)[:, self.columns]
 
     def checker_zscores(self, objective: str, values: torch.Tensor) -> torch.Tensor:
         """A checker's values [N] of `objective` (1 right, 0 wrong, or a probability of right) as z-scores [N] on the
         scale of `scores` (`checker_statistics`)."""
         mean, std = checker_statistics(self.ensemble, objective)
         return (values.float() - mean) / std
+
+
+def with_column(scores: Scores, k: int, values: torch.Tensor) -> Scores:
+    """`scores` [N, K] with column k replaced by `values` [N], applying on every row (a checker judged each)."""
+    v, a = scores.values.clone(), scores.applies.clone()
+    v[:, k], a[:, k] = values, True
+    return Scores(v, a)
 
 
 def arithmetic_step_value(prefix: str, answer: int, finished: bool, rollout: Callable[[str, int], list[str]],

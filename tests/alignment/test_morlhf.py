@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -7,8 +8,10 @@ from preforch.alignment.config import PolicyConfig
 from preforch.alignment.morlhf import method_weights
 from preforch.alignment.rewards import CombinedReward
 from preforch.cli import main
-from preforch.errors import ConfigError, WeightsError
+from preforch.errors import ConfigError, DataError, WeightsError
 from preforch.rewards.ensemble import RewardEnsemble
+from preforch.rewards.normalization import ZScore
+from preforch.rewards.sources import HFRewardModel, RuleReward
 
 
 def test_combined_reward_uses_stored_normalisation_and_weights(tiny_ensemble_dir):
@@ -25,6 +28,44 @@ def test_combined_reward_uses_stored_normalisation_and_weights(tiny_ensemble_dir
             "objectives/combined"} <= set(logged)
     with pytest.raises(WeightsError, match="sum to 1"):
         reward(prompts, completions, weights=[[0.5, 0.0, 0.0]] * 2)
+
+
+def _with_exact_match(tiny_rm_dir) -> RewardEnsemble:
+    """helpful + harmless (tiny RM) + arithmetic (exact match: None on a prompt that is no problem), hand-set
+    statistics: the rule's z-score maps right to +1 and wrong to -1."""
+    return RewardEnsemble([HFRewardModel(tiny_rm_dir, device="cpu"), RuleReward("arithmetic", "exact_match")],
+                          ZScore(torch.tensor([0.0, 0.0, 0.5]), torch.tensor([1.0, 1.0, 0.5]), 10))
+
+
+def test_combined_reward_skips_an_objective_that_does_not_apply_and_keeps_the_others_signal(tiny_rm_dir):
+    """Before, a prompt exact match cannot judge scored 0 ("wrong"), a fixed penalty of half the reward here; with
+    None it would have been NaN. Now the weights of the objectives that apply are renormalised."""
+    ens = _with_exact_match(tiny_rm_dir)
+    reward, logged = CombinedReward(ens), {}
+    chat = [{"role": "user", "content": "hi"}]
+    replies = ["Sure, glad to help with that!", "No."]
+    w = [[0.25, 0.25, 0.5]] * 2
+    out = reward([chat] * 2, [[{"role": "assistant", "content": r}] for r in replies], weights=w,
+                 log_metric=logged.__setitem__)
+    hh = ens.score([tuple(chat)] * 2, replies)
+    assert not hh.applies[:, 2].any()
+    assert out == pytest.approx((0.5 * hh.values[:, 0] + 0.5 * hh.values[:, 1]).tolist())  # weights 1/4, 1/4 -> 1/2, 1/2
+    assert all(math.isfinite(r) for r in out) and out[0] != out[1]
+    assert "objectives/arithmetic/raw" not in logged and "objectives/helpful/normalized" in logged  # none applies
+
+
+def test_combined_reward_reads_the_datasets_solution_and_logs_means_over_where_each_objective_applies(tiny_rm_dir):
+    reward, logged = CombinedReward(_with_exact_match(tiny_rm_dir)), {}
+    prompts = [[{"role": "user", "content": "hi"}]] * 2 + [[{"role": "user", "content": "What is six times seven?"}]] * 2
+    replies = ["Hello!", "Hi there.", "Answer: 42", "Answer: 41"]
+    out = reward(prompts, [[{"role": "assistant", "content": r}] for r in replies], weights=[[0.0, 0.0, 1.0]] * 4,
+                 solution=[None, None, "42", "42"], source=["chat"] * 4, log_metric=logged.__setitem__)
+    assert out == pytest.approx([0.0, 0.0, 1.0, -1.0])  # chat: nothing it weighs applies, every reply ties
+    assert logged["objectives/arithmetic/raw"] == 0.5 and logged["objectives/arithmetic/normalized"] == 0.0  # 2 of 4
+    assert logged["objectives/arithmetic/weight"] == 1.0 and logged["objectives/helpful/weight"] == 0.0
+    only_rule = RewardEnsemble([RuleReward("arithmetic", "exact_match")], ZScore(torch.tensor([0.5]), torch.tensor([0.5]), 10))
+    with pytest.raises(DataError, match="no objective applies.*prompt 'hi'"):
+        CombinedReward(only_rule)(prompts[:1], ["Hello!"], weights=[[1.0]])
 
 
 def test_method_weights(tiny_ensemble_dir, tiny_orchestrator_dir, pairs):

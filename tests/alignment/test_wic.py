@@ -12,6 +12,7 @@ from preforch.data.conditioning import has_tag, ric_targets
 from preforch.errors import ConfigError
 from preforch.generation.wic_spec import SPEC_FILE, WicSpec, load_wic_spec
 from preforch.io import atomic_write_json
+from preforch.rewards.scores import Scores
 from tests.conftest import make_pairs, make_wic_policy
 
 
@@ -22,8 +23,8 @@ def test_self_weights_are_on_the_simplex_and_follow_the_scores():
     assert w.argmax(-1).tolist() == [0, 1, 0] and torch.allclose(w[2], torch.full((3,), 1 / 3))
     assert w[0, 0] > w[0, 1] > w[0, 2], "higher score, higher weight"
     assert self_weights(scores, tau=0.1)[0, 0] > w[0, 0], "lower tau, sharper weights"
-    assert torch.allclose(conditioning_values("pro-wic", scores, 1.0), w)
-    assert torch.equal(conditioning_values("ric", scores, 1.0), scores)
+    assert torch.allclose(conditioning_values("pro-wic", scores, 1.0).values, w)
+    assert torch.equal(conditioning_values("ric", scores, 1.0).values, scores)
     with pytest.raises(ConfigError, match="method"):
         conditioning_values("dpo", scores, 1.0)
 
@@ -103,7 +104,7 @@ def _fake_scorer(prompts, replies):
     """Deterministic scores from the reply text; the reward sources must never see the tag."""
     assert not any(has_tag(p) for p in prompts)
     digits = [[sum(map(ord, r)) // 10 ** i % 10 for i in range(3)] for r in replies]  # a pseudo-random "score" per objective
-    return torch.tensor(digits, dtype=torch.float32) / 5 - 1
+    return Scores.dense(torch.tensor(digits, dtype=torch.float32) / 5 - 1)
 
 
 @pytest.mark.parametrize("method, source, online_filter", [("pro-wic", "orchestrator", "ric"), ("ric", "random", "ric"),
@@ -121,13 +122,13 @@ def test_one_online_iteration_relabels_filters_and_accounts(method, source, onli
     assert cfg.preference == source
     result = train_wic(cfg, scorer=_fake_scorer)
     rows = [json.loads(line) for line in (out / "online_samples_0.jsonl").read_text().splitlines()]
-    offline = _fake_scorer([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs])
+    offline = _fake_scorer([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs]).values
     generated = torch.tensor([r["scores"] for r in rows if r["response"].strip()])
     # RiC: this round's generated scores set the levels; the earlier filter took them from the offline scores
     thresholds = torch.quantile(generated if online_filter == "ric" else offline, 0.7, dim=0)
     assert len(rows) == 12
     for r in rows:
-        scores = _fake_scorer([tuple(r["prompt"])], [r["response"]])[0]
+        scores = _fake_scorer([tuple(r["prompt"])], [r["response"]]).values[0]
         assert r["scores"] == pytest.approx(scores.tolist())
         expected = torch.softmax(scores, -1) if method == "pro-wic" else scores
         assert r["relabelled"] == pytest.approx(expected.tolist(), abs=1e-6), "relabelled with its own scores"
@@ -244,7 +245,7 @@ def test_ric_round_filter_and_accumulation_on_a_hand_built_round(tiny_policy_dir
     assert first["online_trained"] == kept[0] and second["online_trained"] == kept[0] + kept[1], "kept samples accumulate"
     assert second["sft_samples"] == kept[0] + kept[1] + 1
     prompts, replies, values = read_kept_samples(out / "online_samples_0.jsonl")
-    assert torch.allclose(values, _fake_scorer(prompts, replies)), "relabelled with their own scores"
+    assert torch.allclose(values.values, _fake_scorer(prompts, replies).values), "relabelled with their own scores"
 
 
 def test_ric_goal_weights_are_ric_sample_goals_through_its_target_map():

@@ -47,5 +47,17 @@ def test_the_answer_is_read_back_from_the_problem_text_so_a_rule_can_judge():
     rule = RuleReward.from_spec("arithmetic=preforch.data.arithmetic:exact_match")
     scores = rule.score([problems[0].prompt, problems[0].prompt, ({"role": "user", "content": "hi"},)],
                         [f"Answer: {problems[0].answer}", f"Answer: {problems[0].answer + 1}", "Answer: 1"])
-    assert rule.objectives == ("arithmetic",) and scores[:, 0].tolist() == [1.0, 0.0, 0.0]
-    assert exact_match(["x"], ["y"]) == [0.0]
+    assert rule.objectives == ("arithmetic",) and scores[:2, 0].tolist() == [1.0, 0.0] and scores[2, 0].isnan()
+    assert exact_match(["x"], ["y"]) == [None]  # no problem: not applicable, never "wrong"
+
+
+def test_the_right_answer_comes_from_a_dataset_column_when_there_is_one():
+    from preforch.data.arithmetic import exact_match
+
+    prompts = ["How many legs do 3 spiders have?"] * 4  # no bundled template: only the column can judge it
+    replies = ["Answer: 24", "Answer: 25", "24", "no idea"]
+    assert exact_match(prompts, replies) == [None] * 4
+    assert exact_match(prompts, replies, solution=[24, 24, "#### 24", "24"]) == [1.0, 0.0, 1.0, 0.0]  # GSM8K's form
+    assert exact_match(prompts, replies, answer=["24", "24", None, "unknown"]) == [1.0, 0.0, None, None]
+    with pytest.raises(ConfigError, match="2 answers for 4 completions"):
+        exact_match(prompts, replies, solution=[1, 2])

@@ -57,7 +57,9 @@ def test_rounding_keeps_the_sum_exact():
     ("<preference helpful=0.8 harmless=0.2 concise=0.0> no newline", "malformed conditioning tag"),
     ("<preference helpful=0.8\nharmless=0.2 concise=0>\nhi", "malformed conditioning tag"),
     ("<preference helpful=0.8 kindness=0.2 concise=0>\nhi", "unknown objective 'kindness'"),
-    ("<preference helpful=0.8 harmless=0.2>\nhi", r"missing objective\(s\) \['concise'\]"),
+    ("<preference helpful=0.8>\nhi", r"must sum to 1 \(within 0.01\), got sum 0.8000"),
+    ("<preference>\nhi", "name at least one objective"),
+    ("<scores>\nhi", "name at least one objective"),
     ("<preference helpful=0.8 helpful=0.2 concise=0>\nhi", "'helpful' given twice"),
     ("<preference helpful=abc harmless=0.2 concise=0>\nhi", "helpful='abc' is not a number"),
     ("<preference helpful=nan harmless=0.2 concise=0>\nhi", "not a finite number"),
@@ -82,10 +84,41 @@ def test_render_errors():
         render("hi", torch.tensor([0.5, 0.5]), OBJ, "weights")
     with pytest.raises(WeightsError, match="finite values"):
         render("hi", torch.tensor([0.5, float("inf"), 0.0]), OBJ, "scores")
+    with pytest.raises(WeightsError, match="name at least one objective"):
+        render("hi", torch.tensor([1.0, 0.0, 0.0]), OBJ, "weights", named=torch.zeros(3, dtype=torch.bool))
+    with pytest.raises(WeightsError, match="mask"):
+        render("hi", torch.tensor([1.0, 0.0, 0.0]), OBJ, "weights", named=torch.ones(2, dtype=torch.bool))
+    with pytest.raises(WeightsError, match=r"must sum to 1 \(on the simplex\)"):  # the named ones must sum to 1
+        render("hi", torch.tensor([0.5, 0.5, 0.0]), OBJ, "weights", named=torch.tensor([True, False, True]))
+    with pytest.raises(WeightsError, match="finite values"):  # NaN is only allowed where not named
+        render("hi", torch.tensor([0.5, float("nan"), 0.0]), OBJ, "scores", named=torch.tensor([True, True, False]))
     with pytest.raises(ConfigError, match="cannot go into a prompt tag"):
         render("hi", torch.tensor([0.5, 0.5]), ["very helpful", "harmless"], "weights")
     with pytest.raises(ConfigError, match="kind"):
         render("hi", torch.tensor([0.5, 0.5]), ["a", "b"], "ranks")
+
+
+def test_a_tag_names_only_the_objectives_that_apply_and_parses_back():
+    """A chat reply is not tagged with an exact-match weight or score (DESIGN.md section 8): the tag names the
+    objectives that apply; parsing gives an unnamed weight 0 and an unnamed score NaN (Scores.from_nan's mask)."""
+    objectives = ("helpful", "harmless", "arithmetic")
+    chat = torch.tensor([True, True, False])
+    prompt = render("Hi", torch.tensor([0.4, 0.6, float("nan")]), objectives, "weights", named=chat)
+    assert prompt[-1]["content"] == "<preference helpful=0.40 harmless=0.60>\nHi"
+    kind, w, stripped = parse(prompt, objectives)
+    assert kind == "weights" and w.tolist() == pytest.approx([0.4, 0.6, 0.0]) and stripped[-1]["content"] == "Hi"
+    # rounding runs over the named weights only, so they still sum to exactly 1.00
+    problem = torch.tensor([False, True, True])
+    thirds = render("Hi", torch.tensor([0.0, 1 / 3, 2 / 3]), objectives, "weights", named=problem)
+    assert thirds[-1]["content"].startswith("<preference harmless=0.33 arithmetic=0.67>\n")
+
+    prompt = render("Hi", torch.tensor([0.534, -1.2, float("nan")]), objectives, "scores", named=chat)
+    assert prompt[-1]["content"] == "<scores helpful=+0.53 harmless=-1.20>\nHi"
+    kind, s, _ = parse(prompt, objectives)
+    assert kind == "scores" and s[:2].tolist() == pytest.approx([0.53, -1.2]) and s[2].isnan()
+    assert render("Hi", s.nan_to_num(0.0), objectives, "scores", named=~s.isnan()) == prompt, "parse -> render"
+    assert render("Hi", torch.tensor([0.5, 0.5, 0.0]), objectives, "weights")[-1]["content"].startswith(
+        "<preference helpful=0.50 harmless=0.50 arithmetic=0.00>"), "without a mask every objective is named"
 
 
 def test_ric_targets_match_hand_computed_values():

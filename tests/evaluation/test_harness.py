@@ -144,3 +144,80 @@ def test_wic_policy_answers_once_per_preference_with_it_in_the_prompt(method, ti
 def test_wic_method_refuses_a_policy_without_wic_json(tiny_policy_dir, tiny_ensemble_dir, tmp_path):
     with pytest.raises(ConfigError, match="not a weights-in-context policy"):
         run_evaluation(eval_config(tmp_path, tiny_policy_dir, tiny_ensemble_dir, method="wic"))
+
+
+def _mixed_file(tmp_path, n: int = 3, problems: bool = True) -> str:
+    """Held-out chat prompts (benign, unsafe) and, with `problems`, arithmetic problems (right answer chosen)."""
+    from preforch.data.arithmetic import make_problems
+
+    rows = [{"prompt": f"how do I hurt {i}", "chosen": "No.", "rejected": "Like this: " * 5, "source": "unsafe"}
+            for i in range(n)]
+    rows += [{"prompt": f"explain item {i}", "chosen": "Sure: " * 6, "rejected": "no", "source": "benign"} for i in range(n)]
+    if problems:
+        rows += [{"prompt": list(p.prompt), "chosen": f"Answer: {p.answer}", "rejected": f"Answer: {p.answer + 1}",
+                  "source": "arithmetic"} for p in make_problems(n, seed=1, level="one-step")]
+    f = tmp_path / ("mixed.jsonl" if problems else "chat.jsonl")
+    f.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return str(f)
+
+
+@pytest.fixture
+def mixed_ensemble_dir(tiny_rm_dir, tmp_path) -> str:
+    """helpful + harmless (tiny RM) + exact match on arithmetic, which does not apply to chat prompts."""
+    from preforch.data.loaders import load_many
+    from preforch.rewards.ensemble import RewardEnsemble
+    from preforch.rewards.sources import HFRewardModel, RuleReward
+
+    ens = RewardEnsemble([HFRewardModel(tiny_rm_dir, device="cpu"), RuleReward("arithmetic", "exact_match")])
+    (tmp_path / "reference").mkdir()
+    ens.fit_normalization(load_many([_mixed_file(tmp_path / "reference", 4)]), progress=False)
+    ens.save(tmp_path / "mixed_rewards")
+    return str(tmp_path / "mixed_rewards")
+
+
+def _no_nan(folder) -> dict:
+    """evaluation.json read back, failing on any NaN or Infinity in it."""
+    def refuse(constant):
+        raise AssertionError(f"{constant} in evaluation.json")
+
+    return json.loads((folder / "evaluation.json").read_text(), parse_constant=refuse)
+
+
+def test_an_objective_is_averaged_over_the_prompts_it_applies_to(tiny_policy_dir, mixed_ensemble_dir, tmp_path):
+    r = run_evaluation(eval_config(tmp_path, tiny_policy_dir, mixed_ensemble_dir, eval_data=[_mixed_file(tmp_path)]))
+    json.dumps(r, allow_nan=False)  # no NaN anywhere: null where an objective does not apply or a CI is undefined
+    assert _no_nan(tmp_path / "eval")["rows"][0]["n"] == {"helpful": 9, "harmless": 9, "arithmetic": 3}
+    problems = [s == "arithmetic" for s in r["prompt_sources"]]
+    for row in r["grid"] + r["rows"]:
+        assert row["n"] == {"helpful": 9, "harmless": 9, "arithmetic": 3}  # exact match: the 3 problems only
+        assert all(row["mean"][o] is not None for o in r["objectives"])
+    uniform = r["rows"][0]
+    assert [s[2] is None for s in uniform["scores"]] == [not p for p in problems]  # null on chat prompts, not 0
+    on_problems = [s[2] for s, p in zip(uniform["scores"], problems) if p]
+    assert uniform["mean"]["arithmetic"] == pytest.approx(sum(on_problems) / 3)
+    assert uniform["ci95"]["arithmetic"] == pytest.approx(float(mean_ci(torch.tensor(on_problems)[:, None])[1][0]))
+    # the combined reward renormalises uniform weights over what applies: a chat prompt counts helpful and harmless
+    chat = [i for i, p in enumerate(problems) if not p][0]
+    assert uniform["combined"]["per_prompt"][chat] == pytest.approx(sum(uniform["scores"][chat][:2]) / 2, abs=1e-6)
+    assert all(np.isfinite(uniform["combined"]["per_prompt"])) and np.isfinite(uniform["combined"]["mean"])
+    assert r["front_objectives"] == r["objectives"] and np.isfinite(r["hypervolume"]) and r["hypervolume"] > 0
+    assert all(np.isfinite(g["mean"]) for g in r["alignment_gap"].values())
+    assert "(n=3)" in (tmp_path / "eval" / "report.md").read_text()
+
+
+def test_an_objective_that_applies_to_no_prompt_is_left_out_of_the_front(tiny_policy_dir, mixed_ensemble_dir,
+                                                                          tmp_path, capsys):
+    r = run_evaluation(eval_config(tmp_path, tiny_policy_dir, mixed_ensemble_dir,
+                                   eval_data=[_mixed_file(tmp_path, problems=False)]))
+    json.dumps(r, allow_nan=False)
+    assert all(row["mean"]["arithmetic"] is None and row["n"]["arithmetic"] == 0 for row in r["grid"] + r["rows"])
+    assert r["front_objectives"] == ["helpful", "harmless"] and np.isfinite(r["hypervolume"]) and r["hypervolume"] > 0
+    assert set(r["steering"]["arithmetic"].values()) == {None}
+    report = (tmp_path / "eval" / "report.md").read_text()
+    assert "Left out of the front and hypervolume, applying to no evaluated prompt: arithmetic." in report
+    assert "n/a (n=0)" in report
+    # a run whose front spans other objectives does not compare
+    run_evaluation(eval_config(tmp_path, tiny_policy_dir, mixed_ensemble_dir, eval_data=[_mixed_file(tmp_path)],
+                               output_dir=str(tmp_path / "all")))
+    assert main(["compare", str(tmp_path / "eval"), str(tmp_path / "all"), "--output_dir", str(tmp_path / "cmp")]) == 2
+    assert "eval's over ['helpful', 'harmless']" in capsys.readouterr().err

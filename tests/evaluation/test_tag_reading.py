@@ -2,13 +2,16 @@ import pytest
 import torch
 
 from preforch.evaluation.tag_reading import mismatched, reply_nll, tag_reading
+from preforch.rewards.scores import Scores
 
 
 def test_mismatched_never_gives_a_reply_its_own_conditioning():
-    values = torch.arange(10.0).view(5, 2)
+    values = Scores(torch.arange(10.0).view(5, 2), torch.tensor([[True, False]] + [[True, True]] * 4))
     other = mismatched(values)
-    assert sorted(other[:, 0].tolist()) == values[:, 0].tolist()
-    assert not (other == values).all(-1).any()
+    assert sorted(other.values[:, 0].tolist()) == values.values[:, 0].tolist()
+    assert not (other.filled(-1.0) == values.filled(-1.0)).all(-1).any()
+    # the objectives a tag names move with its values: reply 0's tag (helpful only) now conditions reply 2
+    assert other.applies[2].tolist() == [True, False] and other.values[2, 0] == 0.0
 
 
 def test_reply_nll_is_the_mean_token_cross_entropy_of_the_templated_reply_with_its_end(tiny_policy_dir):

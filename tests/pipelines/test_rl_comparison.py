@@ -1,17 +1,56 @@
 import json
+import math
+from dataclasses import asdict
 
 import pytest
+import torch
 
 from preforch.cli import main
 from preforch.errors import ConfigError
+from preforch.evaluation.metrics import mean_interval, objective_means
+from preforch.generation.combined_reward import combined_reward
 from preforch.pipelines.config import RLComparisonConfig
-from preforch.pipelines.rl_comparison import paired_delta
+from preforch.pipelines.rl_comparison import _summary, paired_delta
+from preforch.pipelines.rl_comparison_report import render_report
+from preforch.rewards.scores import Scores
+
+MIXED = ["helpful", "harmless", "arithmetic"]
 
 
 def test_paired_delta_uses_per_prompt_differences():
     d = paired_delta([1.0, 2.0, 3.0, 4.0], [0.5, 1.5, 2.5, 3.5])
     assert d["mean"] == pytest.approx(0.5) and d["ci95"] == pytest.approx(0.0)  # a constant shift is certain
     assert paired_delta([1.0, 0.0], [0.0, 1.0])["mean"] == pytest.approx(0.0)
+
+
+def _judged(shift: float) -> Scores:
+    """Judged scores of 6 chat prompts and 3 problems (2 answered wrong); exact match applies to the problems only."""
+    chat = [[0.1 * i + shift, -0.2 * i, math.nan] for i in range(6)]
+    return Scores.from_nan(torch.tensor(chat + [[0.3, 0.1, z + shift] for z in (1.0, -1.0, -1.0)]))
+
+
+def _uniform_row(scores: Scores) -> dict:
+    """What an evaluation.json holds for its uniform row, the part rl-compare reads."""
+    per_prompt = combined_reward(scores, torch.full((len(scores), 3), 1 / 3))
+    return {"label": "uniform", **objective_means(scores, MIXED), "scores": scores.tolist(),
+            "combined": {**mean_interval(per_prompt), "per_prompt": per_prompt.tolist()}}
+
+
+def test_report_reads_exact_match_over_the_problems_only():
+    before, after = _summary({"rows": [_uniform_row(_judged(0.0))]}), _summary({"rows": [_uniform_row(_judged(0.5))]})
+    delta = paired_delta(after["combined"]["uniform"]["per_prompt"], before["combined"]["uniform"]["per_prompt"])
+    r = {"config": asdict(RLComparisonConfig()), "objectives": MIXED, "num_prompts": 9, "weightings": ["uniform"],
+         "initial": before, "methods": {"morlhf": {"final_step": 2, "final": after, "delta_combined": {"uniform": delta},
+                                                   "cost": {"steps": 2, "seconds_per_step": None}}}}
+    json.dumps(r, allow_nan=False)
+    assert before["n"] == {"helpful": 9, "harmless": 9, "arithmetic": 3}
+    assert all(math.isfinite(x) for x in before["combined"]["uniform"]["per_prompt"])  # chat prompts: helpful, harmless
+    lines = render_report(r, "initial").splitlines()
+    initial, final = (next(x.split(" | ") for x in lines if x.startswith(start)) for start in ("| initial | 0 |", "| morlhf | 2 |"))
+    # (1 - 1 - 1) / 3 on the problems, in z units: not an average with six chat prompts fixed at the bottom
+    assert initial[4].startswith("-0.333 ± ") and initial[4].endswith(" (n=3)")
+    assert final[4].startswith("0.167 ± ") and final[4].endswith(" (n=3)")
+    assert "(n=" not in initial[2]  # helpful applies to every prompt
 
 
 def test_config_rejects_bad_methods():
@@ -128,7 +167,8 @@ def test_rl_compare_mixed_intent_arms_and_per_source_report(tiny_policy_dir, mix
     shared = ["rl-compare", "--policy", tiny_policy_dir, "--ensemble", rewards, "--orchestrator", orchestrator,
               "--train_data", train, "--eval_data", test, "--eval_prompts_per_source", "3", "--eval_temperature", "0",
               "--output_dir", str(out), "--max_steps", "1", "--save_steps", "5", "--per_device_train_batch_size", "4",
-              "--num_generations", "2", "--max_completion_length", "4", "--use_lora", "true"]
+              "--num_generations", "2", "--max_completion_length", "4", "--use_lora", "true",
+              "--seed", "1"]  # seed 1: the one training batch holds a problem (exact match applies to nothing else)
     # an arm trained alone (as parallel calls on a GPU do), judged later with the others
     assert main([*shared, "--methods", "morlhf:best-fixed", "--train_only", "true"]) == 0
     assert (out / "morlhf-best-fixed" / "policy").is_dir() and not (out / "eval").exists()
@@ -140,9 +180,9 @@ def test_rl_compare_mixed_intent_arms_and_per_source_report(tiny_policy_dir, mix
     assert r["methods"]["morlhf:uniform"]["weights"] is None
     assert r["methods"]["single-reward:arithmetic"]["objective"] == "arithmetic"
     assert (out / "morlhf-best-fixed" / "policy").is_dir() and (out / "single-reward-arithmetic" / "policy").is_dir()
-    # the exact-match rule rewarded the RL completions like any other objective
+    # the exact-match rule rewarded the RL completions of problems like any other objective
     log = [json.loads(line) for line in (out / "single-reward-arithmetic" / "log.jsonl").read_text().splitlines()]
-    assert any("objectives/arithmetic/raw" in row for row in log)
+    assert any(0.0 <= row.get("objectives/arithmetic/raw", -1.0) <= 1.0 for row in log)
     assert r["methods"]["single-reward:arithmetic"]["cost"]["steps"] == 1
     own = r["own_objective"]
     assert own["sources"] == {"hh-helpful": "helpful", "hh-harmless": "harmless", "arithmetic": "arithmetic"}
@@ -153,7 +193,14 @@ def test_rl_compare_mixed_intent_arms_and_per_source_report(tiny_policy_dir, mix
     assert 0.0 <= own["policies"]["initial"]["raw"]["arithmetic"] <= 1.0
     held_out = json.loads((out / "eval" / "initial" / "evaluation.json").read_text())
     assert held_out["prompt_sources"] == ["hh-helpful"] * 3 + ["hh-harmless"] * 3 + ["arithmetic"] * 3
+    # exact match judged on the 3 problems only, null on the chat prompts, in the table with its n
+    uniform = next(row for row in held_out["rows"] if row["label"] == "uniform")
+    assert [s[2] is None for s in uniform["scores"]] == [True] * 6 + [False] * 3
+    assert r["initial"]["n"] == {"helpful": 9, "harmless": 9, "arithmetic": 3}
+    assert r["initial"]["mean"]["arithmetic"] == pytest.approx(sum(s[2] for s in uniform["scores"][6:]) / 3)
     report = (out / "report.md").read_text()
+    initial = next(line for line in report.splitlines() if line.startswith("| initial | 0 |")).split(" | ")
+    assert initial[4].startswith(f"{r['initial']['mean']['arithmetic']:.3f}") and initial[4].endswith(" (n=3)")
     assert "judged on the objective its source names" in report and "### Minus morlhf:best-fixed" in report
     assert "arithmetic (arithmetic)" in report and "## Cost of training" in report
 

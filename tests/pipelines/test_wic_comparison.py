@@ -1,11 +1,18 @@
 import json
+import math
+from dataclasses import asdict
 
+import numpy as np
 import pytest
+import torch
 
 from preforch.cli import main
 from preforch.errors import ConfigError
+from preforch.evaluation.metrics import mean_interval, objective_means, steering_monotonicity
 from preforch.pipelines.config import WicComparisonConfig
 from preforch.pipelines.wic_comparison import experts_config, stage_plan
+from preforch.pipelines.wic_comparison_report import render_report
+from preforch.rewards.scores import Scores
 from tests.conftest import make_pairs
 
 
@@ -44,6 +51,27 @@ def test_experts_take_the_wic_arms_pairs_unless_expert_pairs_says_otherwise(tmp_
     assert experts_config(cfg, ("helpful", "harmless")).max_train_pairs == 400
     with pytest.raises(ConfigError, match="expert_pairs: must be > 0"):
         WicComparisonConfig(expert_pairs=0)
+
+
+def test_report_reads_exact_match_over_the_problems_only():
+    objectives = ["helpful", "harmless", "arithmetic"]
+    # [G=2, P=9, K=3]: 6 chat prompts, 3 problems all answered wrong (z -1) at every preference: exact match
+    # applies to the problems only, and its steering is undefined (a constant), not NaN
+    chat = [[0.1 * i, -0.2 * i, math.nan] for i in range(6)]
+    judged = Scores.from_nan(torch.tensor([chat + [[0.3, 0.1, -1.0]] * 3, chat + [[0.5, 0.0, -1.0]] * 3]))
+    grid = np.array([[1.0, 0.0, 0.0], [0.0, 0.5, 0.5]])
+    row = {"label": "uniform", **objective_means(judged[0], objectives), "combined": mean_interval([0.1, 0.2])}
+    arm = {"hypervolume": 1.5, "num_prompts": 9, "equal_weights": row, "orchestrator_weights": row,
+           "steering": steering_monotonicity(grid, judged, objectives), "tag_reading": None,
+           "compute": {"generated": 4, "kept_fraction": 0.5, "sft_steps": 3, "sft_tokens": 100, "seconds": 2.0}}
+    r = {"config": asdict(WicComparisonConfig()), "objectives": objectives, "reference_point": [-2.0] * 3,
+         "judge": "judge", "arms": {"pro-wic": arm}, "experts": None}
+    json.dumps(r, allow_nan=False)
+    report = render_report(r)
+    equal = next(line for line in report.splitlines() if line.startswith("| pro-wic | 1.5000 |")).split(" | ")
+    assert equal[4] == "-1.000 ± 0.000 (n=3) |" and "(n=" not in equal[2]  # the problems' mean, with its n
+    assert "| -1.000 ± 0.000 (n=3) | 0.150 ± 0.635 |" in report  # the orchestrator's row and its combined reward
+    assert "n/a / 1.00 / -1.000 -> -1.000 / 0.000 ± 0.000 |" in report  # steering: Spearman undefined
 
 
 def _small_run(data, out, policy: str, ensemble: str, orchestrator: str) -> list[str]:

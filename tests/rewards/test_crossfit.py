@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from preforch.data.loaders import load_preferences
-from preforch.data.schema import content_key, pair_fold
+from preforch.data.schema import PreferenceDataset, PreferencePair, content_key, pair_fold
 from preforch.errors import ConfigError
 from preforch.rewards import training
 from preforch.rewards.config import RewardModelConfig
@@ -48,7 +48,8 @@ def test_cross_fitting_never_scores_a_pair_with_a_model_that_trained_on_it(tiny_
     data = load_preferences(data_file)
     ensemble = RewardEnsemble([HFRewardModel(str(tmp_path / "rm"), device="cpu"), RuleReward("conciseness", "conciseness")])
     chosen, rejected = cross_fitted_pair_scores(ensemble, data)
-    assert chosen.shape == rejected.shape == (len(data), 2) and torch.isfinite(chosen).all()
+    assert chosen.shape == rejected.shape == (len(data), 2)
+    assert chosen.applies.all() and torch.isfinite(chosen.values).all()
     assert str(tmp_path / "rm") not in scored, "the main model (trained on everything) scored nothing"
     for f, d in enumerate(dirs):
         assert scored[str(d)], f"fold {f} scored no pair"
@@ -64,3 +65,35 @@ def test_cross_fit_errors(tiny_rm_dir, pairs):
         cross_fitted_pair_scores(ensemble, pairs)
     with pytest.raises(ConfigError, match="cross_fit_folds: expected 0"):
         RewardModelConfig(cross_fit_folds=1)
+
+
+def graded(prompts=None, completions=(), **kwargs):
+    """Exact match on 'What is' problems; None on chat prompts and on a reply that passes ("not applicable")."""
+    texts = [c[-1]["content"] for c in completions]
+    return [None if "What is" not in p[-1]["content"] or t == "pass" else float(t == "right")
+            for p, t in zip(prompts, texts)]
+
+
+def test_cross_fitting_fits_a_rule_on_the_replies_it_applies_to(pairs, monkeypatch):
+    from preforch.rewards import crossfit
+    from preforch.rewards.normalization import ZScore
+
+    problems = [PreferencePair(({"role": "user", "content": f"What is {i} + 1?"},), "right", "wrong", "math")
+                for i in range(40)]
+    in_fold_0 = [p for p in problems if pair_fold(p, 2) == 0][:6]  # fold 1 gets one problem, half of it judged
+    lone = next(p for p in (PreferencePair(({"role": "user", "content": f"What is {i} + 2?"},), "right", "pass", "math")
+                            for i in range(40)) if pair_fold(p, 2) == 1)
+    data = PreferenceDataset(list(pairs) + in_fold_0 + [lone])
+    sources = [RuleReward("conciseness", "conciseness"), RuleReward("arithmetic", "tests.rewards.test_crossfit:graded")]
+    ensemble = RewardEnsemble(sources, ZScore(torch.tensor([0.0, 0.25]), torch.tensor([1.0, 2.0]), 100))
+    monkeypatch.setattr(crossfit, "fold_ensembles", lambda e: [RewardEnsemble(sources), RewardEnsemble(sources)])
+    chosen, rejected = cross_fitted_pair_scores(ensemble, data)
+
+    problem = torch.tensor(["What is" in p.prompt[-1]["content"] for p in data])
+    assert not chosen.applies[~problem, 1].any() and chosen.applies[:, 0].all()
+    # fold 0: six right and six wrong replies, z-scored among themselves, never diluted by the chat replies' absence
+    fold_0 = torch.tensor([pair_fold(p, 2) == 0 for p in data]) & problem
+    z = torch.cat([chosen.values[fold_0, 1], rejected.values[fold_0, 1]])
+    assert z.mean().item() == pytest.approx(0.0, abs=1e-6) and z.std().item() == pytest.approx(1.0, abs=1e-5)
+    # fold 1 judges one reply: too few to fit, so the main ensemble's statistics score it
+    assert chosen.values[-1, 1].item() == pytest.approx((1 - 0.25) / 2) and not rejected.applies[-1, 1]

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from preforch.errors import ConfigError, ObjectiveMismatchError
+from preforch.errors import ConfigError, ObjectiveMismatchError, PreforchError
 from preforch.rewards.ensemble import RewardEnsemble
 from preforch.rewards.sources import HFRewardModel, RuleReward
 
@@ -36,7 +36,7 @@ def test_ensemble_shape_normalisation_and_cache(tiny_rm_dir, pairs):
     assert stats.num_samples == 2 * len(pairs)
     normalized = ens.score(pairs.prompts * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs])
     assert normalized.shape == (2 * len(pairs), 3)
-    assert normalized.mean(0).abs().max() < 1e-4  # reference set is exactly what the stats were fitted on
+    assert normalized.applies.all() and normalized.values.mean(0).abs().max() < 1e-4  # reference set is exactly what the stats were fitted on
     calls = []
     rule.fn = lambda prompts, completions, **kwargs: calls.append(len(completions)) or [0.0] * len(completions)
     ens.score(pairs.prompts[:3], [p.chosen for p in pairs][:3])  # cached: no call
@@ -49,7 +49,7 @@ def test_ensemble_save_load_round_trip(tiny_ensemble_dir, pairs):
     assert ens.objectives == ("helpful", "harmless", "conciseness")
     again = RewardEnsemble.load(tiny_ensemble_dir)
     a = ens.score(pairs.prompts[:4], [p.chosen for p in pairs][:4])
-    assert torch.allclose(a, again.score(pairs.prompts[:4], [p.chosen for p in pairs][:4]))
+    assert torch.allclose(a.values, again.score(pairs.prompts[:4], [p.chosen for p in pairs][:4]).values)
 
 
 def test_a_reward_model_beside_the_ensemble_loads_from_any_working_directory(tiny_rm_dir, tmp_path, pairs,
@@ -67,7 +67,7 @@ def test_a_reward_model_beside_the_ensemble_loads_from_any_working_directory(tin
     shutil.move(run, tmp_path / "moved")  # the run folder moved as a whole, read from elsewhere
     monkeypatch.chdir(tmp_path)
     loaded = RewardEnsemble.load(tmp_path / "moved" / "rewards")
-    assert torch.allclose(loaded.score(*pairs.all_replies()), ens.score(*pairs.all_replies()))
+    assert torch.allclose(loaded.score(*pairs.all_replies()).values, ens.score(*pairs.all_replies()).values)
 
 
 def test_ensemble_errors(tmp_path):
@@ -110,3 +110,42 @@ def test_length_buckets_pad_inputs_without_changing_scores(tiny_rm_dir, pairs, m
     bucketed = rm.score(pairs.prompts[:6], replies)
     assert lengths and all(n % 16 == 0 for n in lengths)
     torch.testing.assert_close(bucketed, plain, atol=1e-5, rtol=1e-5)
+
+
+def test_build_ensemble_fits_exact_match_on_problems_only(tmp_path, capsys):
+    # issue 37's command: no --objective_reference, yet arithmetic's mean is the share right on the 100 problems
+    # (each pair one right and one wrong sample: 0.5), not diluted by 200 chat replies it does not apply to (0.25)
+    import json
+
+    from preforch.cli import main
+
+    out = tmp_path / "rewards"
+    main(["build-ensemble", "--reward_models", "--rules", "arithmetic=preforch.data.arithmetic:exact_match",
+          "conciseness", "--reference_data", "hh-helpful:test", "arithmetic-smollm2:train",
+          "--max_reference_pairs", "100", "--output_dir", str(out)])
+    norm = json.loads((out / "ensemble.json").read_text())["normalization"]
+    assert norm["mean"][0] == pytest.approx(0.5) and norm["counts"] == [200, 400]
+    ens = RewardEnsemble.load(out)
+    chat = [({"role": "user", "content": "Any tips for sleeping better?"},)] * 2
+    problem = [({"role": "user", "content": "What is 2 + 3? Give the final number on a last line as 'Answer: N'."},)] * 2
+    s = ens.score(chat + problem, ["Keep a routine.", "Dark room.", "Answer: 5", "Answer: 6"])
+    assert s.applies[:, 0].tolist() == [False, False, True, True] and s.applies[:, 1].all()
+    assert s.values[2:, 0].tolist() == pytest.approx([1.0, -1.0], abs=1e-2)
+    assert s.tolist()[0][0] is None
+
+
+def test_only_a_rule_may_say_not_applicable(tiny_rm_dir, pairs):
+    rm = HFRewardModel(tiny_rm_dir, device="cpu")
+    rm.outputs = lambda prompts, responses: torch.full((len(responses), 2), float("nan"))  # a broken model
+    with pytest.raises(PreforchError, match=r"reward source \['helpful', 'harmless'\] \(hf\) scored NaN for reply 0"):
+        RewardEnsemble([rm]).score_raw(pairs.prompts[:2], ["a", "b"])
+
+
+def test_dataset_columns_reach_the_rules():
+    ens = RewardEnsemble([RuleReward.from_spec("arithmetic=preforch.data.arithmetic:exact_match")])
+    prompts = [({"role": "user", "content": "How many legs do 3 spiders have?"},)] * 2
+    assert not ens.score_raw(prompts, ["Answer: 24", "Answer: 23"]).applies.any()
+    scored = ens.score_raw(prompts, ["Answer: 24", "Answer: 23"], columns={"solution": ["24", "24"]})
+    assert scored.values.flatten().tolist() == [1.0, 0.0]
+    # the column is part of what was scored: another answer is another cache entry
+    assert ens.score_raw(prompts, ["Answer: 24"] * 2, columns={"solution": [24, 23]}).values.flatten().tolist() == [1.0, 0.0]

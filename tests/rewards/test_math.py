@@ -5,6 +5,7 @@ import torch
 
 from preforch.rewards.losses import bradley_terry_loss
 from preforch.rewards.normalization import ZScore, apply_zscore, fit_zscore
+from preforch.rewards.scores import Scores, applicable_weights, combined_reward
 from preforch.rewards.rules import BUILTIN_RULES, conciseness, no_refusal, resolve_rule
 from preforch.errors import ConfigError, PreforchError
 
@@ -36,8 +37,39 @@ def test_zscore_fit_apply_and_round_trip():
 def test_zscore_rejects_bad_reference():
     with pytest.raises(PreforchError, match="at least 2"):
         fit_zscore(torch.zeros(1, 2))
-    with pytest.raises(PreforchError, match="NaN"):
+    with pytest.raises(PreforchError, match=r"objective\(s\) \{'arithmetic': 1\} apply to fewer than 2"):
+        fit_zscore(Scores.from_nan(torch.tensor([[0.0], [float("nan")]])), objectives=["arithmetic"])
+    with pytest.raises(PreforchError, match="NaN"):  # a plain tensor cannot say where an objective does not apply
         fit_zscore(torch.tensor([[0.0], [float("nan")]]))
+
+
+def test_each_objective_is_fitted_on_the_replies_it_applies_to():
+    nan = float("nan")
+    # exact match (column 1) applies to the two problems only: its mean is the share right there, 0.5, not 0.25
+    raw = Scores.from_nan(torch.tensor([[1.0, nan], [3.0, nan], [5.0, 1.0], [7.0, 0.0]]))
+    z = fit_zscore(raw)
+    assert z.mean.tolist() == pytest.approx([4.0, 0.5]) and z.counts == (4, 2)
+    assert z.std[1].item() == pytest.approx(torch.tensor([1.0, 0.0]).std().item())
+    out = apply_zscore(raw, z)
+    assert out.applies.equal(raw.applies) and out.values[2:, 1].tolist() == pytest.approx([0.7071, -0.7071], abs=1e-4)
+    skipped = fit_zscore(raw, skip=[1])  # fitted elsewhere (--objective_reference): neutral here, count 0
+    assert skipped.mean[1] == 0 and skipped.std[1] == 1 and skipped.counts == (4, 0)
+    assert ZScore.from_dict(z.to_dict()).counts == (4, 2)
+    assert ZScore.from_dict({"mean": [0.0], "std": [1.0], "num_samples": 3}).counts is None  # files from before
+
+
+def test_the_combined_reward_sums_the_objectives_that_apply():
+    nan = float("nan")
+    s = Scores.from_nan(torch.tensor([[1.0, -1.0, nan], [1.0, -1.0, 2.0]]))
+    w = torch.tensor([0.25, 0.25, 0.5])
+    # row 0: exact match does not apply, helpful and harmless share its weight equally: 0.5 * 1 + 0.5 * -1
+    assert combined_reward(s, w).tolist() == pytest.approx([0.0, 1.0])
+    assert applicable_weights(w, s.applies)[0].tolist() == pytest.approx([0.5, 0.5, 0.0])
+    # weight only on what does not apply: every reply ties at 0, never NaN
+    assert combined_reward(s[:1], torch.tensor([0.0, 0.0, 1.0])).tolist() == [0.0]
+    with pytest.raises(PreforchError, match="no objective applies to item 1"):
+        combined_reward(Scores.from_nan(torch.tensor([[1.0], [nan]])), torch.tensor([1.0]))
+    assert combined_reward(torch.tensor([[1.0, 3.0]]), torch.tensor([0.5, 0.5])).tolist() == [2.0]  # plain: as before
 
 
 def test_rules():

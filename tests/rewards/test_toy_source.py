@@ -40,7 +40,7 @@ def test_a_toy_source_is_one_class_and_one_row(monkeypatch, tiny_policy_dir, tmp
     ensemble.save(tmp_path / "ens")
     assert json.loads((tmp_path / "ens" / "ensemble.json").read_text())["sources"] == [{"kind": "letter-count", "letter": "e"}]
     loaded = RewardEnsemble.load(tmp_path / "ens")
-    assert torch.equal(loaded.score_raw([[{"role": "user", "content": "hi"}]], ["e e e"]), torch.tensor([[3.0]]))
+    assert torch.equal(loaded.score_raw([[{"role": "user", "content": "hi"}]], ["e e e"]).values, torch.tensor([[3.0]]))
 
     data = tmp_path / "prompts.jsonl"
     data.write_text("\n".join(json.dumps({"prompt": f"q {i}", "chosen": "a", "rejected": "b"}) for i in range(4)))

@@ -111,15 +111,16 @@ def test_mod_forward_kl_samples_reproducibly():
 
 
 def _arithmetic_guide(tiny_rm_dir, folder=None):
-    """helpful + harmless (tiny RM) + arithmetic (the exact_match rule), normalised on HH pairs and problems, so the
-    rule's statistics are neither 0 / 1 nor BALANCED's; saved to `folder` if given."""
+    """helpful + harmless (tiny RM) + arithmetic (the exact_match rule), normalised on HH pairs and problems, a
+    quarter of the problem replies right, so the rule's statistics (fitted on the problems, where it applies) are
+    neither 0 / 1 nor BALANCED's; saved to `folder` if given."""
     from preforch.data.arithmetic import make_problems
     from preforch.rewards.ensemble import RewardEnsemble
     from preforch.rewards.sources import HFRewardModel, RuleReward
 
     problems = make_problems(6, seed=0)
-    pairs = [PreferencePair(tuple(p.prompt), f"The answer is {p.answer}.", f"The answer is {p.answer + 1}.", "arith")
-             for p in problems]
+    pairs = [PreferencePair(tuple(p.prompt), f"The answer is {p.answer + 2 * (i >= 3)}.", f"The answer is {p.answer + 1}.",
+                            "arith") for i, p in enumerate(problems)]
     ensemble = RewardEnsemble([HFRewardModel(tiny_rm_dir, device="cpu"), RuleReward("arithmetic", "exact_match")])
     ensemble.fit_normalization(PreferenceDataset(list(make_pairs(12)) + pairs), progress=False)
     if folder is not None:
@@ -136,7 +137,7 @@ def test_checker_values_are_z_scored_with_the_guides_own_statistics_or_balanced(
     assert 0.1 < mean < 0.4 and (mean, std) != BALANCED
     scorer = EnsembleStepScorer(guide, OBJECTIVES)
     replies = [f"The answer is {problem.answer}.", "The answer is -1."]
-    own = guide.score([tuple(problem.prompt)] * 2, replies)[:, 2]  # the ensemble's score of finished replies
+    own = guide.score([tuple(problem.prompt)] * 2, replies).values[:, 2]  # the ensemble's score of finished replies
     torch.testing.assert_close(scorer.checker_zscores("arithmetic", torch.tensor([1.0, 0.0])), own)
     assert checker_statistics(RewardEnsemble.load(tiny_ensemble_dir), "arithmetic") == BALANCED  # no such rule
     plain = EnsembleStepScorer(RewardEnsemble.load(tiny_ensemble_dir), OBJECTIVES)
@@ -155,9 +156,27 @@ def test_mahalo_step_scores_put_the_arithmetic_value_on_the_guides_scale(mahalo_
     rows = [tok("so", add_special_tokens=False).input_ids, right]
     scores = policy.step_scores(problem.prompt, torch.tensor([[1, 2]]), rows, torch.tensor([0.2, 0.2, 0.6]))
     mean, std = guide.normalizer.mean[2], guide.normalizer.std[2]  # the exact_match rule's reference statistics
-    torch.testing.assert_close(scores[:, 2], torch.tensor([(0.25 - mean) / std, (1.0 - mean) / std]))
-    own = guide.score([tuple(problem.prompt)], [tok.decode(right, skip_special_tokens=True)])[0, 2]
-    torch.testing.assert_close(scores[1, 2], own)
+    torch.testing.assert_close(scores.values[:, 2], torch.tensor([(0.25 - mean) / std, (1.0 - mean) / std]))
+    own = guide.score([tuple(problem.prompt)], [tok.decode(right, skip_special_tokens=True)]).values[0, 2]
+    torch.testing.assert_close(scores.values[1, 2], own)
+
+
+def test_guided_steps_on_a_prompt_the_checker_cannot_judge_are_ranked_by_the_objectives_that_apply(mahalo_dir, tiny_rm_dir,
+                                                                                                     tmp_path):
+    """exact match does not apply to "hi": its step column is masked out (it would be NaN), the combined step reward
+    renormalises w over helpful and harmless, and guided decoding answers."""
+    from preforch.generation.combined_reward import combined_reward
+
+    _arithmetic_guide(tiny_rm_dir, tmp_path / "guide")
+    policy = load_preference_policy(mahalo_dir, "mahalo", guide=str(tmp_path / "guide"), step_candidates=2, rollouts=2,
+                                    min_step_tokens=2, max_step_tokens=3)
+    _, tok = policy.model_and_tokenizer()
+    rows = [tok(t, add_special_tokens=False).input_ids for t in ("so", "Sure, here")]
+    w = torch.tensor([0.2, 0.2, 0.6])
+    scores = policy.step_scores(PROMPTS[0], torch.tensor([[1, 2]]), rows, w)
+    assert scores.applies.tolist() == [[True, True, False]] * 2
+    torch.testing.assert_close(combined_reward(scores, w), 0.5 * scores.values[:, 0] + 0.5 * scores.values[:, 1])
+    assert len(policy.respond([PROMPTS[0]], w[None], SamplingConfig(1, 6, 0.8, 1.0))[0]) == 1
 
 
 def test_raw_logits_mix_as_log_probs_for_reverse_kl_and_reweigh_forward_kl():

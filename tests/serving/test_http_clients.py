@@ -69,6 +69,34 @@ def test_score_gives_each_objectives_normalised_score_the_weights_and_the_combin
     assert second["reward"] == pytest.approx(0.2 * z2[0] + 0.8 * z2[1])
 
 
+def test_an_objective_that_does_not_apply_is_null_and_the_reward_combines_the_others():
+    """exact match cannot judge "Say hello": its score is null in every reply body (before: NaN, which no JSON
+    carries) and /v1/score's reward renormalises the weights of the two rules that apply."""
+    from preforch.data.arithmetic import make_problems
+
+    objectives = ("conciseness", "no_refusal", "arithmetic")
+    ensemble = RewardEnsemble([*rules_ensemble().sources, RuleReward("arithmetic", "exact_match")],
+                              ZScore(torch.tensor([-2.0, 0.5, 0.5]), torch.tensor([0.5, 0.25, 0.5]), 10))
+    problem = make_problems(1, seed=0)[0]
+    served = Served(Fixed(objectives, reply="two words"), ensemble,
+                    default_preference="conciseness=0.25,no_refusal=0.25,arithmetic=0.5")
+    items = [{"messages": HELLO, "reply": "two words"},
+             {"messages": list(problem.prompt), "reply": f"Answer: {problem.answer}"}]
+    with client_for(served) as c:
+        scored = c.post("/v1/score", json={"items": items})
+        chat = c.post("/v1/chat/completions", json={"messages": HELLO})
+        explained = c.post("/v1/explain", json={"messages": HELLO, "n": 2})
+    assert scored.status_code == chat.status_code == explained.status_code == 200, scored.text + chat.text + explained.text
+    hello, solved = scored.json()["data"]
+    z = [(-math.log(3) + 2) / 0.5, 2.0]
+    assert hello["scores"]["arithmetic"] is None and hello["raw_scores"]["arithmetic"] is None
+    assert hello["reward"] == pytest.approx(0.5 * z[0] + 0.5 * z[1])  # 1/4, 1/4 of what applies -> 1/2, 1/2
+    assert solved["scores"]["arithmetic"] == 1.0 and math.isfinite(solved["reward"])
+    assert chat.json()["choices"][0]["scores"] == pytest.approx({"conciseness": z[0], "no_refusal": z[1], "arithmetic": None})
+    for candidate in explained.json()["candidates"]:
+        assert candidate["scores"]["arithmetic"] is None and candidate["combined"] == pytest.approx(hello["reward"])
+
+
 def test_score_refuses_what_it_cannot_answer():
     with client_for(Served(Fixed(), rules_ensemble()), max_score_items=2, max_prompt_chars=50) as c:
         no_orchestrator = c.post("/v1/score", json={"items": [{"messages": HELLO, "reply": "x"}]})

@@ -80,9 +80,9 @@ def test_arithmetic_prefixes_are_valued_by_the_checker_and_rollouts(tiny_policy_
     _, tok = policy.model_and_tokenizer()
     rows = [tok("so", add_special_tokens=False).input_ids, tok("hmm", add_special_tokens=False).input_ids]
     scores = policy.step_scores(problem.prompt, ids, rows, w)
-    assert scores[:, 2].tolist() == [-0.5, -0.5] and (scores[:, :2] != 0).any()  # 0.25 z-scored as (v - 0.5) / 0.5
+    assert scores.values[:, 2].tolist() == [-0.5, -0.5] and (scores.values[:, :2] != 0).any()  # (0.25 - 0.5) / 0.5
     other = policy.step_scores(({"role": "user", "content": "hi"},), ids, rows, w)  # no problem: no rollouts
-    assert other[:, 2].tolist() == [0.0, 0.0]
+    assert other.values[:, 2].tolist() == [0.0, 0.0]
     real = load_preference_policy(str(tmp_path / "m"), guide=tiny_ensemble_dir, step_candidates=2, rollouts=2,
                                   rollout_tokens=3, min_step_tokens=2, max_step_tokens=3)
     assert len(real.rollout(ids, rows[0], w, 2)) == 2

@@ -42,6 +42,76 @@ class LoudestPolicy(PreferencePolicy):
                 for w in weightings for p in range(len(prompts))]
 
 
+@dataclass(frozen=True)
+class ListedSettings:
+    objectives: tuple[str, ...]
+    replies: tuple[str, ...]
+
+    def __post_init__(self):
+        object.__setattr__(self, "objectives", tuple(self.objectives))
+        object.__setattr__(self, "replies", tuple(self.replies))
+
+
+class ListedPolicy(PreferencePolicy):
+    """A toy kind with no model: its candidates for every prompt are `replies`, in order."""
+
+    kind, Settings, shares_candidates = "listed", ListedSettings, True
+
+    @property
+    def objectives(self):
+        return self.settings.objectives
+
+    def candidates(self, prompts, weightings, sampling):
+        return [list(self.settings.replies[:sampling.num_candidates]) for _ in prompts]
+
+
+def digits(prompts=None, completions=(), **kwargs) -> list[float | None]:
+    """A rule that judges only replies with digits (how many): None, not applicable, on the others."""
+    counts = [sum(ch.isdigit() for ch in c[-1]["content"]) for c in completions]
+    return [float(n) if n else None for n in counts]
+
+
+@pytest.fixture
+def listed_dir(tmp_path, monkeypatch):
+    """(a listed policy answering "ok" or "123", an ensemble of conciseness and `digits` with hand-set statistics)."""
+    from preforch.rewards.ensemble import RewardEnsemble
+    from preforch.rewards.normalization import ZScore
+    from preforch.rewards.sources import RuleReward
+
+    monkeypatch.setitem(KINDS, "listed", f"{__name__}:ListedPolicy")
+    save_preference_policy(ListedPolicy(ListedSettings(("conciseness", "digits"), ("ok", "123")), LoadOptions()),
+                           tmp_path / "base")
+    RewardEnsemble([RuleReward("conciseness", "conciseness"), RuleReward("digits", f"{__name__}:digits")],
+                   ZScore(torch.tensor([-2.0, 0.0]), torch.tensor([0.5, 1.0]), 10)).save(tmp_path / "ens")
+    return str(tmp_path / "base"), str(tmp_path / "ens")
+
+
+def test_best_of_n_ranks_by_the_objectives_that_apply_never_by_a_nan(listed_dir):
+    """"ok" has no digits, so the digits rule does not apply to it. Before, its score was NaN, the combined reward
+    NaN, and a descending sort put NaN first: best-of-N chose it for what it lacked. Now "ok" is judged by
+    conciseness alone and "123", as concise and rich in digits, wins."""
+    from preforch.serving.best_of_n import BestOfNPolicy, BestOfNSettings
+
+    policy = BestOfNPolicy(BestOfNSettings(*listed_dir, num_candidates=2), LoadOptions())
+    prompts = [({"role": "user", "content": "count"},)]
+    ranked = policy.respond(prompts, torch.tensor([[0.5, 0.5]]), SamplingConfig(num_candidates=2, temperature=1.0))
+    assert ranked == [["123", "ok"]]
+    scores = policy.ensemble.score(prompts * 2, ["ok", "123"])
+    assert scores.applies.tolist() == [[True, False], [True, True]]
+    assert select_best(scores.view(1, 2, 2), torch.tensor([[0.5, 0.5]])).tolist() == [1]
+
+
+def test_generate_writes_null_where_an_objective_does_not_apply(listed_dir, tmp_path):
+    """The listed policy answers "ok", which the digits rule does not judge: null in the file (before: NaN, which is
+    not JSON), and the combined reward is its conciseness score alone."""
+    out = tmp_path / "gen.jsonl"
+    assert main(["generate", "--prompt", "count", "--policy", listed_dir[0], "--ensemble", listed_dir[1],
+                 "--weights", "conciseness=0.5,digits=0.5", "--output", str(out)]) == 0
+    row = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"{c} in the output"))
+    assert row["response"] == "ok" and row["rewards"]["digits"] is None
+    assert row["combined_reward"] == pytest.approx(row["rewards"]["conciseness"])
+
+
 @pytest.fixture
 def loudest_dir(tmp_path, monkeypatch):
     monkeypatch.setitem(KINDS, "loudest", f"{__name__}:LoudestPolicy")

@@ -15,5 +15,6 @@ def test_ensemble_prefix_scores_are_the_normalised_rewards_of_the_policy_objecti
     scorer = EnsembleStepScorer(ensemble, ["harmless", "arithmetic", "helpful"])
     prompt, prefixes = [{"role": "user", "content": "hi"}], ["Sure, here", "No."]
     s = scorer.scores(prompt, prefixes)
-    full = ensemble.score([tuple(prompt)] * 2, prefixes)
-    assert torch.allclose(s[:, 0], full[:, 1]) and torch.allclose(s[:, 2], full[:, 0]) and (s[:, 1] == 0).all()
+    full = ensemble.score([tuple(prompt)] * 2, prefixes).values
+    assert torch.allclose(s.values[:, 0], full[:, 1]) and torch.allclose(s.values[:, 2], full[:, 0])
+    assert (s.values[:, 1] == 0).all() and s.applies.all()  # an objective the guide lacks: 0, no guidance

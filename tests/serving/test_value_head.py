@@ -78,7 +78,7 @@ def test_train_value_head_fits_saves_and_the_mahalo_kind_guides_with_it(tiny_pol
     _, tok = policy.model_and_tokenizer()
     rows = [tok(t, add_special_tokens=False).input_ids for t in ("So", "So the answer is")]
     scores = policy.step_scores(problem.prompt, torch.tensor([[1, 2]]), rows, torch.tensor([0.2, 0.2, 0.6]))
-    assert torch.allclose(scores[:, 2], (values - 0.5) / 0.5, atol=1e-5)  # unfinished: the value head's, z-scored
+    assert torch.allclose(scores.values[:, 2], (values - 0.5) / 0.5, atol=1e-5)  # unfinished: the value head's, z-scored
 
 
 def test_a_value_head_and_rollouts_together_and_a_missing_folder_are_refused(tiny_mahalo, tiny_ensemble_dir, tmp_path):
