@@ -78,8 +78,8 @@ class EnsembleConfig:
     reference_data: list[str] = _list(HH_TRAIN, "preference data whose chosen+rejected responses fit the z-scores")
     max_reference_pairs: Optional[int] = _f(None, "cap on reference pairs per data spec")
     objective_reference: list[str] = _list([], "objective=data: fit this objective's z-score on that data's replies "
-                                           "only, e.g. arithmetic=arithmetic-smollm2:train (a rule that scores 0 "
-                                           "on prompts it does not judge would otherwise take its scale from them)")
+                                           "only, e.g. arithmetic=arithmetic-smollm2:train (otherwise each objective "
+                                           "is fitted on the reference replies it applies to)")
     output_dir: str = _f("runs/rewards", "where ensemble.json is written")
     trust_remote_code: bool = _f(False, "allow custom model code from the hub")
 
