@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from preforch.alignment.algorithms import AGGREGATIONS, ALGORITHMS, SUM_THEN_NORMALIZE, algorithm_class
 from preforch.alignment.methods import METHODS, check_method
 from preforch.config import (HH_TEST, HH_TRAIN, RunConfig, _check_trackers, _f, _list, _non_negative, _one_of, _positive,
                              _same_length, _trl, run_config)
@@ -15,11 +16,17 @@ ONLINE_FILTERS = ("ric", "offline-thresholds")
 
 @run_config
 class PolicyConfig(RunConfig):
-    """`preforch train-policy`: Pro-MORLHF / MORLHF / single-reward RL through TRL (paper Eq. 9)."""
+    """`preforch train-policy`: Pro-MORLHF / MORLHF / single-reward RL through TRL (paper Eq. 9), under any training
+    signal of alignment/algorithms.py."""
 
     method: str = _f("pro-morlhf", f"{' | '.join(METHODS)}: the rows of preforch/alignment/methods.py, each "
                      "class's docstring says how it weights and rewards a prompt")
-    algorithm: str = _f("grpo", "grpo (TRL GRPOTrainer) | rloo (TRL RLOOTrainer)")
+    algorithm: str = _f("grpo", f"{' | '.join(ALGORITHMS)}: the training signal, a row of preforch/alignment/"
+                        "algorithms.py (grpo: TRL GRPOTrainer; rloo: RLOOTrainer; ranked-dpo: DPO on the best and worst "
+                        "of num_generations samples under each prompt's w . r~; online-dpo: TRL's online DPO)")
+    aggregation: str = _f(SUM_THEN_NORMALIZE, f"grpo: {' | '.join(AGGREGATIONS)}; sum-then-normalize is TRL's default "
+                          "(only the direction of a prompt's weights survives its group's std); normalize-then-sum "
+                          "normalises each objective within its group, then sums with the prompt's own weights")
     policy: str = _f("smollm2", "causal LM to train: hub id, local path, or bundled alias 'smollm2'")
     ensemble: str = _f("runs/quickstart/rewards", "reward ensemble folder (objectives + stored normalisation)")
     orchestrator: Optional[str] = _f("runs/quickstart/orchestrator", "orchestrator folder (pro-morlhf)")
@@ -54,7 +61,7 @@ class PolicyConfig(RunConfig):
     save_steps: int = _f(25, "checkpoint every N steps")
     resume: bool = _f(False, "continue from the newest checkpoint in output_dir")
     report_to: str = _f("none", "extra loggers for TRL: none | tensorboard | wandb ...")
-    trl: dict = _trl("GRPOConfig / RLOOConfig (by --algorithm)")
+    trl: dict = _trl("the TRL config of --algorithm (GRPOConfig, RLOOConfig, DPOConfig, OnlineDPOConfig)")
 
     def __post_init__(self):
         _positive(self, "max_steps", "learning_rate", "per_device_train_batch_size", "num_generations", "max_completion_length")
@@ -63,8 +70,11 @@ class PolicyConfig(RunConfig):
         _one_of(self, "mapping", ("probability", "expected", "distance"))
         if self.pad_to_multiple_of is not None and self.pad_to_multiple_of < 1:
             raise ConfigError(f"pad_to_multiple_of: expected a positive number of tokens, got {self.pad_to_multiple_of}")
-        if self.algorithm not in ("grpo", "rloo"):
-            raise ConfigError(f"algorithm: expected grpo or rloo, got {self.algorithm!r} (TRL >= 1.13 has no PPO)")
+        algorithm = algorithm_class(self.algorithm, "algorithm")
+        _one_of(self, "aggregation", AGGREGATIONS)
+        if self.aggregation not in algorithm.aggregations:
+            raise ConfigError(f"aggregation: {self.aggregation} is not available with --algorithm {self.algorithm} "
+                              f"(it takes {', '.join(algorithm.aggregations)})")
         if self.per_device_train_batch_size % self.num_generations:
             raise ConfigError(f"per_device_train_batch_size ({self.per_device_train_batch_size}) must be a multiple "
                               f"of num_generations ({self.num_generations})")

@@ -39,6 +39,9 @@ class PolicySetup:
     objectives: list[str]  # the model card's objectives
     rewarded_by: str  # model card: "rewarded by <this>", e.g. "fixed weights uniform (MORLHF) over the scores of X"
     extra_json: Optional[dict] = None  # file name -> JSON saved beside the policy (e.g. moslim.json, its serving kind)
+    # one TRL reward function per objective (None where one does not apply), in the order of the `weights` column:
+    # what --aggregation normalize-then-sum normalises; None for a method that rewards through `reward` only
+    objective_rewards: Optional[list[Callable]] = None
 
 
 class TrainingMethod:

@@ -1,6 +1,7 @@
-"""`preforch train-policy`: Pro-MORLHF, MORLHF and single-reward RL on TRL's GRPOTrainer / RLOOTrainer.
+"""`preforch train-policy`: Pro-MORLHF, MORLHF and single-reward RL through TRL.
 
-`train_policy` runs the method its config names, a row of alignment/methods.py. The three here are
+`train_policy` runs the method its config names, a row of alignment/methods.py, under the training signal its
+`--algorithm` names, a row of alignment/algorithms.py (GRPO, RLOO, ...). The three here are
 `WeightedMethod`s, which differ only in the `weights` column of the prompt dataset (`ProMorlhf`, `Morlhf`,
 `SingleReward`); `moslim` (alignment/moslim.py) swaps both the dataset (tagged prompts) and the reward (the
 classifier's mapping).
@@ -13,8 +14,9 @@ from pathlib import Path
 import torch
 
 from preforch.alignment.config import PolicyConfig
+from preforch.alignment.algorithms import algorithm_class
 from preforch.alignment.methods import PolicySetup, TrainingMethod, method_class
-from preforch.alignment.rewards import CombinedReward
+from preforch.alignment.rewards import CombinedReward, ObjectiveReward
 from preforch.alignment.trl_utils import (LOG_FILE, check_trl_fields, device_args, jsonl_logger, lora_config, rl_prompts,
                                          memory_releaser, save_policy, trl_config)
 from preforch.errors import ConfigError
@@ -22,6 +24,7 @@ from preforch.hub import model_card
 from preforch.io import read_json
 from preforch.orchestrator.preference import preference_weights
 from preforch.rewards.ensemble import RewardEnsemble
+from preforch.tables import load_attr
 
 BEST_FIXED = "best-fixed"  # rl-compare's morlhf:best-fixed arm
 
@@ -54,7 +57,8 @@ class WeightedMethod(TrainingMethod):
         weights = cls.weights(cfg, ensemble, prompts)  # bad weights/objectives fail before the policy model loads
         dataset = Dataset.from_dict({"prompt": [list(p) for p in prompts], "weights": weights.tolist(), "source": sources})
         return PolicySetup(dataset, CombinedReward(ensemble), list(ensemble.objectives),
-                           f"{cls.weighting(cfg)} over the normalised scores of {cfg.ensemble}")
+                           f"{cls.weighting(cfg)} over the normalised scores of {cfg.ensemble}",
+                           objective_rewards=[ObjectiveReward(ensemble, o) for o in ensemble.objectives])
 
 
 class ProMorlhf(WeightedMethod):
@@ -138,11 +142,9 @@ def train_policy(cfg: PolicyConfig, callbacks: tuple = (), merge_lora: bool = Tr
 
     from preforch.models import load_pretrained, resolve
 
-    if cfg.algorithm == "grpo":
-        from trl import GRPOConfig as Config, GRPOTrainer as Trainer
-    else:
-        from trl import RLOOConfig as Config, RLOOTrainer as Trainer
-    check_trl_fields(Config, cfg.trl)  # before any model loads
+    algorithm = algorithm_class(cfg.algorithm)
+    config_class = load_attr(algorithm.config_class)
+    check_trl_fields(config_class, cfg.trl)  # before any model loads
     out = Path(cfg.output_dir)
     policy = resolve(cfg.policy)
     tok = load_pretrained(AutoTokenizer, policy, "policy tokenizer", trust_remote_code=cfg.trust_remote_code)
@@ -150,19 +152,19 @@ def train_policy(cfg: PolicyConfig, callbacks: tuple = (), merge_lora: bool = Tr
         tok.pad_token = tok.eos_token
     setup = method_class(cfg.method).setup(cfg, tok)
     common = dict(output_dir=str(out), max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
-                  per_device_train_batch_size=cfg.per_device_train_batch_size, num_generations=cfg.num_generations,
-                  max_completion_length=cfg.max_completion_length, temperature=cfg.temperature, beta=cfg.beta,
-                  logging_steps=cfg.logging_steps, save_steps=cfg.save_steps, report_to=cfg.report_to, seed=cfg.seed,
-                  use_vllm=cfg.use_vllm, **device_args(cfg.pad_to_multiple_of), model_init_kwargs={"trust_remote_code": cfg.trust_remote_code})
-    trainer = Trainer(model=policy, reward_funcs=[setup.reward], args=trl_config(Config, common, cfg.trl),
-                      train_dataset=setup.dataset, processing_class=tok, peft_config=lora_config(cfg.use_lora, cfg.lora_r, cfg.lora_alpha),
-                      callbacks=[jsonl_logger(out / LOG_FILE), memory_releaser(), *callbacks])
+                  per_device_train_batch_size=cfg.per_device_train_batch_size, logging_steps=cfg.logging_steps,
+                  save_steps=cfg.save_steps, report_to=cfg.report_to, seed=cfg.seed, **device_args(cfg.pad_to_multiple_of),
+                  model_init_kwargs={"trust_remote_code": cfg.trust_remote_code}, **algorithm.config_fields(cfg))
+    trainer = algorithm.trainer(cfg, policy, setup, trl_config(config_class, common, cfg.trl), tok,
+                                lora_config(cfg.use_lora, cfg.lora_r, cfg.lora_alpha),
+                                [jsonl_logger(out / LOG_FILE), memory_releaser(), *callbacks])
     has_checkpoint = any(out.glob("checkpoint-*"))
     if cfg.resume and not has_checkpoint:
         raise ConfigError(f"--resume: no checkpoint-* folder in {out}")
     trainer.train(resume_from_checkpoint=True if cfg.resume else None)
     card = model_card("policy", cfg.policy, cfg.train_data, setup.objectives, {},
-                      f"{cfg.algorithm.upper()} (TRL) for {trainer.state.global_step} steps on prompts of "
+                      f"{cfg.algorithm.upper()} (TRL{', ' + cfg.aggregation if cfg.algorithm == 'grpo' else ''}) for "
+                      f"{trainer.state.global_step} steps on prompts of "
                       f"{', '.join(cfg.train_data)}, rewarded by {setup.rewarded_by}; KL coefficient {cfg.beta}, learning "
                       f"rate {cfg.learning_rate}, LoRA {cfg.use_lora}, seed {cfg.seed}.")
     save_policy(trainer, tok, out / "policy", merge_lora=cfg.use_lora and merge_lora, extra_json=setup.extra_json, card=card)

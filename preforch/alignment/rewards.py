@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import torch
 
 from preforch.data.weights import check_simplex
-from preforch.errors import DataError
+from preforch.errors import ConfigError, DataError
 from preforch.generation.combined_reward import combined_reward
 from preforch.rewards.ensemble import RewardEnsemble
 from preforch.rewards.scores import Scores
@@ -36,6 +36,30 @@ def rule_columns(columns: dict) -> dict[str, list]:
     return {name: list(columns[name]) for name in RULE_COLUMNS if columns.get(name) is not None}
 
 
+def require_normalization(ensemble: RewardEnsemble) -> RewardEnsemble:
+    """`ensemble`, refused (naming `--ensemble`) when it has no stored z-scores: every reward here is normalised."""
+    if ensemble.normalizer is None:
+        raise ConfigError("--ensemble: the reward ensemble has no normalisation statistics (preforch build-ensemble "
+                          "fits and stores them)")
+    return ensemble
+
+
+class ObjectiveReward:
+    """One objective's normalised reward r~_k(x, y) as a TRL reward function, None where it does not apply: the
+    per-objective rewards that `--aggregation normalize-then-sum` normalises within each group. The K of them share
+    one ensemble, whose cache scores each completion once."""
+
+    def __init__(self, ensemble: RewardEnsemble, objective: str):
+        self.ensemble = require_normalization(ensemble)
+        self.column = ensemble.objectives.index(objective)
+        self.__name__ = objective  # TRL logs rewards/<objective>/mean
+
+    def __call__(self, prompts: Sequence, completions: Sequence, **columns) -> list[float | None]:
+        scores = self.ensemble.score([prompt_messages(p) for p in prompts], [completion_text(c) for c in completions],
+                                     columns=rule_columns(columns))
+        return scores[:, self.column].tolist()
+
+
 class CombinedReward:
     """R(x, y) = sum_i w_i(x) r~_i(x, y) (paper Eq. 9) over the objectives that apply to (x, y), their weights
     renormalised to 1; r~ normalised with the ensemble's stored statistics (never per batch). Logs per call each
@@ -44,9 +68,7 @@ class CombinedReward:
     __name__ = "combined_reward"
 
     def __init__(self, ensemble: RewardEnsemble):
-        if ensemble.normalizer is None:
-            raise ValueError("the reward ensemble has no normalisation statistics (build it with preforch build-ensemble)")
-        self.ensemble = ensemble
+        self.ensemble = require_normalization(ensemble)
 
     def __call__(self, prompts: Sequence, completions: Sequence, weights: Sequence[Sequence[float]] | None = None,
                  log_metric: Callable[[str, float], None] | None = None, **columns) -> list[float]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from preforch.alignment.algorithms import SUM_THEN_NORMALIZE, algorithm_class
 from preforch.alignment.config import ONLINE_FILTERS, PolicyConfig, WicConfig
 from preforch.alignment.methods import METHODS, method_class
 from preforch.config import (HH_TEST, HH_TRAIN, _f, _list, _non_negative, _objective_data, _one_of, _positive, _same_length,
@@ -98,6 +99,18 @@ class BenchmarkConfig:
                 raise ConfigError(f"{name}: objective(s) {unknown} not among the ensemble's {known}")
 
 
+def arm_parts(arm: str, cfg: PolicyConfig) -> tuple[str, str | None, str, str]:
+    """(method, setting or None, algorithm, aggregation) of an rl-compare arm `method[:setting][@algorithm[/aggregation]]`;
+    the signal defaults to `cfg`'s --algorithm / --aggregation (the aggregation to TRL's when the arm names only an
+    algorithm)."""
+    head, at, signal = arm.partition("@")
+    method, sep, setting = head.partition(":")
+    algorithm, slash, aggregation = signal.partition("/")
+    if not at:
+        return method, setting if sep else None, cfg.algorithm, cfg.aggregation
+    return method, setting if sep else None, algorithm, aggregation if slash else SUM_THEN_NORMALIZE
+
+
 @run_config
 class RLComparisonConfig(PolicyConfig):
     """`preforch rl-compare`: train several RL methods from one start on one prompt set (every train-policy
@@ -106,7 +119,9 @@ class RLComparisonConfig(PolicyConfig):
 
     methods: list[str] = _list(["pro-morlhf", "morlhf"], "arms to train and compare: a --method, or morlhf:uniform, "
                                "morlhf:best-fixed (the vector the orchestrator chose on its validation slice), "
-                               "morlhf:<weights> (e.g. morlhf:helpful=0.7,harmless=0.3), single-reward:<objective>")
+                               "morlhf:<weights> (e.g. morlhf:helpful=0.7,harmless=0.3), single-reward:<objective>; "
+                               "an arm may end in @<algorithm>[/<aggregation>] to train under another signal than "
+                               "--algorithm / --aggregation, e.g. pro-morlhf@grpo/normalize-then-sum, morlhf@rloo")
     output_dir: str = _f("runs/rl_compare", "one sub-folder per method, evaluations, report.md, rl_comparison.json")
     eval_data: list[str] = _list(HH_TEST, "held-out preference data whose prompts judge the policies")
     eval_prompts_per_source: int = _f(64, "held-out prompts drawn from each eval_data spec (never a training prompt)")
@@ -123,14 +138,18 @@ class RLComparisonConfig(PolicyConfig):
         _positive(self, "eval_prompts_per_source")
         _non_negative(self, "eval_temperature")
         for m in self.methods:
-            method, sep, setting = m.partition(":")
+            method, setting, algorithm, aggregation = arm_parts(m, self)
             cls = method_class(method, "methods")
-            if sep and (cls.arm_setting is None or not setting):
+            if setting is not None and (cls.arm_setting is None or not setting):
                 takes = [f"{name}:{method_class(name).arm_setting}" for name in METHODS
                          if method_class(name).arm_setting is not None]
                 raise ConfigError(f"methods: {m!r}: only {' and '.join(takes)} take a setting")
             if cls.not_in_rl_compare:
                 raise ConfigError(f"methods: {method} is not part of rl-compare: {cls.not_in_rl_compare}")
+            signal = algorithm_class(algorithm, f"methods: {m!r}: algorithm")
+            if aggregation not in signal.aggregations:
+                raise ConfigError(f"methods: {m!r}: aggregation {aggregation!r} is not available with algorithm "
+                                  f"{algorithm} (it takes {', '.join(signal.aggregations)})")
         if len(set(self.methods)) != len(self.methods) or not self.methods:
             raise ConfigError(f"methods: expected distinct method names, got {self.methods}")
 

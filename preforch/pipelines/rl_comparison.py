@@ -28,7 +28,7 @@ from preforch.evaluation.metrics import mean_interval, own_objective_scores, sco
 from preforch.evaluation.pareto import reference_point_or_default
 from preforch.io import atomic_write_json, atomic_write_text, read_json
 from preforch.orchestrator.human_labels import source_oracle_weights
-from preforch.pipelines.config import RLComparisonConfig
+from preforch.pipelines.config import RLComparisonConfig, arm_parts
 from preforch.pipelines.rl_comparison_report import render_report
 from preforch.rewards.sources import RuleReward
 
@@ -41,7 +41,8 @@ def paired_delta(after: list[float], before: list[float]) -> dict[str, float | N
 
 
 def arm_folder(arm: str) -> str:
-    """A folder name for an arm: `morlhf:best-fixed` -> `morlhf-best-fixed`, weights specs made path-safe."""
+    """A folder name for an arm: `morlhf:best-fixed` -> `morlhf-best-fixed`, `pro-morlhf@grpo/normalize-then-sum`
+    -> `pro-morlhf-grpo-normalize-then-sum`, weights specs made path-safe."""
     return re.sub(r"[^\w.=-]+", "-", arm).replace("=", "")
 
 
@@ -50,8 +51,9 @@ def policy_config(cfg: RLComparisonConfig, arm: str) -> PolicyConfig:
     output folder, and what the method's `arm_config` makes of the setting (e.g. morlhf:uniform / :best-fixed /
     :<weights> set the weights, single-reward:<objective> the objective)."""
     shared = {f.name: getattr(cfg, f.name) for f in fields(PolicyConfig)}
-    method, _, setting = arm.partition(":")
-    own = {"method": method, "output_dir": str(Path(cfg.output_dir) / arm_folder(arm))}
+    method, setting, algorithm, aggregation = arm_parts(arm, cfg)
+    own = {"method": method, "algorithm": algorithm, "aggregation": aggregation,
+           "output_dir": str(Path(cfg.output_dir) / arm_folder(arm))}
     if setting:
         own.update(method_class(method).arm_config(cfg, setting))
     return PolicyConfig(**{**shared, **own})
@@ -176,7 +178,7 @@ def judge_rule_statistics(folder: str) -> dict[str, tuple[float, float]]:
 def baseline_arms(arms: list[str]) -> list[str]:
     """The arms every other arm is compared with, paired: those of methods marked `rl_compare_baseline` (MORLHF,
     fixed weights, in each of its variants)."""
-    return [a for a in arms if method_class(a.partition(":")[0]).rl_compare_baseline]
+    return [a for a in arms if method_class(a.partition(":")[0].partition("@")[0]).rl_compare_baseline]
 
 
 def own_objective_comparison(curves: dict[str, dict[int, dict]], objectives: list[str], arms: list[str],

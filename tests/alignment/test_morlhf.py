@@ -88,13 +88,17 @@ def test_method_weights(tiny_ensemble_dir, tiny_orchestrator_dir, pairs):
 
 
 def test_config_errors():
-    with pytest.raises(ConfigError, match="no PPO"):
+    with pytest.raises(ConfigError, match="algorithm: expected one of grpo, rloo"):
         PolicyConfig(algorithm="ppo")
+    with pytest.raises(ConfigError, match="aggregation: expected one of sum-then-normalize, normalize-then-sum, got 'mean'"):
+        PolicyConfig(aggregation="mean")
+    with pytest.raises(ConfigError, match="aggregation: normalize-then-sum is not available with --algorithm rloo"):
+        PolicyConfig(algorithm="rloo", aggregation="normalize-then-sum")
     with pytest.raises(ConfigError, match="multiple of num_generations"):
         PolicyConfig(per_device_train_batch_size=6, num_generations=4)
 
 
-@pytest.mark.parametrize("algorithm", ["grpo", "rloo"])
+@pytest.mark.parametrize("algorithm", ["grpo", "rloo", "grpo:normalize-then-sum"])
 def test_train_policy_on_a_tiny_model_changes_parameters_and_logs_objectives(
         algorithm, tiny_policy_dir, tiny_ensemble_dir, tiny_orchestrator_dir, tmp_path):
     from transformers import AutoModelForCausalLM
@@ -102,15 +106,19 @@ def test_train_policy_on_a_tiny_model_changes_parameters_and_logs_objectives(
     data = tmp_path / "prompts.jsonl"
     data.write_text("\n".join(json.dumps({"prompt": f"question {i}", "chosen": "a", "rejected": "b"}) for i in range(8)))
     out = tmp_path / "run"
+    algorithm, _, aggregation = algorithm.partition(":")
     assert main(["train-policy", "--algorithm", algorithm, "--policy", tiny_policy_dir, "--ensemble", tiny_ensemble_dir,
                  "--orchestrator", tiny_orchestrator_dir, "--train_data", str(data), "--output_dir", str(out),
                  "--max_steps", "2", "--per_device_train_batch_size", "4", "--num_generations", "2",
-                 "--max_completion_length", "4", "--learning_rate", "1e-2", "--save_steps", "1"]) == 0
+                 "--max_completion_length", "4", "--learning_rate", "1e-2", "--save_steps", "1",
+                 *(["--aggregation", aggregation] if aggregation else [])]) == 0
     before = AutoModelForCausalLM.from_pretrained(tiny_policy_dir)
     after = AutoModelForCausalLM.from_pretrained(out / "policy")
     assert any(not torch.equal(a, b) for a, b in zip(before.state_dict().values(), after.state_dict().values()))
     logs = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    assert any("objectives/harmless/normalized" in row for row in logs)
+    # one reward function per objective under normalize-then-sum (TRL logs each), the combined reward otherwise
+    key = "rewards/harmless/mean" if aggregation else "objectives/harmless/normalized"
+    assert any(key in row for row in logs)
     assert all(row["peak_rss_mb"] > 50 for row in logs), "every log line carries the peak memory so far"
     assert (out / "checkpoint-2").is_dir()
 

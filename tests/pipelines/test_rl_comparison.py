@@ -58,6 +58,24 @@ def test_config_rejects_bad_methods():
         RLComparisonConfig(methods=["pro-morlhf", "ppo"])
     with pytest.raises(ConfigError, match="distinct"):
         RLComparisonConfig(methods=["morlhf", "morlhf"])
+    with pytest.raises(ConfigError, match="methods: 'morlhf@ppo': algorithm: expected one of grpo, rloo"):
+        RLComparisonConfig(methods=["morlhf@ppo"])
+    with pytest.raises(ConfigError, match="'morlhf@rloo/normalize-then-sum': aggregation 'normalize-then-sum' is not "
+                                          "available with algorithm rloo"):
+        RLComparisonConfig(methods=["morlhf@rloo/normalize-then-sum"])
+
+
+def test_an_arm_names_its_training_signal():
+    from preforch.pipelines.rl_comparison import arm_folder, baseline_arms, policy_config
+
+    cfg = RLComparisonConfig(methods=["pro-morlhf@grpo/normalize-then-sum", "morlhf:uniform@grpo/normalize-then-sum",
+                                      "morlhf:uniform", "morlhf@rloo"], output_dir="runs/x")
+    arms = [policy_config(cfg, arm) for arm in cfg.methods]
+    assert [(a.method, a.algorithm, a.aggregation) for a in arms] == [
+        ("pro-morlhf", "grpo", "normalize-then-sum"), ("morlhf", "grpo", "normalize-then-sum"),
+        ("morlhf", "grpo", "sum-then-normalize"), ("morlhf", "rloo", "sum-then-normalize")]
+    assert arms[1].weights is None and arm_folder(cfg.methods[0]) == "pro-morlhf-grpo-normalize-then-sum"
+    assert baseline_arms(cfg.methods) == cfg.methods[1:]
 
 
 def test_rl_compare_trains_both_methods_and_judges_every_checkpoint(tiny_policy_dir, tiny_ensemble_dir,
