@@ -22,6 +22,8 @@ from preforch.tables import load_attr
 ALGORITHMS: dict[str, str] = {
     "grpo": "preforch.alignment.algorithms:Grpo",
     "rloo": "preforch.alignment.algorithms:Rloo",
+    "ranked-dpo": "preforch.alignment.ranked_dpo:RankedDpo",
+    "online-dpo": "preforch.alignment.online_dpo:OnlineDpo",
 }
 SUM_THEN_NORMALIZE, NORMALIZE_THEN_SUM = "sum-then-normalize", "normalize-then-sum"
 AGGREGATIONS = (SUM_THEN_NORMALIZE, NORMALIZE_THEN_SUM)
@@ -40,6 +42,7 @@ class TrainingAlgorithm:
 
     config_class: ClassVar[str]  # "module:Class" of the TRL config
     aggregations: ClassVar[tuple[str, ...]] = (SUM_THEN_NORMALIZE,)  # the --aggregation values it takes
+    samples_groups: ClassVar[bool] = False  # a step's batch is whole groups of num_generations completions
 
     @classmethod
     def config_fields(cls, cfg) -> dict:
@@ -58,6 +61,7 @@ class Rloo(TrainingAlgorithm):
 
     config_class = "trl:RLOOConfig"
     trainer_class = "trl:RLOOTrainer"
+    samples_groups = True
 
     @classmethod
     def config_fields(cls, cfg) -> dict:

@@ -45,11 +45,17 @@ class PolicyConfig(RunConfig):
     output_dir: str = _f("runs/policy", "checkpoints, log.jsonl and the final policy in OUTPUT_DIR/policy")
     max_steps: int = _f(50, "optimisation steps")
     learning_rate: float = _f(5e-6, "AdamW learning rate")
-    per_device_train_batch_size: int = _f(8, "completions per device per step (a multiple of num_generations)")
-    num_generations: int = _f(4, "completions per prompt (the group for GRPO / RLOO baselines)")
+    per_device_train_batch_size: int = _f(8, "completions per device per step (a multiple of num_generations); "
+                                          "ranked-dpo: pairs; online-dpo: prompts, 2 completions each")
+    num_generations: int = _f(4, "completions per prompt (the group for GRPO / RLOO baselines; ranked-dpo: the "
+                              "candidates ranked per prompt)")
     max_completion_length: int = _f(48, "tokens per completion")
     temperature: float = _f(1.0, "sampling temperature during training")
-    beta: float = _f(0.04, "KL penalty to the reference policy")
+    beta: float = _f(0.04, "KL penalty to the reference policy (ranked-dpo, online-dpo: DPO's beta)")
+    candidates_cache: Optional[str] = _f(None, "ranked-dpo: folder of the starting policy's sampled candidates, a "
+                                         "file per policy, prompts, sampling settings and seed, so every arm ranks "
+                                         "the same ones; default OUTPUT_DIR/../ranked_candidates (rl-compare's arms "
+                                         "share it)")
     use_lora: bool = _f(False, "train LoRA adapters (peft) instead of all weights; merged into the saved policy")
     lora_r: int = _f(16, "LoRA rank")
     lora_alpha: int = _f(32, "LoRA alpha")
@@ -75,7 +81,7 @@ class PolicyConfig(RunConfig):
         if self.aggregation not in algorithm.aggregations:
             raise ConfigError(f"aggregation: {self.aggregation} is not available with --algorithm {self.algorithm} "
                               f"(it takes {', '.join(algorithm.aggregations)})")
-        if self.per_device_train_batch_size % self.num_generations:
+        if algorithm.samples_groups and self.per_device_train_batch_size % self.num_generations:
             raise ConfigError(f"per_device_train_batch_size ({self.per_device_train_batch_size}) must be a multiple "
                               f"of num_generations ({self.num_generations})")
 

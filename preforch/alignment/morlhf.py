@@ -9,6 +9,7 @@ classifier's mapping).
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -151,9 +152,11 @@ def train_policy(cfg: PolicyConfig, callbacks: tuple = (), merge_lora: bool = Tr
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     setup = method_class(cfg.method).setup(cfg, tok)
+    has_field = {f.name for f in fields(config_class)}  # OnlineDPOConfig has no pad_to_multiple_of: it pads no lengths
     common = dict(output_dir=str(out), max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
                   per_device_train_batch_size=cfg.per_device_train_batch_size, logging_steps=cfg.logging_steps,
-                  save_steps=cfg.save_steps, report_to=cfg.report_to, seed=cfg.seed, **device_args(cfg.pad_to_multiple_of),
+                  save_steps=cfg.save_steps, report_to=cfg.report_to, seed=cfg.seed,
+                  **{k: v for k, v in device_args(cfg.pad_to_multiple_of).items() if k in has_field},
                   model_init_kwargs={"trust_remote_code": cfg.trust_remote_code}, **algorithm.config_fields(cfg))
     trainer = algorithm.trainer(cfg, policy, setup, trl_config(config_class, common, cfg.trl), tok,
                                 lora_config(cfg.use_lora, cfg.lora_r, cfg.lora_alpha),

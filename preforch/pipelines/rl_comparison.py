@@ -156,7 +156,9 @@ def run_rl_comparison(cfg: RLComparisonConfig) -> dict:
         result["own_objective"] = own
     heldout = {m: {**({"own objective, overall": own["curves"][m]} if own else {}),
                    **{f"combined, {w} w": c for w, c in r["heldout_curve"].items()}} for m, r in result["methods"].items()}
-    plot_rl_comparison(heldout, {m: r["training_reward"] for m, r in result["methods"].items()}, out / "reward_vs_step.png")
+    # DPO arms log no combined reward of sampled batches (ranked-dpo samples none; TRL's online DPO logs its own)
+    plot_rl_comparison(heldout, {m: r["training_reward"] for m, r in result["methods"].items() if r["training_reward"]},
+                       out / "reward_vs_step.png")
     atomic_write_json(out / "rl_comparison.json", result)
     atomic_write_text(out / "report.md", render_report(result, INITIAL))
     return result
