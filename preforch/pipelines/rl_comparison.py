@@ -59,6 +59,17 @@ def policy_config(cfg: RLComparisonConfig, arm: str) -> PolicyConfig:
     return PolicyConfig(**{**shared, **own})
 
 
+def ranked_pair_agreement(out: Path, arms: list[str]) -> dict[str, dict]:
+    """For every two arms that labelled the same candidates (`--algorithm ranked-dpo`): how often their (chosen,
+    rejected) pairs differ, overall and by source (`ranked_dpo.pair_agreement`), keyed "arm a vs arm b". The label
+    difference between a prompt-aware arm and a fixed one, known before any training."""
+    from preforch.alignment.ranked_dpo import PAIRS_FILE, pair_agreement
+
+    files = {a: out / arm_folder(a) / PAIRS_FILE for a in arms if (out / arm_folder(a) / PAIRS_FILE).is_file()}
+    names = list(files)
+    return {f"{a} vs {b}": pair_agreement(files[a], files[b]) for i, a in enumerate(names) for b in names[i + 1:]}
+
+
 def snapshots(run_dir: Path) -> dict[int, str]:
     """Step -> loadable policy folder: every checkpoint (a LoRA adapter or full weights; both load with
     from_pretrained) and the final merged policy at the last logged step."""
@@ -151,6 +162,9 @@ def run_rl_comparison(cfg: RLComparisonConfig) -> dict:
             "training_reward": _training_reward(out / arm_folder(arm)),
             "cost": training_cost(out / arm_folder(arm)),
         }
+    agreement = ranked_pair_agreement(out, cfg.methods)
+    if agreement:
+        result["pair_agreement"] = agreement
     own = own_objective_comparison(curves, objectives, cfg.methods, judge_rule_statistics(cfg.judge or cfg.ensemble))
     if own is not None:
         result["own_objective"] = own

@@ -55,11 +55,25 @@ def render_report(r: dict, initial: str) -> str:
         *deltas,
         "",
         *(render_own_objective(r["own_objective"]) if "own_objective" in r else []),
+        *(render_pair_agreement(r["pair_agreement"]) if r.get("pair_agreement") else []),
         "## Cost of training",
         "",
         *cost,
         "",
     ])
+
+
+def render_pair_agreement(agreement: dict) -> list[str]:
+    """The ranked-dpo arms' label differences: share of prompts whose (chosen, rejected) pair differs, by source."""
+    sources = list(dict.fromkeys(s for a in agreement.values() for s in a["by_source"]))
+    lines = ["## Reward-ranked pairs: how often two arms' labels differ",
+             "Same candidates, each arm's own w(x) . r~; a prompt paired in one arm and tied in the other differs.", "",
+             "| arms | overall | " + " | ".join(str(s) for s in sources) + " |", "|" + "---|" * (len(sources) + 2)]
+    for name, a in agreement.items():
+        cells = [a["by_source"].get(s) for s in sources]
+        lines.append(f"| {name} | {number(a['overall']['share'], '.2f')} of {a['overall']['prompts']} | "
+                     + " | ".join("" if c is None else f"{number(c['share'], '.2f')} of {c['prompts']}" for c in cells) + " |")
+    return [*lines, ""]
 
 
 def _interval(b: dict, signed: bool = True) -> str:

@@ -122,4 +122,7 @@ def test_rl_compare_ranked_dpo_arms_share_candidates_and_judge_their_checkpoints
     assert set(r["methods"]) == set(arms)
     for arm in arms:
         assert [p[0] for p in r["methods"][arm]["heldout_curve"]["uniform"]] == [0, 1, 2]
-    assert pair_agreement(*(out / arm_folder(a) / PAIRS_FILE for a in arms))["overall"]["prompts"] == 8
+    agreement = pair_agreement(*(out / arm_folder(a) / PAIRS_FILE for a in arms))
+    assert agreement["overall"]["prompts"] == 8
+    assert r["pair_agreement"] == {" vs ".join(arms): agreement}  # in the comparison's record and report
+    assert "how often two arms' labels differ" in (out / "report.md").read_text()
