@@ -180,3 +180,12 @@ def test_training_commands_name_bad_prompt_data(command, tiny_policy_dir, tiny_e
                 "--output_dir", out]
     err = run(argv, capsys)
     assert f"{data}:2: field 'prompt': must be a string" in err and not out.exists()
+
+
+def test_an_unknown_training_signal_is_one_line_naming_the_option(capsys):
+    assert run(["train-policy", "--algorithm", "ppo"], capsys).endswith(
+        "algorithm: expected one of grpo, rloo, ranked-dpo, online-dpo, got 'ppo'")
+    assert run(["train-policy", "--aggregation", "mean"], capsys).endswith(
+        "aggregation: expected one of sum-then-normalize, normalize-then-sum, got 'mean'")
+    assert "aggregation: normalize-then-sum is not available with --algorithm ranked-dpo" in run(
+        ["train-policy", "--algorithm", "ranked-dpo", "--aggregation", "normalize-then-sum"], capsys)
