@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, TypeVar
 
+from preforch.data.arithmetic import make_fresh_problems, problem_triple
 from preforch.data.hh import split_pair
 from preforch.data.schema import PreferenceDataset, PreferencePair, as_messages, content_key
 from preforch.errors import DataError
@@ -30,6 +31,7 @@ BUNDLED = {
     # bundled policy's verifiable pairs for train-mahalo, without sampling them again (bundled/README.md)
     "arithmetic-smollm2": ("arithmetic_smollm2", "arithmetic"),
 }
+FRESH_ARITHMETIC = "arithmetic-fresh"  # `arithmetic-fresh:<phrasing>:<n>[:<seed>]`, see `load_fresh_arithmetic`
 
 
 def _reply(value: Any, field: str, where: str) -> str:
@@ -161,6 +163,8 @@ DATASETS_FILES = ("parquet", "arrow")  # read by `datasets`, with row errors
 def load_preferences(spec: str, limit: int | None = None) -> PreferenceDataset:
     """Resolve a data spec:
     - `bundled-name[:split]` (e.g. `hh-harmless:test`);
+    - `arithmetic-fresh:<phrasing>:<n>[:<seed>]`: evaluation problems no bundled training problem asks
+      (`load_fresh_arithmetic`);
     - a `.jsonl` / `.json` / `.csv` file (optionally `.gz`);
     - a `.parquet` or `.arrow` file, or a folder: one written by `Dataset.save_to_disk` (`folder[:split]` for a
       `DatasetDict`) or one of data files;
@@ -174,9 +178,27 @@ def load_preferences(spec: str, limit: int | None = None) -> PreferenceDataset:
     name, _, split = spec.partition(":")
     if name in BUNDLED:
         return load_bundled(name, split or "train", limit)
+    if name == FRESH_ARITHMETIC:
+        return load_fresh_arithmetic(spec)[:limit]
     if Path(spec).is_dir() or _file_kind(spec) in DATASETS_FILES or (not Path(spec).exists() and not _file_kind(spec)):
         return load_with_datasets(spec, limit)
     return load_file(spec, limit=limit)
+
+
+def load_fresh_arithmetic(spec: str) -> PreferenceDataset:
+    """`arithmetic-fresh:<phrasing>:<n>[:<seed>]` (seed 0 by default): n one-step problems
+    (`arithmetic.make_fresh_problems`) whose (operation, a, b) no bundled training problem (`arithmetic-smollm2:train`)
+    asks, phrased 'trained', 'fresh' or 'mixed' (half each), for evaluation: exact match judges the replies, so each
+    pair is only the right answer over a wrong one (answer + 1), source 'arithmetic' as the bundled problems'."""
+    parts = spec.split(":")[1:]
+    if len(parts) not in (2, 3) or not all(p.isdigit() for p in parts[1:]):
+        raise DataError(f"{spec}: expected {FRESH_ARITHMETIC}:<phrasing>:<n>[:<seed>], "
+                        f"e.g. {FRESH_ARITHMETIC}:mixed:200")
+    phrasing, n, seed = parts[0], int(parts[1]), int(parts[2]) if len(parts) == 3 else 0
+    trained = {problem_triple(p.prompt) for p in load_bundled("arithmetic-smollm2", "train")}
+    source = BUNDLED["arithmetic-smollm2"][1]
+    return PreferenceDataset([PreferencePair(p.prompt, str(p.answer), str(p.answer + 1), source)
+                              for p in make_fresh_problems(n, seed, trained, phrasing)])
 
 
 def _file_kind(spec: str) -> str:
