@@ -129,6 +129,24 @@ def make_wic_policy(tiny_policy_dir: str, folder, method: str, objectives=("help
     return str(path), spec
 
 
+def make_recorded_judge(tiny_rm_dir: str, folder, train_data: list[str]) -> str:
+    """A judge ensemble (the tiny reward model + conciseness) whose reward model records `train_data` in a
+    train_rm_config.json, as train-rm leaves it: judge/rewards beside judge/reward_model, as build-benchmark makes."""
+    import json
+    import shutil
+
+    from preforch.rewards.ensemble import RewardEnsemble
+    from preforch.rewards.sources import HFRewardModel, RuleReward
+
+    rm = folder / "judge" / "reward_model"
+    shutil.copytree(tiny_rm_dir, rm)
+    (rm / "train_rm_config.json").write_text(json.dumps({"config": {"train_data": train_data}, "metrics": {}}))
+    ens = RewardEnsemble([HFRewardModel(str(rm), device="cpu"), RuleReward("conciseness", "conciseness")])
+    ens.fit_normalization(make_pairs(), progress=False)
+    ens.save(folder / "judge" / "rewards")
+    return str(folder / "judge" / "rewards")
+
+
 def heldout_file(tmp_path, n=3) -> str:
     """Held-out pairs from two sources, n each, for evaluate."""
     import json

@@ -18,7 +18,8 @@ from typing import Any, Callable, Iterable, Mapping, TypeVar
 from preforch.data.arithmetic import make_fresh_problems, problem_triple
 from preforch.data.hh import split_pair
 from preforch.data.schema import PreferenceDataset, PreferencePair, as_messages, content_key
-from preforch.errors import DataError
+from preforch.data.splits import shared_first_turns, split_by_first_turn
+from preforch.errors import ConfigError, DataError
 from preforch.io import read_json, read_jsonl, read_text
 
 T = TypeVar("T")
@@ -32,6 +33,9 @@ BUNDLED = {
     "arithmetic-smollm2": ("arithmetic_smollm2", "arithmetic"),
 }
 FRESH_ARITHMETIC = "arithmetic-fresh"  # `arithmetic-fresh:<phrasing>:<n>[:<seed>]`, see `load_fresh_arithmetic`
+# `spec#judge` / `spec#eval`: the two halves of spec's pairs split by first human turn (`split_by_first_turn`, half
+# each, seed 0), so a judge trained on one never saw a conversation of the other (docs/design.md, issue 38)
+HALVES = ("judge", "eval")
 
 
 def _reply(value: Any, field: str, where: str) -> str:
@@ -172,9 +176,17 @@ def load_preferences(spec: str, limit: int | None = None) -> PreferenceDataset:
       (`Anthropic/hh-rlhf:test`, `HuggingFaceH4/ultrafeedback_binarized:test_prefs`), read from the local cache
       when offline.
     Several specs can be joined with `+` (`hh-helpful:train+hh-harmless:train`); each keeps its source.
+    A spec ending in `#judge` or `#eval` is one half of its pairs split by first human turn (`hh-helpful:test#judge`,
+    `hh-helpful:test#eval`): the halves share no conversation, and a first turn found in several specs falls in the
+    same half in each.
     """
     if "+" in spec and not Path(spec).exists():
         return PreferenceDataset.concat(load_preferences(s, limit) for s in spec.split("+"))
+    base, hash_, half = spec.rpartition("#")
+    if hash_ and not Path(spec).exists():
+        if half not in HALVES:
+            raise DataError(f"{spec}: unknown half {half!r}; expected {base}#{HALVES[0]} or {base}#{HALVES[1]}")
+        return split_by_first_turn(load_preferences(base), 0.5, seed=0)[HALVES.index(half)][:limit]
     name, _, split = spec.partition(":")
     if name in BUNDLED:
         return load_bundled(name, split or "train", limit)
@@ -255,6 +267,18 @@ def load_many(specs: Iterable[str], limit: int | None = None, max_user_turns: in
         return PreferenceDataset.concat(load_preferences(s, limit) for s in specs)
     kept = ([p for p in load_preferences(s) if user_turns(p) <= max_user_turns][:limit] for s in specs)
     return PreferenceDataset.concat(PreferenceDataset(pairs) for pairs in kept)
+
+
+def check_disjoint_prompts(judge_data: list[str], eval_data: list[str], where: str) -> None:
+    """Refuse a judge whose training data (`judge_data`, data specs) opens any conversation with the same first
+    human turn as a pair of `eval_data`: it would judge replies to prompts it was trained on. `where` names the
+    field or folder at fault in the one-line `ConfigError`."""
+    shared = shared_first_turns(load_many(judge_data), load_many(eval_data))
+    if shared:
+        example = min(shared)
+        raise ConfigError(f"{where}: the judge's training data {judge_data} shares {len(shared)} first human turn(s) "
+                          f"with the evaluation prompts {eval_data}, e.g. {example[:80]!r}; train it on data held "
+                          f"out from them, such as hh-helpful:test#judge against hh-helpful:test#eval")
 
 
 def sample_per_source(specs: Iterable[str], per_source: int, seed: int, exclude: Iterable[str] = ()) -> PreferenceDataset:

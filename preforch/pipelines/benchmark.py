@@ -5,7 +5,8 @@ Stages, each reused when its artifact exists (`--overwrite` redoes them):
 2. the ensemble: those models plus the rules, z-scores fitted on the training pairs' replies (an objective with its
    own reference data, such as exact match on arithmetic problems, fitted on that data only);
 3. the judge: reward models trained on the *held-out* pairs plus the same rules, z-scores fitted on held-out replies.
-   It trains and guides nothing, so it can judge every policy trained on the ensemble;
+   It trains and guides nothing, so it can judge every policy trained on the ensemble; its training pairs share no
+   first human turn with eval_data (checked before any stage runs), optionally on another backbone;
 4. the orchestrator, trained on every source's pairs without its source label, judged on held-out human labels;
 5. benchmark.json and report.md: reward-model and judge accuracies, the orchestrator's weights by source (the
    source labels are read here, for the report only) and its held-out combined-reward accuracy.
@@ -39,9 +40,11 @@ def reward_model_config(cfg: BenchmarkConfig, judge: bool) -> RewardModelConfig:
     """The training reward models (validation slice held out) or the judge's (held-out pairs, read on training ones)."""
     out = Path(cfg.output_dir) / (JUDGE if judge else "") / "reward_model"
     if judge:
-        return RewardModelConfig(base_model=cfg.reward_base_model, objectives=cfg.objectives, train_data=cfg.judge_train_data,
-                                 eval_data=cfg.judge_eval_data, max_train_pairs=cfg.max_eval_pairs,
+        return RewardModelConfig(base_model=cfg.judge_base_model or cfg.reward_base_model, objectives=cfg.objectives,
+                                 train_data=cfg.judge_train_data, eval_data=cfg.judge_eval_data,
+                                 max_train_pairs=cfg.max_eval_pairs,
                                  max_eval_pairs=_cap(cfg.max_judge_eval_pairs, cfg.max_train_pairs),
+                                 pooling=cfg.judge_pooling, learning_rate=cfg.judge_learning_rate,
                                  epochs=cfg.judge_epochs, output_dir=str(out), seed=cfg.seed)
     return RewardModelConfig(base_model=cfg.reward_base_model, objectives=cfg.objectives, train_data=cfg.rm_train_data,
                              eval_data=[], max_train_pairs=cfg.max_train_pairs, epochs=cfg.rm_epochs, output_dir=str(out),
@@ -82,13 +85,14 @@ def weights_by_source(weights: torch.Tensor, sources: list[str], objectives: lis
 
 
 def build_benchmark(cfg: BenchmarkConfig) -> dict:
-    from preforch.data.loaders import load_many
+    from preforch.data.loaders import check_disjoint_prompts, load_many
     from preforch.orchestrator.model import PreferenceOrchestrator
     from preforch.orchestrator.train import ORCHESTRATOR_METRICS, train_and_evaluate
     from preforch.rewards.ensemble import ENSEMBLE_FILE, build_ensemble
     from preforch.rewards.training import train_reward_models
 
     out = Path(cfg.output_dir)
+    check_disjoint_prompts(cfg.judge_train_data, cfg.eval_data, "judge_train_data")
     torch.manual_seed(cfg.seed)
     rm_metrics = {}
     for judge in (False, True):

@@ -10,7 +10,9 @@ from preforch.alignment.config import ONLINE_FILTERS, PolicyConfig, WicConfig
 from preforch.alignment.methods import METHODS, method_class
 from preforch.config import (HH_TEST, HH_TRAIN, _f, _list, _non_negative, _objective_data, _one_of, _positive, _same_length,
                              run_config)
+from preforch.data.loaders import HALVES
 from preforch.errors import ConfigError
+from preforch.modeling import POOLINGS
 from preforch.orchestrator.config import ORCHESTRATOR_OBJECTIVES
 from preforch.rewards.config import rule_objective
 
@@ -51,7 +53,9 @@ class QuickstartConfig:
 
 
 MIXED_INTENT_TRAIN = [*HH_TRAIN, "arithmetic-smollm2:train"]
-MIXED_INTENT_TEST = [*HH_TEST, "arithmetic-smollm2:test"]
+# the HH test pairs split by first human turn: the judge trains on one half, the evaluation reads the other
+HH_TEST_JUDGE, HH_TEST_EVAL = ([f"{s}#{half}" for s in HH_TEST] for half in HALVES)
+MIXED_INTENT_TEST = [*HH_TEST_EVAL, "arithmetic-smollm2:test"]
 
 
 @dataclass
@@ -62,11 +66,18 @@ class BenchmarkConfig:
     the source. Default: the mixed-intent benchmark (harmful requests, benign requests, arithmetic problems)."""
 
     output_dir: str = _f("runs/mixed_intent", "reward_model/, rewards/, judge/, orchestrator/, benchmark.json, report.md")
-    reward_base_model: str = _f("minilm", "backbone of the reward models (training and judge)")
+    reward_base_model: str = _f("minilm", "backbone of the training reward models (and of the judge's, unless "
+                                "judge_base_model)")
+    judge_base_model: Optional[str] = _f(None, "backbone of the judge's reward models (default: reward_base_model); "
+                                         "another one keeps the judge from sharing the training models' blind spots")
+    judge_pooling: str = _f("auto", "the judge's pooling (see train-rm --pooling; a causal LM such as smollm2 "
+                            "learns with last)")
+    judge_learning_rate: float = _f(1e-4, "the judge's learning rate (see train-rm --learning_rate)")
     objectives: list[str] = _list(["helpful", "harmless"], "learned objectives, one reward-model head each")
     rm_train_data: list[str] = _list(HH_TRAIN, "pairs per learned objective for the training reward models")
-    judge_train_data: list[str] = _list(HH_TEST, "pairs per learned objective for the judge's reward models (held out "
-                                        "from every policy and from the orchestrator)")
+    judge_train_data: list[str] = _list(HH_TEST_JUDGE, "pairs per learned objective for the judge's reward models (held "
+                                        "out from every policy and from the orchestrator); refused if any shares a "
+                                        "first human turn with eval_data")
     judge_eval_data: list[str] = _list(HH_TRAIN, "pairs per learned objective on which the judge's accuracy is read")
     rules: list[str] = _list(["arithmetic=exact_match"], "rule objectives of both ensembles (a rule is its own judge)")
     train_data: list[str] = _list(MIXED_INTENT_TRAIN, "the orchestrator's training pairs, every source (also the "
@@ -91,7 +102,9 @@ class BenchmarkConfig:
         _same_length(self, "objectives", "judge_train_data")
         _same_length(self, "objectives", "judge_eval_data")
         _one_of(self, "orchestrator_objective", ORCHESTRATOR_OBJECTIVES)
-        _positive(self, "rm_epochs", "judge_epochs", "max_judge_eval_pairs", "max_train_pairs", "max_eval_pairs")
+        _one_of(self, "judge_pooling", ("auto", *POOLINGS))
+        _positive(self, "rm_epochs", "judge_epochs", "judge_learning_rate", "max_judge_eval_pairs", "max_train_pairs",
+                  "max_eval_pairs")
         known = [*self.objectives, *(rule_objective(r) for r in self.rules)]
         for name in ("objective_reference", "judge_objective_reference"):
             unknown = sorted(set(_objective_data(name, getattr(self, name))) - set(known))

@@ -119,6 +119,7 @@ def run_rl_comparison(cfg: RLComparisonConfig) -> dict:
     reference_point_or_default(cfg.reference_point, k)  # a wrong one fails now, not after training
     if cfg.judge:  # evaluate checks this too, but only after training
         check_objectives(ensemble.objectives, RewardEnsemble.load(cfg.judge).objectives, f"judge {cfg.judge}")
+        check_judge_held_out(cfg.judge, cfg.eval_data)
     probe = [({"role": "user", "content": "hello"},)]
     for method in cfg.methods:  # bad weights or a mismatched orchestrator fail now, not after an earlier method trained
         method_weights(policy_config(cfg, method), ensemble, probe)
@@ -189,6 +190,27 @@ def judge_rule_statistics(folder: str) -> dict[str, tuple[float, float]]:
         return {}
     rules = {s["objective"] for s in spec["sources"] if s.get("kind") == RuleReward.kind}
     return {o: (m, sd) for o, m, sd in zip(spec["objectives"], norm["mean"], norm["std"]) if o in rules}
+
+
+def judge_train_data(judge: str) -> list[str]:
+    """The data specs the judge's reward models were trained on, read from the `train_rm_config.json` that train-rm
+    leaves in each model folder; none for a source without one (a rule, a Hub model, a model trained elsewhere).
+    `judge` is an ensemble folder or its ensemble.json, as `RewardEnsemble.load` takes."""
+    from preforch.rewards.ensemble import ENSEMBLE_FILE
+
+    file = Path(judge) / ENSEMBLE_FILE if Path(judge).is_dir() else Path(judge)
+    records = (file.parent / s["path"] / "train_rm_config.json" for s in read_json(file)["sources"] if "path" in s)
+    return list(dict.fromkeys(spec for r in records if r.is_file() for spec in read_json(r)["config"]["train_data"]))
+
+
+def check_judge_held_out(judge: str, eval_data: list[str]) -> None:
+    """Stop before any training when the judge's reward models were trained on pairs that share a first human turn
+    with the evaluation prompts (`check_disjoint_prompts`); a judge that records no training data passes."""
+    from preforch.data.loaders import check_disjoint_prompts
+
+    train_data = judge_train_data(judge)
+    if train_data:
+        check_disjoint_prompts(train_data, eval_data, f"judge {judge}")
 
 
 def baseline_arms(arms: list[str]) -> list[str]:

@@ -32,6 +32,7 @@ from preforch.evaluation.pareto import reference_point_or_default
 from preforch.generation.expert_set import EXPERTS_FILE
 from preforch.io import atomic_write_json, atomic_write_text
 from preforch.pipelines.config import WicComparisonConfig
+from preforch.pipelines.rl_comparison import check_judge_held_out
 from preforch.pipelines.wic_comparison_report import render_report
 
 EXPERT_ARMS = ("soups", "mod")  # kinds serving the one expert set in OUTPUT_DIR/experts
@@ -154,6 +155,7 @@ def run_wic_comparison(cfg: WicComparisonConfig) -> dict:
     experts = experts_config(cfg, objectives) if cfg.expert_data else None
     if cfg.judge:
         RewardEnsemble.load(cfg.judge)
+        check_judge_held_out(cfg.judge, cfg.eval_data)
     if cfg.overwrite:
         for name in ("pro-wic", "ric", "experts", "eval", "compare"):
             shutil.rmtree(out / name, ignore_errors=True)

@@ -56,3 +56,26 @@ def test_build_benchmark_on_the_mixed_intent_recipe(tiny_encoder_dir, tmp_path, 
     stamp = (out / "orchestrator" / "train_metrics.json").stat().st_mtime_ns
     assert main(args) == 0
     assert (out / "orchestrator" / "train_metrics.json").stat().st_mtime_ns == stamp
+
+
+def test_a_recipe_whose_judge_trains_on_the_evaluation_prompts_stops_before_training(tmp_path, capsys):
+    recipe = tmp_path / "bench.yaml"
+    recipe.write_text("judge_train_data: [hh-helpful:test, hh-harmless:test]\n"
+                      "eval_data: [hh-helpful:test#eval, hh-harmless:test#eval, arithmetic-smollm2:test]\n"
+                      f"output_dir: {tmp_path / 'out'}\n")
+    assert main(["build-benchmark", "--config", str(recipe)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error: judge_train_data: the judge's training data" in err
+    assert "first human turn(s) with the evaluation prompts" in err and not (tmp_path / "out").exists()
+
+
+def test_the_independent_recipe_trains_its_judge_on_another_backbone_and_half(tiny_encoder_dir, tiny_policy_dir, tmp_path):
+    out = tmp_path / "bench"
+    assert main(["build-benchmark", "--config", "preforch/recipes/mixed_intent_independent.yaml", "--output_dir", str(out),
+                 "--reward_base_model", tiny_encoder_dir, "--judge_base_model", tiny_policy_dir,
+                 "--max_train_pairs", "12", "--max_eval_pairs", "8"]) == 0
+    judge = json.loads((out / "judge" / "reward_model" / "train_rm_config.json").read_text())["config"]
+    assert judge["base_model"] == tiny_policy_dir and judge["pooling"] == "last" and judge["learning_rate"] == 3e-5
+    assert judge["train_data"] == ["hh-helpful:test#judge", "hh-harmless:test#judge"]
+    r = json.loads((out / "benchmark.json").read_text())
+    assert set(r["reward_models"]["judge"]) == {"helpful", "harmless"} and r["weights_by_source"]["arithmetic"]["n"] == 8

@@ -10,9 +10,10 @@ from preforch.errors import ConfigError
 from preforch.evaluation.metrics import mean_interval, objective_means
 from preforch.generation.combined_reward import combined_reward
 from preforch.pipelines.config import RLComparisonConfig
-from preforch.pipelines.rl_comparison import _summary, paired_delta
+from preforch.pipelines.rl_comparison import _summary, judge_train_data, paired_delta
 from preforch.pipelines.rl_comparison_report import render_report
 from preforch.rewards.scores import Scores
+from tests.conftest import heldout_file, make_recorded_judge
 
 MIXED = ["helpful", "harmless", "arithmetic"]
 
@@ -130,6 +131,17 @@ def test_rl_compare_refuses_a_judge_with_other_objectives(tiny_ensemble_dir, tmp
                  "--output_dir", str(tmp_path / "o")]) == 2
     assert "objectives ['conciseness'] do not match the reward ensemble's" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_rl_compare_refuses_a_judge_trained_on_its_evaluation_prompts(tiny_rm_dir, tiny_ensemble_dir, tmp_path, capsys):
+    held_out = heldout_file(tmp_path)
+    judge = make_recorded_judge(tiny_rm_dir, tmp_path, [held_out])
+    assert main(["rl-compare", "--ensemble", tiny_ensemble_dir, "--judge", judge, "--eval_data", held_out,
+                 "--output_dir", str(tmp_path / "o")]) == 2
+    line = capsys.readouterr().err.splitlines()[-1]  # after the judge's loading bar
+    assert line.startswith(f"preforch rl-compare: error: judge {judge}: the judge's training data ['{held_out}'] "
+                           "shares 6 first human turn(s)") and not (tmp_path / "o").exists()
+    assert judge_train_data(judge) == [held_out] and judge_train_data(tiny_ensemble_dir) == []  # unrecorded: not checked
 
 
 def test_rl_compare_refuses_a_reference_point_of_the_wrong_length(tiny_ensemble_dir, tmp_path, capsys):

@@ -13,7 +13,7 @@ from preforch.pipelines.config import WicComparisonConfig
 from preforch.pipelines.wic_comparison import experts_config, stage_plan
 from preforch.pipelines.wic_comparison_report import render_report
 from preforch.rewards.scores import Scores
-from tests.conftest import make_pairs
+from tests.conftest import heldout_file, make_pairs, make_recorded_judge
 
 
 def test_stage_plan_gives_every_arm_the_same_sft_steps(tmp_path):
@@ -126,6 +126,17 @@ def test_wic_compare_refuses_a_mismatched_orchestrator_before_training(tiny_poli
     assert main(["wic-compare", "--policy", tiny_policy_dir, "--ensemble", str(tmp_path / "ens"),
                  "--orchestrator", tiny_orchestrator_dir, "--output_dir", str(out)]) == 2
     assert "do not match the reward ensemble" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_wic_compare_refuses_a_judge_trained_on_its_evaluation_prompts(tiny_policy_dir, tiny_rm_dir, tiny_ensemble_dir,
+                                                                      tiny_orchestrator_dir, tmp_path, capsys):
+    held_out = heldout_file(tmp_path)
+    out = tmp_path / "wic"
+    assert main(["wic-compare", "--policy", tiny_policy_dir, "--ensemble", tiny_ensemble_dir, "--orchestrator",
+                 tiny_orchestrator_dir, "--judge", make_recorded_judge(tiny_rm_dir, tmp_path, [held_out]),
+                 "--eval_data", held_out, "--output_dir", str(out)]) == 2
+    assert "shares 6 first human turn(s) with the evaluation prompts" in capsys.readouterr().err
     assert not out.exists()
 
 
