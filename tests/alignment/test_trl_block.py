@@ -36,7 +36,7 @@ def test_a_recipe_trl_block_reaches_the_trainer(tiny_policy_dir, tiny_ensemble_d
     assert seen == {"gradient_accumulation_steps": 2, "loss_type": "dr_grpo", "scale_rewards": "batch",
                     "learning_rate": cfg.learning_rate}
     card = (tmp_path / "run" / "policy" / "README.md").read_text()  # the trained policy carries a model card
-    assert "multi-objective-rl" in card and "GRPO (TRL) for 1 steps" in card and "fixed weights uniform (MORLHF)" in card
+    assert "multi-objective-rl" in card and "GRPO (TRL, sum-then-normalize) for 1 steps" in card and "fixed weights uniform (MORLHF)" in card
 
 
 def test_a_field_trl_lacks_is_refused_by_name_before_anything_loads(tiny_ensemble_dir, tmp_path, capsys):
