@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from preforch.data.schema import text_of
+from preforch.generation.combined_reward import combined_reward
 from preforch.rewards.ensemble import RewardEnsemble
 from preforch.rewards.normalization import ZScore
 from preforch.rewards.sources import RuleReward
@@ -49,7 +50,7 @@ class TwoReplies(PreferencePolicy):
         for w in weightings:
             rows = []
             for p, row in zip(prompts, candidates):
-                combined = (self.ensemble.score([p] * len(row), row) * w[0]).sum(-1)
+                combined = combined_reward(self.ensemble.score([p] * len(row), row), w[0])
                 rows.append([row[int(combined.argmax())]])
             out.append(rows)
         return out
