@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "weights": ("preforch.orchestrator.config:WeightsConfig", "preforch.cli.commands:weights",
         "print the orchestrator's weight of each objective for prompts"),
     "train-policy": ("preforch.alignment.config:PolicyConfig", "preforch.cli.commands:train_policy",
-        "Pro-MORLHF / MORLHF / single-reward RL with TRL GRPO or RLOO (Eq. 9)"),
+        "Pro-MORLHF / MORLHF / single-reward through TRL: GRPO, RLOO, reward-ranked or online DPO (Eq. 9)"),
     "train-experts": ("preforch.alignment.config:ExpertsConfig", "preforch.cli.commands:train_experts",
         "one LoRA expert per objective on one base model (DPO or GRPO), for --method soups / mod"),
     "train-mahalo": ("preforch.alignment.config:MahaloConfig", "preforch.cli.commands:train_mahalo",
@@ -48,6 +48,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "a policy under a preference grid: rewards with CIs, Pareto front, hypervolume, gap"),
     "compare": ("preforch.evaluation.config:CompareConfig", "preforch.cli.commands:compare",
         "evaluation runs side by side: table, fronts, hypervolumes"),
+    "rejudge": ("preforch.evaluation.config:RejudgeConfig", "preforch.cli.commands:rejudge",
+        "score a comparison's kept replies with another judge, without training or generating again"),
     "serve": ("preforch.serving.config:ServeConfig", "preforch.cli.commands:serve",
         "an OpenAI-compatible HTTP endpoint for any preference policy, weights by the orchestrator"),
 }

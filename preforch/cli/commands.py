@@ -8,7 +8,7 @@ from pathlib import Path
 from preforch.alignment.config import ExpertsConfig, MahaloConfig, PolicyConfig, WicConfig
 from preforch.data.loaders import load_many
 from preforch.errors import ConfigError
-from preforch.evaluation.config import CompareConfig, EvaluateConfig, PlotLogsConfig
+from preforch.evaluation.config import CompareConfig, EvaluateConfig, PlotLogsConfig, RejudgeConfig
 from preforch.io import atomic_write_json, read_jsonl
 from preforch.models import is_main_process
 from preforch.orchestrator.config import EvalOrchestratorConfig, OrchestratorConfig, WeightsConfig
@@ -295,3 +295,16 @@ def serve(cfg: ServeConfig) -> None:
     print(f"serving {served.policy.kind} policy {cfg.policy} (objectives {', '.join(served.objectives)}) on "
           f"http://{cfg.host}:{cfg.port}/v1", flush=True)
     run_server(served, cfg)
+
+
+def rejudge(cfg: RejudgeConfig) -> dict:
+    from preforch.evaluation.replies import run_rejudge
+
+    summary = run_rejudge(cfg)
+    print(f"{summary['num_replies']} replies judged by {cfg.judge}; mean per objective (n) by arm and source:")
+    for arm, by_source in summary["by_arm"].items():
+        for source, stats in by_source.items():
+            cells = ", ".join(f"{o} {'n/a' if m is None else f'{m:+.3f}'} ({stats['n'][o]})" for o, m in stats["mean"].items())
+            print(f"  {arm} / {source}: {cells}")
+    print(f"written: {Path(cfg.output_dir) / 'replies.jsonl.gz'}, {Path(cfg.output_dir) / 'summary.json'}")
+    return summary

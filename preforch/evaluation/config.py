@@ -1,4 +1,4 @@
-"""Configs of the evaluation stage: `evaluate`, `compare`, `plot-logs`."""
+"""Configs of the evaluation stage: `evaluate`, `compare`, `rejudge`, `plot-logs`."""
 
 from __future__ import annotations
 
@@ -51,6 +51,15 @@ class CompareConfig:
 
     runs: list[str] = _list([], "evaluation output folders (each with evaluation.json)")
     output_dir: str = _f("runs/compare", "report.md, comparison.json, front.png")
+
+
+@dataclass
+class RejudgeConfig:
+    """`preforch rejudge`: evaluated replies (a replies.jsonl.gz a comparison kept) scored by another judge."""
+
+    replies: str = _f("replies.jsonl.gz", "JSON lines (gzip) of evaluated replies: prompt, source, arm, seed, reply")
+    judge: str = _f("runs/judge/rewards", "reward ensemble folder that judges them (any preforch ensemble)")
+    output_dir: str = _f("runs/rejudge", "replies.jsonl.gz with this judge's scores, and summary.json")
 
 
 @dataclass
