@@ -11,17 +11,11 @@ scaling.
 from __future__ import annotations
 
 import torch
+from trl.trainer.utils import nanstd
 
 from preforch.rewards.scores import applicable_weights
 
 EPS = 1e-4  # TRL's
-
-
-def _nanstd(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """Sample standard deviation over `dim` ignoring NaN (as TRL's `nanstd`): x [..., n, ...] -> [..., 1, ...]."""
-    mean = torch.nanmean(x, dim=dim, keepdim=True)
-    n = (~x.isnan()).sum(dim=dim, keepdim=True)
-    return ((x - mean).pow(2).nansum(dim=dim, keepdim=True) / (n - 1).clamp_min(1)).sqrt()
 
 
 def normalize_then_sum(rewards: torch.Tensor, weights: torch.Tensor, num_generations: int) -> torch.Tensor:
@@ -37,9 +31,10 @@ def normalize_then_sum(rewards: torch.Tensor, weights: torch.Tensor, num_generat
     b, k = rewards.shape
     grouped = rewards.view(-1, num_generations, k)
     mean = torch.nanmean(grouped, dim=1, keepdim=True)
-    std = _nanstd(grouped, dim=1) if num_generations > 1 else torch.zeros_like(mean)
+    std = nanstd(grouped, dim=1, keepdim=True) if num_generations > 1 else torch.zeros_like(mean)
+    # an objective applying to a single completion of a group has no std (NaN): it adds nothing there, as in TRL
     per_objective = ((grouped - mean) / (std + EPS)).view(b, k)
     applies = ~rewards.isnan()
     summed = (per_objective.nan_to_num(0.0) * applicable_weights(weights, applies, "normalize-then-sum")).sum(-1)
-    spread = _nanstd(summed, dim=0).squeeze(0) if b > 1 else torch.zeros(())
+    spread = nanstd(summed) if b > 1 else torch.zeros(())
     return (summed - summed.mean()) / (spread + EPS)

@@ -101,6 +101,14 @@ def as_scores(x: "Scores | torch.Tensor") -> Scores:
     return x if isinstance(x, Scores) else Scores.dense(x)
 
 
+def _refuse_unscorable(applies: torch.Tensor, where: str) -> None:
+    """A `DataError` naming the first item of applies [..., K] where no objective applies: it has no score at all."""
+    none = ~applies.any(-1)
+    if none.any():
+        first = [int(i) for i in none.nonzero()[0]]
+        raise DataError(f"{where}: no objective applies to item {first[0] if len(first) == 1 else tuple(first)}")
+
+
 def applicable_weights(weights: torch.Tensor, applies: torch.Tensor, where: str = "combined reward") -> torch.Tensor:
     """The weights of the objectives that apply, renormalised to sum 1 per item (DESIGN.md section 8).
 
@@ -109,10 +117,7 @@ def applicable_weights(weights: torch.Tensor, applies: torch.Tensor, where: str 
     where no objective applies is refused, naming it: it cannot be scored at all.
     """
     weights = torch.as_tensor(weights).to(applies.device, torch.float32).expand(applies.shape)
-    none = ~applies.any(-1)
-    if none.any():
-        first = [int(i) for i in none.nonzero()[0]]
-        raise DataError(f"{where}: no objective applies to item {first[0] if len(first) == 1 else tuple(first)}")
+    _refuse_unscorable(applies, where)
     masked = weights * applies
     mass = masked.sum(-1, keepdim=True)
     return torch.where(mass > 0, masked / mass.clamp_min(torch.finfo(masked.dtype).tiny), 0.0)
@@ -130,9 +135,7 @@ def combined_reward(normalized: "Scores | torch.Tensor", weights: torch.Tensor) 
 
 def masked_softmax(logits: torch.Tensor, applies: torch.Tensor, where: str = "weights") -> torch.Tensor:
     """softmax over the objectives that apply, 0 on the others: [..., K] x [..., K] bool -> [..., K] on the simplex."""
-    if (~applies.any(-1)).any():
-        first = [int(i) for i in (~applies.any(-1)).nonzero()[0]]
-        raise DataError(f"{where}: no objective applies to item {first[0] if len(first) == 1 else tuple(first)}")
+    _refuse_unscorable(applies, where)
     return torch.softmax(logits.float().masked_fill(~applies, float("-inf")), dim=-1)
 
 
