@@ -2,6 +2,7 @@
 # The GPU runs of docs/results.md ("On one H200"), one part per argument, parts in parallel:
 #   bash scripts/gpu_runs.sh rm mahalo mahalo_baselines orchestrator
 #   bash scripts/gpu_runs.sh mixed_benchmark; bash scripts/gpu_runs.sh mixed_rl; bash scripts/gpu_runs.sh mixed_rl_eval
+#   bash scripts/gpu_runs.sh headline_benchmark; bash scripts/gpu_runs.sh headline_train; bash scripts/gpu_runs.sh headline_eval
 #   rm            reward models on a SmolLM2-135M backbone (pooling x learning rate), trained without the
 #                 orchestrator's validation slice as the quickstart's MiniLM ones are (issue 11)
 #   mahalo        MAHALO on every bundled HH training pair and arithmetic pairs sampled from 1,800 problems (1,500
@@ -15,6 +16,14 @@
 #   mixed_rl      its rl-compare arms at a GPU budget (MIXED_STEPS steps of 32 completions, 8 per prompt, bf16), all
 #                 six trained at once on the one GPU (--train_only), after mixed_benchmark (issue 29)
 #   mixed_rl_eval  every arm's checkpoints judged and the report written (the same rl-compare without --train_only)
+#   headline_benchmark  the headline test's stack: build-benchmark, preforch/recipes/mixed_intent_independent.yaml
+#                 (an independent SmolLM2 judge on the judge half of the HH test pairs)
+#   headline_train  every arm of preforch/recipes/headline_mixed_intent.yaml under three training signals (ranked-dpo,
+#                 normalise-then-sum GRPO, GRPO as TRL does it), each arm and training seed (0, 1) its own process
+#                 on the one GPU (--train_only), HEADLINE_STEPS steps (default 48) of 16, 128 prompts per source
+#   headline_eval  every final policy judged on the same 600 held-out prompts, the statistics and the report (the
+#                 same `preforch headline` without --train_only), into RUNS/headline: report.md, headline.json,
+#                 headline.png, replies.jsonl.gz
 # SEEDS: the orchestrator seeds (default "0 1 2"). PY: a python that imports preforch (default .venv/bin/python).
 # ARITH_DATA: a folder with arithmetic_train.jsonl and arithmetic_eval.jsonl to use instead of sampling them (e.g. a
 # previous run's RUNS/mahalo/data).
@@ -49,13 +58,33 @@ if [ "$SMALL" = 1 ]; then
   MAHALO_CAP="--max_train_pairs 32 --max_eval_pairs 32 --max_steps 3 --arithmetic_max_new_tokens 32"
   ORCH_CAP="--max_train_pairs 40 --max_eval_pairs 20"
   MIXED_CAP="--max_train_pairs 16 --max_eval_pairs 8" RL_CAP="--max_steps 2 --save_steps 1 --eval_prompts_per_source 2"
+  HEADLINE_CAP="--max_steps 2 --max_prompts 4 --eval_prompts_per_source 2"
 else
   RM_CAP="" MAHALO_CAP="--max_train_pairs 1800 --max_eval_pairs 1500 --max_steps 300" ORCH_CAP="" MIXED_CAP=""
   RL_CAP="--max_steps ${MIXED_STEPS:-200} --save_steps 50 --per_device_train_batch_size 32 --num_generations 8"
+  HEADLINE_CAP="--max_steps ${HEADLINE_STEPS:-48} --max_prompts 128 --per_device_train_batch_size 16"
 fi
 MIXED="$R/mixed_intent"
 RL_MIXED="--config preforch/recipes/rl_compare_mixed_intent.yaml --ensemble $MIXED/rewards --orchestrator $MIXED/orchestrator
           --judge $MIXED/judge/rewards --output_dir $R/rl_compare_mixed_intent $RL_CAP"
+
+INDEPENDENT="$R/mixed_intent_independent"
+HEADLINE="--config preforch/recipes/headline_mixed_intent.yaml --ensemble $INDEPENDENT/rewards
+          --orchestrator $INDEPENDENT/orchestrator --judge $INDEPENDENT/judge/rewards --output_dir $R/headline $HEADLINE_CAP"
+HEADLINE_ARMS="pro-morlhf@ranked-dpo morlhf:best-fixed@ranked-dpo morlhf:uniform@ranked-dpo
+               pro-morlhf:temperature=0.2@ranked-dpo pro-morlhf@grpo/normalize-then-sum
+               morlhf:best-fixed@grpo/normalize-then-sum morlhf:uniform@grpo/normalize-then-sum pro-morlhf@grpo
+               morlhf:best-fixed@grpo morlhf:uniform@grpo"
+
+headline_train_part() {
+  local arm seed
+  for arm in $HEADLINE_ARMS; do
+    for seed in 0 1; do
+      timed "headline_${arm//[:@\/=]/_}_$seed" $P headline $HEADLINE --methods "$arm" --seeds "$seed" --train_only true &
+    done
+  done
+  wait
+}
 
 rm_part() {
   for pooling in last mean; do
@@ -151,7 +180,12 @@ for part in "$@"; do
                        --output_dir "$MIXED" $MIXED_CAP & ;;
     mixed_rl) mixed_rl_part & ;;
     mixed_rl_eval) timed mixed_rl_eval $P rl-compare $RL_MIXED & ;;
-    *) echo "unknown part $part (rm, mahalo, mahalo_baselines, orchestrator, mixed_benchmark, mixed_rl, mixed_rl_eval)" >&2
+    headline_benchmark) timed headline_benchmark $P build-benchmark --config preforch/recipes/mixed_intent_independent.yaml \
+                          --output_dir "$INDEPENDENT" $MIXED_CAP & ;;
+    headline_train) headline_train_part & ;;
+    headline_eval) timed headline_eval $P headline $HEADLINE --methods $HEADLINE_ARMS & ;;
+    *) echo "unknown part $part (rm, mahalo, mahalo_baselines, orchestrator, mixed_benchmark, mixed_rl, mixed_rl_eval," \
+            "headline_benchmark, headline_train, headline_eval)" >&2
        exit 2 ;;
   esac
 done

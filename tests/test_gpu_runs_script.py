@@ -30,11 +30,12 @@ def test_every_command_of_the_gpu_script_parses(tmp_path, small):
     env = {**os.environ, "PREFORCH": f"{sys.executable} {checker}", "PY": sys.executable, "RUNS": str(runs),
            "SMALL": small, "SEEDS": "0", "PYTHONPATH": str(ROOT)}
     subprocess.run(["bash", str(ROOT / "scripts" / "gpu_runs.sh"), "rm", "mahalo", "mahalo_baselines", "orchestrator",
-                    "mixed_benchmark", "mixed_rl", "mixed_rl_eval"], env=env, check=True, timeout=600)
+                    "mixed_benchmark", "mixed_rl", "mixed_rl_eval", "headline_benchmark", "headline_train", "headline_eval"],
+                   env=env, check=True, timeout=600)
     rows = [line.split("\t") for line in (runs / "times.tsv").read_text().splitlines()]
     # reward models, MAHALO runs, their baselines, orchestrators (one seed), the mixed-intent benchmark, its six
-    # RL arms and their evaluation
-    assert len(rows) == 4 + 3 + 4 + 4 + 1 + 6 + 1
+    # RL arms and their evaluation, the headline's benchmark, its 10 arms x 2 seeds and their evaluation
+    assert len(rows) == 4 + 3 + 4 + 4 + 1 + 6 + 1 + 1 + 20 + 1
     failed = {name: (runs / "logs" / f"{name}.log").read_text()[-500:] for name, rc, _ in rows if rc != "0"}
     assert not failed
 

@@ -9,14 +9,16 @@ from preforch.alignment.config import MahaloConfig, PolicyConfig, WicConfig
 from preforch.cli.parsing import parse_config
 from preforch.evaluation.config import EvaluateConfig
 from preforch.orchestrator.config import OrchestratorConfig
-from preforch.pipelines.config import BenchmarkConfig, QuickstartConfig, RLComparisonConfig, WicComparisonConfig
+from preforch.pipelines.config import (BenchmarkConfig, HeadlineConfig, QuickstartConfig, RLComparisonConfig,
+                                       WicComparisonConfig)
 from preforch.rewards.config import EnsembleConfig, RewardModelConfig
 
 RECIPES = Path(preforch.__file__).parent / "recipes"
 KIND = {"reward_models_": RewardModelConfig, "ensemble_": EnsembleConfig, "orchestrator_": OrchestratorConfig,
         "quickstart": QuickstartConfig, "evaluate_": EvaluateConfig, "policy_": PolicyConfig,
         "rl_compare": RLComparisonConfig, "wic_": WicConfig, "wic_compare": WicComparisonConfig,
-        "mahalo_": MahaloConfig, "mixed_intent": BenchmarkConfig, "rl_compare_mixed": RLComparisonConfig}
+        "mahalo_": MahaloConfig, "mixed_intent": BenchmarkConfig, "rl_compare_mixed": RLComparisonConfig,
+        "headline_": HeadlineConfig}
 
 
 def _kind(path: Path):

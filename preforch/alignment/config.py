@@ -30,6 +30,8 @@ class PolicyConfig(RunConfig):
     policy: str = _f("smollm2", "causal LM to train: hub id, local path, or bundled alias 'smollm2'")
     ensemble: str = _f("runs/quickstart/rewards", "reward ensemble folder (objectives + stored normalisation)")
     orchestrator: Optional[str] = _f("runs/quickstart/orchestrator", "orchestrator folder (pro-morlhf)")
+    weight_temperature: Optional[float] = _f(None, "pro-morlhf: the temperature T of the orchestrator's weights "
+                                             "softmax(logits / T) (default: its calibrated one); lower is sharper")
     weights: Optional[str] = _f(None, "morlhf: fixed weights, e.g. helpful=0.5,harmless=0.5 (default uniform); "
                                 "harmless=0.5,auto: the orchestrator fills the rest per prompt")
     objective: Optional[str] = _f(None, "single-reward: the one objective to optimise")
@@ -72,6 +74,7 @@ class PolicyConfig(RunConfig):
     def __post_init__(self):
         _positive(self, "max_steps", "learning_rate", "per_device_train_batch_size", "num_generations", "max_completion_length")
         _non_negative(self, "max_prompt_tokens")
+        _positive(self, "weight_temperature")
         check_method(self.method, "method")
         _one_of(self, "mapping", ("probability", "expected", "distance"))
         if self.pad_to_multiple_of is not None and self.pad_to_multiple_of < 1:

@@ -23,7 +23,7 @@ from preforch.alignment.trl_utils import (LOG_FILE, check_trl_fields, device_arg
 from preforch.errors import ConfigError
 from preforch.hub import model_card
 from preforch.io import read_json
-from preforch.orchestrator.preference import preference_weights
+from preforch.orchestrator.preference import load_orchestrator, preference_weights
 from preforch.rewards.ensemble import RewardEnsemble
 from preforch.tables import load_attr
 
@@ -63,17 +63,36 @@ class WeightedMethod(TrainingMethod):
 
 
 class ProMorlhf(WeightedMethod):
-    """The orchestrator's f_phi(x) per prompt (paper Eq. 9), predicted once and cached."""
+    """The orchestrator's f_phi(x) per prompt (paper Eq. 9), predicted once and cached; `--weight_temperature`
+    replaces its calibrated temperature (rl-compare arm `pro-morlhf:temperature=0.2`: sharper weights)."""
+
+    arm_setting = "temperature=<T>"
 
     @classmethod
     def weights(cls, cfg, ensemble, prompts):
         if not cfg.orchestrator:
             raise ConfigError("pro-morlhf needs --orchestrator DIR")
-        return preference_weights(None, prompts, ensemble.objectives, cfg.orchestrator)
+        orchestrator = load_orchestrator(cfg.orchestrator, ensemble.objectives)
+        if cfg.weight_temperature is not None:
+            orchestrator.set_temperature(cfg.weight_temperature)
+        return preference_weights(None, prompts, ensemble.objectives, orchestrator)
 
     @classmethod
     def weighting(cls, cfg):
-        return "the orchestrator's per-prompt weights (Pro-MORLHF, PRO Eq. 9)"
+        temperature = f" at temperature {cfg.weight_temperature:g}" if cfg.weight_temperature is not None else ""
+        return f"the orchestrator's per-prompt weights{temperature} (Pro-MORLHF, PRO Eq. 9)"
+
+    @classmethod
+    def arm_config(cls, cfg, setting):
+        name, _, value = setting.partition("=")
+        try:
+            temperature = float(value) if name == "temperature" else None
+        except ValueError:
+            temperature = None
+        if temperature is None:
+            raise ConfigError(f"methods: pro-morlhf:{setting}: expected pro-morlhf:{cls.arm_setting}, e.g. "
+                              "pro-morlhf:temperature=0.2")
+        return {"weight_temperature": temperature}
 
 
 class Morlhf(WeightedMethod):

@@ -38,6 +38,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Pro-WiC / RiC: preference in the prompt; offline SFT, online sample-relabel-filter-SFT (Eq. 10-11)"),
     "rl-compare": ("preforch.pipelines.config:RLComparisonConfig", "preforch.cli.commands:rl_compare",
         "train RL methods from one start, judge every checkpoint held-out: reward-vs-step plot, before/after table"),
+    "headline": ("preforch.pipelines.config:HeadlineConfig", "preforch.cli.commands:headline",
+        "PRO's headline test: arms x training seeds, an independent judge, Pro minus best fixed with CIs and noise floor"),
     "wic-compare": ("preforch.pipelines.config:WicComparisonConfig", "preforch.cli.commands:wic_compare",
         "Pro-WiC vs RiC-online vs RiC-offline (+ Soups and MOD with --expert_data) at one budget: fronts, hypervolumes, steering, compute"),
     "plot-logs": ("preforch.evaluation.config:PlotLogsConfig", "preforch.cli.commands:plot_logs",

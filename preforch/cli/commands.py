@@ -12,7 +12,7 @@ from preforch.evaluation.config import CompareConfig, EvaluateConfig, PlotLogsCo
 from preforch.io import atomic_write_json, read_jsonl
 from preforch.models import is_main_process
 from preforch.orchestrator.config import EvalOrchestratorConfig, OrchestratorConfig, WeightsConfig
-from preforch.pipelines.config import RLComparisonConfig, WicComparisonConfig
+from preforch.pipelines.config import HeadlineConfig, RLComparisonConfig, WicComparisonConfig
 from preforch.rewards.config import EnsembleConfig, RewardModelConfig
 from preforch.serving.config import GenerateConfig, ServeConfig, ValueHeadConfig
 
@@ -174,6 +174,21 @@ def rl_compare(cfg: RLComparisonConfig) -> dict:
         print(f"{method}: held-out combined reward change after {d['final_step']} steps (paired, 95% CI): "
               + ", ".join(f"{w} weights {v['mean']:+.3f} ± {number(v['ci95'])}" for w, v in d["delta_combined"].items()))
     print(f"report: {Path(cfg.output_dir) / 'report.md'}")
+    return r
+
+
+def headline(cfg: HeadlineConfig) -> dict:
+    from preforch.pipelines.headline import run_headline
+    from preforch.pipelines.headline_report import ci
+
+    r = run_headline(cfg)
+    if cfg.train_only:
+        print("trained (--train_only): " + ", ".join(f"{arm} in {d}" for arm, d in r["trained"].items()))
+        return r
+    for signal, s in r["signals"].items():
+        print(f"{signal}: {s['pro']} minus {s['best_fixed']}, own objective, pooled over seeds {cfg.seeds}: "
+              f"{ci(s['primary']['pooled']['overall'])}" + (" (clears the noise floor)" if s["primary"]["bold"] else ""))
+    print(f"report: {Path(cfg.output_dir) / 'report.md'}; replies: {r['replies']}")
     return r
 
 

@@ -17,8 +17,8 @@ from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 from preforch.data.arithmetic import make_fresh_problems, problem_triple
 from preforch.data.hh import split_pair
-from preforch.data.schema import PreferenceDataset, PreferencePair, as_messages, content_key
-from preforch.data.splits import shared_first_turns, split_by_first_turn
+from preforch.data.schema import PreferenceDataset, PreferencePair, as_messages
+from preforch.data.splits import first_turn_key, shared_first_turns, split_by_first_turn
 from preforch.errors import ConfigError, DataError
 from preforch.io import read_json, read_jsonl, read_text
 
@@ -283,15 +283,16 @@ def check_disjoint_prompts(judge_data: list[str], eval_data: list[str], where: s
 
 def sample_per_source(specs: Iterable[str], per_source: int, seed: int, exclude: Iterable[str] = ()) -> PreferenceDataset:
     """`per_source` random pairs of each source label (all if fewer), sources in order of first
-    appearance, reproducible by `seed`. With `exclude` (data specs), pairs whose prompt occurs there are left out and
-    each prompt is kept once, so the sample is held out from, say, a policy's training prompts."""
+    appearance, reproducible by `seed`. With `exclude` (data specs), pairs that open with a first human turn found
+    there are left out and each first turn is kept once, so the sample is held out from, say, a policy's training
+    prompts, down to conversations that branch from the same question (`splits.first_turn_key`)."""
     import random
 
-    seen = {content_key(p.prompt) for p in load_many(exclude)} if exclude else None
+    seen = {first_turn_key(p.prompt) for p in load_many(exclude)} if exclude else None
     by_source: dict[str, list[PreferencePair]] = {}
     for pair in load_many(specs):
         if seen is not None:
-            key = content_key(pair.prompt)
+            key = first_turn_key(pair.prompt)
             if key in seen:
                 continue
             seen.add(key)

@@ -30,7 +30,7 @@ def pooled_paired_bootstrap(diffs: Sequence[np.ndarray], sources: Sequence[str],
     return stratified_bootstrap(np.mean(np.asarray(diffs, dtype=np.float64), axis=0), sources, num_samples, seed)
 
 
-def _size(result: dict) -> float:
+def reach(result: dict) -> float:
     """|mean| plus the CI's half-width of one bootstrap entry ({"mean", "ci95": [lo, hi]}): how far from 0 it
     plausibly reaches."""
     lo, hi = result["ci95"]
@@ -43,14 +43,14 @@ def noise_floor(arm: Sequence[np.ndarray], sources: Sequence[str], num_samples: 
 
     arm [S >= 2] of [P]: one arm's per-prompt scores per training seed on the same prompts; sources [P].
     Every pair of seeds i < j gives `pooled_paired_bootstrap([arm[j] - arm[i]])`; the floor is the pair whose
-    'overall' reaches furthest from 0 (`_size`), so with two seeds it is seed 1 minus seed 0 and with more a
+    'overall' reaches furthest from 0 (`reach`), so with two seeds it is seed 1 minus seed 0 and with more a
     result must clear every pair. Signed pair differences are not averaged: their signs are arbitrary and would
     cancel. Conservative: one seed against one, where the headline pools S seeds per arm."""
     if len(arm) < 2:
         raise DataError(f"a noise floor needs at least two training seeds of the arm; got {len(arm)}")
     pairs = [pooled_paired_bootstrap([np.asarray(arm[j], dtype=np.float64) - arm[i]], sources, num_samples, seed)
              for i, j in combinations(range(len(arm)), 2)]
-    return max(pairs, key=lambda p: _size(p["overall"]))
+    return max(pairs, key=lambda p: reach(p["overall"]))
 
 
 def interaction(diffs_helpful_on_benign: np.ndarray, diffs_harmless_on_harmful: np.ndarray, num_samples: int = 2000,
@@ -95,4 +95,4 @@ def bold_if_clear(ci: dict, floor: dict) -> bool:
     hi < 0, strictly) and |mean| > |floor mean| + floor half-width ((hi - lo) / 2), i.e. the result is larger than
     the seed-to-seed difference plausibly reaches. Sign-symmetric: a clear loss is bolded too."""
     lo, hi = ci["ci95"]
-    return (lo > 0 or hi < 0) and abs(ci["mean"]) > _size(floor)
+    return (lo > 0 or hi < 0) and abs(ci["mean"]) > reach(floor)

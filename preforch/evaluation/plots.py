@@ -174,3 +174,36 @@ def plot_accuracy_bars(rows: dict[str, dict], path: Path, title: str) -> None:
     ax.set_title(title)
     _save(fig, path)
     plt.close(fig)
+
+
+def plot_headline(result: dict, path: Path) -> None:
+    """The headline test as a forest plot, one panel per training signal: every comparison of an arm with a
+    fixed-weight arm (headline.json's signals[*].comparisons) by source and overall, pooled over training seeds
+    (95% CI bars) with each seed's mean (small dots), and the noise floor (the larger arm's seed-to-seed
+    difference, mean +- half-width) shaded around 0."""
+    plt = _pyplot()
+    signals = result["signals"]
+    fig, axes = plt.subplots(1, len(signals), figsize=(7 * len(signals), 1.2 + 0.9 * max(
+        len(s["comparisons"]) for s in signals.values()) * 2), squeeze=False)
+    for ax, (signal, s) in zip(axes[0], signals.items()):
+        labels, y = [], 0
+        for name, c in s["comparisons"].items():
+            floor = c["noise_floor"]
+            half = abs(floor["mean"]) + (floor["ci95"][1] - floor["ci95"][0]) / 2
+            for part in [*(k for k in c["pooled"] if k != "overall"), "overall"]:
+                p = c["pooled"][part]
+                ax.errorbar(p["mean"], y, xerr=[[p["mean"] - p["ci95"][0]], [p["ci95"][1] - p["mean"]]], fmt="o",
+                            color="black" if part == "overall" else "tab:blue", capsize=3)
+                ax.scatter([ps[part]["mean"] for ps in c["per_seed"].values()], [y] * len(c["per_seed"]), s=8,
+                           color="tab:orange", zorder=3)
+                if part == "overall":
+                    ax.fill_betweenx([y - 0.4, y + 0.4], -half, half, color="0.85", zorder=0)
+                labels.append(f"{name}: {part}")
+                y += 1
+        ax.axvline(0, color="0.4", lw=0.8)
+        ax.set_yticks(range(len(labels)), labels, fontsize=7)
+        ax.invert_yaxis()
+        ax.set(xlabel="difference in the judge's score on each prompt's own objective (z)", title=signal)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)

@@ -1,4 +1,4 @@
-"""Configs of the pipelines: `quickstart`, `build-benchmark`, `rl-compare`, `wic-compare`."""
+"""Configs of the pipelines: `quickstart`, `build-benchmark`, `rl-compare`, `headline`, `wic-compare`."""
 
 from __future__ import annotations
 
@@ -124,6 +124,15 @@ def arm_parts(arm: str, cfg: PolicyConfig) -> tuple[str, str | None, str, str]:
     return method, setting if sep else None, algorithm, aggregation if slash else SUM_THEN_NORMALIZE
 
 
+def arm_signal(arm: str, cfg: PolicyConfig) -> tuple[str, str]:
+    """(training signal, role) of an rl-compare arm: `pro-morlhf:temperature=0.2@grpo/normalize-then-sum` ->
+    ('grpo/normalize-then-sum', 'pro-morlhf:temperature=0.2'); the signal is the algorithm alone when it takes one
+    aggregation (`ranked-dpo`)."""
+    method, setting, algorithm, aggregation = arm_parts(arm, cfg)
+    signal = algorithm if len(algorithm_class(algorithm).aggregations) == 1 else f"{algorithm}/{aggregation}"
+    return signal, method if setting is None else f"{method}:{setting}"
+
+
 @run_config
 class RLComparisonConfig(PolicyConfig):
     """`preforch rl-compare`: train several RL methods from one start on one prompt set (every train-policy
@@ -165,6 +174,55 @@ class RLComparisonConfig(PolicyConfig):
                                   f"{algorithm} (it takes {', '.join(signal.aggregations)})")
         if len(set(self.methods)) != len(self.methods) or not self.methods:
             raise ConfigError(f"methods: expected distinct method names, got {self.methods}")
+
+
+# The primary metric's pair under each training signal: Pro minus the best fixed vector chosen on validation
+PRIMARY_PAIR = ("pro-morlhf", "morlhf:best-fixed")
+
+
+@run_config
+class HeadlineConfig(RLComparisonConfig):
+    """`preforch headline`: PRO's headline test as docs/design.md fixes it ("The headline test, fixed before it
+    runs"): every arm trained from one start under each of several training seeds, each final policy judged by an
+    independent judge on the same held-out prompts (one evaluation seed); the primary metric (Pro minus best
+    fixed on each prompt's own objective) per signal, per seed and pooled, with its noise floor and secondary
+    checks. Every rl-compare option applies; --seed is replaced by --seeds."""
+
+    methods: list[str] = _list(["pro-morlhf@ranked-dpo", "morlhf:best-fixed@ranked-dpo", "morlhf:uniform@ranked-dpo"],
+                               "arms as rl-compare's --methods; each training signal (@algorithm[/aggregation]) needs "
+                               "pro-morlhf and morlhf:best-fixed, the primary pair")
+    seeds: list[int] = _list([0, 1], "training seeds; every arm is trained once per seed (at least two: the noise floor)")
+    eval_seed: int = _f(1234, "seed of the held-out prompt draw and of sampling the answers: one for every arm and "
+                        "training seed, so all are judged on the same prompts")
+    weight_data: list[str] = _list([], "extra data specs whose prompts' weights each arm reports (e.g. "
+                                   "arithmetic-fresh:trained:200 and arithmetic-fresh:fresh:200: one template or both)")
+    output_dir: str = _f("runs/headline", "seed<s>/<arm> training folders, eval/, replies.jsonl.gz, headline.json, "
+                         "report.md, headline.png")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if len(set(self.seeds)) != len(self.seeds) or not self.seeds:
+            raise ConfigError(f"seeds: expected distinct training seeds, got {self.seeds}")
+        if self.train_only:  # one call may train some arms and seeds (parallel calls on a GPU); the test needs all
+            return
+        if len(self.seeds) < 2:
+            raise ConfigError(f"seeds: expected at least two distinct training seeds (the noise floor), got {self.seeds}")
+        if not self.judge:
+            raise ConfigError("judge: the headline test needs an independent judge (reward models that trained and "
+                              "guided no arm, e.g. build-benchmark's OUTPUT_DIR/judge/rewards)")
+        for signal, roles in self.arms_by_signal().items():
+            missing = [r for r in PRIMARY_PAIR if r not in roles]
+            if missing:
+                raise ConfigError(f"methods: the {signal} arms lack {' and '.join(missing)}: the primary metric "
+                                  f"compares {PRIMARY_PAIR[0]} with {PRIMARY_PAIR[1]} under each training signal")
+
+    def arms_by_signal(self) -> dict[str, dict[str, str]]:
+        """{training signal: {role: arm}} in the order of --methods (see `arm_signal`)."""
+        out: dict[str, dict[str, str]] = {}
+        for arm in self.methods:
+            signal, role = arm_signal(arm, self)
+            out.setdefault(signal, {})[role] = arm
+        return out
 
 
 @run_config

@@ -81,22 +81,23 @@ def snapshots(run_dir: Path) -> dict[int, str]:
     return dict(sorted(snaps.items()))
 
 
-def _evaluate(cfg: RLComparisonConfig, policy: str, name: str, k: int) -> dict:
+def evaluate_policy(cfg: RLComparisonConfig, policy: str, out: Path, k: int, seed: int) -> dict:
+    """`evaluate --method plain` of `policy` on cfg's held-out prompts (drawn and sampled with `seed`, never a
+    training prompt), judged by cfg.judge, into `out`; a finished evaluation by the same judge is reused."""
     from preforch.evaluation.harness import run_evaluation
 
-    out = Path(cfg.output_dir) / "eval" / name
     if (out / "evaluation.json").is_file():
         done = json.loads((out / "evaluation.json").read_text())
         # reused when judged by the same judge, with each objective's mean over the prompts it applies to ("n")
         if done.get("judge") == (cfg.judge or cfg.ensemble) and "prompt_sources" in done and "n" in done["rows"][0]:
             return done
-    print(f"\n=== held-out evaluation: {name} ({policy}) ===", flush=True)
+    print(f"\n=== held-out evaluation: {out.name} ({policy}) ===", flush=True)
     return run_evaluation(EvaluateConfig(
         policy=policy, method="plain", ensemble=cfg.ensemble, judge=cfg.judge, orchestrator=cfg.orchestrator,
         eval_data=cfg.eval_data, exclude_data=cfg.train_data,
         prompts_per_source=cfg.eval_prompts_per_source, grid=[",".join([repr(1 / k)] * k)],
         reference_point=reference_point_or_default(cfg.reference_point, k), max_new_tokens=cfg.max_completion_length,
-        temperature=cfg.eval_temperature, seed=cfg.seed, output_dir=str(out), trust_remote_code=cfg.trust_remote_code))
+        temperature=cfg.eval_temperature, seed=seed, output_dir=str(out), trust_remote_code=cfg.trust_remote_code))
 
 
 def _summary(evaluation: dict) -> dict:
@@ -138,12 +139,12 @@ def run_rl_comparison(cfg: RLComparisonConfig) -> dict:
     if cfg.train_only:
         return {"config": asdict(cfg), "trained": {arm: policy_config(cfg, arm).output_dir for arm in cfg.methods}}
 
-    initial = _evaluate(cfg, cfg.policy, INITIAL, k)
+    initial = evaluate_policy(cfg, cfg.policy, out / "eval" / INITIAL, k, cfg.seed)
     curves = {}
     for arm in cfg.methods:
         curves[arm] = {0: initial}
         for step, path in snapshots(out / arm_folder(arm)).items():
-            curves[arm][step] = _evaluate(cfg, path, f"{arm_folder(arm)}-step{step}", k)
+            curves[arm][step] = evaluate_policy(cfg, path, out / "eval" / f"{arm_folder(arm)}-step{step}", k, cfg.seed)
 
     weightings = [r["label"] for r in initial["rows"]]  # uniform, and orchestrator when given
     result = {"config": asdict(cfg), "objectives": objectives, "num_prompts": initial["num_prompts"],
