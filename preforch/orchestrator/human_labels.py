@@ -118,6 +118,8 @@ def format_human_labels(table: dict, title: str) -> str:
     lines += [f"  {name:<36} {r['accuracy']:.3f}  [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]" for name, r in table["rows"].items()]
     lines += [f"  margin {name:<29} {m['margin']:+.3f}  [{m['ci95'][0]:+.3f}, {m['ci95'][1]:+.3f}]"
               for name, m in table.get("margins", {}).items()]
+    lines += [f"  {source} alone ({acc['n']} pairs): " + ", ".join(f"{name} {a:.3f}" for name, a in acc.items() if name != "n")
+              for source, acc in table.get("by_source", {}).items()]
     return "\n".join(lines)
 
 
@@ -130,7 +132,8 @@ def human_label_table(delta: Scores | torch.Tensor, objectives: Sequence[str], w
     or [K] (e.g. 'orchestrator', 'best fixed (validation)'). Adds uniform, each objective alone, the best fixed vector
     chosen on these same pairs ('best fixed (test, ceiling)': an optimistic reference, it peeks at the
     labels) and the per-source oracle when sources name objectives. When `compare_to` is among the
-    weightings, its paired-bootstrap margin over every other row is reported too.
+    weightings, its paired-bootstrap margin over every other row is reported too; with several sources, every
+    row's accuracy on each source alone (`by_source`: {source: {"n", name: accuracy}}).
     """
     k = len(objectives)
     rows: dict[str, torch.Tensor] = {"uniform": torch.full((k,), 1.0 / k)}
@@ -149,6 +152,9 @@ def human_label_table(delta: Scores | torch.Tensor, objectives: Sequence[str], w
             entry["weights"] = dict(zip(objectives, [round(float(x), 4) for x in w]))
         table[name] = entry
     result = {"num_pairs": len(delta), "rows": table}
+    if sources is not None and len(set(sources)) > 1:  # a source the orchestrator gets for free must not hide another
+        result["by_source"] = {s: {"n": int(m.sum()), **{name: float(h[m].mean()) for name, h in hits.items()}}
+                               for s in dict.fromkeys(sources) for m in [torch.tensor([x == s for x in sources])]}
     if compare_to in hits:
         result["margins"] = {f"{compare_to} - {name}": paired_bootstrap(hits[compare_to], h, seed=seed)
                              for name, h in hits.items() if name != compare_to}

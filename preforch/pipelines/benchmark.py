@@ -141,6 +141,11 @@ def render_report(r: dict) -> str:
                for name, row in r["human_labels"]["rows"].items()]
     margins = [f"- {name}: {m['margin']:+.3f} [{m['ci95'][0]:+.3f}, {m['ci95'][1]:+.3f}]"
                for name, m in r["human_labels"].get("margins", {}).items()]
+    by_source = r["human_labels"].get("by_source", {})
+    names = list(r["human_labels"]["rows"])
+    per_source = ["| weighting | " + " | ".join(f"{s} ({a['n']})" for s, a in by_source.items()) + " |",
+                  "|" + "---|" * (len(by_source) + 1)]
+    per_source += [f"| {name} | " + " | ".join(f"{a[name]:.3f}" for a in by_source.values()) + " |" for name in names]
     fixed = r["best_fixed_validation"] or {}
     accuracy = lambda d: ", ".join(f"{o} {a:.3f}" for o, a in d.items())
     f = r["folders"]
@@ -167,4 +172,6 @@ def render_report(r: dict) -> str:
         "",
         *margins,
         "",
+        *(["Accuracy on each source alone (a source every weighting gets right says little about the others):", "",
+           *per_source, ""] if by_source else []),
     ])

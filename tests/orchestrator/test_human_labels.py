@@ -52,6 +52,18 @@ def test_table_lists_every_baseline_and_the_margins():
     assert lo <= t["rows"]["uniform"]["accuracy"] <= hi
 
 
+
+def test_table_gives_each_source_alone():
+    # helpful decides every hh-helpful pair, harmless every hh-harmless one; 'helpful only' is right on one source
+    delta = torch.tensor([[1.0, -1.0]] * 3 + [[-1.0, 1.0]] * 2)
+    sources = ["hh-helpful"] * 3 + ["hh-harmless"] * 2
+    t = human_label_table(delta, ["helpful", "harmless"], {}, sources)
+    assert t["by_source"]["hh-helpful"]["n"] == 3 and t["by_source"]["hh-harmless"]["n"] == 2
+    assert t["by_source"]["hh-helpful"]["helpful only"] == 1.0 and t["by_source"]["hh-harmless"]["helpful only"] == 0.0
+    assert t["rows"]["helpful only"]["accuracy"] == pytest.approx(0.6)  # pooled: the two sources mixed
+    assert "by_source" not in human_label_table(delta, ["helpful", "harmless"], {}, ["one"] * 5)
+
+
 def test_calibrated_weights_stay_on_the_simplex():
     logits = torch.randn(50, 3) * 5
     for t in (0.05, 0.3, 1.0, 4.0):

@@ -239,5 +239,5 @@ def test_rl_compare_refuses_an_arm_naming_an_objective_the_ensemble_lacks(tiny_e
     assert main(["rl-compare", "--ensemble", tiny_ensemble_dir, "--methods", "single-reward:arithmetic",
                  "--output_dir", str(tmp_path / "o")]) == 2
     assert "got 'arithmetic'" in capsys.readouterr().err
-    with pytest.raises(ConfigError, match="only morlhf"):
-        RLComparisonConfig(methods=["pro-morlhf:x"])
+    with pytest.raises(ConfigError, match="only pro-morlhf:temperature=<T> and morlhf"):
+        RLComparisonConfig(methods=["moslim:x"])
