@@ -2,7 +2,9 @@
 
 - verl: a custom reward function (`custom_reward_function.path=remote_reward.py`,
   `custom_reward_function.name=compute_score`): `compute_score(data_source, solution_str, ground_truth, extra_info)`.
-- OpenRLHF: `--remote_rm_url remote_reward.py` loads `reward_func(queries, prompts, labels)`.
+- OpenRLHF: needs no file: `--remote_rm_url http://HOST:PORT/get_reward` speaks its remote reward protocol
+  (start the server with `preforch serve --reward_only --tokenizer <the policy>`). `--remote_rm_url
+  remote_reward.py` also works, loading `reward_func(queries, prompts, labels)` below.
 Both call the server once per batch (OpenRLHF) or sample (verl) and return the combined reward w . r~ (PRO's Eq. 9):
 the server's default preference (`serve --weights`), else the orchestrator's per prompt, unless PREFORCH_PREFERENCE
 (e.g. `helpful=0.7,harmless=0.3`) names one. Settings come from the environment: PREFORCH_SCORE_URL (default

@@ -307,8 +307,9 @@ def serve(cfg: ServeConfig) -> None:
     from preforch.serving.serve import load_served, run_server
 
     served = load_served(cfg)
-    print(f"serving {served.policy.kind} policy {cfg.policy} (objectives {', '.join(served.objectives)}) on "
-          f"http://{cfg.host}:{cfg.port}/v1", flush=True)
+    what = "rewards only" if served.policy is None else f"{served.kind} policy {cfg.policy}"
+    print(f"serving {what} (objectives {', '.join(served.objectives)}) on http://{cfg.host}:{cfg.port}/v1; "
+          f"OpenRLHF's remote reward at http://{cfg.host}:{cfg.port}/get_reward", flush=True)
     run_server(served, cfg)
 
 

@@ -217,3 +217,43 @@ def stream_chunks(response: dict, include_usage: bool) -> list[str]:
     if include_usage and "usage" in response:
         events.append({**base, "choices": [], "usage": response["usage"]})
     return [f"data: {json.dumps(e)}\n\n" for e in events] + ["data: [DONE]\n\n"]
+
+
+class RewardRequest(BaseModel):
+    """POST /get_reward: OpenRLHF's remote reward request, as its client posts it (openrlhf/utils/remote_rm_utils.py,
+    `remote_rm_fn`: {"query", "prompts", "labels"}). `query` is each prompt + reply as the policy's tokenizer decodes
+    them (padding and special tokens kept), `prompts` the prompts after their chat template; `labels` are accepted
+    and not read (an ensemble's rules find what they need in the prompt). `preference` is preforch's own addition."""
+
+    model_config = ConfigDict(extra="allow")
+
+    query: list[str] = Field(min_length=1)
+    prompts: Optional[list[str]] = None
+    labels: Optional[list[Any]] = None
+    preference: Optional[dict[str, Any]] = None
+
+    def checked_prompts(self) -> Optional[list[str]]:
+        if self.prompts is not None and len(self.prompts) != len(self.query):
+            raise ConfigError(f"prompts: {len(self.prompts)} prompts for {len(self.query)} queries; give one per query")
+        return self.prompts
+
+
+class TextScoreRequest(BaseModel):
+    """vLLM's scoring request (`/score`, `/v1/score`): `text_1` the prompt(s), `text_2` the reply(s); one text_1
+    scores every text_2, else the lists pair up. A prompt is read back into chat messages as /get_reward's are."""
+
+    model_config = ConfigDict(extra="allow")
+
+    text_1: Union[str, list[str]]
+    text_2: Union[str, list[str]]
+    model: Optional[str] = None
+    preference: Optional[dict[str, Any]] = None
+
+    def pairs(self) -> list[tuple[str, str]]:
+        replies = [self.text_2] if isinstance(self.text_2, str) else list(self.text_2)
+        prompts = [self.text_1] * len(replies) if isinstance(self.text_1, str) else list(self.text_1)
+        if not replies:
+            raise ConfigError("text_2: give at least one text to score")
+        if len(prompts) != len(replies):
+            raise ConfigError(f"text_1: {len(prompts)} texts for {len(replies)} in text_2; give one text_1 or one per text_2")
+        return list(zip(prompts, replies))

@@ -78,9 +78,16 @@ class ServeConfig:
                                 "read from $PREFORCH_API_KEY")
     backend: str = _f("hf", "what samples candidates: hf (transformers generate) | vllm (needs vllm and a GPU; the plain, "
                       "best-of-n, wic and moslim kinds)")
+    reward_only: bool = _f(False, "load no policy: a remote reward model for RL frameworks (/get_reward, /v1/score); "
+                           "needs --ensemble")
+    tokenizer: Optional[str] = _f(None, "tokenizer (hub id, path or alias) whose chat template formatted the prompt texts "
+                                  "/get_reward and vLLM-style scoring receive, to read them back into messages; default: "
+                                  "the policy's; with none, a prompt text is one user message")
     trust_remote_code: bool = _f(False, "allow custom model code from the hub")
 
     def __post_init__(self):
+        if self.reward_only and not self.ensemble:
+            raise ConfigError("reward_only: a reward-only server needs --ensemble DIR")
         _positive(self, "port", "num_candidates", "max_batch", "queue_size", "max_prompt_chars", "max_tokens", "max_n",
                   "max_score_items")
         _one_of(self, "backend", ("hf", "vllm"))

@@ -7,10 +7,16 @@
   chosen replies as server-sent events.
 - POST /v1/completions: plain prompts, answered as a user message.
 - POST /v1/score: a batch of (messages, reply) -> each objective's normalised score, the weights, and the
-  combined reward `w . r~`: a remote reward model for RL frameworks.
+  combined reward `w . r~`: a remote reward model for RL frameworks. Also answers vLLM's scoring request
+  (`text_1` / `text_2`, here and at POST /score) with vLLM's response shape plus preforch's fields.
+- POST /get_reward: OpenRLHF's remote reward protocol (`--remote_rm_url http://HOST:PORT/get_reward`): the
+  combined reward of each query, per-objective scores and weights in `extra_logs`.
+  Formatted prompt texts (these two routes) are read back into chat messages with the policy's chat template
+  (serving/prompt_text.py; `serve --tokenizer` names it for a reward-only server).
 - GET / : the playground (playground.html): a prompt, the orchestrator's weights as bars, sliders, the candidates
   with their scores and the one chosen, over POST /v1/explain.
-- GET /v1/models, GET /health. With `--api_key`, every /v1 route wants `Authorization: Bearer KEY` (401 without).
+- GET /v1/models, GET /health. With `--api_key`, every route but / and /health wants `Authorization: Bearer KEY`
+  (401 without). `serve --reward_only` loads no policy: the scoring routes answer, the generating ones say so.
 Generation requests are batched into one `respond` call per group of equal sampling settings
 (serving/batcher.py). The server writes no files: stopping it at any moment leaves every folder it read as it was.
 """
@@ -23,27 +29,30 @@ import time
 import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from preforch.data.weights import AUTO
 from preforch.errors import ConfigError, PreforchError
 from preforch.generation.sampling import SamplingConfig
-from preforch.serving.api_schema import (ChatMessage, ChatRequest, CompletionRequest, Limits, ScoreRequest, TooLarge,
-                                         checked_messages, checked_prompt, chosen_preference, completion_response,
-                                         new_tokens, stream_chunks, usage)
+from preforch.serving.api_schema import (ChatMessage, ChatRequest, CompletionRequest, Limits, RewardRequest,
+                                         ScoreRequest, TextScoreRequest, TooLarge, checked_messages, checked_prompt,
+                                         chosen_preference, completion_response, new_tokens, stream_chunks, usage)
 from preforch.serving.batcher import Batcher, Job, QueueFull
+from preforch.serving.prompt_text import split_query
 from preforch.serving.served import Served
 
 RETRY_AFTER_S = 1
+OPEN_ROUTES = ("/", "/health")  # every other route wants the API key when the server has one
 PLAYGROUND = Path(__file__).with_name("playground.html")
 
 
 def create_app(served: Served, limits: Limits = Limits(), queue_size: int = 64, max_batch: int = 8):
     """The FastAPI app serving `served`; requests beyond `queue_size` waiting answer 503 with Retry-After."""
-    from fastapi import FastAPI, Request
+    from fastapi import Body, FastAPI, Request
     from fastapi.concurrency import run_in_threadpool
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+    from pydantic import ValidationError
 
     batcher = Batcher(served.answer, queue_size, max_batch)
 
@@ -69,7 +78,7 @@ def create_app(served: Served, limits: Limits = Limits(), queue_size: int = 64, 
 
     @app.middleware("http")
     async def authorize(request: Request, call_next):
-        if served.api_key and request.url.path.startswith("/v1/"):
+        if served.api_key and request.url.path not in OPEN_ROUTES:
             given = request.headers.get("authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {served.api_key}".encode()):
                 return error(401, "Authorization: this server wants 'Bearer <api key>' (serve --api_key)",
@@ -95,7 +104,12 @@ def create_app(served: Served, limits: Limits = Limits(), queue_size: int = 64, 
             return error(503, f"server busy: {queue_size} requests already wait; retry in {RETRY_AFTER_S} s",
                          "server_busy", {"Retry-After": str(RETRY_AFTER_S)})
 
+    def generating() -> None:
+        if served.policy is None:
+            raise ConfigError("this server serves rewards only (serve --reward_only): POST /v1/score or /get_reward")
+
     def sampling_key(n: int, max_tokens: int, temperature: float, top_p: float, seed) -> tuple:
+        generating()
         served.policy.check_sampling(SamplingConfig(n, max_tokens, temperature, top_p))
         return n, max_tokens, temperature, top_p, seed
 
@@ -106,6 +120,7 @@ def create_app(served: Served, limits: Limits = Limits(), queue_size: int = 64, 
     @app.post("/v1/explain")
     async def explain(request: ChatRequest):
         async def handle():
+            generating()
             prompt = checked_prompt(request, limits)
             sampling = SamplingConfig(request.n, new_tokens(request, limits), request.temperature, request.top_p,
                                       served.batch_size, 0 if request.seed is None else request.seed)
@@ -116,14 +131,14 @@ def create_app(served: Served, limits: Limits = Limits(), queue_size: int = 64, 
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "kind": served.policy.kind, "objectives": list(served.objectives),
+        return {"status": "ok", "kind": served.kind, "objectives": list(served.objectives),
                 "orchestrator": served.orchestrator is not None, "ensemble": served.ensemble is not None,
                 "default_preference": served.default_preference, "waiting": batcher.waiting, "batches": batcher.batches}
 
     @app.get("/v1/models")
     async def models():
         return {"object": "list", "data": [{"id": served.name, "object": "model", "created": 0, "owned_by": "preforch",
-                                            "kind": served.policy.kind, "objectives": list(served.objectives)}]}
+                                            "kind": served.kind, "objectives": list(served.objectives)}]}
 
     @app.post("/v1/chat/completions")
     async def chat(request: ChatRequest):
@@ -162,26 +177,84 @@ def create_app(served: Served, limits: Limits = Limits(), queue_size: int = 64, 
                        if all(counted) else {})}
         return await answered(handle())
 
+    def scoring_batch(n: int, field: str) -> None:
+        if served.ensemble is None:
+            raise ConfigError("this server has no reward ensemble to score with (serve --ensemble DIR)")
+        if n > limits.max_score_items:
+            raise ConfigError(f"{field}: {n} is over this server's limit of {limits.max_score_items}")
+
+    async def scored(prompts: list, replies: list[str], preferences: list, model: Optional[str], field: str) -> list[dict]:
+        """served.score over (prompt messages, reply) pairs, each under its preference (None: the server's
+        default), replies within the character limit (`field`: where reply i is, with {} for i)."""
+        for i, reply in enumerate(replies):
+            if len(reply) > limits.max_prompt_chars:
+                raise TooLarge(f"{field.format(i)}: {len(reply)} characters, over this server's limit of "
+                               f"{limits.max_prompt_chars}")
+        specs = [preference_of(p, model) for p in preferences]
+        return await run_in_threadpool(served.score, prompts, replies, specs)
+
+    def read_prompt(text: str, field: str) -> tuple[dict, ...]:
+        """A formatted prompt text as chat messages (served.reader), checked like a chat request's."""
+        return checked_messages([ChatMessage(**m) for m in served.reader.messages(text)], limits, field)
+
+    def validated(model, body: dict):
+        try:
+            return model.model_validate(body)
+        except ValidationError as e:
+            raise RequestValidationError(e.errors()) from None
+
     @app.post("/v1/score")
-    async def score(request: ScoreRequest):
+    @app.post("/score")
+    async def score(body: dict[str, Any] = Body(...)):
         async def handle():
-            if served.ensemble is None:
-                raise ConfigError("this server has no reward ensemble to score with (serve --ensemble DIR)")
-            if len(request.items) > limits.max_score_items:
-                raise ConfigError(f"items: {len(request.items)} is over this server's limit of {limits.max_score_items}")
+            if "text_1" in body or "text_2" in body:  # vLLM's scoring request
+                request = validated(TextScoreRequest, body)
+                pairs = request.pairs()
+                scoring_batch(len(pairs), "text_2")
+                prompts = [read_prompt(text, f"text_1.{i}") for i, (text, _) in enumerate(pairs)]
+                data = await scored(prompts, [r for _, r in pairs], [request.preference] * len(pairs), request.model,
+                                    "text_2.{}")
+                return {"id": f"score-{uuid.uuid4().hex}", "object": "list", "created": int(time.time()),
+                        "model": request.model or served.name, "objectives": list(served.objectives),
+                        "data": [{**d, "object": "score", "score": d["reward"]} for d in data]}
+            request = validated(ScoreRequest, body)
+            scoring_batch(len(request.items), "items")
             prompts = [checked_messages(item.messages, limits, f"items.{i}.messages") for i, item in enumerate(request.items)]
-            for i, item in enumerate(request.items):
-                if len(item.reply) > limits.max_prompt_chars:
-                    raise TooLarge(f"items.{i}.reply: {len(item.reply)} characters, over this server's limit of "
-                                   f"{limits.max_prompt_chars}")
-            specs = [preference_of(item.preference if item.preference is not None else request.preference, request.model)
-                     for item in request.items]
-            data = await run_in_threadpool(served.score, prompts, [item.reply for item in request.items], specs)
+            data = await scored(prompts, [item.reply for item in request.items],
+                                [item.preference if item.preference is not None else request.preference
+                                 for item in request.items], request.model, "items.{}.reply")
             return {"object": "list", "model": request.model or served.name, "objectives": list(served.objectives),
                     "data": data}
         return await answered(handle())
 
+    @app.post("/get_reward")
+    async def get_reward(request: RewardRequest):
+        """OpenRLHF's remote reward model (`--remote_rm_url http://HOST:PORT/get_reward`), answered as its own
+        openrlhf/cli/serve_rm.py answers: {"rewards", "scores", "extra_logs"}."""
+        async def handle():
+            prompts = request.checked_prompts()
+            scoring_batch(len(request.query), "query")
+            split = [split_query(q, None if prompts is None else prompts[i], served.reader, f"query.{i}")
+                     for i, q in enumerate(request.query)]
+            messages = [read_prompt(text, f"prompts.{i}") for i, (text, _) in enumerate(split)]
+            data = await scored(messages, [r for _, r in split], [request.preference] * len(split), None, "query.{}")
+            rewards = [d["reward"] for d in data]
+            return {"rewards": rewards, "scores": rewards, "extra_logs": extra_logs(data, served.objectives)}
+        return await answered(handle())
+
     return app
+
+
+def extra_logs(data: list[dict], objectives) -> dict[str, list[float]]:
+    """Per objective, one number per item for an RL framework's logs (OpenRLHF averages each list): `score/<o>`
+    the normalised score (0 where the objective does not apply), `applies/<o>` 1 or 0 (the mean of a score over
+    the items it applies to is mean(score) / mean(applies)), `weight/<o>` the preference's weight."""
+    logs = {}
+    for o in objectives:
+        logs[f"score/{o}"] = [d["scores"][o] or 0.0 for d in data]
+        logs[f"applies/{o}"] = [float(d["scores"][o] is not None) for d in data]
+        logs[f"weight/{o}"] = [d["weights"][o] for d in data]
+    return logs
 
 
 def checked_messages_of(text: str, limits: Limits) -> tuple[dict, ...]:

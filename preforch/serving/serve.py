@@ -8,6 +8,7 @@ import torch
 
 from preforch.data.weights import parse_preference
 from preforch.errors import ConfigError
+from preforch.models import load_pretrained, resolve
 from preforch.generation.sampling import SamplingConfig
 from preforch.rewards.ensemble import RewardEnsemble, check_objectives
 from preforch.serving.api_schema import Limits
@@ -15,6 +16,7 @@ from preforch.serving.config import DEFAULT_KIND, ServeConfig
 from preforch.serving.folder import load_preference_policy
 from preforch.serving.http import create_app
 from preforch.serving.policy import LoadOptions
+from preforch.serving.prompt_text import TemplateReader
 from preforch.serving.served import Served
 from preforch.serving.vllm_lm import check_vllm
 
@@ -35,20 +37,33 @@ def load_served(cfg: ServeConfig) -> Served:
     objectives = ensemble.objectives if ensemble else orchestrator.objectives if orchestrator else None
     if orchestrator is not None:
         check_objectives(objectives, orchestrator.objectives, f"orchestrator {cfg.orchestrator}")
-    policy = load_preference_policy(cfg.policy, cfg.method, default_kind=DEFAULT_KIND if ensemble else "plain",
-                                    objectives=objectives, ensemble=cfg.ensemble or None,
-                                    options=LoadOptions(cfg.trust_remote_code, {cfg.ensemble: ensemble} if ensemble else {},
-                                                        backend=cfg.backend),
-                                    num_candidates=cfg.num_candidates)
+    policy = None if cfg.reward_only else load_preference_policy(
+        cfg.policy, cfg.method, default_kind=DEFAULT_KIND if ensemble else "plain", objectives=objectives,
+        ensemble=cfg.ensemble or None, num_candidates=cfg.num_candidates,
+        options=LoadOptions(cfg.trust_remote_code, {cfg.ensemble: ensemble} if ensemble else {}, backend=cfg.backend))
     if cfg.weights:  # a bad default fails at start, not at the first request
-        partial = parse_preference(cfg.weights, policy.objectives, "--weights")
+        partial = parse_preference(cfg.weights, objectives or policy.objectives, "--weights")
         if partial.auto and orchestrator is None:
             raise ConfigError(f"--weights {cfg.weights}: 'auto' fills from the orchestrator; add --orchestrator DIR")
     served = Served(policy, ensemble, orchestrator, cfg.model_name, cfg.max_batch, cfg.weights or None,
-                    cfg.api_key or os.environ.get("PREFORCH_API_KEY") or None)
-    k = len(served.objectives)
-    policy.respond([({"role": "user", "content": "Hello"},)], torch.full((1, k), 1 / k), SamplingConfig(1, 1, 1.0, 1.0))
+                    cfg.api_key or os.environ.get("PREFORCH_API_KEY") or None, template_reader(cfg, policy))
+    if policy is not None:
+        k = len(served.objectives)
+        policy.respond([({"role": "user", "content": "Hello"},)], torch.full((1, k), 1 / k), SamplingConfig(1, 1, 1.0, 1.0))
     return served
+
+
+def template_reader(cfg: ServeConfig, policy) -> TemplateReader:
+    """What reads formatted prompt texts back into messages: --tokenizer's chat template, else the policy's, else
+    none (each text one user message)."""
+    if cfg.tokenizer:
+        from transformers import AutoTokenizer
+
+        tokenizer = load_pretrained(AutoTokenizer, resolve(cfg.tokenizer), "--tokenizer",
+                                    trust_remote_code=cfg.trust_remote_code)
+    else:
+        tokenizer = policy.tokenizer() if policy is not None else None
+    return TemplateReader.from_tokenizer(tokenizer) if tokenizer is not None else TemplateReader()
 
 
 def run_server(served: Served, cfg: ServeConfig) -> None:

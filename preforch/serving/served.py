@@ -10,12 +10,14 @@ from typing import TYPE_CHECKING, Optional, Sequence
 
 import torch
 
+from preforch.errors import ConfigError
 from preforch.generation.combined_reward import combined_reward
 from preforch.generation.sampling import SamplingConfig
 from preforch.orchestrator.preference import preference_weights
 from preforch.serving.api_schema import by_objective, usage
 from preforch.serving.batcher import Job
 from preforch.serving.policy import PreferencePolicy
+from preforch.serving.prompt_text import TemplateReader
 
 if TYPE_CHECKING:
     from preforch.orchestrator.model import PreferenceOrchestrator
@@ -25,24 +27,34 @@ if TYPE_CHECKING:
 
 @dataclass
 class Served:
-    """What the server answers with: a policy, and optionally the orchestrator that supplies weights and the
-    ensemble that scores replies. `name` is the model id /v1/models lists; `default_preference` a `--weights`
-    spec for requests that give none; `api_key` the bearer token /v1 routes want (None: open)."""
+    """What the server answers with: a policy (None: a reward-only server), and optionally the orchestrator that
+    supplies weights and the ensemble that scores replies. `name` is the model id /v1/models lists;
+    `default_preference` a `--weights` spec for requests that give none; `api_key` the bearer token /v1 routes want
+    (None: open); `reader` reads formatted prompt texts (/get_reward, vLLM-style scoring) back into chat messages."""
 
-    policy: PreferencePolicy
+    policy: Optional[PreferencePolicy]
     ensemble: Optional["RewardEnsemble"] = None
     orchestrator: Optional["PreferenceOrchestrator"] = None
     name: str = "preforch"
     batch_size: int = 8
     default_preference: Optional[str] = None
     api_key: Optional[str] = None
+    reader: TemplateReader = field(default_factory=TemplateReader)
     # generation, /v1/score and /v1/explain run in different worker threads; the models (and the ensemble's cache)
     # serve one of them at a time
     _models: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
+    def __post_init__(self):
+        if self.policy is None and self.ensemble is None:
+            raise ConfigError("a reward-only server needs a reward ensemble (serve --ensemble DIR)")
+
     @property
     def objectives(self) -> tuple[str, ...]:
-        return tuple(self.policy.objectives)
+        return tuple(self.policy.objectives if self.policy is not None else self.ensemble.objectives)
+
+    @property
+    def kind(self) -> str:
+        return self.policy.kind if self.policy is not None else "reward-only"
 
     def weights(self, prompts: Sequence, specs: Sequence[Optional[str]]) -> torch.Tensor:
         """Each prompt's weights [P, K] under its spec (None: the orchestrator's); one call per distinct spec."""
