@@ -5,8 +5,9 @@ Stages, each reused when its artifact exists (`--overwrite` redoes them):
 2. the ensemble: those models plus the rules, z-scores fitted on the training pairs' replies (an objective with its
    own reference data, such as exact match on arithmetic problems, fitted on that data only);
 3. the judge: reward models trained on the *held-out* pairs plus the same rules, z-scores fitted on held-out replies.
-   It trains and guides nothing, so it can judge every policy trained on the ensemble; its training pairs share no
-   first human turn with eval_data (checked before any stage runs), optionally on another backbone;
+   Its reward models train and guide nothing, so they can judge every policy trained on the ensemble (its rules do
+   train: said in the report); their training pairs share no first human turn with eval_data (checked before any
+   stage runs), optionally on another backbone;
 4. the orchestrator, trained on every source's pairs without its source label, judged on held-out human labels;
 5. benchmark.json and report.md: reward-model and judge accuracies, the orchestrator's weights by source (the
    source labels are read here, for the report only) and its held-out combined-reward accuracy.
@@ -152,7 +153,8 @@ def render_report(r: dict) -> str:
     return "\n".join([
         "# Benchmark: " + ", ".join(objectives),
         "",
-        f"Ensemble `{f['ensemble']}`, judge `{f['judge']}` (trained on held-out pairs; it trains and guides nothing), "
+        f"Ensemble `{f['ensemble']}`, judge `{f['judge']}` (reward models trained on held-out pairs, which train and "
+        f"guide nothing{'; its rules ' + ', '.join(r['config']['rules']) + ' are also training rewards' if r['config'].get('rules') else ''}), "
         f"orchestrator `{f['orchestrator']}` (trained on {', '.join(r['config']['train_data'])} without source labels).",
         "",
         f"Held-out pairwise accuracy: training reward models {accuracy(r['reward_models']['training'])}; judge "

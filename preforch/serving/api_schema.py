@@ -182,6 +182,18 @@ def by_objective(objectives: Sequence[str], row: Sequence[Optional[float]]) -> d
     return {o: None if v is None else float(v) for o, v in zip(objectives, row)}
 
 
+def extra_logs(data: list[dict], objectives) -> dict[str, list[float]]:
+    """Per objective, one number per item for an RL framework's logs (OpenRLHF averages each list): `score/<o>`
+    the normalised score (0 where the objective does not apply), `applies/<o>` 1 or 0 (the mean of a score over
+    the items it applies to is mean(score) / mean(applies)), `weight/<o>` the preference's weight."""
+    logs = {}
+    for o in objectives:
+        logs[f"score/{o}"] = [d["scores"][o] or 0.0 for d in data]
+        logs[f"applies/{o}"] = [float(d["scores"][o] is not None) for d in data]
+        logs[f"weight/{o}"] = [d["weights"][o] for d in data]
+    return logs
+
+
 def completion_response(model: str, replies: Sequence[str], weights: Sequence[float], objectives: Sequence[str],
                         scores: Optional[Sequence[Sequence[Optional[float]]]], token_usage: Optional[dict] = None) -> dict:
     """An OpenAI `chat.completion` object, plus `preference` (the weights used) and, with an ensemble, each

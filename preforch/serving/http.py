@@ -36,7 +36,8 @@ from preforch.errors import ConfigError, PreforchError
 from preforch.generation.sampling import SamplingConfig
 from preforch.serving.api_schema import (ChatMessage, ChatRequest, CompletionRequest, Limits, RewardRequest,
                                          ScoreRequest, TextScoreRequest, TooLarge, checked_messages, checked_prompt,
-                                         chosen_preference, completion_response, new_tokens, stream_chunks, usage)
+                                         chosen_preference, completion_response, extra_logs, new_tokens,
+                                         stream_chunks, usage)
 from preforch.serving.batcher import Batcher, Job, QueueFull
 from preforch.serving.prompt_text import split_query
 from preforch.serving.served import Served
@@ -243,18 +244,6 @@ def create_app(served: Served, limits: Limits = Limits(), queue_size: int = 64, 
         return await answered(handle())
 
     return app
-
-
-def extra_logs(data: list[dict], objectives) -> dict[str, list[float]]:
-    """Per objective, one number per item for an RL framework's logs (OpenRLHF averages each list): `score/<o>`
-    the normalised score (0 where the objective does not apply), `applies/<o>` 1 or 0 (the mean of a score over
-    the items it applies to is mean(score) / mean(applies)), `weight/<o>` the preference's weight."""
-    logs = {}
-    for o in objectives:
-        logs[f"score/{o}"] = [d["scores"][o] or 0.0 for d in data]
-        logs[f"applies/{o}"] = [float(d["scores"][o] is not None) for d in data]
-        logs[f"weight/{o}"] = [d["weights"][o] for d in data]
-    return logs
 
 
 def checked_messages_of(text: str, limits: Limits) -> tuple[dict, ...]:
