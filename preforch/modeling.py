@@ -101,6 +101,10 @@ class PooledHeadModel(nn.Module):
             if hf is not None:  # the same folder as a transformers model (modeling_preforch.py)
                 hf.save_pretrained(tmp)
                 self.tokenizer.save_pretrained(tmp)
+                if self.tokenizer.is_fast:  # formats raw prompts as preforch does, for pipelines
+                    from preforch.modeling_preforch import export_tokenizer
+
+                    export_tokenizer(str(tmp), hf.kind)
                 shutil.copyfile(Path(__file__).with_name("modeling_preforch.py"), tmp / "modeling_preforch.py")
 
     def hf_config(self):

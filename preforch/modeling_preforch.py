@@ -12,7 +12,7 @@ file, so code that never imports preforch loads it with the auto classes and `pi
 - an orchestrator's logits are divided by its calibrated temperature, so their softmax (a pipeline's default)
   is the preference weight of each objective.
 Inputs are tokenised as preforch does: (dialogue tail, reply) text pairs for a reward model, the prompt for an
-orchestrator. The weights stay where preforch writes them (`encoder/`, `head.safetensors`); a model saved with
+orchestrator; the folder's tokenizer (`PreforchTokenizerFast`) formats a raw prompt as preforch does first. The weights stay where preforch writes them (`encoder/`, `head.safetensors`); a model saved with
 `save_pretrained` from here has the usual single weights file. This file imports only torch, safetensors and
 transformers: it is copied into each folder for `trust_remote_code`.
 """
@@ -23,7 +23,8 @@ import os
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, PretrainedConfig, PreTrainedModel
+from transformers import (AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer, PretrainedConfig,
+                          PreTrainedModel)
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 MODEL_TYPE = "preforch"
@@ -104,6 +105,78 @@ class PreforchModel(PreTrainedModel):
         return model.to(encoder.dtype).eval()
 
 
+_SPEAKERS = ("Human: ", "Assistant: ", "System: ")  # preforch's rewards/formatting.py render_dialogue
+
+
+def _is_dialogue(text: str) -> bool:
+    return any(line.startswith(_SPEAKERS) for line in text.splitlines())
+
+
+class PreforchTokenizerFast:
+    """A folder's tokenizer as transformers users meet it (preforch itself reads the plain one in `encoder/`): a raw
+    prompt is formatted as preforch formats it before encoding, so `pipeline("text-classification", model=folder)`
+    on raw text gives preforch's own weights and scores. A prompt becomes `Human: <prompt>` (rewards/formatting.py);
+    for a reward model whose tokenizer has a chat template, (prompt, reply) becomes the conversation the template
+    renders. Text that is already a dialogue (a line opening with `Human: `, `Assistant: ` or `System: `), and a
+    reward model's text without a reply, pass unchanged. preforch keeps the end of prompts longer than the model's
+    input; this class does not cut them.
+
+    Loading gives the folder's own tokenizer class (`preforch_base_class` in tokenizer_config.json) with this
+    formatting mixed in, so every tokenizer family keeps its own behaviour."""
+
+    preforch_kind = "reward"
+
+    @classmethod
+    def from_pretrained(cls, name_or_path, *args, **kwargs):
+        import json
+
+        from transformers.models.auto.tokenization_auto import tokenizer_class_from_name
+        from transformers.utils import cached_file
+
+        with open(cached_file(name_or_path, "tokenizer_config.json"), encoding="utf-8") as f:
+            config = json.load(f)
+        base = tokenizer_class_from_name(config["preforch_base_class"])
+        tokenizer = base.from_pretrained(name_or_path, *args, **kwargs)
+        tokenizer.__class__ = type(cls.__name__, (cls, type(tokenizer)), {})
+        tokenizer.preforch_kind = config.get("preforch_kind", "reward")
+        return tokenizer
+
+    @classmethod
+    def register_for_auto_class(cls, auto_class="AutoTokenizer"):
+        """Called by trust_remote_code loading; the folder's tokenizer_config.json already holds the auto_map."""
+
+    def _encode_plus(self, text, text_pair=None, **kwargs):  # the one path every call of a fast tokenizer takes
+        if kwargs.get("is_split_into_words"):
+            return super()._encode_plus(text, text_pair, **kwargs)
+        single = isinstance(text, str)
+        texts = [text] if single else list(text)
+        pairs = None if text_pair is None else [text_pair] if isinstance(text_pair, str) else list(text_pair)
+        if self.preforch_kind == "reward" and pairs is not None and getattr(self, "chat_template", None):
+            texts = [t if _is_dialogue(t) else self.apply_chat_template(
+                [{"role": "user", "content": t}, {"role": "assistant", "content": r}], tokenize=False)
+                for t, r in zip(texts, pairs)]
+            pairs = None
+        else:
+            texts = [t if _is_dialogue(t) else f"Human: {t}" for t in texts]
+        return super()._encode_plus(texts[0] if single else texts,
+                                    None if pairs is None else pairs[0] if single else pairs, **kwargs)
+
+
+def export_tokenizer(folder: str, kind: str) -> None:
+    """Make the tokenizer saved at the top of `folder` load as a `PreforchTokenizerFast` (tokenizer_config.json's
+    class and `auto_map` for trust_remote_code; its own class kept as `preforch_base_class`)."""
+    import json
+
+    file = os.path.join(folder, "tokenizer_config.json")
+    with open(file, encoding="utf-8") as f:
+        config = json.load(f)
+    config.update(preforch_base_class=config.get("tokenizer_class"), tokenizer_class="PreforchTokenizerFast",
+                  preforch_kind=kind,
+                  auto_map={"AutoTokenizer": [None, "modeling_preforch.PreforchTokenizerFast"]})
+    with open(file, "w", encoding="utf-8") as f:
+        json.dump(config, f, indent=2)
+
+
 def hf_config(kind: str, objectives, encoder_config, pooling: str, input_tokens: int, prompt_max_tokens: int = 64,
               **extra) -> PreforchConfig:
     """The config.json of a preforch folder: objectives as id2label, the encoder's config inline, auto_map for
@@ -118,3 +191,4 @@ def hf_config(kind: str, objectives, encoder_config, pooling: str, input_tokens:
 
 AutoConfig.register(MODEL_TYPE, PreforchConfig, exist_ok=True)
 AutoModelForSequenceClassification.register(PreforchConfig, PreforchModel, exist_ok=True)
+AutoTokenizer.register(PreforchConfig, fast_tokenizer_class=PreforchTokenizerFast, exist_ok=True)

@@ -109,3 +109,24 @@ def test_push_to_hub_without_a_repo_is_refused_before_training(capsys):
 
     assert main(["train-orchestrator", "--push_to_hub", "true"]) == 2
     assert "push_to_hub: needs hub_model_id" in capsys.readouterr().err
+
+
+def test_a_pipeline_on_raw_text_gives_preforchs_own_weights_and_scores(trained_rm, tiny_encoder_dir, tmp_path):
+    """The folder's tokenizer formats a raw prompt as preforch does ('Human: ...'), so pipeline users need no step."""
+    from transformers import pipeline
+
+    import preforch.modeling_preforch  # noqa: F401
+    from preforch.orchestrator.model import PreferenceOrchestrator
+
+    orch = PreferenceOrchestrator.from_encoder(tiny_encoder_dir, ["helpful", "harmless", "conciseness"])
+    torch.nn.init.normal_(orch.head.weight, std=0.5)
+    orch.save_pretrained(tmp_path / "orch")
+    prompt, reply = "how do I hurt someone", "No."
+    ours = PreferenceOrchestrator.from_pretrained(tmp_path / "orch", device="cpu").predict(PROMPTS[:1])[0]
+    weights = {d["label"]: d["score"] for d in pipeline("text-classification", model=str(tmp_path / "orch"), top_k=None)([prompt])[0]}
+    assert [weights[o] for o in ("helpful", "harmless", "conciseness")] == pytest.approx(ours.tolist(), abs=1e-5)
+
+    scores = pipeline("text-classification", model=trained_rm, function_to_apply="none", top_k=None)(
+        [{"text": prompt, "text_pair": reply}])[0]
+    expected = HFRewardModel(trained_rm, device="cpu", bf16=False).score(PROMPTS[:1], [reply])[0]
+    assert [{d["label"]: d["score"] for d in scores}[o] for o in ("helpful", "harmless")] == pytest.approx(expected.tolist(), abs=1e-5)
