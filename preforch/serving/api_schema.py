@@ -79,9 +79,20 @@ def checked_prompt(request: ChatRequest, limits: Limits) -> tuple[dict, ...]:
     return prompt
 
 
+def check_text(text: str, field: str) -> str:
+    """`text`, or a `ConfigError` naming `field` when it is not valid Unicode (JSON lets a lone surrogate such as
+    "\\ud800" through, and no tokenizer can encode it)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ConfigError(f"{field}: invalid Unicode (a lone surrogate at character {e.start})") from None
+    return text
+
+
 def checked_messages(messages: Sequence[ChatMessage], limits: Limits, field: str) -> tuple[dict, ...]:
     """Chat messages as the prompt every policy and reward model reads; `TooLarge` over the character limit."""
-    prompt = check_messages([{"role": m.role, "content": m.text()} for m in messages], field)
+    prompt = check_messages([{"role": m.role, "content": check_text(m.text(), f"{field}.{i}.content")}
+                             for i, m in enumerate(messages)], field)
     chars = sum(len(m["content"]) for m in prompt)
     if chars > limits.max_prompt_chars:
         raise TooLarge(f"{field}: prompt is {chars} characters, over this server's limit of {limits.max_prompt_chars}")

@@ -2,7 +2,7 @@
 
 One worker task drains whatever requests wait (up to `max_batch`), groups those with the same sampling settings
 and answers each group with one call of `answer` in a worker thread (the event loop keeps accepting requests
-meanwhile). A full queue refuses at once (`QueueFull`, HTTP 503) rather than letting latency grow unbounded.
+meanwhile); a group whose call fails is answered request by request, so only the failing request fails. A full queue refuses at once (`QueueFull`, HTTP 503) rather than letting latency grow unbounded.
 """
 
 from __future__ import annotations
@@ -76,11 +76,18 @@ class Batcher:
                 group = [j for j in group if not j.future.done()]  # a client that went away is not answered
                 if not group:
                     continue
-                try:
-                    results = await asyncio.to_thread(self.answer, group)
-                except Exception as e:  # noqa: BLE001 - every waiting request gets the error, the worker lives on
-                    results = [e] * len(group)
-                self.batches += 1
+                results = await self._answer(group)
                 for job, result in zip(group, results):
                     if not job.future.done():
                         (job.future.set_exception if isinstance(result, Exception) else job.future.set_result)(result)
+
+    async def _answer(self, group: list[Job]) -> list[Any]:
+        """`answer(group)`'s results, or per job the exception it raised. When a batch fails, each of its jobs is
+        answered alone, so a request that cannot be answered fails by itself and its neighbours are answered."""
+        try:
+            self.batches += 1
+            return await asyncio.to_thread(self.answer, group)
+        except Exception as e:  # noqa: BLE001 - the worker lives on; the request(s) get the error
+            if len(group) == 1:
+                return [e]
+            return [result for job in group for result in await self._answer([job])]

@@ -35,7 +35,7 @@ from preforch.data.weights import AUTO
 from preforch.errors import ConfigError, PreforchError
 from preforch.generation.sampling import SamplingConfig
 from preforch.serving.api_schema import (ChatMessage, ChatRequest, CompletionRequest, Limits, RewardRequest,
-                                         ScoreRequest, TextScoreRequest, TooLarge, checked_messages, checked_prompt,
+                                         ScoreRequest, TextScoreRequest, TooLarge, check_text, checked_messages, checked_prompt,
                                          chosen_preference, completion_response, extra_logs, new_tokens,
                                          stream_chunks, usage)
 from preforch.serving.batcher import Batcher, Job, QueueFull
@@ -188,6 +188,7 @@ def create_app(served: Served, limits: Limits = Limits(), queue_size: int = 64, 
         """served.score over (prompt messages, reply) pairs, each under its preference (None: the server's
         default), replies within the character limit (`field`: where reply i is, with {} for i)."""
         for i, reply in enumerate(replies):
+            check_text(reply, field.format(i))
             if len(reply) > limits.max_prompt_chars:
                 raise TooLarge(f"{field.format(i)}: {len(reply)} characters, over this server's limit of "
                                f"{limits.max_prompt_chars}")

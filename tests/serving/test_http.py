@@ -13,6 +13,8 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
+from preforch.errors import ConfigError
+
 from preforch.serving.api_schema import Limits
 from preforch.serving.config import ServeConfig
 from preforch.serving.http import create_app
@@ -123,6 +125,13 @@ def test_request_limits_and_malformed_requests(client, request_body, status, mes
     assert r.status_code == status and message in r.json()["error"]["message"], r.text
 
 
+def test_a_lone_surrogate_is_400_naming_the_field(client):
+    """JSON may escape a lone surrogate ("\\ud800"), which no tokenizer can encode: refused before it queues."""
+    body = b'{"messages": [{"role": "user", "content": "hi \\ud800"}]}'
+    r = client.post("/v1/chat/completions", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["message"].startswith("messages.0.content: invalid Unicode"), r.text
+
+
 class Gated(PreferencePolicy):
     """Answers "ok" once `gate` opens; records the prompts of each generation call."""
 
@@ -172,6 +181,34 @@ def test_waiting_requests_share_one_generation_call_and_a_full_queue_answers_503
     assert full.status_code == 503 and full.headers["Retry-After"] == "1" and "busy" in full.json()["error"]["message"]
     assert [r.status_code for r in results] == [200] * 4
     assert policy.calls == [1, 3]  # the three that waited were answered by one call
+
+
+class Poisoned(Gated):
+    """As Gated, but a batch holding a prompt with "poison" cannot be answered at all."""
+
+    def candidates(self, prompts, weightings, sampling):
+        if any("poison" in p[-1]["content"] for p in prompts):
+            raise ConfigError("this prompt cannot be answered")
+        return super().candidates(prompts, weightings, sampling)
+
+
+def test_a_request_that_cannot_be_answered_fails_alone_and_its_batch_neighbours_are_answered():
+    policy = Poisoned()
+    app = create_app(Served(policy), queue_size=8, max_batch=8)
+    good = {"messages": HELLO, "preference": {"helpful": 0.5, "harmless": 0.5}, "max_tokens": 2}
+    poison = {**good, "messages": [{"role": "user", "content": "poison"}]}
+    with running(app) as (url, _):
+        results = []
+        threads = [post_in_thread(url, good, results)]
+        wait_for(policy.busy.is_set)  # the next five wait, then share one batch
+        threads += [post_in_thread(url, body, results) for body in (good, good, poison, good, good)]
+        wait_for(lambda: httpx.get(f"{url}/health").json()["waiting"] == 5)
+        policy.gate.set()
+        for t in threads:
+            t.join(30)
+    codes = sorted(r.status_code for r in results)
+    assert codes == [200] * 5 + [400], [r.text for r in results]
+    assert policy.calls == [1, 1, 1, 1, 1]  # the failed batch of five, answered request by request
 
 
 def tree(folder: Path) -> dict[str, str]:
