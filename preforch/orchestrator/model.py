@@ -113,6 +113,11 @@ class PreferenceOrchestrator(PooledHeadModel):
             return torch.empty(0, self.num_objectives)
         return torch.stack([self._cache[k] for k in keys])
 
+    @property
+    def cached_prompts(self) -> int:
+        """Distinct prompts whose weights or features are cached (a server bounds this; training keeps them all)."""
+        return max(len(self._cache), len(self._features))
+
     def clear_cache(self, features: bool = False) -> None:
         """Drop cached predictions (call after changing the head), and the cached features too when
         `features` (after changing the encoder)."""

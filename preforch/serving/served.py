@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from preforch.rewards.scores import Scores
 
 
+MAX_CACHED_PROMPTS = 4096  # distinct prompts whose weights a server keeps before it starts afresh
+
+
 @dataclass
 class Served:
     """What the server answers with: a policy (None: a reward-only server), and optionally the orchestrator that
@@ -62,6 +65,8 @@ class Served:
         for spec in dict.fromkeys(specs):
             rows = [i for i, s in enumerate(specs) if s == spec]
             weights[rows] = preference_weights(spec, [prompts[i] for i in rows], self.objectives, self.orchestrator)
+        if self.orchestrator is not None and self.orchestrator.cached_prompts > MAX_CACHED_PROMPTS:
+            self.orchestrator.clear_cache(features=True)  # a server sees new prompts forever: its memory stays bounded
         return weights
 
     def scores(self, prompts: Sequence, replies: Sequence[str]) -> tuple["Scores", "Scores"]:

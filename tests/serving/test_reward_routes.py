@@ -115,3 +115,17 @@ def test_serve_reward_only_loads_no_policy_and_reads_the_named_template(tiny_pol
     assert r.status_code == 200, r.text
     weights = r.json()["extra_logs"]
     assert sum(weights[f"weight/{o}"][0] for o in served.objectives) == pytest.approx(1, abs=1e-5)  # the orchestrator's
+
+
+def test_the_servers_orchestrator_cache_stays_bounded(tiny_ensemble_dir, tiny_orchestrator_dir, monkeypatch):
+    import preforch.serving.served as served_module
+    from preforch.orchestrator.model import PreferenceOrchestrator
+    from preforch.rewards.ensemble import RewardEnsemble
+
+    monkeypatch.setattr(served_module, "MAX_CACHED_PROMPTS", 3)
+    served = Served(None, RewardEnsemble.load(tiny_ensemble_dir), PreferenceOrchestrator.from_pretrained(tiny_orchestrator_dir))
+    seen = []
+    for i in range(10):
+        served.weights([({"role": "user", "content": f"prompt {i}"},)] * 2, [None, None])
+        seen.append(served.orchestrator.cached_prompts)
+    assert max(seen) <= 3 and seen[:3] == [1, 2, 3]
