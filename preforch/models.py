@@ -180,11 +180,19 @@ def is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+def looks_local(name_or_path: str) -> bool:
+    """A path that cannot be a Hub id ('owner/name' or 'name'): absolute, relative with ./ or ~, or deeper."""
+    name = str(name_or_path)
+    return name.startswith((".", "/", "~")) or "\\" in name or name.count("/") >= 2
+
+
 def load_pretrained(loader, name_or_path: str, what: str, **kwargs):
     """`loader.from_pretrained(name_or_path)`, with a one-line error naming `what` and the path when the
     folder or hub id cannot be loaded (wrong path, or a hub id while offline)."""
     from safetensors import SafetensorError
 
+    if looks_local(name_or_path) and not Path(name_or_path).exists():  # else transformers retries the Hub for ~50 s
+        raise ConfigError(f"{what} {name_or_path!r}: no such folder (a Hub id has the form 'owner/name')")
     try:
         return loader.from_pretrained(name_or_path, **kwargs)
     except SafetensorError:  # transformers does not say which file: find it

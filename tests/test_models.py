@@ -15,3 +15,16 @@ def test_converting_the_bundled_policy_without_gguf_names_the_extra(tmp_path, mo
     with pytest.raises(ConfigError, match=r"needs the gguf package: pip install 'preforch\[gguf\]'"):
         models.smollm2_path(verbose=False)
     assert not any(tmp_path.iterdir()), "nothing half-written"
+
+
+@pytest.mark.parametrize("path", ["runs/quickstart/rewards/reward_model", "./my_rm", "/no/such/model", "~/rm"])
+def test_a_missing_local_folder_is_named_at_once_not_tried_on_the_hub(path):
+    from preforch.models import load_pretrained
+
+    class NeverCalled:  # transformers would retry the Hub for ~50 s before failing
+        @staticmethod
+        def from_pretrained(*args, **kwargs):
+            raise AssertionError("the Hub was tried")
+
+    with pytest.raises(ConfigError, match=f"^reward-model tokenizer '{path}': no such folder"):
+        load_pretrained(NeverCalled, path, "reward-model tokenizer")

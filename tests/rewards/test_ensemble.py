@@ -93,7 +93,7 @@ def test_trained_model_carries_its_input_format(tiny_encoder_dir, tmp_path):
 
 
 def test_missing_model_is_a_one_line_error(tmp_path):
-    with pytest.raises(ConfigError, match=r"reward model '.*nowhere' could not be loaded"):
+    with pytest.raises(ConfigError, match=r"reward model '.*nowhere': no such folder"):
         HFRewardModel(str(tmp_path / "nowhere"), device="cpu")
 
 
