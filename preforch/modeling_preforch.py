@@ -1,7 +1,8 @@
-"""preforch's reward models and orchestrators as `transformers` models: `AutoModelForSequenceClassification`-loadable.
+"""preforch's reward models, classifiers and orchestrators as `transformers` sequence classifiers.
 
-Every folder `train-rm` or `train-orchestrator` saves also holds a `config.json` of model_type `preforch` and this
-file, so code that never imports preforch loads it with the auto classes and `pipeline("text-classification")`:
+Every folder `train-rm` (`--levels` too) or `train-orchestrator` saves also holds a `config.json` of model_type
+`preforch` and this file, so code that never imports preforch loads it with the auto classes and
+`pipeline("text-classification")`:
 
     AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True)   # without preforch
     import preforch.modeling_preforch; AutoModelForSequenceClassification.from_pretrained(folder)  # registered
@@ -9,10 +10,15 @@ file, so code that never imports preforch loads it with the auto classes and `pi
 - a reward model gives one logit per objective (`id2label`), the raw score preforch's scorer reads; the
   normalisation statistics fitted on its training replies are in `config.normalization` (mean, std per objective);
   a `pipeline` needs `function_to_apply="none"` to return scores rather than a softmax over them;
+- MOSLIM's classification reward model (`train-rm --levels`) gives every head's raw class logits, concatenated
+  [B, sum L_h] (`id2label` "<objective>/<level>"); `logits.split(config.num_levels, -1)` gives one [B, L_h] per
+  objective, whose softmax is that head's level probabilities (`config.level_stats`: the reference-set statistics
+  MOSLIM's reward mapping reads); a `pipeline` needs `function_to_apply="none"` here too;
 - an orchestrator's logits are divided by its calibrated temperature, so their softmax (a pipeline's default)
   is the preference weight of each objective.
-Inputs are tokenised as preforch does: (dialogue tail, reply) text pairs for a reward model, the prompt for an
-orchestrator; the folder's tokenizer (`PreforchTokenizerFast`) formats a raw prompt as preforch does first. The weights stay where preforch writes them (`encoder/`, `head.safetensors`); a model saved with
+Inputs are tokenised as preforch does: (dialogue tail, reply) text pairs for a reward model or classifier, the prompt
+for an orchestrator; the folder's tokenizer (`PreforchTokenizerFast`) formats a raw prompt as preforch does first.
+The weights stay where preforch writes them (`encoder/`, `head.safetensors`); a model saved with
 `save_pretrained` from here has the usual single weights file. This file imports only torch, safetensors and
 transformers: it is copied into each folder for `trust_remote_code`.
 """
@@ -28,13 +34,15 @@ from transformers import (AutoConfig, AutoModel, AutoModelForSequenceClassificat
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 MODEL_TYPE = "preforch"
-KINDS = ("reward", "orchestrator")
+KINDS = ("reward", "orchestrator", "classifier")
 
 
 class PreforchConfig(PretrainedConfig):
-    """kind: 'reward' or 'orchestrator'; encoder: the encoder's own config (a dict); pooling: mean | cls | last |
-    response (the mean over the reply's segment); objectives as id2label; normalization: {"mean": [K], "std": [K]}
-    of a reward model's raw scores (or None); weight_temperature: an orchestrator's calibrated softmax temperature;
+    """kind: 'reward', 'orchestrator' or 'classifier'; encoder: the encoder's own config (a dict); pooling: mean | cls |
+    last | response (the mean over the reply's segment); objectives as id2label (a classifier's classes,
+    "<objective>/<level>"); normalization: {"mean": [K], "std": [K]} of a reward model's raw scores (or None);
+    weight_temperature: an orchestrator's calibrated softmax temperature; num_levels: a classifier's class count per
+    head (its logits' split); level_stats: a classifier's reference-set statistics (rewards/levels.py LevelStats);
     input_tokens / prompt_max_tokens: the tokenisation preforch used (not `max_length` / `temperature`, which
     transformers reads as generation settings)."""
 
@@ -42,13 +50,15 @@ class PreforchConfig(PretrainedConfig):
 
     def __init__(self, kind: str = "reward", encoder: dict | None = None, pooling: str = "mean", input_tokens: int = 128,
                  prompt_max_tokens: int = 64, normalization: dict | None = None, tau: float | None = None,
-                 weight_temperature: float = 1.0, **kwargs):
+                 weight_temperature: float = 1.0, num_levels: list[int] | None = None, level_stats: dict | None = None,
+                 **kwargs):
         super().__init__(**kwargs)
         if kind not in KINDS:
             raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
         self.kind, self.encoder, self.pooling = kind, encoder or {}, pooling
         self.input_tokens, self.prompt_max_tokens = input_tokens, prompt_max_tokens
         self.normalization, self.tau, self.weight_temperature = normalization, tau, weight_temperature
+        self.num_levels, self.level_stats = num_levels, level_stats
 
 
 def _pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
@@ -63,7 +73,8 @@ def _pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
 
 
 class PreforchModel(PreTrainedModel):
-    """`head(pool(encoder(x)))`: logits [B, K], one per objective (an orchestrator's divided by its temperature)."""
+    """`head(pool(encoder(x)))`: logits [B, K], one per objective (an orchestrator's divided by its temperature), or a
+    classifier's class logits [B, sum L_h]."""
 
     config_class = PreforchConfig
     base_model_prefix = "encoder"
@@ -116,10 +127,10 @@ class PreforchTokenizerFast:
     """A folder's tokenizer as transformers users meet it (preforch itself reads the plain one in `encoder/`): a raw
     prompt is formatted as preforch formats it before encoding, so `pipeline("text-classification", model=folder)`
     on raw text gives preforch's own weights and scores. A prompt becomes `Human: <prompt>` (rewards/formatting.py);
-    for a reward model whose tokenizer has a chat template, (prompt, reply) becomes the conversation the template
-    renders. Text that is already a dialogue (a line opening with `Human: `, `Assistant: ` or `System: `), and a
-    reward model's text without a reply, pass unchanged. preforch keeps the end of prompts longer than the model's
-    input; this class does not cut them.
+    for a reward model or classifier whose tokenizer has a chat template, (prompt, reply) becomes the conversation
+    the template renders. Text that is already a dialogue (a line opening with `Human: `, `Assistant: ` or
+    `System: `), and a chat-template model's text without a reply, pass unchanged. preforch keeps the end of prompts longer
+    than the model's input; this class does not cut them.
 
     Loading gives the folder's own tokenizer class (`preforch_base_class` in tokenizer_config.json) with this
     formatting mixed in, so every tokenizer family keeps its own behaviour."""
@@ -151,12 +162,13 @@ class PreforchTokenizerFast:
         single = isinstance(text, str)
         texts = [text] if single else list(text)
         pairs = None if text_pair is None else [text_pair] if isinstance(text_pair, str) else list(text_pair)
-        if self.preforch_kind == "reward" and pairs is not None and getattr(self, "chat_template", None):
+        templated = self.preforch_kind != "orchestrator" and getattr(self, "chat_template", None)
+        if templated and pairs is not None:
             texts = [t if _is_dialogue(t) else self.apply_chat_template(
                 [{"role": "user", "content": t}, {"role": "assistant", "content": r}], tokenize=False)
                 for t, r in zip(texts, pairs)]
             pairs = None
-        else:
+        elif not templated:  # (a templated model's text without a reply is a rendered conversation already)
             texts = [t if _is_dialogue(t) else f"Human: {t}" for t in texts]
         return super()._encode_plus(texts[0] if single else texts,
                                     None if pairs is None else pairs[0] if single else pairs, **kwargs)
@@ -177,13 +189,13 @@ def export_tokenizer(folder: str, kind: str) -> None:
         json.dump(config, f, indent=2)
 
 
-def hf_config(kind: str, objectives, encoder_config, pooling: str, input_tokens: int, prompt_max_tokens: int = 64,
+def hf_config(kind: str, labels, encoder_config, pooling: str, input_tokens: int, prompt_max_tokens: int = 64,
               **extra) -> PreforchConfig:
-    """The config.json of a preforch folder: objectives as id2label, the encoder's config inline, auto_map for
-    `trust_remote_code` loading."""
+    """The config.json of a preforch folder: labels (objectives, or a classifier's classes) as id2label, the
+    encoder's config inline, auto_map for `trust_remote_code` loading."""
     config = PreforchConfig(kind=kind, encoder=encoder_config.to_dict(), pooling=pooling, input_tokens=input_tokens,
-                            prompt_max_tokens=prompt_max_tokens, id2label=dict(enumerate(objectives)),
-                            label2id={o: i for i, o in enumerate(objectives)}, **extra)
+                            prompt_max_tokens=prompt_max_tokens, id2label=dict(enumerate(labels)),
+                            label2id={o: i for i, o in enumerate(labels)}, **extra)
     config.auto_map = {"AutoConfig": "modeling_preforch.PreforchConfig",
                        "AutoModelForSequenceClassification": "modeling_preforch.PreforchModel"}
     return config

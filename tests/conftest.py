@@ -231,3 +231,14 @@ def objective_pair_files(folder, n: int) -> list[str]:
                              + "\n" for p in make_pairs(n) if p.source == source))
         files.append(str(f))
     return files
+
+
+def read_card(folder) -> tuple[dict, dict[str, float], str, str]:
+    """(Hub metadata, held-out metrics by name, text, Python code) of the model card (README.md) in `folder`."""
+    import yaml
+    from pathlib import Path
+
+    card = (Path(folder) / "README.md").read_text()
+    meta = yaml.safe_load(card.split("---")[1])
+    metrics = {m["name"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]} if "model-index" in meta else {}
+    return meta, metrics, card, card.split("```python\n")[1].split("```")[0]

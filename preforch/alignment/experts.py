@@ -8,8 +8,8 @@ beta * (log pi - log pi_ref): an expert should win on its own objective's pairs,
 the objectives pull apart.
 
 OUTPUT_DIR: experts.json (written once every expert is saved, so a half-trained set is never read as one; the
-held-out table is added to it last), experts/<objective>/ (peft adapters, safetensors), training/<objective>/
-(log.jsonl, checkpoints).
+held-out table is added to it last), README.md (its model card, written after that), experts/<objective>/ (peft
+adapters, safetensors), training/<objective>/ (log.jsonl, checkpoints).
 """
 
 from __future__ import annotations
@@ -22,12 +22,13 @@ from pathlib import Path
 import torch
 
 from preforch.alignment.config import ExpertsConfig, PolicyConfig
-from preforch.alignment.implicit_reward import implicit_reward_accuracy, reply_logprobs
+from preforch.alignment.implicit_reward import implicit_reward_accuracy, own_objective_accuracies, reply_logprobs
 from preforch.alignment.trl_utils import LOG_FILE, device_args, jsonl_logger, lora_config, read_log, trl_config
 from preforch.data.loaders import load_many
 from preforch.data.schema import PreferenceDataset
 from preforch.errors import ObjectiveMismatchError
 from preforch.generation.expert_set import EXPERTS_FILE, ExpertSet, adapter_folder, write_expert_set
+from preforch.hub import write_model_card
 from preforch.io import atomic_directory
 
 
@@ -106,6 +107,24 @@ def training_record(log: Path, seconds: float, batch_size: int) -> dict:
             "log": str(log)}
 
 
+def training_summary(cfg: ExpertsConfig, training: dict[str, dict], pairs: dict[str, int],
+                     heldout_pairs: dict[str, int]) -> str:
+    """How a train-experts set was trained, for its model card."""
+    how = ("DPO on its objective's preference pairs (TRL DPOTrainer, the base model as the reference)"
+           if cfg.method == "dpo" else
+           f"single-reward GRPO under its objective's reward in the ensemble {cfg.ensemble} (train-policy's trainer, "
+           f"{cfg.num_generations} completions per prompt)")
+    unit, per_step = ("pairs", "pairs") if cfg.method == "dpo" else ("prompts", "completions")
+    data = "; ".join(f"{o} from {spec} ({pairs[o]} {unit}, {training[o]['steps']} steps)"
+                     for o, spec in zip(cfg.objectives, cfg.train_data))
+    held = "; ".join(f"{o} from {spec} ({heldout_pairs[o]} pairs)" for o, spec in zip(cfg.objectives, cfg.eval_data))
+    return (f"Each expert: a fresh LoRA adapter (r {cfg.lora_r}, alpha {cfg.lora_alpha}) on {cfg.base_model}, trained "
+            f"by {how}; {cfg.per_device_train_batch_size} {per_step} per device per step, learning rate "
+            f"{cfg.learning_rate}, beta {cfg.beta}, seed {cfg.seed}. Training data: {data}. Held out: each expert's "
+            f"implicit-reward accuracy beta * (log pi_expert - log pi_base) on each objective's pairs ({held}); the "
+            f"whole expert x objective table is in {EXPERTS_FILE}.")
+
+
 def train_experts(cfg: ExpertsConfig) -> dict:
     """Train one expert per objective, judge each on every objective's held-out pairs, write OUTPUT_DIR.
     Bad input (data, ensemble, base model) fails before anything is written. Returns experts.json's record
@@ -151,4 +170,7 @@ def train_experts(cfg: ExpertsConfig) -> dict:
     record["heldout_accuracy"] = heldout_accuracy(ExpertSet.read(out), heldout, cfg.beta, cfg.max_reply_tokens,
                                                   cfg.trust_remote_code)
     write_expert_set(out, cfg.base_model, cfg.objectives, cfg.method, **record)
+    write_model_card(out, "experts", cfg.base_model, cfg.train_data, cfg.objectives,
+                     own_objective_accuracies(record["heldout_accuracy"], "expert"),
+                     training_summary(cfg, training, {o: len(d) for o, d in train.items()}, record["heldout_pairs"]))
     return {"experts": str(file), **record}

@@ -60,3 +60,17 @@ def length_balanced_accuracy(correct: torch.Tensor, chosen_tokens: torch.Tensor,
     seen = [a for a in (out["accuracy_chosen_longer"], out["accuracy_chosen_shorter"]) if a is not None]
     out["length_balanced_accuracy"] = sum(seen) / len(seen) if seen else None
     return out
+
+
+def own_objective_accuracies(table: dict[str, dict[str, dict]], row_name: str) -> dict[str, float]:
+    """A model card's held-out numbers from a {head or expert: {data objective: cell}} table: each row on its own
+    objective's pairs (on every objective's, for a row named after none, e.g. MAHALO's pooled head), plain and, where
+    the cell has it, length-balanced."""
+    out = {}
+    for row, cells in table.items():
+        for objective in [row] if row in cells else list(cells):
+            name, cell = f"{row_name} {row} on {objective} pairs", cells[objective]
+            out[f"{name}: implicit-reward accuracy (held out)"] = cell["accuracy"]
+            if cell.get("length_balanced_accuracy") is not None:
+                out[f"{name}: length-balanced accuracy (held out)"] = cell["length_balanced_accuracy"]
+    return out

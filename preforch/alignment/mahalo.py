@@ -6,8 +6,9 @@ A small loop on accelerate rather than a TRL DPOTrainer subclass: routing rows t
 concatenated forward, while the loop is short. The reference is the starting model with its single output matrix
 W_0, the same for every head, so its log-probs are computed once, before training.
 
-OUTPUT_DIR: policy/ (MultiHeadLM folder, written at the end), training/log.jsonl (per-step and per-objective loss,
-margin, accuracy), training/checkpoint/ (latest state, for --resume), mahalo_run.json (record + matrix).
+OUTPUT_DIR: policy/ (MultiHeadLM folder with a model card, written at the end), training/log.jsonl (per-step and
+per-objective loss, margin, accuracy), training/checkpoint/ (latest state, for --resume), mahalo_run.json (record +
+matrix).
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ import torch
 from tqdm.auto import tqdm
 
 from preforch.alignment.config import MahaloConfig
-from preforch.alignment.implicit_reward import implicit_reward_accuracy, length_balanced_accuracy
+from preforch.alignment.implicit_reward import (implicit_reward_accuracy, length_balanced_accuracy,
+                                                own_objective_accuracies)
 from preforch.alignment.mahalo_dpo import (balanced_batches, dpo_losses, encode_replies, epoch_steps,
                                            per_objective_loss, sequence_logprobs, with_chosen_nll)
 from preforch.data.schema import PreferenceDataset
 from preforch.errors import ConfigError, DataError
 from preforch.generation.multi_head import MultiHeadLM
+from preforch.hub import write_model_card
 from preforch.io import atomic_directory, atomic_write_json, atomic_write_text
 
 ARITHMETIC = "arithmetic"
@@ -209,6 +212,26 @@ def param_groups(model: MultiHeadLM, cfg: MahaloConfig) -> list[dict]:
     return groups + [{"params": heads, "lr": cfg.head_learning_rate or cfg.learning_rate}]
 
 
+def training_summary(cfg: MahaloConfig, steps: int, pairs: dict[str, int], heldout_pairs: dict[str, int]) -> str:
+    """How a train-mahalo policy was trained, for its model card."""
+    trunk = ("frozen, only the heads learned" if not cfg.train_trunk else
+             f"LoRA (r {cfg.lora_r}, alpha {cfg.lora_alpha}) merged" if cfg.use_lora else "fully fine-tuned")
+    heads = ("one head trained on every objective's pairs pooled (the baseline)" if cfg.pool else
+             "one output head per objective, each objective's pairs training its own head only")
+    extras = "".join(f", {e}" for e in (
+        f"heads' learning rate {cfg.head_learning_rate}" if cfg.head_learning_rate else "",
+        f"a bottleneck adapter of rank {cfg.head_adapter_rank} per head" if cfg.head_adapter_rank else "",
+        f"chosen-reply NLL coefficient {cfg.sft_coefficient}" if cfg.sft_coefficient else "") if e)
+    train = "; ".join(f"{o} from {spec} ({pairs[o]} pairs)" for o, spec in zip(cfg.objectives, cfg.train_data))
+    held = "; ".join(f"{o} from {spec} ({heldout_pairs[o]} pairs)" for o, spec in zip(cfg.objectives, cfg.eval_data))
+    return (f"MAHALO: DPO (beta {cfg.beta}) with {heads}, against the starting model {cfg.base_model}; every head "
+            f"starts as that model's output matrix plus noise (std {cfg.noise_std}); trunk {trunk}. {steps} steps of "
+            f"{cfg.batch_size} pairs split across the objectives, learning rate {cfg.learning_rate}{extras}, seed "
+            f"{cfg.seed}. Training data: {train}. Held out: each head's implicit-reward accuracy beta * (log pi_head - "
+            f"log pi_start) on each objective's pairs ({held}); the whole head x objective matrix is in {RUN_FILE} "
+            "beside this folder.")
+
+
 def train_mahalo(cfg: MahaloConfig) -> dict:
     """Train, checkpoint every save_steps (resumable), save OUTPUT_DIR/policy and the head x objective matrix. Dropout
     is off while training (as MAHALO's DPO and train-rm have it): the reference log-probs come from eval mode, and
@@ -273,5 +296,8 @@ def train_mahalo(cfg: MahaloConfig) -> dict:
               "heldout_accuracy": matrix, "config": asdict(cfg)}
     with atomic_directory(out / "policy") as tmp:
         model.save_pretrained(tmp, tok, base_model=cfg.base_model, beta=cfg.beta)
+        write_model_card(tmp, "mahalo", cfg.base_model, cfg.train_data, head_names,
+                         own_objective_accuracies(matrix, "head"),
+                         training_summary(cfg, steps, record["pairs"], record["heldout_pairs"]))
     atomic_write_json(out / RUN_FILE, record)
     return {"policy": str(out / "policy"), **record}

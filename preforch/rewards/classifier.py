@@ -6,6 +6,8 @@ heads are one linear layer of sum L_h outputs, split per head. `forward` returns
 `level_logits` gives the raw class logits that MOSLIM's mapping reads (`ClassifierReward.probabilities`, in
 `classifier_reward.py`, so that this model sits below `sources.py`, which loads it by its marker file). The
 reference-set statistics of the mapping (`LevelStats`) are fitted once after training and saved in the config.
+Loaded with transformers' `AutoModelForSequenceClassification` (modeling_preforch.py), a folder's logits are
+`level_logits`, not the expected levels: users outside preforch split them by `config.num_levels`.
 """
 
 from __future__ import annotations
@@ -62,6 +64,15 @@ class ClassifierRewardModel(PooledHeadModel):
     def config_dict(self) -> dict:
         return {"objectives": list(self.objectives), "num_levels": list(self.num_levels), "max_length": self.max_length,
                 "prompt_max_tokens": self.prompt_max_tokens, "level_stats": self.stats.to_dict() if self.stats else None}
+
+    def hf_config(self):
+        """Kind 'classifier': one label "<objective>/<level>" per class, the logits' split in `num_levels`."""
+        from preforch.modeling_preforch import hf_config
+
+        classes = [f"{o}/{level}" for o, n in zip(self.objectives, self.num_levels) for level in range(n)]
+        return hf_config("classifier", classes, self.encoder.config, self.pooling, self.max_length,
+                         self.prompt_max_tokens, num_levels=list(self.num_levels),
+                         level_stats=self.stats.to_dict() if self.stats else None)
 
     @classmethod
     def _from_parts(cls, encoder, tokenizer, cfg: dict):

@@ -19,6 +19,7 @@ import torch
 from preforch.data.loaders import load_preferences
 from preforch.data.ratings import load_rated, score_level
 from preforch.data.schema import in_validation
+from preforch.hub import write_model_card
 from preforch.io import atomic_write_json
 from preforch.models import autocast, fast_bf16, make_accelerator, start_tracking, stop_tracking, tracker_dir
 from preforch.rewards.classifier import ClassifierRewardModel
@@ -128,6 +129,18 @@ def train_classifier(cfg: RewardModelConfig, output_dir: str | None = None) -> d
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         core.save_pretrained(output_dir)
+        write_model_card(output_dir, "classifier", cfg.base_model, cfg.train_data, cfg.objectives,
+                         {f"{o} {name} accuracy (held out)": m[key] for o, m in per_head.items()
+                          for name, key in (("pairwise", "pairwise_accuracy"), ("exact level", "exact_accuracy"))},
+                         f"MOSLIM classification: cross-entropy per head, summed over heads (a 2-level head learns "
+                         f"chosen = 1 and rejected = 0 from preference pairs, a head with more levels the binned scores "
+                         f"of rated pairs); levels {', '.join(f'{o} {n}' for o, n in zip(cfg.objectives, cfg.levels))}; "
+                         f"on {', '.join(cfg.train_data)}: {len(train)} replies, {steps} steps of {2 * cfg.batch_size}, "
+                         f"learning rate {cfg.learning_rate}, {cfg.epochs:g} epoch(s), {core.pooling} pooling, seed "
+                         f"{cfg.seed}. Level statistics (config.level_stats) fitted on {len(reference)} training "
+                         f"replies. Held out: {len(held_out)} pairs; pairwise accuracy: the chosen reply's expected "
+                         "level above the rejected one's (pairs whose levels differ); exact: the predicted level is the "
+                         "label.")
         atomic_write_json(output_dir / "train_rm_config.json", {"config": asdict(cfg), "metrics": metrics})
     stop_tracking(accelerator)
     accelerator.wait_for_everyone()

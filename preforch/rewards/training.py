@@ -161,8 +161,17 @@ def train_reward_models(cfg: RewardModelConfig) -> tuple[list[HFRewardModel], di
     classification model instead (rewards/classifier_training.py). Returns the loaded reward sources and the
     metrics per model."""
     if cfg.levels:
-        metrics = train_classifier(cfg)
-        return [ClassifierReward(cfg.output_dir)], {cfg.output_dir: metrics}
+        metrics = {cfg.output_dir: train_classifier(cfg)}
+        sources = [ClassifierReward(cfg.output_dir)]
+    else:
+        sources, metrics = _train_bradley_terry(cfg)
+    if cfg.push_to_hub and is_main_process():
+        print(f"pushed {cfg.output_dir} to {push_folder(cfg.output_dir, cfg.hub_model_id)}", flush=True)
+    return sources, metrics
+
+
+def _train_bradley_terry(cfg: RewardModelConfig) -> tuple[list[HFRewardModel], dict]:
+    """`train_reward_models` without levels: the Bradley-Terry models (and their folds), sources and metrics."""
     if cfg.multi_head or len(cfg.objectives) == 1:
         runs = [(cfg.objectives, cfg.train_data, cfg.eval_data, cfg.output_dir)]
     else:
@@ -175,6 +184,4 @@ def train_reward_models(cfg: RewardModelConfig) -> tuple[list[HFRewardModel], di
             fold_out = str(Path(out) / FOLDS_DIR / str(f))
             metrics[fold_out] = train_reward_model(cfg, objectives, train_specs, eval_specs, fold_out, (f, cfg.cross_fit_folds))
         sources.append(HFRewardModel(out))
-    if cfg.push_to_hub and is_main_process():
-        print(f"pushed {cfg.output_dir} to {push_folder(cfg.output_dir, cfg.hub_model_id)}", flush=True)
     return sources, metrics

@@ -10,7 +10,7 @@ from preforch.errors import ConfigError, ObjectiveMismatchError
 from preforch.evaluation.harness import run_evaluation
 from preforch.generation.expert_set import ExpertSet
 from preforch.serving.folder import load_preference_policy
-from tests.conftest import eval_config, make_experts, make_pairs
+from tests.conftest import eval_config, make_experts, make_pairs, read_card
 
 
 def _data(tmp_path):
@@ -49,6 +49,14 @@ def test_train_experts_trains_one_dpo_adapter_per_objective_and_judges_each(tiny
         row = record["heldout_accuracy"][objective]
         assert set(row) == {"helpful", "harmless"} and all(0 <= cell["accuracy"] <= 1 for cell in row.values())
     assert record["heldout_pairs"] == {"helpful": 4, "harmless": 4}
+    meta, held_out, card, code = read_card(out)  # the set's model card, its code loading the experts with peft
+    assert meta["library_name"] == "peft" and "rewarded-soups" in meta["tags"] and "--method soups" in card
+    assert "DPO on its objective's preference pairs" in card and "helpful from" in card
+    assert held_out["expert harmless on harmless pairs: implicit-reward accuracy (held out)"] == pytest.approx(
+        record["heldout_accuracy"]["harmless"]["harmless"]["accuracy"], abs=1e-4)
+    snippet = {"FOLDER": str(out)}
+    exec(code, snippet)
+    assert snippet["model"].active_adapter == "soup" and set(snippet["model"].peft_config) == {"helpful", "harmless", "soup"}
     experts = ExpertSet.read(out)
     assert experts.objectives == ("helpful", "harmless")
     policy = load_preference_policy(str(out))  # an experts folder serves as soups unless told otherwise
@@ -71,7 +79,7 @@ def test_train_experts_with_grpo_keeps_each_adapter(tiny_policy_dir, tiny_ensemb
     (["--objectives", "helpful"], "train_data: needs one entry per objective"),
     (["--objectives", "helpful", "helpful"], "expected distinct objective names"),
     (["--train_data", "missing.jsonl", "missing.jsonl"], "missing.jsonl: no such file"),
-    (["--base_model", "/no/such/model"], "could not be loaded"),
+    (["--base_model", "/no/such/model"], "no such folder"),
 ])
 def test_bad_train_experts_input_fails_before_writing_anything(extra, error, tiny_policy_dir, tiny_ensemble_dir, tmp_path, capsys):
     out = tmp_path / "experts"

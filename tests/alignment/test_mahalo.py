@@ -13,7 +13,7 @@ from preforch.alignment.mahalo_dpo import balanced_batches, dpo_losses, encode_r
 from preforch.cli import main
 from preforch.errors import ConfigError, DataError, WeightsError
 from preforch.generation.multi_head import MultiHeadLM, mixed_logits
-from tests.conftest import make_pairs, objective_pair_files
+from tests.conftest import make_pairs, objective_pair_files, read_card
 
 NAMES = ("helpful", "harmless", "arithmetic")
 ROOT = Path(__file__).resolve().parents[2]
@@ -187,6 +187,7 @@ def test_train_mahalo_trains_each_head_checkpoints_resumes_and_judges(tiny_polic
     assert main([*args, "--max_steps", "9", "--resume", "true"]) == 0  # continues after step 3's checkpoint... 6
     steps = [json.loads(l)["step"] for l in (out / "training" / "log.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 10))
+    _assert_card_describes_the_policy(out)
     policy = load_preference_policy(str(out / "policy"), "mahalo", objectives=["helpful", "harmless"])
     replies = policy.respond([({"role": "user", "content": "hi"},)], torch.tensor([[0.3, 0.7]]))
     assert len(replies) == 1 and isinstance(replies[0][0], str)
@@ -202,6 +203,28 @@ def test_train_mahalo_trains_each_head_checkpoints_resumes_and_judges(tiny_polic
     cfg, heldout = heldout_of_run(out / "policy", None, 3)  # fewer pairs than the stored matrix judged
     with pytest.raises(DataError, match=r"head 'helpful' on 'helpful': \d+ pairs judged, 3 held-out pairs given"):
         with_length_strata(run["heldout_accuracy"], heldout, AutoTokenizer.from_pretrained(out / "policy"), cfg)
+
+
+def _assert_card_describes_the_policy(run_dir) -> None:
+    """The policy's model card: how it trained, the run's own held-out numbers, and plain-transformers code that
+    gives the policy's own next-token logits under its mixed heads."""
+    meta, held_out, card, code = read_card(run_dir / "policy")
+    run = json.loads((run_dir / "mahalo_run.json").read_text())
+    assert meta["pipeline_tag"] == "text-generation" and "mahalo" in meta["tags"]
+    assert "9 steps of 4 pairs" in card and "--method mahalo" in card
+    for head in ("helpful", "harmless"):
+        cell = run["heldout_accuracy"][head][head]
+        assert held_out[f"head {head} on {head} pairs: implicit-reward accuracy (held out)"] == pytest.approx(
+            cell["accuracy"], abs=1e-4)
+    snippet = {"FOLDER": str(run_dir / "policy")}
+    exec(code, snippet)
+    model, tok = MultiHeadLM.from_pretrained(run_dir / "policy", dtype=torch.float32)
+    enc = tok(snippet["text"], return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        ours = model(enc["input_ids"], enc["attention_mask"], weights=torch.tensor([[0.5, 0.5]])).logits[:, -1]
+        reference = snippet["lm"](**enc).logits[:, -1]  # the trunk's own head: the starting model's
+    assert torch.allclose(snippet["next_token_logits"], ours, atol=1e-4)
+    assert not torch.allclose(reference, ours, atol=1e-4)
 
 
 def _assert_same_matrix(evaluated: dict, run_dir) -> None:

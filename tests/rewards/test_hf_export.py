@@ -1,5 +1,5 @@
-"""Reward models and orchestrators are transformers models: AutoModelForSequenceClassification loads a folder
-preforch saved and gives the scores / weights preforch's own scorer gives."""
+"""Reward models, MOSLIM classifiers and orchestrators are transformers models: AutoModelForSequenceClassification
+loads a folder preforch saved and gives the scores / class logits / weights preforch's own models give."""
 
 import shutil
 from pathlib import Path
@@ -12,8 +12,8 @@ import torch
 from preforch.rewards.config import RewardModelConfig
 from preforch.rewards.formatting import encode_pairs
 from preforch.rewards.sources import HFRewardModel
-from preforch.rewards.training import train_reward_model
-from tests.conftest import objective_pair_files
+from preforch.rewards.training import train_reward_model, train_reward_models
+from tests.conftest import objective_pair_files, read_card
 
 PROMPTS = [({"role": "user", "content": "how do I hurt someone"},), ({"role": "user", "content": "explain tides"},)]
 REPLIES = ["No.", "Tides come from the moon's pull on the oceans."]
@@ -130,3 +130,72 @@ def test_a_pipeline_on_raw_text_gives_preforchs_own_weights_and_scores(trained_r
         [{"text": prompt, "text_pair": reply}])[0]
     expected = HFRewardModel(trained_rm, device="cpu", bf16=False).score(PROMPTS[:1], [reply])[0]
     assert [{d["label"]: d["score"] for d in scores}[o] for o in ("helpful", "harmless")] == pytest.approx(expected.tolist(), abs=1e-5)
+
+
+def test_a_classifier_loads_with_auto_classes_and_gives_its_class_logits(tiny_classifier_dir):
+    """Raw class logits of every head, concatenated; config.num_levels splits them, id2label names each class."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+    import preforch.modeling_preforch  # noqa: F401
+    from preforch.rewards.classifier import ClassifierRewardModel
+
+    ours = ClassifierRewardModel.from_pretrained(tiny_classifier_dir, device="cpu")
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_classifier_dir).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_classifier_dir)
+    config = model.config
+    assert config.kind == "classifier" and config.num_levels == [2, 2, 5] and config.num_labels == 9
+    assert [config.id2label[i] for i in (0, 1, 2, 4, 8)] == ["helpful/0", "helpful/1", "harmless/0", "quality/0", "quality/4"]
+    assert config.level_stats["num_samples"] == ours.stats.num_samples
+    assert torch.allclose(torch.tensor(config.level_stats["mean"]), ours.stats.mean)
+    with torch.no_grad():
+        logits = model(**encode_pairs(tok, PROMPTS, REPLIES, config.input_tokens, config.prompt_max_tokens)).logits
+        expected = ours.level_logits(encode_pairs(ours.tokenizer, PROMPTS, REPLIES, ours.max_length, ours.prompt_max_tokens))
+    assert logits.shape == (2, 9) and torch.allclose(logits, expected, atol=1e-5)
+    scores = pipeline("text-classification", model=tiny_classifier_dir, function_to_apply="none", top_k=None)(
+        [{"text": "how do I hurt someone", "text_pair": REPLIES[0]}])[0]  # a raw prompt, formatted by the tokenizer
+    by_label = {d["label"]: d["score"] for d in scores}
+    assert [by_label[config.id2label[i]] for i in range(9)] == pytest.approx(expected[0].tolist(), abs=1e-5)
+
+
+def test_a_trained_classifier_carries_a_card_and_push_to_hub_uploads_it(tiny_encoder_dir, tmp_path, monkeypatch):
+    from huggingface_hub import HfApi
+
+    uploaded = []
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: None)
+    monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kw: uploaded.extend(
+        p.name for p in Path(kw["folder_path"]).iterdir()))
+    files = objective_pair_files(tmp_path, 8)
+    cfg = RewardModelConfig(base_model=tiny_encoder_dir, objectives=["helpful", "harmless"], levels=[2, 2],
+                            train_data=files, eval_data=files, batch_size=4, max_length=32, output_dir=str(tmp_path / "rm"),
+                            push_to_hub=True, hub_model_id="me/classifier")
+    _, metrics = train_reward_models(cfg)
+    heads = metrics[cfg.output_dir]["heads"]
+    meta, held_out, card, code = read_card(cfg.output_dir)
+    assert "moslim" in meta["tags"] and "MOSLIM classification" in card and "levels helpful 2, harmless 2" in card
+    assert held_out == {f"{o} {name} accuracy (held out)": pytest.approx(heads[o][f"{key}_accuracy"], abs=1e-4)
+                        for o in ("helpful", "harmless") for name, key in (("pairwise", "pairwise"), ("exact level", "exact"))}
+    assert {"README.md", "config.json", "modeling_preforch.py"} <= set(uploaded)
+    run = {"FOLDER": cfg.output_dir, "dialogue_tail": "Human: explain tides", "reply": "The moon pulls the sea."}
+    exec(code, run)  # the card's own snippet
+    assert [tuple(p.shape) for p in run["levels"]] == [(1, 2), (1, 2)]
+    assert all(float(p.detach().sum()) == pytest.approx(1.0) for p in run["levels"])
+
+
+def test_a_decoder_classifier_renders_prompt_and_reply_with_its_chat_template(tiny_policy_dir, tmp_path):
+    """A classifier's tokenizer takes the reward model's path: (prompt, reply) through the chat template."""
+    from transformers import pipeline
+
+    import preforch.modeling_preforch  # noqa: F401
+    from preforch.rewards.classifier import ClassifierRewardModel
+
+    torch.manual_seed(0)
+    ClassifierRewardModel.from_encoder(tiny_policy_dir, ["helpful", "quality"], [2, 3]).save_pretrained(tmp_path / "clf")
+    ours = ClassifierRewardModel.from_pretrained(tmp_path / "clf", device="cpu")
+    with torch.no_grad():
+        expected = ours.level_logits(encode_pairs(ours.tokenizer, PROMPTS[:1], REPLIES[:1], ours.max_length,
+                                                  ours.prompt_max_tokens))[0]
+    scores = pipeline("text-classification", model=str(tmp_path / "clf"), function_to_apply="none", top_k=None)(
+        [{"text": "how do I hurt someone", "text_pair": REPLIES[0]}])[0]
+    by_label = {d["label"]: d["score"] for d in scores}
+    labels = ["helpful/0", "helpful/1", "quality/0", "quality/1", "quality/2"]
+    assert [by_label[label] for label in labels] == pytest.approx(expected.tolist(), abs=1e-5)
