@@ -262,10 +262,14 @@ def own_objective_comparison(curves: dict[str, dict[int, dict]], objectives: lis
 
 
 def training_cost(run_dir: Path) -> dict:
-    """Seconds per optimisation step and the peak memory of a train-policy run, from its log.jsonl."""
+    """Seconds per optimisation step and the peak memory of a train-policy run, from its log.jsonl: TRL's per-step
+    wall time where the trainer logs one (GRPO), else each training segment's `train_runtime` over the steps (DPO;
+    a resumed run logs one segment per start)."""
     rows = read_log(run_dir / LOG_FILE)
-    times = [float(r["step_time"]) for r in rows if "step_time" in r]  # TRL's per-step wall time (a resume keeps them all)
-    cost = {"steps": max((r["step"] for r in rows), default=0), "seconds_per_step": sum(times) / len(times) if times else None}
+    steps = max((r["step"] for r in rows), default=0)
+    times = [float(r["step_time"]) for r in rows if "step_time" in r]  # a resume keeps them all
+    runtime = sum(float(r["train_runtime"]) for r in rows if "train_runtime" in r)
+    cost = {"steps": steps, "seconds_per_step": sum(times) / len(times) if times else runtime / steps if runtime and steps else None}
     for key in ("peak_rss_mb", "peak_cuda_mb"):
         peaks = [r[key] for r in rows if key in r]
         if peaks:

@@ -241,3 +241,20 @@ def test_rl_compare_refuses_an_arm_naming_an_objective_the_ensemble_lacks(tiny_e
     assert "got 'arithmetic'" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="only pro-morlhf:temperature=<T> and morlhf"):
         RLComparisonConfig(methods=["moslim:x"])
+
+
+def test_training_cost_reads_grpo_step_times_or_dpo_runtimes(tmp_path):
+    import json
+
+    from preforch.pipelines.rl_comparison import training_cost
+
+    def log(folder, rows):
+        folder.mkdir()
+        (folder / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return folder
+
+    grpo = log(tmp_path / "grpo", [{"step": 1, "step_time": 2.0, "peak_rss_mb": 10}, {"step": 2, "step_time": 4.0, "peak_rss_mb": 30}])
+    dpo = log(tmp_path / "dpo", [{"step": 1, "loss": 0.7}, {"step": 2, "train_runtime": 30.0},  # resumed once
+                                 {"step": 4, "loss": 0.6}, {"step": 4, "train_runtime": 50.0, "peak_rss_mb": 20}])
+    assert training_cost(grpo) == {"steps": 2, "seconds_per_step": 3.0, "peak_rss_mb": 30}
+    assert training_cost(dpo) == {"steps": 4, "seconds_per_step": 20.0, "peak_rss_mb": 20}
