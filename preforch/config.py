@@ -115,13 +115,65 @@ def _non_negative(cfg, *names: str) -> None:
             raise ConfigError(f"{n}: must be >= 0, got {getattr(cfg, n)!r}")
 
 
+_KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def typed_value(value, hint, where: str, loose_str: bool = False):
+    """`value` (read from YAML) as the type `hint` of the field it sets, or a `ConfigError` naming `where`, the same
+    check flags get from argparse. Optional[X] takes null; list[X] takes a list, or one bare value as a list of one;
+    int refuses 2.7 and true; str refuses numbers (quote them) unless `loose_str` (TRL declares `str` for fields that
+    also take true / false); a Union or Literal takes what one of its members takes; other types (dict, Any) pass
+    unchecked."""
+    from typing import Literal, Union, get_args, get_origin
+
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is Union or type(hint).__name__ == "UnionType":
+        if value is None and type(None) in args:
+            return None
+        for member in (a for a in args if a is not type(None)):
+            try:
+                return typed_value(value, member, where, loose_str)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: expected one of {[getattr(a, '__name__', str(a)) for a in args]}, got {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: expected one of {list(args)}, got {value!r}")
+        return value
+    if origin in (list, tuple):
+        items = value if isinstance(value, (list, tuple)) else [value]
+        return [typed_value(v, args[0] if args else str, f"{where}[{i}]", loose_str) for i, v in enumerate(items)]
+    ok = {bool: isinstance(value, bool),
+          int: isinstance(value, int) and not isinstance(value, bool),
+          float: isinstance(value, (int, float)) and not isinstance(value, bool),
+          str: isinstance(value, str)}.get(hint)
+    if hint is str and loose_str and isinstance(value, (bool, int, float)):
+        return value
+    if ok is None:
+        return value
+    if not ok:
+        raise ConfigError(f"{where}: expected {_KINDS[hint]}, got {value!r}")
+    return hint(value)
+
+
+def typed_fields(cls, data: dict, where: str, loose_str: bool = False) -> dict:
+    """Every value of `data` converted to the type of `cls`'s field of that name (`typed_value`)."""
+    from typing import get_type_hints
+
+    hints = get_type_hints(cls)
+    return {key: typed_value(value, hints.get(key), f"{where}{key}", loose_str) for key, value in data.items()}
+
+
 def load_yaml(path: str | Path, cls) -> dict:
-    """Read a YAML recipe section for `cls`; unknown keys are an error naming the file and key."""
+    """Read a YAML recipe section for `cls`; unknown keys, and values of the wrong type, are errors naming the file
+    and key."""
     import yaml
 
     from preforch.io import read_text
 
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder; --config takes a YAML recipe file")
     try:
         data = yaml.safe_load(read_text(path, ConfigError)) or {}
     except FileNotFoundError:
@@ -134,4 +186,4 @@ def load_yaml(path: str | Path, cls) -> dict:
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown option(s) {unknown} for {cls.__name__}")
-    return data
+    return typed_fields(cls, data, f"{path}: ")

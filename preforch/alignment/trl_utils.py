@@ -8,6 +8,7 @@ import ctypes.util
 import json
 from pathlib import Path
 
+from preforch.config import typed_fields
 from preforch.data.loaders import load_many
 from preforch.errors import ConfigError
 
@@ -71,9 +72,10 @@ def device_args(pad_to_multiple_of: int | None = None) -> dict:
                 **({"activation_checkpointing": False} if on_cpu else {}))
 
 
-def check_trl_fields(config_cls, overrides: dict) -> None:
-    """A `ConfigError` naming every key of a recipe's `trl:` block (or `--trl.FIELD`) that `config_cls` (a TRL
-    config such as GRPOConfig) has no field for."""
+def check_trl_fields(config_cls, overrides: dict) -> dict:
+    """`overrides` (a recipe's `trl:` block or `--trl.FIELD` values) converted to the types of `config_cls`'s fields
+    (a TRL config such as GRPOConfig); a `ConfigError` naming every key it has no field for, or a value of the wrong
+    type, before anything loads."""
     from dataclasses import fields
 
     import trl
@@ -81,13 +83,13 @@ def check_trl_fields(config_cls, overrides: dict) -> None:
     unknown = sorted(set(overrides) - {f.name for f in fields(config_cls)})
     if unknown:
         raise ConfigError(f"trl: {config_cls.__name__} (TRL {trl.__version__}) has no field(s) {unknown}")
+    return typed_fields(config_cls, overrides, "trl.", loose_str=True)
 
 
 def trl_config(config_cls, ours: dict, overrides: dict):
     """`config_cls(**ours)` with the user's `trl:` block on top: any field of the TRL config is reachable, preforch's
     own settings stay where the block is silent; unknown fields are refused by name (`check_trl_fields`)."""
-    check_trl_fields(config_cls, overrides)
-    return config_cls(**{**ours, **overrides})
+    return config_cls(**{**ours, **check_trl_fields(config_cls, overrides)})
 
 
 def fit_prompts(tokenizer, prompts, max_tokens: int) -> list[tuple[dict, ...]]:

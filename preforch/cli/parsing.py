@@ -16,7 +16,8 @@ def parse_config(cls, argv: list[str], prog: str, description: str = ""):
     from transformers import HfArgumentParser
 
     parser = HfArgumentParser(cls, prog=prog, description=description)
-    parser.add_argument("--config", default=None, help="YAML recipe whose keys are these options")
+    parser.add_argument("--config", default=None, help="YAML recipe whose keys are these options, each value of its "
+                        "option's type (a list option also takes one bare value)")
     for action in parser._actions:  # a list option given with no values is the empty list (`--rules`: no rules)
         if action.nargs == "+":
             action.nargs = "*"

@@ -49,6 +49,9 @@ def test_a_field_trl_lacks_is_refused_by_name_before_anything_loads(tiny_ensembl
         from preforch.rewards.config import EnsembleConfig
 
         parse_config(EnsembleConfig, ["--trl.beta", "0.1"], prog="build-ensemble")
+    assert main(["train-policy", "--method", "morlhf", "--ensemble", tiny_ensemble_dir, "--policy", "no/such-model",
+                 "--trl.beta", "abc", "--output_dir", str(out)]) == 2
+    assert "trl.beta: expected a number, got 'abc'" in capsys.readouterr().err and not out.exists()
     bad = tmp_path / "bad.yaml"
     bad.write_text("trl: [1, 2]\n")
     with pytest.raises(ConfigError, match="'trl' must be a mapping"):

@@ -5,6 +5,8 @@ import sys
 import pytest
 
 from preforch.cli import COMMANDS, main
+from preforch.cli.parsing import parse_config
+from preforch.errors import ConfigError
 
 
 def test_top_level_help_lists_every_command(capsys):
@@ -57,6 +59,30 @@ def test_yaml_unknown_key_names_file_and_key(tmp_path, capsys):
     assert main(["weights", "hi", "--config", str(recipe)]) == 2
     err = capsys.readouterr().err
     assert "bad.yaml" in err and "orchestratr" in err
+
+
+@pytest.mark.parametrize("command, line, message", [
+    ("train-orchestrator", "batch_size: [1, 2]", "batch_size: expected an integer, got [1, 2]"),
+    ("train-orchestrator", "batch_size: 2.7", "batch_size: expected an integer, got 2.7"),
+    ("weights", "orchestrator: 5", "orchestrator: expected a string, got 5"),
+    ("weights", "json: maybe", "json: expected true or false, got 'maybe'"),
+])
+def test_a_yaml_value_of_the_wrong_type_names_file_and_key(command, line, message, tmp_path, capsys):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text(line + "\n")
+    assert main([command, "--config", str(recipe)]) == 2
+    assert f"bad.yaml: {message}" in capsys.readouterr().err
+
+
+def test_yaml_values_take_their_field_types_and_a_bare_value_for_a_list_is_one_item(tmp_path):
+    from preforch.rewards.config import EnsembleConfig
+
+    recipe = tmp_path / "ok.yaml"
+    recipe.write_text("rules: conciseness\nmax_reference_pairs: 3\n")
+    cfg = parse_config(EnsembleConfig, ["--config", str(recipe)], prog="test")
+    assert cfg.rules == ["conciseness"] and cfg.max_reference_pairs == 3
+    with pytest.raises(ConfigError, match="is a folder; --config takes a YAML recipe file"):
+        parse_config(EnsembleConfig, ["--config", str(tmp_path)], prog="test")
 
 
 def test_eval_orchestrator_writes_json(tiny_orchestrator_dir, tiny_ensemble_dir, tmp_path, capsys):
