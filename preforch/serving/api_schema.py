@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from preforch.data.schema import check_messages
 from preforch.data.weights import AUTO, parse_preference
@@ -48,9 +48,40 @@ class ChatRequest(BaseModel):
     top_p: float = Field(default=1.0, gt=0, le=1)
     n: int = Field(default=1, ge=1)
     seed: Optional[int] = None
-    stream: bool = False
+    stream: StrictBool = False
     stream_options: Optional[dict[str, Any]] = None
+    stop: Optional[Union[str, list[str]]] = None
     preference: Optional[dict[str, Any]] = None
+
+
+# OpenAI fields this server does not implement: a request that uses one is refused by name, never silently answered
+# without it (a value that asks for nothing, e.g. `tools: []` or `logprobs: false`, passes)
+UNSUPPORTED = {"tools": "tools", "tool_choice": "tool calls", "functions": "function calls",
+               "function_call": "function calls", "logprobs": "log-probabilities", "top_logprobs": "log-probabilities",
+               "response_format": "structured output", "logit_bias": "logit bias", "audio": "audio",
+               "modalities": "modalities other than text", "prediction": "predicted outputs"}
+
+
+def refuse_unsupported(request: BaseModel) -> None:
+    """A `ConfigError` naming the first OpenAI field the request uses that this server does not implement."""
+    for name, value in (request.model_extra or {}).items():
+        asks_nothing = value in (None, False, [], {}, "none", "auto") or value == {"type": "text"}
+        if name in UNSUPPORTED and not asks_nothing:
+            raise ConfigError(f"{name}: this server does not implement {UNSUPPORTED[name]}")
+
+
+def stop_strings(stop: Optional[Union[str, list[str]]]) -> tuple[str, ...]:
+    """OpenAI's `stop` (a string or up to 4) as a tuple of non-empty strings."""
+    stops = () if stop is None else (stop,) if isinstance(stop, str) else tuple(stop)
+    if len(stops) > 4 or not all(stops):
+        raise ConfigError("stop: up to 4 non-empty strings")
+    return stops
+
+
+def cut_at_stop(reply: str, stops: Sequence[str]) -> str:
+    """`reply` up to the first occurrence of any stop string (which is not included)."""
+    ends = [i for i in (reply.find(s) for s in stops) if i >= 0]
+    return reply[:min(ends)] if ends else reply
 
 
 @dataclass(frozen=True)
@@ -71,6 +102,7 @@ class TooLarge(ConfigError):
 def checked_prompt(request: ChatRequest, limits: Limits) -> tuple[dict, ...]:
     """The request's messages as the chat prompt every policy reads; `TooLarge` or `ConfigError` (400) naming
     the field for a prompt, max_tokens or n over `limits`."""
+    refuse_unsupported(request)
     prompt = checked_messages(request.messages, limits, "messages")
     if new_tokens(request, limits) > limits.max_tokens:
         raise ConfigError(f"max_tokens: {new_tokens(request, limits)} is over this server's limit of {limits.max_tokens}")
@@ -175,7 +207,8 @@ class CompletionRequest(BaseModel):
     top_p: float = Field(default=1.0, gt=0, le=1)
     n: int = Field(default=1, ge=1)
     seed: Optional[int] = None
-    stream: bool = False
+    stream: StrictBool = False
+    stop: Optional[Union[str, list[str]]] = None
     preference: Optional[dict[str, Any]] = None
 
     def prompts(self) -> list[str]:

@@ -5,7 +5,9 @@
   (`serve --weights`), else the orchestrator chooses per prompt. The reply adds `preference` (the weights used)
   and, with an ensemble, each choice's normalised `scores`; `usage` counts tokens; `stream: true` sends the
   chosen replies as server-sent events.
-- POST /v1/completions: plain prompts, answered as a user message.
+- POST /v1/completions: plain prompts, answered as a user message, shaped like chat's replies.
+`stop` cuts each reply at its first stop string (before it is scored); OpenAI fields not implemented here are refused
+by name (api_schema.UNSUPPORTED); every error status has OpenAI's error body.
 - POST /v1/score: a batch of (messages, reply) -> each objective's normalised score, the weights, and the
   combined reward `w . r~`: a remote reward model for RL frameworks. Also answers vLLM's scoring request
   (`text_1` / `text_2`, here and at POST /score) with vLLM's response shape plus preforch's fields.
@@ -35,9 +37,9 @@ from preforch.data.weights import AUTO
 from preforch.errors import ConfigError, PreforchError
 from preforch.generation.sampling import SamplingConfig
 from preforch.serving.api_schema import (ChatMessage, ChatRequest, CompletionRequest, Limits, RewardRequest,
-                                         ScoreRequest, TextScoreRequest, TooLarge, check_text, checked_messages, checked_prompt,
-                                         chosen_preference, completion_response, extra_logs, new_tokens,
-                                         stream_chunks, usage)
+                                         ScoreRequest, TextScoreRequest, TooLarge, by_objective, check_text, checked_messages,
+                                         checked_prompt, chosen_preference, completion_response, extra_logs,
+                                         new_tokens, refuse_unsupported, stop_strings, stream_chunks, usage)
 from preforch.serving.batcher import Batcher, Job, QueueFull
 from preforch.serving.prompt_text import split_query
 from preforch.serving.served import Served
@@ -54,6 +56,7 @@ def create_app(served: Served, limits: Limits = Limits(), queue_size: int = 64, 
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
     from pydantic import ValidationError
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     batcher = Batcher(served.answer, queue_size, max_batch)
 
@@ -69,6 +72,12 @@ def create_app(served: Served, limits: Limits = Limits(), queue_size: int = 64, 
     def error(status: int, message: str, kind: str, headers: dict | None = None) -> JSONResponse:
         return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status, headers=headers)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):  # 404, 405, ...: OpenAI's error body too
+        kind = {404: "not_found_error", 405: "invalid_request_error"}.get(exc.status_code, "api_error")
+        return error(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}", kind,
+                     getattr(exc, "headers", None))
+
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
         first = exc.errors()[0]
@@ -80,8 +89,8 @@ def create_app(served: Served, limits: Limits = Limits(), queue_size: int = 64, 
     @app.middleware("http")
     async def authorize(request: Request, call_next):
         if served.api_key and request.url.path not in OPEN_ROUTES:
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {served.api_key}".encode()):
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), served.api_key.encode()):
                 return error(401, "Authorization: this server wants 'Bearer <api key>' (serve --api_key)",
                              "invalid_api_key")
         return await call_next(request)
@@ -109,10 +118,10 @@ def create_app(served: Served, limits: Limits = Limits(), queue_size: int = 64, 
         if served.policy is None:
             raise ConfigError("this server serves rewards only (serve --reward_only): POST /v1/score or /get_reward")
 
-    def sampling_key(n: int, max_tokens: int, temperature: float, top_p: float, seed) -> tuple:
+    def sampling_key(n: int, max_tokens: int, temperature: float, top_p: float, seed, stop) -> tuple:
         generating()
         served.policy.check_sampling(SamplingConfig(n, max_tokens, temperature, top_p))
-        return n, max_tokens, temperature, top_p, seed
+        return n, max_tokens, temperature, top_p, seed, stop_strings(stop)
 
     @app.get("/", response_class=HTMLResponse)
     async def playground():
@@ -145,7 +154,8 @@ def create_app(served: Served, limits: Limits = Limits(), queue_size: int = 64, 
     async def chat(request: ChatRequest):
         async def handle():
             prompt = checked_prompt(request, limits)
-            key = sampling_key(request.n, new_tokens(request, limits), request.temperature, request.top_p, request.seed)
+            key = sampling_key(request.n, new_tokens(request, limits), request.temperature, request.top_p, request.seed,
+                               request.stop)
             result = await batcher.submit(Job(prompt, preference_of(request.preference, request.model), key))
             response = completion_response(request.model or served.name, result["replies"], result["weights"],
                                            served.objectives, result["scores"], result["usage"])
@@ -158,6 +168,7 @@ def create_app(served: Served, limits: Limits = Limits(), queue_size: int = 64, 
     @app.post("/v1/completions")
     async def completions(request: CompletionRequest):
         async def handle():
+            refuse_unsupported(request)
             if request.stream:
                 raise ConfigError("stream: /v1/completions answers whole; stream from /v1/chat/completions")
             if request.max_tokens > limits.max_tokens or request.n > limits.max_n:
@@ -165,15 +176,18 @@ def create_app(served: Served, limits: Limits = Limits(), queue_size: int = 64, 
             if not request.prompts():
                 raise ConfigError("prompt: give at least one prompt")
             spec = preference_of(request.preference, request.model)
-            key = sampling_key(request.n, request.max_tokens, request.temperature, request.top_p, request.seed)
+            key = sampling_key(request.n, request.max_tokens, request.temperature, request.top_p, request.seed,
+                               request.stop)
             prompts = [checked_messages_of(text, limits) for text in request.prompts()]
             results = await asyncio.gather(*(batcher.submit(Job(p, spec, key)) for p in prompts))
             choices = [{"index": i * request.n + j, "text": reply, "finish_reason": "stop", "logprobs": None,
-                        "preference": dict(zip(served.objectives, r["weights"]))}
+                        **({"scores": by_objective(served.objectives, r["scores"][j])} if r["scores"] is not None else {})}
                        for i, r in enumerate(results) for j, reply in enumerate(r["replies"])]
+            weights = [dict(zip(served.objectives, map(float, r["weights"]))) for r in results]
             counted = [r["usage"] for r in results]
             return {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
                     "model": request.model or served.name, "choices": choices,
+                    "preference": weights[0] if len(weights) == 1 else weights,  # chat's shape; a list for several prompts
                     **({"usage": usage(sum(u["prompt_tokens"] for u in counted), sum(u["completion_tokens"] for u in counted))}
                        if all(counted) else {})}
         return await answered(handle())
@@ -184,15 +198,22 @@ def create_app(served: Served, limits: Limits = Limits(), queue_size: int = 64, 
         if n > limits.max_score_items:
             raise ConfigError(f"{field}: {n} is over this server's limit of {limits.max_score_items}")
 
-    async def scored(prompts: list, replies: list[str], preferences: list, model: Optional[str], field: str) -> list[dict]:
+    async def scored(prompts: list, replies: list[str], preferences: list, model: Optional[str], field: str,
+                     preference_fields: Optional[list[str]] = None) -> list[dict]:
         """served.score over (prompt messages, reply) pairs, each under its preference (None: the server's
-        default), replies within the character limit (`field`: where reply i is, with {} for i)."""
+        default), replies within the character limit (`field`: where reply i is, with {} for i; a bad preference i
+        is named with preference_fields[i] before it)."""
         for i, reply in enumerate(replies):
             check_text(reply, field.format(i))
             if len(reply) > limits.max_prompt_chars:
                 raise TooLarge(f"{field.format(i)}: {len(reply)} characters, over this server's limit of "
                                f"{limits.max_prompt_chars}")
-        specs = [preference_of(p, model) for p in preferences]
+        specs = []
+        for i, preference in enumerate(preferences):
+            try:
+                specs.append(preference_of(preference, model))
+            except PreforchError as e:
+                raise type(e)(f"{preference_fields[i] if preference_fields else ''}{e}") from None
         return await run_in_threadpool(served.score, prompts, replies, specs)
 
     def read_prompt(text: str, field: str) -> tuple[dict, ...]:
@@ -224,7 +245,8 @@ def create_app(served: Served, limits: Limits = Limits(), queue_size: int = 64, 
             prompts = [checked_messages(item.messages, limits, f"items.{i}.messages") for i, item in enumerate(request.items)]
             data = await scored(prompts, [item.reply for item in request.items],
                                 [item.preference if item.preference is not None else request.preference
-                                 for item in request.items], request.model, "items.{}.reply")
+                                 for item in request.items], request.model, "items.{}.reply",
+                                [f"items.{i}." if item.preference is not None else "" for i, item in enumerate(request.items)])
             return {"object": "list", "model": request.model or served.name, "objectives": list(served.objectives),
                     "data": data}
         return await answered(handle())

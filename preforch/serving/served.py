@@ -14,7 +14,7 @@ from preforch.errors import ConfigError
 from preforch.generation.combined_reward import combined_reward
 from preforch.generation.sampling import SamplingConfig
 from preforch.orchestrator.preference import preference_weights
-from preforch.serving.api_schema import by_objective, usage
+from preforch.serving.api_schema import by_objective, cut_at_stop, usage
 from preforch.serving.batcher import Job
 from preforch.serving.policy import PreferencePolicy
 from preforch.serving.prompt_text import TemplateReader
@@ -88,16 +88,16 @@ class Served:
                                            return_dict=True)["input_ids"])
 
     def answer(self, jobs: Sequence[Job]) -> list[dict]:
-        """One generation call for `jobs` (equal sampling): per job its weights [K], replies [n], with an
-        ensemble scores [n][K] (None where an objective does not apply), and token usage. Blocking; run in a worker
-        thread."""
-        n, max_new_tokens, temperature, top_p, seed = jobs[0].sampling
+        """One generation call for `jobs` (equal sampling; replies cut at its stop strings): per job its weights [K],
+        replies [n], with an ensemble scores [n][K] (None where an objective does not apply), and token usage.
+        Blocking; run in a worker thread."""
+        n, max_new_tokens, temperature, top_p, seed, stops = jobs[0].sampling
         sampling = SamplingConfig(n, max_new_tokens, temperature, top_p, self.batch_size,
                                   random.randrange(2**31) if seed is None else seed)
         prompts = [j.prompt for j in jobs]
         with self._models:
             weights = self.weights(prompts, [j.preference for j in jobs])
-            replies = self.policy.respond(prompts, weights, sampling)  # [P][n]
+            replies = [[cut_at_stop(r, stops) for r in row] for row in self.policy.respond(prompts, weights, sampling)]
         scores = None
         if self.ensemble is not None:
             flat = [(p, r) for p, row in zip(prompts, replies) for r in row]

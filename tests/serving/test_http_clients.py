@@ -187,3 +187,35 @@ def test_the_rl_framework_adapters_call_score_as_a_remote_reward_model(monkeypat
     assert verl == pytest.approx(0.5 * z[0] + 0.5 * z[1])
     assert openrlhf.tolist() == pytest.approx([0.5 * z[0] + 0.5 * z[1], 0.5 * (-math.log(4) + 2) / 0.5 + 0.5 * -2.0])
     assert concise_only["reward"] == pytest.approx(z[0]) and concise_only["weights"]["conciseness"] == 1.0
+
+
+def test_openai_fields_are_honoured_or_refused_by_name_never_dropped():
+    served = Served(Fixed(reply="two words. And then more"), rules_ensemble(), default_preference="conciseness=0.5,no_refusal=0.5")
+    with client_for(served) as c:
+        chat = lambda **body: c.post("/v1/chat/completions", json={"messages": HELLO, **body})
+        stopped = chat(stop=".")
+        assert stopped.json()["choices"][0]["message"]["content"] == "two words"
+        assert stopped.json()["choices"][0]["scores"]["conciseness"] == pytest.approx((-math.log(3) + 2) / 0.5)  # the cut reply's
+        assert chat(stop=["x"] * 5).json()["error"]["message"].startswith("stop: up to 4")
+        for body, message in [({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools: this server does not implement"),
+                              ({"response_format": {"type": "json_object"}}, "response_format: this server does not implement"),
+                              ({"logprobs": True}, "logprobs: this server does not implement"),
+                              ({"stream": "yes"}, "stream: Input should be a valid boolean")]:
+            r = chat(**body)
+            assert r.status_code == 400 and r.json()["error"]["message"].startswith(message), r.text
+        assert chat(logprobs=False, tools=[], response_format={"type": "text"}).status_code == 200  # asking for nothing
+        text = c.post("/v1/completions", json={"prompt": "Say hi", "stop": "."}).json()
+        assert text["choices"][0]["text"] == "two words" and text["preference"] == {"conciseness": 0.5, "no_refusal": 0.5}
+        assert set(text["choices"][0]["scores"]) == {"conciseness", "no_refusal"}
+        bad = c.post("/v1/score", json={"items": [{"messages": HELLO, "reply": "x"},
+                                                  {"messages": HELLO, "reply": "x", "preference": {"helpful": 1}}]})
+        assert bad.status_code == 400 and bad.json()["error"]["message"].startswith("items.1.preference"), bad.text
+
+
+def test_every_error_status_has_openais_body_and_the_bearer_scheme_is_case_insensitive():
+    with client_for(Served(Fixed(), api_key="k")) as c:
+        auth = {"Authorization": "bearer k"}
+        assert c.get("/v1/models", headers=auth).status_code == 200
+        missing, wrong_method = c.get("/v1/nothing", headers=auth), c.get("/v1/chat/completions", headers=auth)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == 404
+    assert wrong_method.status_code == 405 and "GET /v1/chat/completions" in wrong_method.json()["error"]["message"]
