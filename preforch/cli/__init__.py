@@ -81,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     except PreforchError as e:
         print(f"preforch {name}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # outputs are written atomically, so what was there is as it was
+        print(f"preforch {name}: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -141,7 +141,7 @@ class RewardEnsemble:
         cfg = read_json(file)
         try:
             sources = [source_from_spec(s, str(file.parent), device) for s in cfg["sources"]]
-            norm = ZScore.from_dict(cfg["normalization"]) if cfg.get("normalization") else None
+            norm = ZScore.from_dict(cfg["normalization"], f"{file}: normalization") if cfg.get("normalization") else None
             objectives = cfg["objectives"]
         except (KeyError, TypeError, AttributeError) as e:
             raise ConfigError(f"{file}: malformed ensemble file ({type(e).__name__}: {e})") from None

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import torch
 
-from preforch.errors import PreforchError
+from preforch.errors import ConfigError, PreforchError
 from preforch.rewards.scores import Scores, as_scores
 
 
@@ -31,9 +31,17 @@ class ZScore:
                 "counts": None if self.counts is None else list(self.counts)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ZScore":
+    def from_dict(cls, d: dict, where: str = "normalization") -> "ZScore":
+        """The statistics `to_dict` wrote; a `ConfigError` naming `where` for a mean that is not finite or a std that
+        is not finite and > 0 (a z-score by it would be inf or NaN)."""
         counts = d.get("counts")
-        return cls(torch.tensor(d["mean"]), torch.tensor(d["std"]), int(d["num_samples"]),
+        mean, std = torch.tensor(d["mean"], dtype=torch.float64), torch.tensor(d["std"], dtype=torch.float64)
+        for name, values, ok in (("mean", mean, mean.isfinite()), ("std", std, std.isfinite() & (std > 0))):
+            if not ok.all():
+                i = int((~ok).nonzero()[0])
+                raise ConfigError(f"{where}: {name}[{i}] is {values[i].item()}; it must be finite"
+                                  f"{' and > 0' if name == 'std' else ''} (refit it: preforch build-ensemble)")
+        return cls(mean.float(), std.float(), int(d["num_samples"]),
                    None if counts is None else tuple(int(c) for c in counts))
 
 

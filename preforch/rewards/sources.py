@@ -161,12 +161,26 @@ class RuleReward:
 
     def score(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str], **columns) -> torch.Tensor:
         # called as TRL's GRPOTrainer calls reward_funcs on conversational data, so TRL's functions work unchanged
-        values = self.fn(prompts=[list(p) for p in prompts],
-                         completions=[[{"role": "assistant", "content": r}] for r in responses], **columns)
+        try:
+            values = list(self.fn(prompts=[list(p) for p in prompts],
+                                  completions=[[{"role": "assistant", "content": r}] for r in responses], **columns))
+        except TypeError as e:  # most often the signature: a rule takes prompts=, completions= and **kwargs, as TRL's
+            raise ConfigError(f"rule {self.rule!r}: {e} (a rule is called as fn(prompts=..., completions=..., "
+                              "**columns), TRL's reward-function signature)") from None
         if len(values) != len(responses):
             raise ConfigError(f"rule {self.rule!r} returned {len(values)} scores for {len(responses)} responses")
         # None means "not applicable" in TRL; it becomes NaN there too
-        return torch.tensor([math.nan if v is None else float(v) for v in values], dtype=torch.float32).unsqueeze(-1)
+        return torch.tensor([math.nan if v is None else self._number(v) for v in values], dtype=torch.float32).unsqueeze(-1)
+
+    def _number(self, value) -> float:
+        """A rule's score as a float (ints, bools, numpy and 0-d tensors too); a string or other object is refused."""
+        try:
+            if isinstance(value, (str, bytes)):
+                raise TypeError
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"rule {self.rule!r} returned {value!r}; a rule returns numbers, or None where it does "
+                              "not apply") from None
 
     def spec(self, folder: str | os.PathLike | None = None) -> dict:
         return {"kind": self.kind, "objective": self.objective, "rule": self.rule}

@@ -92,6 +92,8 @@ class ServeConfig:
                   "max_score_items")
         _one_of(self, "backend", ("hf", "vllm"))
         _check_kind("method", self.method)
+        if self.port > 65535:
+            raise ConfigError(f"port: {self.port} is not a TCP port (1-65535)")
 
 
 @dataclass

@@ -189,3 +189,19 @@ def test_an_unknown_training_signal_is_one_line_naming_the_option(capsys):
         "aggregation: expected one of sum-then-normalize, normalize-then-sum, got 'mean'")
     assert "aggregation: normalize-then-sum is not available with --algorithm ranked-dpo" in run(
         ["train-policy", "--algorithm", "ranked-dpo", "--aggregation", "normalize-then-sum"], capsys)
+
+
+def test_a_port_that_is_not_a_tcp_port_is_one_line(capsys):
+    assert main(["serve", "--port", "99999"]) == 2
+    assert "port: 99999 is not a TCP port (1-65535)" in capsys.readouterr().err
+
+
+def test_ctrl_c_ends_with_one_line(monkeypatch, capsys):
+    import preforch.cli.commands as commands
+
+    def interrupted(cfg):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(commands, "weights", interrupted)
+    assert main(["weights", "hi"]) == 130
+    assert capsys.readouterr().err.strip() == "preforch weights: interrupted"

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -149,3 +151,23 @@ def test_dataset_columns_reach_the_rules():
     assert scored.values.flatten().tolist() == [1.0, 0.0]
     # the column is part of what was scored: another answer is another cache entry
     assert ens.score_raw(prompts, ["Answer: 24"] * 2, columns={"solution": [24, 23]}).values.flatten().tolist() == [1.0, 0.0]
+
+
+@pytest.mark.parametrize("change, message", [({"std": [1.0, 0.0]}, r"std\[1\] is 0.0"),
+                                             ({"mean": [float("nan"), 0.0]}, r"mean\[0\] is nan")])
+def test_normalisation_statistics_that_would_give_inf_or_nan_are_refused_on_load(tiny_ensemble_dir, tmp_path, change,
+                                                                                  message):
+    import json
+    import shutil
+
+    from preforch.rewards.ensemble import RewardEnsemble
+
+    folder = Path(tiny_ensemble_dir).parent / f"bad_{tmp_path.name}"  # a sibling: its reward-model paths are relative
+    shutil.copytree(tiny_ensemble_dir, folder)
+    file = folder / "ensemble.json"
+    cfg = json.loads(file.read_text())
+    k = len(cfg["normalization"]["mean"])
+    cfg["normalization"].update({key: (value + [0.0] * k)[:k] for key, value in change.items()})
+    file.write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError, match=rf"ensemble.json: normalization: {message}"):
+        RewardEnsemble.load(folder)

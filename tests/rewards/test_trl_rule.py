@@ -35,3 +35,22 @@ def test_none_means_not_applicable():
 
 def _half_applicable(prompts, completions, **kwargs):
     return [1.0] + [None] * (len(completions) - 1)
+
+
+def returns_strings(prompts, completions, **kwargs):
+    return ["good" for _ in completions]
+
+
+def wrong_signature(texts):
+    return [1.0 for _ in texts]
+
+
+@pytest.mark.parametrize("rule, message", [
+    ("tests.rewards.test_trl_rule:returns_strings", "returned 'good'; a rule returns numbers, or None"),
+    ("tests.rewards.test_trl_rule:wrong_signature", "TRL's reward-function signature"),
+])
+def test_a_rule_that_breaks_the_contract_is_one_line_naming_it(rule, message):
+    from preforch.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"^rule '{rule}'.*{message}"):
+        RuleReward("x", rule).score([({"role": "user", "content": "hi"},)], ["hello"])
