@@ -286,6 +286,10 @@ def _print_eval(ev: dict) -> None:
         a = ev["auroc"]
         print(f"AUROC of each weight for source {a['positive_source']!r}: "
               + ", ".join(f"{o} {v:.3f}" for o, v in a["per_objective"].items()))
+    print("sharpness (entropy in nats by source; KL to the targets):")
+    for name, s in ev["sharpness"].items():
+        print(f"  {name}: " + ", ".join(f"{src} {e['mean']:.3f}" for src, e in s["entropy"].items())
+              + f"; KL {s['kl_to_targets']:.4f}")
 
 
 def train_wic(cfg: WicConfig) -> dict:

@@ -79,16 +79,6 @@ def mcnemar(right_a: np.ndarray, right_b: np.ndarray) -> dict:
     return {"a_only": a_only, "b_only": b_only, "p_value": float(p)}
 
 
-def weight_entropy(weights: np.ndarray, sources: Sequence[str]) -> dict[str, dict[str, float | None]]:
-    """Shannon entropy in nats of each weight row (`scipy.stats.entropy`; rows renormalised, 0 log 0 = 0) by
-    source: weights [N, K], sources [N] -> {source: {"mean", "sd"}}, sd the sample SD (None for one row). 0 is a
-    one-hot row, ln K the uniform one."""
-    h = stats.entropy(np.asarray(weights, dtype=np.float64), axis=1)
-    by_source = {s: h[np.asarray(sources) == s] for s in dict.fromkeys(sources)}
-    return {s: {"mean": float(g.mean()), "sd": float(g.std(ddof=1)) if len(g) > 1 else None}
-            for s, g in by_source.items()}
-
-
 def bold_if_clear(ci: dict, floor: dict) -> bool:
     """Whether a headline result is bolded: ci and floor are bootstrap entries {"mean", "ci95": [lo, hi]} (the
     'overall' of `pooled_paired_bootstrap` and of `noise_floor`). True only when the CI excludes 0 (lo > 0 or

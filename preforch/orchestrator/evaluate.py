@@ -7,10 +7,27 @@ import torch
 from preforch.data.schema import PreferenceDataset
 from preforch.orchestrator.calibration import tempered_weights
 from preforch.orchestrator.human_labels import human_label_table, source_objective_accuracy
-from preforch.orchestrator.metrics import kl_against_baselines, source_auroc, top_objective_calibration
+from preforch.orchestrator.losses import kl_per_prompt
+from preforch.orchestrator.metrics import kl_against_baselines, source_auroc, top_objective_calibration, weight_entropy
 from preforch.orchestrator.model import PreferenceOrchestrator
 from preforch.orchestrator.targets import implicit_preference_weights
 from preforch.rewards.ensemble import RewardEnsemble, check_objectives
+
+
+ABLATION_TEMPERATURES = (0.1, 0.25, 0.5, 1.0)  # the weights' softmax temperature, beside the calibrated one
+
+
+def sharpness(weightings: dict[str, torch.Tensor], targets: torch.Tensor, sources, objectives) -> dict[str, dict]:
+    """Per weighting [N, K]: its entropy by source (nats), its KL to the held-out targets, and its mean weight per
+    objective by source: how sharp each temperature makes the weights, and what that costs in fit."""
+    import numpy as np
+
+    out = {}
+    for name, w in weightings.items():
+        out[name] = {"entropy": weight_entropy(w.numpy(), sources), "kl_to_targets": kl_per_prompt(w, targets).mean().item(),
+                     "mean_weights_by_source": {s: dict(zip(objectives, w[np.asarray(sources) == s].mean(0).tolist()))
+                                                for s in dict.fromkeys(sources)}}
+    return out
 
 
 def evaluate_orchestrator(model: PreferenceOrchestrator, ensemble: RewardEnsemble, held_out: PreferenceDataset,
@@ -32,8 +49,10 @@ def evaluate_orchestrator(model: PreferenceOrchestrator, ensemble: RewardEnsembl
     targets = implicit_preference_weights(chosen, model.tau)
     predicted = model.predict(held_out.prompts)
     weightings = {"orchestrator": predicted}
-    if model.temperature != 1.0:
-        weightings["orchestrator (T = 1, uncalibrated)"] = tempered_weights(model.logits(held_out.prompts), 1.0)
+    logits = model.logits(held_out.prompts)
+    tempered = {f"orchestrator (T = {t:g}{', uncalibrated' if t == 1 else ''})": tempered_weights(logits, t)
+                for t in ABLATION_TEMPERATURES if t != model.temperature}
+    weightings.update(tempered)
     for name, other in (others or {}).items():
         check_objectives(ensemble.objectives, other.objectives, name)
         weightings[name] = other.predict(held_out.prompts)
@@ -48,6 +67,8 @@ def evaluate_orchestrator(model: PreferenceOrchestrator, ensemble: RewardEnsembl
         "kl": kl_against_baselines(predicted, targets, train_targets_mean.reshape(1, -1)),
         "calibration": top_objective_calibration(predicted, targets),
         "mean_weights": dict(zip(model.objectives, predicted.mean(0).tolist())),
+        "sharpness": sharpness({f"orchestrator (T = {model.temperature:.3g}, calibrated)": predicted, **tempered},
+                               targets, held_out.sources, model.objectives),
     }
     sources = held_out.sources
     distinct = list(dict.fromkeys(sources))

@@ -1,11 +1,14 @@
 """How well an orchestrator's weights match their targets on held-out prompts: KL against prompt-blind baselines,
-prompt-source AUROC per objective, and calibration of the predicted top objective (`preforch eval-orchestrator`)."""
+prompt-source AUROC per objective, calibration of the predicted top objective, and how sharp the weights are
+(entropy by source) (`preforch eval-orchestrator`)."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import torch
+from scipy import stats
 
 from preforch.errors import PreforchError
 from preforch.orchestrator.losses import kl_per_prompt
@@ -57,3 +60,13 @@ def top_objective_calibration(predicted: torch.Tensor, targets: torch.Tensor, nu
             bins.append({"low": edges[b].item(), "high": edges[b + 1].item(), "count": count,
                          "confidence": c, "accuracy": acc})
     return {"top1_agreement": hit.mean().item(), "ece": ece, "bins": bins}
+
+
+def weight_entropy(weights: np.ndarray, sources: Sequence[str]) -> dict[str, dict[str, float | None]]:
+    """Shannon entropy in nats of each weight row (`scipy.stats.entropy`; rows renormalised, 0 log 0 = 0) by
+    source: weights [N, K], sources [N] -> {source: {"mean", "sd"}}, sd the sample SD (None for one row). 0 is a
+    one-hot row, ln K the uniform one."""
+    h = stats.entropy(np.asarray(weights, dtype=np.float64), axis=1)
+    by_source = {s: h[np.asarray(sources) == s] for s in dict.fromkeys(sources)}
+    return {s: {"mean": float(g.mean()), "sd": float(g.std(ddof=1)) if len(g) > 1 else None}
+            for s, g in by_source.items()}

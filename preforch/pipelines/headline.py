@@ -24,11 +24,12 @@ import torch
 
 from preforch.errors import DataError
 from preforch.evaluation.headline import (bold_if_clear, interaction, mcnemar, noise_floor, pooled_paired_bootstrap,
-                                          reach, weight_entropy)
+                                          reach)
 from preforch.evaluation.metrics import own_objective_scores, scores_from_lists, stratified_bootstrap
 from preforch.evaluation.replies import write_replies
 from preforch.io import atomic_write_json, atomic_write_text, read_json, read_jsonl
 from preforch.orchestrator.human_labels import source_oracle_weights
+from preforch.orchestrator.metrics import weight_entropy
 from preforch.pipelines.config import PRIMARY_PAIR, HeadlineConfig
 from preforch.pipelines.rl_comparison import (INITIAL, arm_folder, check_judge_held_out, evaluate_policy,
                                               judge_rule_statistics, policy_config, training_cost)

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from preforch.errors import DataError
-from preforch.evaluation.headline import (bold_if_clear, interaction, mcnemar, noise_floor, pooled_paired_bootstrap,
-                                          weight_entropy)
+from preforch.evaluation.headline import bold_if_clear, interaction, mcnemar, noise_floor, pooled_paired_bootstrap
 from preforch.evaluation.metrics import stratified_bootstrap
 
 
@@ -82,14 +81,6 @@ def test_mcnemar_exact_on_the_discordant_pairs():
     assert mcnemar(a, a)["p_value"] == 1.0  # no discordant problem: no evidence
     with pytest.raises(DataError, match="same problems"):
         mcnemar(a, b[:-1])
-
-
-def test_weight_entropy_in_nats_by_source():
-    w = np.array([[2.0, 2.0], [1.0, 0.0], [0.25, 0.75]])  # the first row is renormalised to uniform
-    e = weight_entropy(w, ["x", "y", "y"])
-    h = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))  # 0.5623; the one-hot row has 0
-    assert e["x"] == {"mean": pytest.approx(math.log(2)), "sd": None}
-    assert e["y"] == {"mean": pytest.approx(h / 2), "sd": pytest.approx(h / math.sqrt(2))}
 
 
 def test_bold_only_beyond_zero_and_the_noise_floor():

@@ -26,7 +26,7 @@ def test_config_needs_two_seeds_a_judge_and_the_primary_pair():
 
 def test_a_lower_weight_temperature_sharpens_pro_morlhf(mixed_stack):  # noqa: F811
     from preforch.alignment.morlhf import method_weights
-    from preforch.evaluation.headline import weight_entropy
+    from preforch.orchestrator.metrics import weight_entropy
     from preforch.pipelines.rl_comparison import policy_config
     from preforch.rewards.ensemble import RewardEnsemble
 
