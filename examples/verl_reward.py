@@ -41,7 +41,8 @@ def _messages(extra_info) -> tuple:
 def compute_score_batch(data_sources, solution_strs, ground_truths, extra_infos, **kwargs) -> list[dict]:
     """verl's batch reward function: one dict per response, "score" the combined reward."""
     served = _served()
-    data = served.score([_messages(e) for e in extra_infos], list(solution_strs), [served.default_preference] * len(solution_strs))
+    replies = list(solution_strs)
+    data = served.score([_messages(e) for e in extra_infos], replies, [served.default_preference] * len(replies))
     logs = extra_logs(data, served.objectives)
     return [{"score": d["reward"], **{key: values[i] for key, values in logs.items()}} for i, d in enumerate(data)]
 

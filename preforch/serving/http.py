@@ -6,8 +6,8 @@
   and, with an ensemble, each choice's normalised `scores`; `usage` counts tokens; `stream: true` sends the
   chosen replies as server-sent events.
 - POST /v1/completions: plain prompts, answered as a user message, shaped like chat's replies.
-`stop` cuts each reply at its first stop string (before it is scored); OpenAI fields not implemented here are refused
-by name (api_schema.UNSUPPORTED); every error status has OpenAI's error body.
+  Both take `stop` (each reply cut at its first stop string, before it is scored); OpenAI fields not implemented
+  here are refused by name (api_schema.UNSUPPORTED); every error status has OpenAI's error body.
 - POST /v1/score: a batch of (messages, reply) -> each objective's normalised score, the weights, and the
   combined reward `w . r~`: a remote reward model for RL frameworks. Also answers vLLM's scoring request
   (`text_1` / `text_2`, here and at POST /score) with vLLM's response shape plus preforch's fields.
@@ -37,9 +37,9 @@ from preforch.data.weights import AUTO
 from preforch.errors import ConfigError, PreforchError
 from preforch.generation.sampling import SamplingConfig
 from preforch.serving.api_schema import (ChatMessage, ChatRequest, CompletionRequest, Limits, RewardRequest,
-                                         ScoreRequest, TextScoreRequest, TooLarge, by_objective, check_text, checked_messages,
-                                         checked_prompt, chosen_preference, completion_response, extra_logs,
-                                         new_tokens, refuse_unsupported, stop_strings, stream_chunks, usage)
+                                         ScoreRequest, TextScoreRequest, TooLarge, by_objective, check_text,
+                                         checked_messages, checked_prompt, chosen_preference, completion_response,
+                                         extra_logs, new_tokens, refuse_unsupported, stop_strings, stream_chunks, usage)
 from preforch.serving.batcher import Batcher, Job, QueueFull
 from preforch.serving.prompt_text import split_query
 from preforch.serving.served import Served
