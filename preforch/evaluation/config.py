@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 from preforch.config import HH_TEST, _f, _list, _non_negative, _positive
+from preforch.errors import ConfigError
 from preforch.serving.config import METHOD_HELP, POLICY_HELP, _check_kind
 
 
@@ -50,7 +52,13 @@ class CompareConfig:
     """`preforch compare RUN_DIR...`: evaluation runs side by side."""
 
     runs: list[str] = _list([], "evaluation output folders (each with evaluation.json)")
-    output_dir: str = _f("runs/compare", "report.md, comparison.json, front.png")
+    output_dir: str = _f("runs/compare", "report.md, comparison.json, front.png (not one of the runs)")
+
+    def __post_init__(self):
+        inside = [r for r in self.runs if Path(r).resolve() == Path(self.output_dir).resolve()]
+        if inside:  # its report.md and plots would be overwritten
+            raise ConfigError(f"output_dir: {self.output_dir} is the evaluation run {inside[0]}; write the comparison "
+                              "elsewhere")
 
 
 @dataclass

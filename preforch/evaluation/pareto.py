@@ -6,6 +6,8 @@ code; this module validates shapes and reference points and fixes the maximisati
 
 from __future__ import annotations
 
+import warnings
+
 from typing import Sequence
 
 import numpy as np
@@ -72,6 +74,9 @@ def hypervolume(points: np.ndarray, reference_point: Sequence[float] | None) -> 
     ref = check_reference_point(reference_point, points.shape[1])
     inside = points[(points > ref).all(axis=1)]
     if len(inside) == 0:
+        if len(points):  # 0 here says nothing about the policy, only that the reference point is too high
+            warnings.warn(f"hypervolume: the reference point {ref.tolist()} is not dominated by any of the "
+                          f"{len(points)} points, so it is 0; lower --reference_point", stacklevel=2)
         return 0.0
     return float(moocore.hypervolume(inside, ref=ref, maximise=True))
 

@@ -45,10 +45,11 @@ class GenerateConfig:
     batch_size: int = _f(8, "prompts per generation batch")
     seed: int = _f(0, "random seed")
     output: Optional[str] = _f(None, "write results as JSONL here")
+    max_prompt_chars: int = _f(8000, "longest prompt (characters over all messages), as serve's limit")
     trust_remote_code: bool = _f(False, "allow custom model code from the hub")
 
     def __post_init__(self):
-        _positive(self, "num_candidates", "max_new_tokens", "batch_size")
+        _positive(self, "num_candidates", "max_new_tokens", "batch_size", "max_prompt_chars")
         _check_kind("method", self.method)
 
 

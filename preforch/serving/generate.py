@@ -36,6 +36,10 @@ def read_prompts(cfg: GenerateConfig) -> list[tuple[dict, ...]]:
             prompts += load_preferences(str(path)).prompts
     if not prompts:
         raise ConfigError("no prompts: give --prompt \"...\" or --prompts_file")
+    for i, prompt in enumerate(prompts):
+        chars = sum(len(m["content"]) for m in prompt)
+        if chars > cfg.max_prompt_chars:
+            raise ConfigError(f"prompt {i}: {chars} characters, over --max_prompt_chars {cfg.max_prompt_chars}")
     return prompts
 
 

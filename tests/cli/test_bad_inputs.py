@@ -205,3 +205,14 @@ def test_ctrl_c_ends_with_one_line(monkeypatch, capsys):
     monkeypatch.setattr(commands, "weights", interrupted)
     assert main(["weights", "hi"]) == 130
     assert capsys.readouterr().err.strip() == "preforch weights: interrupted"
+
+
+def test_generate_refuses_a_prompt_over_its_character_limit(capsys):
+    assert main(["generate", "--prompt", "x" * 50, "--max_prompt_chars", "40"]) == 2
+    assert "prompt 0: 50 characters, over --max_prompt_chars 40" in capsys.readouterr().err
+
+
+def test_compare_refuses_to_write_into_one_of_its_runs(tmp_path, capsys):
+    run = tmp_path / "eval_a"
+    assert main(["compare", str(run), str(tmp_path / "eval_b"), "--output_dir", str(run)]) == 2
+    assert "output_dir: " in (err := capsys.readouterr().err) and "is the evaluation run" in err

@@ -28,7 +28,8 @@ def test_hypervolume_matches_hand_computed_values():
     assert hypervolume(np.array([[2, 1, 1], [1, 2, 1]], dtype=float), [0, 0, 0]) == pytest.approx(3.0)
     # negative coordinates (z-scored rewards) with a negative reference point
     assert hypervolume(np.array([[-0.5, 0.5]]), [-1, -1]) == pytest.approx(0.5 * 1.5)
-    assert hypervolume(np.array([[-2.0, -2.0]]), [-1, -1]) == 0.0
+    with pytest.warns(UserWarning, match=r"reference point \[-1.0, -1.0\] is not dominated by any of the 1 points"):
+        assert hypervolume(np.array([[-2.0, -2.0]]), [-1, -1]) == 0.0  # said: 0 here is the reference point's doing
 
 
 def test_reference_point_errors():
