@@ -34,7 +34,7 @@ BUNDLED = {
 }
 FRESH_ARITHMETIC = "arithmetic-fresh"  # `arithmetic-fresh:<phrasing>:<n>[:<seed>]`, see `load_fresh_arithmetic`
 # `spec#judge` / `spec#eval`: the two halves of spec's pairs split by first human turn (`split_by_first_turn`, half
-# each, seed 0), so a judge trained on one never saw a conversation of the other (docs/design.md, issue 38)
+# each, seed 0), so a judge trained on one never saw a conversation of the other (docs/design.md, the headline test)
 HALVES = ("judge", "eval")
 
 

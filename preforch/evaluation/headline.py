@@ -1,5 +1,5 @@
-"""The statistics of the pre-registered headline test (docs/design.md, "The headline test, fixed before it runs
-(issue 38)"): the primary metric pooled over training seeds, its noise floor, the secondary checks (the
+"""The statistics of the pre-registered headline test (docs/design.md, "The headline test, fixed before it
+runs"): the primary metric pooled over training seeds, its noise floor, the secondary checks (the
 interaction, McNemar on exact match, weight entropy by source) and the rule that bolds a result."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Evaluated replies kept as data, so anyone can judge them again with a judge of their own (issue 38).
+"""Evaluated replies kept as data, so anyone can judge them again with a judge of their own.
 
 A replies file is gzip-compressed JSON lines, one evaluated reply per line: `prompt` (chat messages), `source`,
 `arm`, `seed`, `reply`, and the `scores` {objective: value or null} its judge gave it. `preforch rejudge` scores

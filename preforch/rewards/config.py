@@ -44,7 +44,7 @@ class RewardModelConfig(RunConfig):
     push_to_hub: bool = _hub()[0]
     hub_model_id: Optional[str] = _hub()[1]
     trust_remote_code: bool = _f(False, "allow custom model code from the hub (off unless you trust it)")
-    # MOSLIM (issue 14): classification heads instead of Bradley-Terry scores.
+    # MOSLIM: classification heads instead of Bradley-Terry scores.
     levels: list[int] = field(default_factory=list, metadata={"help": (
         "MOSLIM classification heads: intensity levels per objective (e.g. 2 2 5); a 2-level head learns "
         "chosen=1 / rejected=0 from pairs, a head with more levels reads rated pairs (score_chosen/score_rejected, "

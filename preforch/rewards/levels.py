@@ -88,7 +88,7 @@ def mapped_reward(probs: torch.Tensor, targets: torch.Tensor, stats: LevelStats,
     - 'distance': -|E_h - t_h| / level_std[h], penalising overshoot as much as falling short.
     A row with every head masked gets 0. Returns (rewards [B], per-head terms s [B, H], 0 where masked).
     'probability' is the default: the only one with a signal at every requested level ('expected' has none for the
-    middle level) and no worse than the others on held-out replies of known level (docs/results.md, issue 14).
+    middle level) and no worse than the others on held-out replies of known level (docs/results.md, MOSLIM).
     """
     mask = targets != MASKED
     t = targets.clamp_min(0)
