@@ -1,4 +1,4 @@
-"""MAHALO's steering, baseline and guided-decoding measurements (docs/results.md, issue 13), on a train-mahalo policy
+"""MAHALO's steering, baseline and guided-decoding measurements (docs/results.md, MAHALO), on a train-mahalo policy
 whose heads are helpful, harmless and arithmetic.
 
     .venv/bin/python scripts/mahalo_eval.py --policy runs/mahalo/policy --guide runs/quickstart/rewards \

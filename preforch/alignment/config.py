@@ -35,7 +35,7 @@ class PolicyConfig(RunConfig):
     weights: Optional[str] = _f(None, "morlhf: fixed weights, e.g. helpful=0.5,harmless=0.5 (default uniform); "
                                 "harmless=0.5,auto: the orchestrator fills the rest per prompt")
     objective: Optional[str] = _f(None, "single-reward: the one objective to optimise")
-    # MOSLIM (issue 14)
+    # MOSLIM
     classifier: Optional[str] = _f(None, "moslim: classification reward model folder (train-rm --levels ...)")
     mapping: str = _f("probability", "moslim: class probabilities -> reward: probability (Eq. 11, z-scored probability of "
                       "the requested level) | expected (z-scored expected level, signed toward the request) | distance")
@@ -141,7 +141,7 @@ class ExpertsConfig(RunConfig):
 @run_config
 class MahaloConfig(RunConfig):
     """`preforch train-mahalo`: MAHALO, one output head per objective on a shared trunk, each trained with DPO on
-    its objective's pairs (issue 13)."""
+    its objective's pairs."""
 
     base_model: str = _f("smollm2", "starting causal LM (also the frozen reference): hub id, path, or alias 'smollm2'")
     objectives: list[str] = _list(["helpful", "harmless", "arithmetic"], "objective names, one head each")
@@ -229,7 +229,7 @@ class WicConfig(RunConfig):
     online_filter: str = _f("ric", "ric (RiC's online stage: keep a generated sample if some score reaches the "
                             "filter_quantile of that round's generated scores; the offline samples mixed in pass the same "
                             "filter on the offline scores; kept samples accumulate across rounds) | offline-thresholds "
-                            "(preforch before issue 29: thresholds from the offline scores, unfiltered offline mix, each "
+                            "(preforch before 2026-12-05: thresholds from the offline scores, unfiltered offline mix, each "
                             "round's samples alone)")
     filter_quantile: float = _f(0.7, "the rejection filter's quantile (see online_filter)")
     offline_mix: int = _f(64, "offline samples mixed into each online SFT round")

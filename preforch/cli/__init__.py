@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "train-experts": ("preforch.alignment.config:ExpertsConfig", "preforch.cli.commands:train_experts",
         "one LoRA expert per objective on one base model (DPO or GRPO), for --method soups / mod"),
     "train-mahalo": ("preforch.alignment.config:MahaloConfig", "preforch.cli.commands:train_mahalo",
-        "MAHALO: one output head per objective on a shared trunk, each trained with DPO (issue 13)"),
+        "MAHALO: one output head per objective on a shared trunk, each trained with DPO"),
     "train-value-head": ("preforch.serving.config:ValueHeadConfig", "preforch.cli.commands:train_value_head",
         "the arithmetic objective's value head (a PRM for MAHALO's guided decoding) from hindsight labels"),
     "train-wic": ("preforch.alignment.config:WicConfig", "preforch.cli.commands:train_wic",

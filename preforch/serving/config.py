@@ -55,7 +55,7 @@ class GenerateConfig:
 
 @dataclass
 class ServeConfig:
-    """`preforch serve`: a preference policy behind an OpenAI-compatible HTTP endpoint (issue 15)."""
+    """`preforch serve`: a preference policy behind an OpenAI-compatible HTTP endpoint."""
 
     policy: str = _f("smollm2", POLICY_HELP)
     method: Optional[str] = _f(None, METHOD_HELP)
@@ -100,7 +100,7 @@ class ServeConfig:
 @dataclass
 class ValueHeadConfig:
     """`preforch train-value-head`: the arithmetic objective's value head (a PRM for guided decoding), trained on
-    hindsight labels of the policy's own samples (issue 13)."""
+    hindsight labels of the policy's own samples."""
 
     policy: str = _f("smollm2", "the policy whose continuations the value predicts (any preference policy: a "
                      "train-mahalo folder, a model id or path)")
