@@ -18,7 +18,7 @@ from _common import save
 
 from preforch.data.loaders import load_many
 from preforch.generation.sampling import SamplingConfig
-from preforch.serving.folder import load_preference_policy
+from preforch.serving.policies.folder import load_preference_policy
 
 
 def main() -> None:

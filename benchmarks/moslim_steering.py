@@ -35,7 +35,7 @@ from preforch.evaluation.metrics import mean_ci, spearman
 from preforch.generation.moslim_spec import read_spec
 from preforch.generation.sampling import SamplingConfig
 from preforch.rewards.ensemble import RewardEnsemble
-from preforch.serving.lm import CausalLM
+from preforch.serving.backends.lm import CausalLM
 
 TAGS = {"helpful": {"helpful": 1}, "harmless": {"harmless": 1}, "q0": {"quality": 0}, "q2": {"quality": 2},
         "q4": {"quality": 4}}

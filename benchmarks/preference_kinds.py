@@ -25,7 +25,7 @@ from _common import save
 
 from preforch.data.loaders import load_many
 from preforch.generation.sampling import SamplingConfig
-from preforch.serving.folder import load_preference_policy
+from preforch.serving.policies.folder import load_preference_policy
 
 
 def random_experts(base: str, folder: Path, k: int, r: int) -> tuple[str, ...]:
@@ -136,7 +136,7 @@ def main() -> None:
 def per_prompt_soups(soups, prompts, sampling: SamplingConfig, k: int) -> dict:
     """Soups under a different w for every prompt (the orchestrator's): one batch with per-row LoRA scaling vs a
     merge and a decode per prompt (what serving w by w costs). Wall times only: the experts' B = 0, so the replies
-    say nothing (tests/serving/test_soups_mod.py checks that both ways answer alike)."""
+    say nothing (tests/serving/policies/test_soups_mod.py checks that both ways answer alike)."""
     from preforch.data.weights import random_simplex
 
     weights = random_simplex(len(prompts), k, seed=1)

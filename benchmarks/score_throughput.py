@@ -33,15 +33,15 @@ def main() -> None:
     args = ap.parse_args()
 
     from preforch.data.loaders import load_many
+    from preforch.models import resolve
     from preforch.orchestrator.model import PreferenceOrchestrator
     from preforch.rewards.ensemble import RewardEnsemble
-    from preforch.serving.api_schema import Limits
-    from preforch.serving.http import create_app
-    from preforch.serving.served import Served
-    from preforch.serving.plain import PlainPolicy, PlainSettings
-    from preforch.serving.policy import LoadOptions
-    from preforch.serving.prompt_text import TemplateReader
-    from preforch.models import resolve
+    from preforch.serving.policies.plain import PlainPolicy, PlainSettings
+    from preforch.serving.policies.policy import LoadOptions
+    from preforch.serving.server.api_schema import Limits
+    from preforch.serving.server.http import create_app
+    from preforch.serving.server.prompt_text import TemplateReader
+    from preforch.serving.server.served import Served
     from transformers import AutoTokenizer
     from tests.serving.test_http import running
 

@@ -16,14 +16,14 @@ verl's reward_extra_info logs.
 import os
 from functools import lru_cache
 
-from preforch.serving.api_schema import extra_logs
+from preforch.serving.server.api_schema import extra_logs
 
 
 @lru_cache(maxsize=None)
 def _served():
     from preforch.orchestrator.model import PreferenceOrchestrator
     from preforch.rewards.ensemble import RewardEnsemble
-    from preforch.serving.served import Served
+    from preforch.serving.server.served import Served
 
     ensemble = RewardEnsemble.load(os.environ.get("PREFORCH_ENSEMBLE", "runs/quickstart/rewards"))
     orchestrator = PreferenceOrchestrator.from_pretrained(os.environ.get("PREFORCH_ORCHESTRATOR",

@@ -2,8 +2,9 @@
 
 Each command has a dataclass beside its stage (`preforch/<stage>/config.py`); `preforch.cli` turns its fields into
 `--flags` with HfArgumentParser and `--config recipe.yaml` sets defaults that flags then override (TRL's TrlParser
-pattern). This module holds the base of the training runs' configs, the field helpers and validators they share,
-and `load_yaml`; it imports no stage, so every stage may import it.
+pattern). This module holds the base of the training runs' configs, the field helpers (`option`, `list_option`, ...) and
+validators (`check_positive`, `check_one_of`, ...) every stage's config uses, and `load_yaml`; it imports no
+stage, so every stage may import it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ HH_TRAIN = ["hh-helpful:train", "hh-harmless:train"]
 HH_TEST = ["hh-helpful:test", "hh-harmless:test"]
 
 
-def _trl(trainer: str):
+def trl_option(trainer: str):
+    """The `trl` field of a run whose trainer is TRL's `trainer` config: any of its fields, passed straight to it."""
     return field(default_factory=dict, metadata={"help": (
         f"any field of TRL's {trainer} config, passed straight to it (refused by name if TRL has no such field): "
         "a `trl:` mapping in a recipe, or --trl.FIELD VALUE on the command line (e.g. --trl.gradient_accumulation_steps 4)")})
@@ -26,14 +28,15 @@ def _trl(trainer: str):
 TRACKERS = ("none", "tensorboard", "wandb", "trackio", "mlflow", "comet_ml", "clearml", "dvclive", "aim", "swanlab")
 
 
-def _check_trackers(cfg) -> None:
+def check_trackers(cfg) -> None:
     """report_to: 'none' or comma-separated trackers accelerate knows, each checked by name."""
     unknown = [t for t in cfg.report_to.split(",") if t not in TRACKERS]
     if unknown:
         raise ConfigError(f"report_to: unknown tracker(s) {unknown}; expected none or any of {', '.join(TRACKERS[1:])}")
 
 
-def _check_hub(cfg) -> None:
+def check_hub(cfg) -> None:
+    """push_to_hub needs hub_model_id."""
     if cfg.push_to_hub and not cfg.hub_model_id:
         raise ConfigError("push_to_hub: needs hub_model_id (e.g. your-name/preforch-reward-model)")
 
@@ -44,17 +47,20 @@ def _report_to():
                                                    "(train-mahalo: OUTPUT_DIR/training)"})
 
 
-def _hub():
+def hub_options():
+    """(push_to_hub, hub_model_id) fields, to unpack into a config that uploads what it trains."""
     return (field(default=False, metadata={"help": "upload the trained folder (weights, config.json, model card) to the "
                                                     "Hugging Face Hub as --hub_model_id"}),
             field(default=None, metadata={"help": "Hub repo for --push_to_hub, e.g. your-name/preforch-reward-model"}))
 
 
-def _list(default: list[str], help: str):
+def list_option(default: list[str], help: str):
+    """A list field (a flag taking several values) with `help`; each instance gets its own copy of `default`."""
     return field(default_factory=lambda: list(default), metadata={"help": help})
 
 
-def _f(default, help: str):
+def option(default, help: str):
+    """A config field (a --flag) with `default` and `help` (what --help prints)."""
     return field(default=default, metadata={"help": help})
 
 
@@ -64,9 +70,9 @@ class RunConfig:
     names its own output_dir); decorate subclasses with `run_config`, which keeps their --help in their own order."""
 
     output_dir: str = field(metadata={"help": "where the run is saved"})
-    seed: int = _f(0, "random seed")
+    seed: int = option(0, "random seed")
     report_to: str = _report_to()
-    trust_remote_code: bool = _f(False, "allow custom model code from the hub")
+    trust_remote_code: bool = option(False, "allow custom model code from the hub")
 
 
 def run_config(cls):
@@ -81,7 +87,7 @@ def run_config(cls):
     return cls
 
 
-def _objective_data(field_name: str, specs: list[str]) -> dict[str, str]:
+def parse_objective_data(field_name: str, specs: list[str]) -> dict[str, str]:
     """objective -> data spec of `objective=data` entries; a malformed one is an error naming the field."""
     out = {}
     for spec in specs:
@@ -92,24 +98,27 @@ def _objective_data(field_name: str, specs: list[str]) -> dict[str, str]:
     return out
 
 
-def _same_length(cfg, a: str, b: str) -> None:
+def check_same_length(cfg, a: str, b: str) -> None:
+    """List field `b` has one entry per entry of `a` (per objective)."""
     if len(getattr(cfg, a)) != len(getattr(cfg, b)):
         raise ConfigError(f"{b}: needs one entry per objective ({len(getattr(cfg, a))} in {a}), got {len(getattr(cfg, b))}")
 
 
-def _one_of(cfg, name: str, allowed: tuple[str, ...]) -> None:
+def check_one_of(cfg, name: str, allowed: tuple[str, ...]) -> None:
+    """Field `name` is one of `allowed`."""
     if getattr(cfg, name) not in allowed:
         raise ConfigError(f"{name}: expected one of {', '.join(allowed)}, got {getattr(cfg, name)!r}")
 
 
-def _positive(cfg, *names: str) -> None:
+def check_positive(cfg, *names: str) -> None:
     """Each named field > 0 (an optional one left at None passes)."""
     for n in names:
         if getattr(cfg, n) is not None and not getattr(cfg, n) > 0:
             raise ConfigError(f"{n}: must be > 0, got {getattr(cfg, n)!r}")
 
 
-def _non_negative(cfg, *names: str) -> None:
+def check_non_negative(cfg, *names: str) -> None:
+    """Each named field >= 0."""
     for n in names:
         if not getattr(cfg, n) >= 0:
             raise ConfigError(f"{n}: must be >= 0, got {getattr(cfg, n)!r}")

@@ -42,7 +42,7 @@ from preforch.evaluation.metrics import head_specialization, interference, mean_
 from preforch.generation.sampling import SamplingConfig
 from preforch.io import atomic_write_json
 from preforch.rewards.ensemble import RewardEnsemble
-from preforch.serving.folder import load_preference_policy
+from preforch.serving.policies.folder import load_preference_policy
 
 HH = ("helpful", "harmless")
 # step-level best-of-N as guided here: sentence steps of 4-16 tokens

@@ -14,6 +14,14 @@ tier; a module may import its own unit and the units of lower tiers, never a uni
     cli
     __main__
 
+The largest room, serving, is split the same way inside (its __init__ says what each part holds):
+
+    backends, decoding                     (the LMs that sample; decoding helpers only kinds use)
+    policies                               (the interface, the KINDS table, one module per kind)
+    config                                 (the generate / serve / train-value-head configs; checks kinds)
+    generate, train_value_head, server     (the commands; server is `preforch serve`)
+    __init__                               (names the public API, imported on first use)
+
 Checked on the source, so an import inside a function (or under TYPE_CHECKING) counts as much as one at the top.
 Within a unit, the module import graph has no circle either: a function-level import only hides a circle, it does
 not break it."""
@@ -36,53 +44,65 @@ TIERS = (("errors", "modeling_preforch", "tables", "__init__"),
          ("pipelines",),
          ("cli",),
          ("__main__",))
-TIER = {unit: i for i, units in enumerate(TIERS) for unit in units}
+SERVING_TIERS = (("backends", "decoding"),
+                 ("policies",),
+                 ("config",),
+                 ("generate", "train_value_head", "server"),
+                 ("__init__",))
 
 
-def _units() -> set[str]:
-    """Each package (a folder with an __init__.py) and each top-level module of preforch/, by name."""
-    return ({p.parent.name for p in PACKAGE.glob("*/__init__.py")}
-            | {p.stem for p in PACKAGE.glob("*.py")})
+def _tier_of(tiers) -> dict[str, int]:
+    return {unit: i for i, units in enumerate(tiers) for unit in units}
 
 
-def _unit_of(path: Path) -> str:
-    rel = path.relative_to(PACKAGE).parts
-    return rel[0] if len(rel) > 1 else Path(rel[0]).stem
+TIER, SERVING_TIER = _tier_of(TIERS), _tier_of(SERVING_TIERS)
 
 
-def _imported_units(path: Path) -> set[str]:
-    """The preforch units `path` imports anywhere in its source (`from preforch import x` names unit x when x is
-    one; relative imports are resolved against the file's package)."""
-    units = _units()
+def _units(root: Path) -> set[str]:
+    """Each package (a folder with an __init__.py) and each module directly under `root`, by name."""
+    return {p.parent.name for p in root.glob("*/__init__.py")} | {p.stem for p in root.glob("*.py")}
+
+
+def _imported_units(path: Path, root: Path) -> set[str]:
+    """The units of `root` (preforch/ or one of its packages) that `path` imports anywhere in its source
+    (`from preforch import x` names unit x when x is one; relative imports are resolved against the file's
+    package)."""
+    units = _units(root)
+    prefix = root.relative_to(PACKAGE.parent).parts  # e.g. ("preforch",) or ("preforch", "serving")
     here = path.relative_to(PACKAGE.parent).with_suffix("").parts[:-1]  # e.g. ("preforch", "serving")
     out = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
             base = here[:len(here) - node.level + 1] if node.level else ()
-            parts = (*base, *(node.module.split(".") if node.module else ()))
-            if parts[:1] != ("preforch",):
-                continue
-            if len(parts) > 1:
-                out.add(parts[1])
-            else:
+            names = [(*base, *(node.module.split(".") if node.module else ()))]
+            if names[0] == prefix:  # `from preforch import x`: unit x if it is one, else the package's __init__
                 out.update(a.name if a.name in units else "__init__" for a in node.names)
+                continue
         elif isinstance(node, ast.Import):
-            for alias in node.names:
-                parts = alias.name.split(".")
-                if parts[0] == "preforch":
-                    out.add(parts[1] if len(parts) > 1 else "__init__")
+            names = [tuple(alias.name.split(".")) for alias in node.names]
+        else:
+            continue
+        for parts in names:
+            if parts == prefix:
+                out.add("__init__")
+            elif parts[:len(prefix)] == prefix:
+                out.add(parts[len(prefix)])
     return out
 
 
-def _wrong_imports(unit: str) -> list[str]:
-    files = sorted((PACKAGE / unit).rglob("*.py")) if (PACKAGE / unit).is_dir() else [PACKAGE / f"{unit}.py"]
-    return [f"{path.relative_to(PACKAGE)} imports preforch.{other} (tier {TIER.get(other)} >= {TIER[unit]})"
-            for path in files for other in sorted(_imported_units(path))
-            if other != unit and TIER.get(other, len(TIERS)) >= TIER[unit]]
+def _wrong_imports(unit: str, root: Path | None = None, tier: dict[str, int] | None = None) -> list[str]:
+    """Imports by `unit` (of `root`, default preforch/, ranked by `tier`) of a unit of its own tier or a higher one."""
+    root, tier = root or PACKAGE, tier or TIER
+    where = ".".join(root.relative_to(PACKAGE.parent).parts)
+    files = sorted((root / unit).rglob("*.py")) if (root / unit).is_dir() else [root / f"{unit}.py"]
+    return [f"{path.relative_to(PACKAGE)} imports {where}.{other} (tier {tier.get(other)} >= {tier[unit]})"
+            for path in files for other in sorted(_imported_units(path, root))
+            if other != unit and tier.get(other, len(tier)) >= tier[unit]]
 
 
 def test_every_package_and_top_level_module_has_a_tier():
-    assert _units() == set(TIER), f"untiered: {sorted(_units() - set(TIER))}, gone: {sorted(set(TIER) - _units())}"
+    assert _units(PACKAGE) == set(TIER), (f"untiered: {sorted(_units(PACKAGE) - set(TIER))}, "
+                                          f"gone: {sorted(set(TIER) - _units(PACKAGE))}")
 
 
 @pytest.mark.parametrize("unit", sorted(TIER))
@@ -91,14 +111,40 @@ def test_a_unit_never_imports_its_own_tier_or_one_above_it(unit):
     assert not wrong, wrong
 
 
+def test_every_part_of_serving_has_a_tier():
+    units = _units(PACKAGE / "serving")
+    assert units == set(SERVING_TIER), (f"untiered: {sorted(units - set(SERVING_TIER))}, "
+                                        f"gone: {sorted(set(SERVING_TIER) - units)}")
+
+
+@pytest.mark.parametrize("unit", sorted(SERVING_TIER))
+def test_a_part_of_serving_never_imports_its_own_tier_or_one_above_it(unit):
+    wrong = _wrong_imports(unit, PACKAGE / "serving", SERVING_TIER)
+    assert not wrong, wrong
+
+
 def test_the_check_sees_imports_inside_functions(tmp_path, monkeypatch):
     """An upward import hidden in a function body is still caught (a lazy import must not dodge the order)."""
     fake = tmp_path / "preforch"
     (fake / "data").mkdir(parents=True)
     (fake / "data" / "__init__.py").write_text("")
-    (fake / "data" / "sneaky.py").write_text("def f():\n    from preforch.serving.kinds import KINDS\n    return KINDS\n")
+    (fake / "data" / "sneaky.py").write_text("def f():\n    from preforch.serving.policies.kinds import KINDS\n"
+                                             "    return KINDS\n")
     monkeypatch.setitem(globals(), "PACKAGE", fake)
     assert _wrong_imports("data") == ["data/sneaky.py imports preforch.serving (tier 7 >= 2)"]
+
+
+def test_the_serving_check_sees_a_kind_importing_the_server(tmp_path, monkeypatch):
+    """A policy module reaching up into serving's HTTP server is caught, as a lower layer reaching up is."""
+    fake = tmp_path / "preforch"
+    (fake / "serving" / "policies").mkdir(parents=True)
+    for init in (fake / "serving" / "__init__.py", fake / "serving" / "policies" / "__init__.py"):
+        init.write_text("")
+    (fake / "serving" / "policies" / "leaky.py").write_text("from preforch.serving.server.served import Served\n"
+                                                             "from preforch.serving.backends import lm\n")
+    monkeypatch.setitem(globals(), "PACKAGE", fake)
+    assert _wrong_imports("policies", fake / "serving", SERVING_TIER) == [
+        "serving/policies/leaky.py imports preforch.serving.server (tier 3 >= 1)"]
 
 
 def module_name(path: Path) -> str:

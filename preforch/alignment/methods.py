@@ -1,4 +1,4 @@
-"""The one table of `train-policy` methods: name -> "module:Class", imported when used (like serving/kinds.py's
+"""The one table of `train-policy` methods: name -> "module:Class", imported when used (like serving/policies/kinds.py's
 KINDS), so naming the methods (the `--method` check, the CLI's help) loads none of them. A new RL method is one
 module and one row here (docs/design.md, "Adding a training method"); its class subclasses `TrainingMethod`."""
 

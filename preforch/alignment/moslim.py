@@ -4,7 +4,7 @@ Each RL prompt carries a `<levels ...>` tag (data/conditioning.py) naming a rand
 classifier's objectives, each at a random level, low levels included, so the policy must read the tag rather
 than learn "be good". The reward model scores the *untagged* prompt; the class probabilities become one scalar
 through the stored statistics (`mapped_reward`, MOSLIM Eq. 11). The trained policy folder gets a moslim.json
-(objectives, level counts), which makes it a `moslim` preference policy (serving/moslim.py).
+(objectives, level counts), which makes it a `moslim` preference policy (serving/policies/moslim.py).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """`preforch train-wic`: Pro-WiC and RiC, the preference written into the prompt (DESIGN.md section 1, Eq. 10-11).
 
-Both methods fine-tune on `(x (+) c, y)`, `c` rendered by `preforch.data.conditioning`:
+Both methods (rows of the WiC-method table, generation/wic_methods.py) fine-tune on `(x (+) c, y)`, `c` rendered by
+`preforch.data.conditioning`:
 - pro-wic: c = w = softmax(r~(x, y) / tau), the weights of the scores y actually obtained (Eq. 10);
 - ric: c = r~(x, y), the normalised scores themselves (RiC, Yang et al. 2024).
 Both only over the objectives that apply to (x, y) (`Scores.applies`, DESIGN.md section 8): the softmax runs over
@@ -27,9 +28,9 @@ from preforch.alignment.config import WicConfig
 from preforch.data.loaders import load_many
 from preforch.data.schema import Message
 from preforch.errors import ConfigError
-from preforch.generation.wic_spec import METHOD_KIND, SPEC_FILE, WicSpec
+from preforch.generation.wic_methods import wic_method
+from preforch.generation.wic_spec import SPEC_FILE, WicSpec
 from preforch.io import atomic_write_json
-from preforch.orchestrator.targets import implicit_preference_weights
 from preforch.rewards.scores import Scores, as_scores, masked_quantile
 
 RUN_FILE = "wic_run.json"
@@ -38,15 +39,6 @@ RUN_FILE = "wic_run.json"
 SCORE_RANGE_QUANTILES = (0.05, 0.95)
 
 Scorer = Callable[[Sequence[Sequence[Message]], Sequence[str]], Scores]  # normalised scores [B, K], where they apply
-
-
-def self_weights(normalized: Scores | torch.Tensor, tau: float) -> torch.Tensor:
-    """Eq. 10: w = softmax(r~(x, y) / tau) over the objectives that apply, the preference a reply fulfils.
-    normalized [N, K] -> [N, K] on the simplex, 0 on the objectives that do not apply.
-
-    The same map as the orchestrator's targets (Eq. 7), applied to any sample rather than the chosen reply.
-    """
-    return implicit_preference_weights(normalized, tau)
 
 
 def quantile_thresholds(reference: Scores | torch.Tensor, q: float = 0.7) -> torch.Tensor:
@@ -74,14 +66,9 @@ def rejection_mask(normalized: Scores | torch.Tensor, thresholds: torch.Tensor) 
 
 
 def conditioning_values(method: str, normalized: Scores | torch.Tensor, tau: float) -> Scores:
-    """What a sample is labelled with, over the objectives that apply to it (the ones its tag names): pro-wic
-    self-weights (Eq. 10) or, for ric, its own scores. [N, K] -> Scores [N, K]."""
-    s = as_scores(normalized)
-    if method == "pro-wic":
-        return Scores(self_weights(s, tau), s.applies)
-    if method == "ric":
-        return s
-    raise ConfigError(f"method: expected one of {list(METHOD_KIND)}, got {method!r}")
+    """What a sample is labelled with, by its WiC method's row (generation/wic_methods.py): pro-wic self-weights
+    (Eq. 10) or, for ric, its own scores, over the objectives that apply to it. [N, K] -> Scores [N, K]."""
+    return wic_method(method).labels(as_scores(normalized), tau)
 
 
 def make_spec(method: str, objectives: Sequence[str], tau: float, offline_scores: Scores | torch.Tensor) -> WicSpec:

@@ -9,7 +9,7 @@ from preforch.cli.parsing import parse_config
 from preforch.errors import PreforchError
 from preforch.tables import load_attr
 
-# name -> ("module:Config", "module:run", one-line help), imported when the command runs (like serving/kinds.py's
+# name -> ("module:Config", "module:run", one-line help), imported when the command runs (like serving/policies/kinds.py's
 # KINDS): a new command is one row.
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "quickstart": ("preforch.pipelines.config:QuickstartConfig", "preforch.cli.commands:quickstart",

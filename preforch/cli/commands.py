@@ -153,7 +153,7 @@ def train_mahalo(cfg: MahaloConfig) -> dict:
 
 
 def train_value_head(cfg: ValueHeadConfig) -> dict:
-    from preforch.serving.value_head import train_value_head as run
+    from preforch.serving.train_value_head import train_value_head as run
 
     result = run(cfg)
     held = result["heldout"]
@@ -308,7 +308,7 @@ def train_wic(cfg: WicConfig) -> dict:
 
 
 def serve(cfg: ServeConfig) -> None:
-    from preforch.serving.serve import load_served, run_server
+    from preforch.serving.server.serve import load_served, run_server
 
     served = load_served(cfg)
     what = "rewards only" if served.policy is None else f"{served.kind} policy {cfg.policy}"

@@ -42,8 +42,8 @@ from preforch.io import read_json
 from preforch.orchestrator.preference import load_orchestrator, preference_weights
 from preforch.rewards.ensemble import RewardEnsemble, check_objectives
 from preforch.rewards.scores import Scores
-from preforch.serving.folder import served_policy
-from preforch.serving.policy import PreferencePolicy, PromptTagged, Prompts, Replies
+from preforch.serving.policies.folder import served_policy
+from preforch.serving.policies.policy import PreferencePolicy, PromptTagged, Prompts, Replies
 
 
 def alignment_gap(oracle_pick: Scores | torch.Tensor, pick: Scores | torch.Tensor, oracle: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,9 @@ from tqdm.auto import tqdm
 
 from preforch.data.schema import Message
 
+Prompts = Sequence[Sequence[Message]]  # P chat prompts
+Replies = list[list[str]]  # [P][n]: n replies per prompt
+
 
 @dataclass
 class SamplingConfig:
@@ -39,8 +42,8 @@ def reply_rows(replies: Sequence[str], n: int) -> list[list[str]]:
 
 
 @torch.no_grad()
-def sample_candidates(model, tokenizer, prompts: Sequence[Sequence[Message]], cfg: SamplingConfig,
-                      progress: bool = True, before_batch: Callable[[list[int]], None] | None = None) -> list[list[str]]:
+def sample_candidates(model, tokenizer, prompts: Prompts, cfg: SamplingConfig,
+                      progress: bool = True, before_batch: Callable[[list[int]], None] | None = None) -> Replies:
     """N sampled replies per chat prompt (the model's chat template), batched with left padding; `before_batch`
     is told each batch's prompt indices before it decodes (its rows are those prompts, each repeated N times)."""
     decoding = ({"do_sample": False} if cfg.temperature == 0

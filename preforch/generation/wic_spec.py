@@ -9,13 +9,13 @@ from typing import Sequence
 
 import torch
 
-from preforch.data.conditioning import render, ric_targets
+from preforch.data.conditioning import render
 from preforch.data.schema import Message
 from preforch.errors import ConfigError
+from preforch.generation.wic_methods import WIC_METHODS, wic_method
 from preforch.io import read_json
 from preforch.rewards.scores import Scores, as_scores
 
-METHOD_KIND = {"pro-wic": "weights", "ric": "scores"}
 SPEC_FILE = "wic.json"
 
 
@@ -35,13 +35,13 @@ class WicSpec:
 
     @property
     def kind(self) -> str:
-        return METHOD_KIND[self.method]
+        """What its tag holds: its method's (generation/wic_methods.py), "weights" or "scores"."""
+        return wic_method(self.method).tag
 
     def prompt_values(self, preferences: torch.Tensor) -> torch.Tensor:
-        """What goes into the prompt for preferences [P, K]: the weights (pro-wic) or RiC target scores."""
-        if self.method == "ric":
-            return ric_targets(preferences, torch.tensor(self.score_low), torch.tensor(self.score_high))
-        return preferences
+        """What goes into the prompt for preferences [P, K], by its method: the weights (pro-wic) or RiC target
+        scores (ric)."""
+        return wic_method(self.method).prompt_values(preferences, self)
 
     def condition(self, prompts: Sequence[Sequence[Message]], preferences: torch.Tensor) -> list[tuple[Message, ...]]:
         """The prompts with their preferences [P, K] written in, as this policy was trained to read them."""
@@ -58,7 +58,6 @@ class WicSpec:
                 "score_low": list(self.score_low), "score_high": list(self.score_high)}
 
 
-
 def load_wic_spec(policy_dir: str | Path) -> WicSpec:
     """Read OUTPUT_DIR/policy/wic.json; a clear `ConfigError` when it is missing or malformed."""
     file = Path(policy_dir) / SPEC_FILE
@@ -72,7 +71,7 @@ def load_wic_spec(policy_dir: str | Path) -> WicSpec:
     except (KeyError, TypeError, ValueError) as e:
         raise ConfigError(f"{file}: malformed {SPEC_FILE} ({type(e).__name__}: {e})") from None
     k = len(spec.objectives)
-    if spec.method not in METHOD_KIND or len(spec.score_low) != k or len(spec.score_high) != k:
+    if spec.method not in WIC_METHODS or len(spec.score_low) != k or len(spec.score_high) != k:
         raise ConfigError(f"{file}: malformed {SPEC_FILE} (method {spec.method!r}, {k} objectives, "
                           f"{len(spec.score_low)}/{len(spec.score_high)} score bounds)")
     return spec

@@ -17,7 +17,6 @@ from preforch.errors import ConfigError, PreforchError
 from preforch.rewards.ensemble import RewardEnsemble
 from preforch.rewards.normalization import ZScore, apply_zscore, fit_zscore, replace_objectives
 from preforch.rewards.scores import Scores
-from preforch.rewards.sources import HFRewardModel
 
 FOLDS_DIR = "folds"
 
@@ -32,19 +31,18 @@ def fold_dirs(model_dir: str | Path) -> list[Path]:
 
 
 def fold_ensembles(ensemble: RewardEnsemble) -> list[RewardEnsemble]:
-    """One ensemble per fold: each learned source replaced by its fold model; every learned source must
-    have the same number of folds (at least 2)."""
+    """One ensemble per fold: each learned source (its kind's `learned`, rewards/sources.py) replaced by its fold
+    model (`src.at(fold folder)`); every learned source must have the same number of folds (at least 2)."""
     per_source: list[list] = []
     for src in ensemble.sources:
-        if not isinstance(src, HFRewardModel):
+        if not getattr(src, "learned", False):  # a kind that declares nothing learned nothing
             per_source.append([src])
             continue
         dirs = fold_dirs(src.path)
         if len(dirs) < 2:
             raise ConfigError(f"reward model {src.path}: no cross-fitting folds; train it with "
                               f"`preforch train-rm --cross_fit_folds 2` (or turn cross_fit off)")
-        per_source.append([HFRewardModel(str(d), src.objectives, src.max_length, src.prompt_max_tokens,
-                                         device=src.device, trust_remote_code=src.trust_remote_code) for d in dirs])
+        per_source.append([src.at(d) for d in dirs])
     counts = {len(s) for s in per_source if len(s) > 1}
     if len(counts) != 1:
         raise ConfigError(f"reward models have different numbers of cross-fitting folds: {sorted(counts)}")

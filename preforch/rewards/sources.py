@@ -7,7 +7,7 @@
 - `RuleReward`: a plain Python function (e.g. conciseness).
 
 An ensemble saves each source's `spec()` and rebuilds it through SOURCES, the one table of source kinds: the
-spec's "kind" -> "module:Class", imported when used (like serving/kinds.py's KINDS). A new kind of source is one
+spec's "kind" -> "module:Class", imported when used (like serving/policies/kinds.py's KINDS). A new kind of source is one
 class and one row (docs/design.md, "Adding a reward source").
 """
 
@@ -42,6 +42,10 @@ class RewardSource(Protocol):
     # True when the source may say an objective does not apply to a (prompt, reply) (NaN in `score`); a source
     # without it (a reward model) applies everywhere, and a NaN from it is an error
     may_not_apply: bool
+    # True for a source trained on preference pairs (a reward model): it reads a folder `path`, and `at(folder)` is
+    # the same source reading another folder of its kind (cross-fitting swaps in its fold models this way,
+    # rewards/crossfit.py); a source that learned nothing (a rule) is shared by every fold
+    learned: bool
 
     def score(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str], **columns) -> torch.Tensor:
         """Raw rewards [B, len(objectives)]; NaN where an objective does not apply (only if `may_not_apply`).
@@ -82,8 +86,9 @@ def load_reward_model(path: str, trust_remote_code: bool = False):
 class HFRewardModel:
     """A reward model scoring len(objectives) objectives per (prompt, response)."""
 
-    kind = "hf"
-    may_not_apply = False
+    kind: ClassVar[str] = "hf"
+    may_not_apply: ClassVar[bool] = False
+    learned: ClassVar[bool] = True
 
     def __init__(self, path: str, objectives: Sequence[str] | None = None, max_length: int | None = None,
                  prompt_max_tokens: int | None = None, batch_size: int = 64, device: str | None = None,
@@ -119,6 +124,11 @@ class HFRewardModel:
     def score(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str], **columns) -> torch.Tensor:
         return self.outputs(prompts, responses)  # a reward model reads the text only
 
+    def at(self, folder: str | os.PathLike) -> "HFRewardModel":
+        """The same reward model's settings over the model in `folder` (e.g. one of its cross-fitting folds)."""
+        return HFRewardModel(str(folder), self.objectives, self.max_length, self.prompt_max_tokens,
+                             device=self.device, trust_remote_code=self.trust_remote_code)
+
     def spec(self, folder: str | os.PathLike | None = None) -> dict:
         path = self.path
         if folder is not None and Path(path).is_dir():
@@ -143,6 +153,7 @@ class RuleReward:
 
     kind: ClassVar[str] = "rule"
     may_not_apply: ClassVar[bool] = True  # a rule returns None where it does not judge (TRL's convention)
+    learned: ClassVar[bool] = False  # nothing trained: every cross-fitting fold shares it
     objective: str
     rule: str
 

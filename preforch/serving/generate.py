@@ -16,7 +16,7 @@ from preforch.io import atomic_write_text, read_text
 from preforch.orchestrator.preference import preference_weights
 from preforch.rewards.ensemble import RewardEnsemble
 from preforch.serving.config import GenerateConfig
-from preforch.serving.folder import served_policy
+from preforch.serving.policies.folder import served_policy
 
 
 def read_prompts(cfg: GenerateConfig) -> list[tuple[dict, ...]]:

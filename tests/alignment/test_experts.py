@@ -9,7 +9,7 @@ from preforch.cli import main
 from preforch.errors import ConfigError, ObjectiveMismatchError
 from preforch.evaluation.harness import run_evaluation
 from preforch.generation.expert_set import ExpertSet
-from preforch.serving.folder import load_preference_policy
+from preforch.serving.policies.folder import load_preference_policy
 from tests.conftest import eval_config, make_experts, make_pairs, read_card
 
 

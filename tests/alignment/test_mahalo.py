@@ -166,7 +166,7 @@ def _data(tmp_path):
 def test_train_mahalo_trains_each_head_checkpoints_resumes_and_judges(tiny_policy_dir, tmp_path, capsys):
     from transformers import AutoTokenizer
 
-    from preforch.serving.folder import load_preference_policy
+    from preforch.serving.policies.folder import load_preference_policy
 
     data, out = _data(tmp_path), tmp_path / "run"
     args = ["train-mahalo", "--base_model", tiny_policy_dir, "--objectives", "helpful", "harmless", "--train_data",

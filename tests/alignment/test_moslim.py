@@ -50,7 +50,7 @@ def test_one_step_changes_parameters_logs_every_head_and_serves_as_moslim(algori
                                                                           tiny_classifier_dir, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from preforch.serving.folder import load_preference_policy
+    from preforch.serving.policies.folder import load_preference_policy
 
     data = tmp_path / "prompts.jsonl"
     data.write_text("\n".join(json.dumps({"prompt": f"question {i}", "chosen": "a", "rejected": "b"}) for i in range(8)))

@@ -4,12 +4,12 @@ import pytest
 import torch
 
 from preforch.alignment.config import WicConfig
-from preforch.alignment.wic import (conditioning_values, make_spec, quantile_thresholds, rejection_mask, self_weights,
-                                    sft_rows)
+from preforch.alignment.wic import conditioning_values, make_spec, quantile_thresholds, rejection_mask, sft_rows
 from preforch.alignment.wic_train import train_wic
 from preforch.cli import main
 from preforch.data.conditioning import has_tag, ric_targets
 from preforch.errors import ConfigError
+from preforch.generation.wic_methods import WIC_METHODS, WicMethod, self_weights
 from preforch.generation.wic_spec import SPEC_FILE, WicSpec, load_wic_spec
 from preforch.io import atomic_write_json
 from preforch.rewards.scores import Scores
@@ -148,6 +148,53 @@ def test_one_online_iteration_relabels_filters_and_accounts(method, source, onli
     assert it["sft_steps"] == 1 and it["sft_tokens"] > 0
     assert load_wic_spec(out / "policy") == spec, "the online policy keeps the offline spec"
     assert "Weights in context" in (out / "policy" / "README.md").read_text()
+
+
+class ToyWic(WicMethod):
+    """A WiC method of the test's own: each sample is tagged with all weight on its best-scoring objective, and a
+    preference is written in as it is; online it samples under uniform preferences."""
+
+    tag = "weights"
+    preference_source = "uniform"
+
+    @classmethod
+    def labels(cls, normalized, tau):
+        best = torch.nn.functional.one_hot(normalized.filled(-torch.inf).argmax(-1), normalized.values.shape[-1])
+        return Scores(best.float(), normalized.applies)
+
+    @classmethod
+    def prompt_values(cls, preferences, spec):
+        return preferences
+
+
+def test_a_new_wic_method_is_one_row_and_runs_through_train_wic(tiny_policy_dir, tiny_ensemble_dir, tmp_path,
+                                                                monkeypatch, capsys):
+    """A toy row in WIC_METHODS trains offline through the CLI and online through train_wic with nothing else
+    changed: the config accepts it, its labels tag the samples, its spec is read back, its preference source and
+    prompt values drive the online stage."""
+    monkeypatch.setitem(WIC_METHODS, "toy", f"{__name__}:ToyWic")
+    data = _write_pairs(tmp_path / "pairs.jsonl", make_pairs(8))
+    out = tmp_path / "toy"
+    assert main(_offline_args("toy", tiny_policy_dir, tiny_ensemble_dir, data, out)) == 0
+    spec = load_wic_spec(out / "policy")
+    assert spec.method == "toy" and spec.kind == "weights"
+    scores = Scores.dense(torch.tensor([[0.5, -1.0, 2.0]]))
+    assert conditioning_values("toy", scores, 1.0).values.tolist() == [[0.0, 0.0, 1.0]]
+    assert sft_rows([({"role": "user", "content": "hi"},)], ["a"], conditioning_values("toy", scores, 1.0), spec)[0][
+        "prompt"][0]["content"].startswith("<preference helpful=0.00 harmless=0.00 conciseness=1.00>")
+
+    cfg = WicConfig(method="toy", stage="online", policy=str(out / "policy"), ensemble=tiny_ensemble_dir,
+                    train_data=[data], online_data=[data], online_prompts=4, num_generations=2, max_new_tokens=4,
+                    offline_mix=2, sft_steps_per_iteration=1, per_device_train_batch_size=4, max_length=128,
+                    output_dir=str(tmp_path / "toy_online"))
+    assert cfg.preference == "uniform"
+    train_wic(cfg, scorer=_fake_scorer)
+    rows = [json.loads(line) for line in (tmp_path / "toy_online" / "online_samples_0.jsonl").read_text().splitlines()]
+    for r in rows:
+        label = ToyWic.labels(_fake_scorer([tuple(r["prompt"])], [r["response"]]), 1.0).values[0]
+        assert r["relabelled"] == label.tolist() and r["prompt_values"] == pytest.approx([1 / 3] * 3)
+    with pytest.raises(ConfigError, match=r"method: expected one of \['pro-wic', 'ric', 'toy'\], got 'dpo'"):
+        WicConfig(method="dpo")
 
 
 def _expect_error(argv, message, out, capsys):

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from preforch.alignment.config import WicConfig
-from preforch.alignment.wic import (conditioning_values, make_spec, quantile_thresholds, rejection_mask, self_weights,
-                                    sft_rows)
+from preforch.alignment.wic import conditioning_values, make_spec, quantile_thresholds, rejection_mask, sft_rows
 from preforch.data.arithmetic import exact_match, make_problems
 from preforch.data.conditioning import parse
 from preforch.errors import ConfigError
+from preforch.generation.wic_methods import self_weights
 from preforch.generation.sampling import SamplingConfig
 from preforch.generation.wic_spec import WicSpec
 from preforch.rewards.scores import Scores

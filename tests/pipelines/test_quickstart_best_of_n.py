@@ -22,7 +22,7 @@ def test_best_of_n_picks_by_what_applies_and_reports_null_means(monkeypatch):
 
     monkeypatch.setattr(models, "load_policy", lambda path: (None, None))
     monkeypatch.setattr(sampling, "sample_candidates", lambda model, tok, prompts, cfg: [["ok", "123"] for _ in prompts])
-    ensemble = RewardEnsemble([RuleReward("conciseness", "conciseness"), RuleReward("digits", "tests.serving.test_policies:digits")],
+    ensemble = RewardEnsemble([RuleReward("conciseness", "conciseness"), RuleReward("digits", "tests.serving.policies.test_policies:digits")],
                               ZScore(torch.tensor([-2.0, 0.0]), torch.tensor([0.5, 1.0]), 10))
     held_out = PreferenceDataset([PreferencePair(({"role": "user", "content": f"count {i}"},), "1", "2", src)
                                   for i, src in enumerate(["a", "b"])])

@@ -97,3 +97,32 @@ def test_cross_fitting_fits_a_rule_on_the_replies_it_applies_to(pairs, monkeypat
     assert z.mean().item() == pytest.approx(0.0, abs=1e-6) and z.std().item() == pytest.approx(1.0, abs=1e-5)
     # fold 1 judges one reply: too few to fit, so the main ensemble's statistics score it
     assert chosen.values[-1, 1].item() == pytest.approx((1 - 0.25) / 2) and not rejected.applies[-1, 1]
+
+
+class FoldedSource:
+    """A learned source of a kind of its own (not a Hugging Face reward model): cross-fitting finds it by the
+    capability its kind declares, and builds its fold models with `at`."""
+
+    kind, may_not_apply, learned = "toy", False, True
+    objectives = ("toy",)
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def at(self, folder):
+        return FoldedSource(folder)
+
+    def score(self, prompts, responses, **columns):
+        return torch.full((len(responses), 1), float(self.path.endswith("1")))
+
+
+def test_a_source_kind_that_declares_itself_learned_is_cross_fitted_by_its_folds(tmp_path):
+    from preforch.rewards.crossfit import fold_ensembles
+
+    for f in ("0", "1"):
+        (tmp_path / "rm" / "folds" / f).mkdir(parents=True)
+    rule = RuleReward("conciseness", "conciseness")
+    folds = fold_ensembles(RewardEnsemble([FoldedSource(tmp_path / "rm"), rule]))
+    assert [e.sources[0].path for e in folds] == [str(tmp_path / "rm" / "folds" / f) for f in ("0", "1")]
+    assert all(e.sources[1] is rule for e in folds), "a source that learned nothing is shared"
+    assert not RuleReward.learned and HFRewardModel.learned
