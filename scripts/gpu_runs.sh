@@ -4,17 +4,17 @@
 #   bash scripts/gpu_runs.sh mixed_benchmark; bash scripts/gpu_runs.sh mixed_rl; bash scripts/gpu_runs.sh mixed_rl_eval
 #   bash scripts/gpu_runs.sh headline_benchmark; bash scripts/gpu_runs.sh headline_train; bash scripts/gpu_runs.sh headline_eval
 #   rm            reward models on a SmolLM2-135M backbone (pooling x learning rate), trained without the
-#                 orchestrator's validation slice as the quickstart's MiniLM ones are (issue 11)
+#                 orchestrator's validation slice as the quickstart's MiniLM ones are
 #   mahalo        MAHALO on every bundled HH training pair and arithmetic pairs sampled from 1,800 problems (1,500
 #                 held out): trained trunk (published), the NLL term on arithmetic only, a frozen trunk with head
-#                 adapters (the CPU recipe) (issue 13)
+#                 adapters (the CPU recipe)
 #   mahalo_baselines  the baselines at equal compute: one pooled head, each objective alone; they read the
 #                 arithmetic pairs the mahalo part samples (run both at once), or ARITH_DATA's
 #   orchestrator  the paper's fine-tuned encoder (--train_encoder true, 3 epochs, lr 1e-5) vs the frozen-encoder
-#                 default, both objectives, seeds 0-2, on ENSEMBLE's scores (issue 11)
+#                 default, both objectives, seeds 0-2, on ENSEMBLE's scores
 #   mixed_benchmark  the mixed-intent benchmark's reward stack (build-benchmark, preforch/recipes/mixed_intent.yaml)
 #   mixed_rl      its rl-compare arms at a GPU budget (MIXED_STEPS steps of 32 completions, 8 per prompt, bf16), all
-#                 six trained at once on the one GPU (--train_only), after mixed_benchmark (issue 29)
+#                 six trained at once on the one GPU (--train_only), after mixed_benchmark
 #   mixed_rl_eval  every arm's checkpoints judged and the report written (the same rl-compare without --train_only)
 #   headline_benchmark  the headline test's stack: build-benchmark, preforch/recipes/mixed_intent_independent.yaml
 #                 (an independent SmolLM2 judge on the judge half of the HH test pairs)

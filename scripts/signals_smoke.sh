@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A small CPU run of each training signal that keeps per-prompt weights (issue 44), on the mixed-intent stack
+# A small CPU run of each training signal that keeps per-prompt weights, on the mixed-intent stack
 # (first: preforch build-benchmark --config preforch/recipes/mixed_intent.yaml): Pro-MORLHF for 12 steps under
 # normalise-then-sum GRPO, reward-ranked DPO and online DPO. One thread each, niced, so it can share a machine.
 # Logs: runs/signals/<name>/log.jsonl; docs/results.md reads them.
