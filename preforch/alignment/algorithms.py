@@ -1,7 +1,7 @@
 """The one table of `train-policy --algorithm`s: the training signal, i.e. the TRL trainer a method's weights and
 reward feed. A method (alignment/methods.py) says how each prompt is weighted and rewarded; an algorithm says how
 that reward becomes an update. They combine freely, so Pro-MORLHF, MORLHF and single-reward each run under every
-algorithm, and a new signal (MODPO) is one module and one row here. Rows are imported when used (TRL loads then).
+algorithm, and a new signal is one module and one row here. Rows are imported when used (TRL loads then).
 
 - grpo: TRL GRPOTrainer. `--aggregation sum-then-normalize` (TRL's default): advantage (R - mean_g R) / std_g R of
   the combined reward R = w(x) . r~; `normalize-then-sum`: each objective normalised within its group first, summed
@@ -10,6 +10,9 @@ algorithm, and a new signal (MODPO) is one module and one row here. Rows are imp
 - ranked-dpo: reward-ranked pairs: N candidates per prompt sampled once from the start, chosen / rejected the best
   and worst under each arm's w(x) . r~, TRL's DPOTrainer (alignment/ranked_dpo.py).
 - online-dpo: TRL's online DPO trainer with the combined reward as its reward function (alignment/online_dpo.py).
+- modpo: MODPO (Zhou et al. 2023): the same candidates as ranked-dpo, each pair labelled by one objective k, DPO with
+  the other objectives' weighted rewards as margin, scaled by 1 / w_k; under `pro-morlhf` it is Pro-MODPO
+  (alignment/modpo.py).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ ALGORITHMS: dict[str, str] = {
     "rloo": "preforch.alignment.algorithms:Rloo",
     "ranked-dpo": "preforch.alignment.ranked_dpo:RankedDpo",
     "online-dpo": "preforch.alignment.online_dpo:OnlineDpo",
+    "modpo": "preforch.alignment.modpo:Modpo",
 }
 SUM_THEN_NORMALIZE, NORMALIZE_THEN_SUM = "sum-then-normalize", "normalize-then-sum"
 AGGREGATIONS = (SUM_THEN_NORMALIZE, NORMALIZE_THEN_SUM)

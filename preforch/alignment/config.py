@@ -24,7 +24,8 @@ class PolicyConfig(RunConfig):
                          "class's docstring says how it weights and rewards a prompt")
     algorithm: str = option("grpo", f"{' | '.join(ALGORITHMS)}: the training signal, a row of preforch/alignment/"
                             "algorithms.py (grpo: TRL GRPOTrainer; rloo: RLOOTrainer; ranked-dpo: DPO on the best and worst "
-                            "of num_generations samples under each prompt's w . r~; online-dpo: TRL's online DPO)")
+                            "of num_generations samples under each prompt's w . r~; modpo: DPO on pairs of one objective "
+                            "with the others' weighted rewards as margin; online-dpo: TRL's online DPO)")
     aggregation: str = option(SUM_THEN_NORMALIZE, f"grpo: {' | '.join(AGGREGATIONS)}; sum-then-normalize is TRL's default "
                               "(only the direction of a prompt's weights survives its group's std); normalize-then-sum "
                               "normalises each objective within its group, then sums with the prompt's own weights")
@@ -49,13 +50,16 @@ class PolicyConfig(RunConfig):
     max_steps: int = option(50, "optimisation steps")
     learning_rate: float = option(5e-6, "AdamW learning rate")
     per_device_train_batch_size: int = option(8, "completions per device per step (a multiple of num_generations); "
-                                              "ranked-dpo: pairs; online-dpo: prompts, 2 completions each")
-    num_generations: int = option(4, "completions per prompt (the group for GRPO / RLOO baselines; ranked-dpo: the "
-                                  "candidates ranked per prompt)")
+                                              "ranked-dpo, modpo: pairs; online-dpo: prompts, 2 completions each")
+    num_generations: int = option(4, "completions per prompt (the group for GRPO / RLOO baselines; ranked-dpo, modpo: "
+                                  "the candidates ranked per prompt)")
     max_completion_length: int = option(48, "tokens per completion")
     temperature: float = option(1.0, "sampling temperature during training")
-    beta: float = option(0.04, "KL penalty to the reference policy (ranked-dpo, online-dpo: DPO's beta)")
-    candidates_cache: Optional[str] = option(None, "ranked-dpo: folder of the starting policy's sampled candidates, a "
+    beta: float = option(0.04, "KL penalty to the reference policy (ranked-dpo, modpo, online-dpo: DPO's beta)")
+    modpo_objective: Optional[str] = option(None, "modpo: the objective whose reward labels each pair (MODPO's "
+                                            "preference objective k; the others enter as the margin); default: each "
+                                            "prompt's largest-weight objective that applies")
+    candidates_cache: Optional[str] = option(None, "ranked-dpo, modpo: folder of the starting policy's sampled candidates, a "
                                              "file per policy, prompts, sampling settings and seed, so every arm ranks "
                                              "the same ones; default OUTPUT_DIR/../ranked_candidates (rl-compare's arms "
                                              "share it)")

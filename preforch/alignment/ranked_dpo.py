@@ -65,7 +65,7 @@ def starting_candidates(cfg, policy: str, prompts: Sequence[Sequence[Message]]) 
         if len(candidates) != len(prompts):
             raise DataError(f"{path}: candidates of {len(candidates)} prompts, expected {len(prompts)} (delete it to "
                             "resample)")
-        print(f"ranked-dpo: candidates read from {path}", flush=True)
+        print(f"{cfg.algorithm}: candidates read from {path}", flush=True)
         return candidates
     model, tokenizer = load_policy(policy, trust_remote_code=cfg.trust_remote_code)
     torch.manual_seed(cfg.seed)
@@ -74,44 +74,60 @@ def starting_candidates(cfg, policy: str, prompts: Sequence[Sequence[Message]]) 
     return candidates
 
 
-def candidate_rewards(reward: Callable, dataset, candidates: list[list[str]]) -> torch.Tensor:
-    """Rewards [P, N] of each prompt's N candidates under `reward`, a TRL reward function called as TRL calls it:
-    one row per (prompt, candidate), every other column of the prompt `dataset` (`weights`, ...) repeated per row."""
+def candidate_rewards(rewards: Sequence[Callable], dataset, candidates: list[list[str]]) -> torch.Tensor:
+    """Rewards [P, N, R] of each prompt's N candidates under R TRL reward functions, called as TRL calls them: one
+    row per (prompt, candidate), every other column of the prompt `dataset` (`weights`, ...) repeated per row; a
+    reward's None (it does not apply) becomes NaN."""
     n = len(candidates[0])
     rows = dataset.select([i for i in range(len(dataset)) for _ in range(n)]).to_dict()
+    prompts = rows.pop("prompt")
     completions = [[{"role": "assistant", "content": c}] for row in candidates for c in row]
-    return torch.tensor(reward(rows.pop("prompt"), completions, **rows), dtype=torch.float32).view(len(dataset), n)
+    columns = [[float("nan") if v is None else v for v in reward(prompts, completions, **rows)] for reward in rewards]
+    return torch.tensor(columns, dtype=torch.float32).T.reshape(len(dataset), n, len(rewards))
 
 
-def pair_records(dataset, candidates: list[list[str]], rewards: torch.Tensor) -> list[dict]:
+def pair_records(dataset, candidates: list[list[str]], rewards: torch.Tensor, extra: dict[str, list] | None = None
+                 ) -> list[dict]:
     """One record per prompt of `dataset`: its prompt and source, the chosen and rejected candidate (None where
-    the candidates tie) and their rewards, from `rank_pairs` over rewards [P, N]."""
+    the candidates tie) and their rewards, from `rank_pairs` over rewards [P, N]; `extra`: more fields, a list of P
+    values each."""
     chosen, rejected, kept = rank_pairs(rewards)
     sources = dataset["source"] if "source" in dataset.column_names else [None] * len(dataset)
-    return [{"prompt": prompt, "source": source,
-             "chosen": row[c] if keep else None, "rejected": row[r] if keep else None,
-             "chosen_reward": reward[c].item(), "rejected_reward": reward[r].item()}
-            for prompt, source, row, reward, c, r, keep in zip(dataset["prompt"], sources, candidates, rewards,
-                                                                chosen.tolist(), rejected.tolist(), kept.tolist())]
+    records = [{"prompt": prompt, "source": source,
+                "chosen": row[c] if keep else None, "rejected": row[r] if keep else None,
+                "chosen_reward": reward[c].item(), "rejected_reward": reward[r].item()}
+               for prompt, source, row, reward, c, r, keep in zip(dataset["prompt"], sources, candidates, rewards,
+                                                                   chosen.tolist(), rejected.tolist(), kept.tolist())]
+    for name, values in (extra or {}).items():
+        for record, value in zip(records, values):
+            record[name] = value
+    return records
 
 
-def ranked_pairs(cfg, policy: str, setup):
-    """The conversational prompt / chosen / rejected dataset DPO trains on, from `policy`'s cached candidates for
-    the method's prompts ranked under its reward; every prompt's record goes to OUTPUT_DIR/ranked_pairs.jsonl."""
+def pair_dataset(cfg, records: list[dict], label: str, columns: Sequence[str] = ()):
+    """The conversational prompt / chosen / rejected dataset (plus the records' `columns`) of the records that hold a
+    pair; every record goes to OUTPUT_DIR/ranked_pairs.jsonl. `label` names the algorithm in messages."""
     from datasets import Dataset
 
-    candidates = starting_candidates(cfg, policy, list(setup.dataset["prompt"]))
-    records = pair_records(setup.dataset, candidates, candidate_rewards(setup.reward, setup.dataset, candidates))
     atomic_write_text(Path(cfg.output_dir) / PAIRS_FILE,
                       "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     pairs = [r for r in records if r["chosen"] is not None]
-    print(f"ranked-dpo: {len(pairs)} pairs from {len(records)} prompts ({len(records) - len(pairs)} tied, dropped)",
+    print(f"{label}: {len(pairs)} pairs from {len(records)} prompts ({len(records) - len(pairs)} tied, dropped)",
           flush=True)
     if not pairs:
-        raise DataError(f"ranked-dpo: every prompt's {cfg.num_generations} candidates tie under its reward: no pair "
+        raise DataError(f"{label}: every prompt's {cfg.num_generations} candidates tie under its reward: no pair "
                         "to train on")
     return Dataset.from_list([{"prompt": r["prompt"], "chosen": [{"role": "assistant", "content": r["chosen"]}],
-                               "rejected": [{"role": "assistant", "content": r["rejected"]}]} for r in pairs])
+                               "rejected": [{"role": "assistant", "content": r["rejected"]}],
+                               **{c: r[c] for c in columns}} for r in pairs])
+
+
+def ranked_pairs(cfg, policy: str, setup):
+    """The dataset DPO trains on (`pair_dataset`), from `policy`'s cached candidates for the method's prompts
+    ranked under its reward."""
+    candidates = starting_candidates(cfg, policy, list(setup.dataset["prompt"]))
+    rewards = candidate_rewards([setup.reward], setup.dataset, candidates)[..., 0]
+    return pair_dataset(cfg, pair_records(setup.dataset, candidates, rewards), "ranked-dpo")
 
 
 def pair_agreement(a: Path, b: Path) -> dict:

@@ -40,6 +40,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "train RL methods from one start, judge every checkpoint held-out: reward-vs-step plot, before/after table"),
     "headline": ("preforch.pipelines.config:HeadlineConfig", "preforch.cli.commands:headline",
         "PRO's headline test: arms x training seeds, an independent judge, Pro minus best fixed with CIs and noise floor"),
+    "robustness": ("preforch.pipelines.config:RobustnessConfig", "preforch.cli.commands:robustness",
+        "one objective's reward corrupted at increasing levels: the orchestrator retrained, its accuracy and weights"),
     "wic-compare": ("preforch.pipelines.config:WicComparisonConfig", "preforch.cli.commands:wic_compare",
         "Pro-WiC vs RiC-online vs RiC-offline (+ Soups and MOD with --expert_data) at one budget: fronts, hypervolumes, steering, compute"),
     "plot-logs": ("preforch.evaluation.config:PlotLogsConfig", "preforch.cli.commands:plot_logs",

@@ -12,7 +12,7 @@ from preforch.evaluation.config import CompareConfig, EvaluateConfig, PlotLogsCo
 from preforch.io import atomic_write_json, read_jsonl
 from preforch.models import is_main_process
 from preforch.orchestrator.config import EvalOrchestratorConfig, OrchestratorConfig, WeightsConfig
-from preforch.pipelines.config import HeadlineConfig, RLComparisonConfig, WicComparisonConfig
+from preforch.pipelines.config import HeadlineConfig, RLComparisonConfig, RobustnessConfig, WicComparisonConfig
 from preforch.rewards.config import EnsembleConfig, RewardModelConfig
 from preforch.serving.config import GenerateConfig, ServeConfig, ValueHeadConfig
 
@@ -189,6 +189,19 @@ def headline(cfg: HeadlineConfig) -> dict:
         print(f"{signal}: {s['pro']} minus {s['best_fixed']}, own objective, pooled over seeds {cfg.seeds}: "
               f"{ci(s['primary']['pooled']['overall'])}" + (" (clears the noise floor)" if s["primary"]["bold"] else ""))
     print(f"report: {Path(cfg.output_dir) / 'report.md'}; replies: {r['replies']}")
+    return r
+
+
+def robustness(cfg: RobustnessConfig) -> dict:
+    from preforch.pipelines.robustness import ROWS, run_robustness
+
+    r = run_robustness(cfg)
+    for kind, keys in r["curves"].items():
+        worst = r["levels"][keys[-1]]
+        print(f"{kind} {worst['level']:g}: " + ", ".join(f"{n} {worst['accuracy'][n]['accuracy']:.3f}" for n in ROWS)
+              + f"; orchestrator's weight on {r['objective']} {r['levels'][keys[0]]['weight']['orchestrator']:.3f} -> "
+              f"{worst['weight']['orchestrator']:.3f}")
+    print(f"report: {Path(cfg.output_dir) / 'report.md'}")
     return r
 
 

@@ -207,3 +207,28 @@ def plot_headline(result: dict, path: Path) -> None:
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
+
+
+def plot_robustness(result: dict, path: Path) -> None:
+    """`preforch robustness`: one column per corruption kind; top, each weighting's held-out human-label accuracy
+    (95% CI band) against the corruption level; bottom, the weight each puts on the corrupted objective (the
+    orchestrator's mean over held-out prompts)."""
+    plt = _pyplot()
+    curves, levels, objective = result["curves"], result["levels"], result["objective"]
+    fig, axes = plt.subplots(2, len(curves), figsize=(4.5 * len(curves), 6.5), squeeze=False, sharey="row")
+    for col, (kind, keys) in enumerate(curves.items()):
+        x = [levels[k]["level"] for k in keys]
+        for name in levels[keys[0]]["accuracy"]:
+            acc = [levels[k]["accuracy"][name] for k in keys]
+            line = axes[0][col].plot(x, [a["accuracy"] for a in acc], marker="o", label=name)[0]
+            axes[0][col].fill_between(x, [a["ci95"][0] for a in acc], [a["ci95"][1] for a in acc],
+                                      color=line.get_color(), alpha=0.15)
+            axes[1][col].plot(x, [levels[k]["weight"][name] for k in keys], marker="o", color=line.get_color())
+        axes[0][col].set_title(f"{objective} reward: {kind}")
+        axes[1][col].set_xlabel("corruption level")
+    axes[0][0].set_ylabel("held-out human-label accuracy")
+    axes[1][0].set_ylabel(f"weight on {objective}")
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)

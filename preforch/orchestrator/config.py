@@ -10,6 +10,7 @@ from preforch.config import (HH_TEST, HH_TRAIN, RunConfig, check_hub, check_one_
 from preforch.errors import ConfigError
 
 ORCHESTRATOR_OBJECTIVES = ("kl", "bradley-terry", "hybrid")
+TARGETS = ("normalized", "raw")
 
 
 @run_config
@@ -25,6 +26,8 @@ class OrchestratorConfig(RunConfig):
     output_dir: str = option("runs/orchestrator", "where the orchestrator is saved")
     positive_source: Optional[str] = option(None, "source label whose prompts are positives for the AUROC (default: last)")
     tau: float = option(1.0, "temperature of the targets softmax(r~(x, y_w) / tau) (Eq. 7)")
+    targets: str = option("normalized", "what the targets' softmax reads: normalized (each objective's z-score, r~) | raw "
+                          "(the paper's Eq. 7 over raw reward scores, whose scales differ between reward models)")
     objective: str = option("bradley-terry", "bradley-terry (human labels through the combined reward, as ArmoRM's gate; the "
                             "default: best on validation, docs/design.md) | kl (the paper's Eq. 8: KL to the targets of Eq. 7) | "
                             "hybrid (kl + hybrid_weight * bradley-terry)")
@@ -55,6 +58,7 @@ class OrchestratorConfig(RunConfig):
         if self.pooling not in ("mean", "cls"):
             raise ConfigError(f"pooling: expected 'mean' or 'cls', got {self.pooling!r}")
         check_one_of(self, "objective", ORCHESTRATOR_OBJECTIVES)
+        check_one_of(self, "targets", TARGETS)
         if not 0 <= self.validation_fraction < 1:
             raise ConfigError(f"validation_fraction: expected a value in [0, 1), got {self.validation_fraction}")
         if self.calibrate_temperature and self.validation_fraction == 0:

@@ -156,6 +156,8 @@ def train_orchestrator(cfg: OrchestratorConfig, ensemble: RewardEnsemble, data: 
     train_idx, val_idx = validation_split(data, cfg.validation_fraction)
     chosen, rejected = training_scores(ensemble, data, cfg.cross_fit, progress)
     delta = chosen - rejected
+    if cfg.targets == "raw":  # the paper's Eq. 7 as written: a softmax over raw scores of unequal scales
+        chosen = ensemble.score_raw(data.prompts, [p.chosen for p in data], progress)
     targets = implicit_preference_weights(chosen[train_idx], cfg.tau)
     train = data.subset(train_idx)
     history = fit_orchestrator(model, train.prompts, targets, delta[train_idx], cfg, progress)

@@ -45,8 +45,9 @@ def train_and_evaluate(cfg: OrchestratorConfig, ensemble: RewardEnsemble | None 
                      {f"combined-reward accuracy on held-out human labels, {name}": labels[name]["accuracy"]
                       for name in ("orchestrator", "uniform", "best fixed (validation)") if name in labels},
                      f"{cfg.objective} objective on the {cfg.encoder} encoder's prompt features, targets from the reward "
-                     f"ensemble {cfg.ensemble} on {', '.join(cfg.train_data)} (tau {cfg.tau}, {info['train_prompts']} "
-                     f"prompts, {cfg.num_epochs} epochs, seed {cfg.seed}); calibrated temperature {model.temperature:g}.")
+                     f"ensemble {cfg.ensemble} on {', '.join(cfg.train_data)} ({cfg.targets} scores, tau {cfg.tau}, "
+                     f"{info['train_prompts']} prompts, {cfg.num_epochs} epochs, seed {cfg.seed}); calibrated temperature "
+                     f"{model.temperature:g}.")
     atomic_write_json(Path(cfg.output_dir) / ORCHESTRATOR_METRICS, result)
     if cfg.push_to_hub:
         print(f"pushed {cfg.output_dir} to {push_folder(cfg.output_dir, cfg.hub_model_id)}", flush=True)

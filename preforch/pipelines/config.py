@@ -8,8 +8,8 @@ from typing import Optional
 from preforch.alignment.algorithms import SUM_THEN_NORMALIZE, algorithm_class
 from preforch.alignment.config import ONLINE_FILTERS, PolicyConfig, WicConfig
 from preforch.alignment.methods import METHODS, method_class
-from preforch.config import (HH_TEST, HH_TRAIN, check_non_negative, check_one_of, check_positive, check_same_length,
-                             list_option, option, parse_objective_data, run_config)
+from preforch.config import (HH_TEST, HH_TRAIN, RunConfig, check_non_negative, check_one_of, check_positive,
+                             check_same_length, list_option, option, parse_objective_data, run_config)
 from preforch.data.loaders import HALVES
 from preforch.errors import ConfigError
 from preforch.modeling import POOLINGS
@@ -269,3 +269,27 @@ class WicComparisonConfig(WicConfig):
         check_non_negative(self, "eval_temperature")
         if self.expert_data:
             check_same_length(self, "expert_data", "expert_eval_data")
+
+
+@run_config
+class RobustnessConfig(RunConfig):
+    """`preforch robustness`: one objective's reward corrupted at increasing levels (rewards/corruption.py), the
+    orchestrator retrained on each corrupted stack (its saved training settings, a new head on its frozen encoder),
+    and the human-label accuracy of orchestrator, uniform and best fixed (re-chosen on validation) under each, with
+    the weight each puts on the corrupted objective."""
+
+    orchestrator: str = option("runs/mixed_intent_independent/orchestrator", "a trained orchestrator folder: its "
+                               "train_metrics.json gives the ensemble, encoder, data and objective every retrain uses")
+    objective: str = option("harmless", "the objective whose reward is corrupted")
+    noise_levels: list[float] = list_option([0.0, 0.5, 1.0, 2.0, 4.0], "noise: standard deviations of the Gaussian noise, z units")
+    length_levels: list[float] = list_option([0.0, 0.5, 1.0, 2.0], "length: bias per doubling of the reply's word count, z units")
+    random_levels: list[float] = list_option([0.0, 0.25, 0.5, 0.75, 1.0], "random: share of the score replaced by a random "
+                                             "function of the reply (1: all)")
+    output_dir: str = option("runs/robustness", "robustness.json, report.md, robustness.png")
+
+    def __post_init__(self):
+        from preforch.rewards.corruption import Corruption
+
+        for kind in ("noise", "length", "random"):
+            for level in getattr(self, f"{kind}_levels"):
+                Corruption(self.objective, kind, level)  # a level out of range fails here, before anything loads

@@ -7,8 +7,9 @@ Arms, all from the same start model:
   default, RiC's own goals with --ric_preferences ric-goals);
 - with --online_filters naming offline-thresholds too: a Pro-WiC and a RiC-online arm whose online rounds use the
   earlier filter, on the same offline stages (old vs new filter);
-- ric-offline: the RiC offline policy, trained on offline data for as many more SFT steps as the online
-  rounds take, so every arm gets the same number of SFT steps;
+- ric-offline, pro-wic-offline: each one's offline policy, trained on offline data for as many more SFT steps as
+  the online rounds take, so every arm gets the same number of SFT steps: offline is compared with offline
+  (Pro-WiC's self-weights against RiC's target scores), online with online;
 - soups, mod: one LoRA expert per objective, DPO on that objective's pairs (`train-experts`; by default the
   WiC arms' SFT steps split evenly between the experts), merged in weight space (soups) or mixed at decoding
   time (mod); the two arms share the one expert set and its training compute.
@@ -51,7 +52,8 @@ def arm_stages(cfg: WicComparisonConfig) -> dict[str, tuple[str, ...]]:
         folder = "online" if f == "ric" else f"online-{f}"
         arms[f"pro-wic{online_suffix(f)}"] = ("pro-wic/offline", f"pro-wic/{folder}")
         arms[f"ric-online{online_suffix(f)}"] = ("ric/offline", f"ric/{folder}")
-    return {**arms, "ric-offline": ("ric/offline", "ric/offline-more")}
+    return {**arms, "pro-wic-offline": ("pro-wic/offline", "pro-wic/offline-more"),
+            "ric-offline": ("ric/offline", "ric/offline-more")}
 
 
 def wic_config(cfg: WicComparisonConfig, **changes) -> WicConfig:
@@ -74,8 +76,10 @@ def stage_plan(cfg: WicComparisonConfig) -> dict[str, WicConfig]:
         plan[f"ric/{folder}"] = wic_config(cfg, method="ric", stage="online", preference_source=cfg.ric_preferences,
                                            online_filter=f, policy=str(out / "ric/offline/policy"),
                                            output_dir=str(out / "ric" / folder))
-    plan["ric/offline-more"] = wic_config(cfg, method="ric", stage="offline", resume=False, max_steps=extra_steps,
-                                          policy=str(out / "ric/offline/policy"), output_dir=str(out / "ric/offline-more"))
+    for method, folder in (("pro-wic", "pro-wic"), ("ric", "ric")):
+        plan[f"{folder}/offline-more"] = wic_config(cfg, method=method, stage="offline", resume=False,
+                                                    max_steps=extra_steps, policy=str(out / folder / "offline/policy"),
+                                                    output_dir=str(out / folder / "offline-more"))
     return plan
 
 

@@ -10,8 +10,8 @@ def _setup(r: dict) -> str:
     text = (f"Start `{c['policy']}`, offline data {', '.join(c['train_data'])} ({c['max_pairs']} pairs per spec; chosen "
             f"and rejected replies), {c['max_steps']} offline SFT steps; online: {c['iterations']} round(s) of "
             f"{c['online_prompts']} prompts x {c['num_generations']} samples, filter quantile {c['filter_quantile']}, "
-            f"{c['offline_mix']} offline samples mixed in, {c['sft_steps_per_iteration']} SFT steps per round (RiC-offline "
-            f"gets the same steps on offline data); batch {c['per_device_train_batch_size']}, learning rate "
+            f"{c['offline_mix']} offline samples mixed in, {c['sft_steps_per_iteration']} SFT steps per round (RiC-offline and "
+            f"Pro-WiC-offline get the same steps on offline data); batch {c['per_device_train_batch_size']}, learning rate "
             f"{c['learning_rate']}, LoRA {c['use_lora']}, seed {c['seed']}.")
     if c["expert_data"]:
         steps = {o: t["steps"] for o, t in r["experts"]["training"].items()}

@@ -29,7 +29,7 @@ def test_different_weights_over_the_same_candidates_choose_different_replies():
     replies = ["Sorry, no.", "Sure: oil it, then realign the chain on the sprocket.", "Sure, it depends."]
     weights = [[1.0, 0.0], [0.2, 0.8]]  # concise only; mostly engaged
     dataset = Dataset.from_dict({"prompt": [prompt, prompt], "weights": weights, "source": ["chat", "chat"]})
-    rewards = candidate_rewards(CombinedReward(ensemble), dataset, [replies, replies])
+    rewards = candidate_rewards([CombinedReward(ensemble)], dataset, [replies, replies])[..., 0]
     assert rewards.shape == (2, 3)
     records = pair_records(dataset, [replies, replies], rewards)
     assert [r["chosen"] for r in records] == ["Sorry, no.", "Sure, it depends."]

@@ -99,3 +99,26 @@ def test_reward_model_encoder_alias_needs_a_reward_model_folder(pairs):
     rules.fit_normalization(pairs, progress=False)
     with pytest.raises(ConfigError, match="encoder 'reward-model': none of the ensemble's sources"):
         train_orchestrator(OrchestratorConfig(encoder="reward-model"), rules, pairs, progress=False)
+
+
+def test_raw_targets_are_the_papers_softmax_over_raw_scores(tiny_ensemble_dir, pairs):
+    """--targets raw: Eq. 7 over raw scores; the default reads z-scores, so the two targets differ when scales do."""
+    from preforch.orchestrator.fit import train_orchestrator
+    from preforch.orchestrator.targets import implicit_preference_weights
+    from preforch.rewards.ensemble import RewardEnsemble
+
+    ensemble = RewardEnsemble.load(tiny_ensemble_dir)
+    means = {}
+    for targets in ("normalized", "raw"):
+        cfg = OrchestratorConfig(encoder="reward-model", epochs=1, objective="kl", targets=targets, validation_fraction=0,
+                                 calibrate_temperature=False)
+        _, info = train_orchestrator(cfg, ensemble, pairs, progress=False)
+        means[targets] = torch.tensor(info["mean_target"])
+    chosen = [p.chosen for p in pairs]
+    raw = implicit_preference_weights(ensemble.score_raw(pairs.prompts, chosen)).mean(0)
+    assert torch.allclose(means["raw"], raw, atol=1e-6)
+    assert torch.allclose(means["normalized"], implicit_preference_weights(ensemble.score(pairs.prompts, chosen)).mean(0),
+                          atol=1e-6)
+    assert not torch.allclose(means["raw"], means["normalized"], atol=1e-3)
+    with pytest.raises(ConfigError, match="targets: expected one of"):
+        OrchestratorConfig(targets="logits")

@@ -24,6 +24,10 @@ def test_stage_plan_gives_every_arm_the_same_sft_steps(tmp_path):
     assert online == offline_only == 60
     assert plan["pro-wic/online"].preference == "orchestrator" and plan["ric/online"].preference == "random"
     assert plan["ric/offline-more"].policy == plan["ric/online"].policy == str(tmp_path / "ric/offline/policy")
+    # offline against offline: Pro-WiC's offline policy gets the same extra offline steps as RiC's
+    assert plan["pro-wic/offline-more"].policy == str(tmp_path / "pro-wic/offline/policy")
+    assert plan["pro-wic/offline-more"].method == "pro-wic" and plan["pro-wic/offline-more"].stage == "offline"
+    assert plan["pro-wic/offline-more"].max_steps == plan["ric/offline-more"].max_steps
     with pytest.raises(ConfigError, match="eval_temperature: must be >= 0"):
         WicComparisonConfig(eval_temperature=-1.0)
 
@@ -35,7 +39,7 @@ def test_old_and_new_online_filters_as_arms_on_shared_offline_stages(tmp_path):
                               ric_preferences="ric-goals")
     plan, arms = stage_plan(cfg), arm_stages(cfg)
     assert list(arms) == ["pro-wic", "ric-online", "pro-wic (offline-thresholds)", "ric-online (offline-thresholds)",
-                          "ric-offline"]
+                          "pro-wic-offline", "ric-offline"]
     assert arms["ric-online (offline-thresholds)"] == ("ric/offline", "ric/online-offline-thresholds")
     assert plan["ric/online"].online_filter == "ric" and plan["ric/online-offline-thresholds"].online_filter == "offline-thresholds"
     assert plan["pro-wic/online-offline-thresholds"].policy == plan["pro-wic/online"].policy
@@ -96,9 +100,9 @@ def test_wic_compare_trains_three_arms_and_reports_fronts_steering_and_compute(
     args = _small_run(data, out, tiny_policy_dir, tiny_ensemble_dir, tiny_orchestrator_dir)
     assert main(args) == 0
     r = json.loads((out / "wic_comparison.json").read_text())
-    assert list(r["arms"]) == ["pro-wic", "ric-online", "ric-offline"]
+    assert list(r["arms"]) == ["pro-wic", "ric-online", "pro-wic-offline", "ric-offline"]
     steps = {arm: d["compute"]["sft_steps"] for arm, d in r["arms"].items()}
-    assert steps == {"pro-wic": 3, "ric-online": 3, "ric-offline": 3}, steps
+    assert steps == {"pro-wic": 3, "ric-online": 3, "pro-wic-offline": 3, "ric-offline": 3}, steps
     assert r["arms"]["pro-wic"]["compute"]["generated"] == 4 and r["arms"]["ric-offline"]["compute"]["generated"] == 0
     for d in r["arms"].values():
         assert set(d["steering"]) == {"helpful", "harmless", "conciseness"} and d["hypervolume"] >= 0
@@ -155,7 +159,7 @@ def test_wic_compare_with_expert_data_adds_soups_and_mod_arms_sharing_one_expert
     args = _small_run(data, out, tiny_policy_dir, tiny_ensemble_dir, tiny_orchestrator_dir)
     assert main([*args, "--expert_data", *three, "--expert_eval_data", *three, "--expert_steps", "1"]) == 0
     r = json.loads((out / "wic_comparison.json").read_text())
-    assert list(r["arms"]) == ["pro-wic", "ric-online", "ric-offline", "soups", "mod"]
+    assert list(r["arms"]) == ["pro-wic", "ric-online", "pro-wic-offline", "ric-offline", "soups", "mod"]
     soups, mod = r["arms"]["soups"]["compute"], r["arms"]["mod"]["compute"]
     assert soups == mod and soups["sft_steps"] == 3 and soups["sft_tokens"] > 0 and soups["generated"] == 0
     assert json.loads((out / "eval" / "mod" / "evaluation.json").read_text())["method"] == "mod"
