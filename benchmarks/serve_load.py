@@ -3,11 +3,18 @@
     python benchmarks/serve_load.py --run runs/quickstart [--clients 4] [--seconds 60] [--max_tokens 32]
     python benchmarks/serve_load.py --run runs/quickstart --abuse --clients 16 --seconds 300 --tag abuse
     python benchmarks/serve_load.py --run runs/quickstart --clients 8 --backend vllm --tag vllm   # on a GPU
+    python benchmarks/serve_load.py --run runs/quickstart --soak --minutes 30 --tag soak   # does memory level off?
 
 With --abuse each client cycles through a mix: a valid chat request, a valid /v1/score batch, an oversized prompt,
 malformed JSON, a bad preference (unknown objective; off the simplex), and a slow client that sends its request
 in pieces over seconds. Every bad request must get a 4xx whose message names the field (any other answer is a
 violation, listed), the server must stay up, and its resident memory is sampled every 5 s (min/max reported).
+
+With --soak (for --minutes) each client alternates chat requests and /v1/score batches whose prompts are all new
+(a counter in each), so every cache the server keeps per prompt or per (prompt, reply) sees fresh entries the whole
+time; the report adds, per 5-minute window, requests, statuses, p50/p95 latency, the server's resident memory at the
+window's end and its cache sizes (/health), with memory at the start. Memory that keeps rising window after window
+is a leak; memory that levels off once the caches reach `serve --cache_size` is not.
 
 Starts the server as its own process (so its memory is measured alone), waits for /health, sends one warm-up
 request, then each client thread posts chat completions back to back (no preference: the orchestrator weights
@@ -55,7 +62,8 @@ def free_port() -> int:
 def start_server(args, port: int) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "preforch", "serve", "--policy", args.policy, "--ensemble", f"{args.run}/rewards",
            "--orchestrator", f"{args.run}/orchestrator", "--port", str(port), "--max_batch", str(args.max_batch),
-           "--queue_size", str(args.queue_size), "--backend", args.backend, *(["--method", args.method] if args.method else [])]
+           "--queue_size", str(args.queue_size), "--backend", args.backend, *(["--method", args.method] if args.method else []),
+           *(["--cache_size", str(args.cache_size)] if args.cache_size else [])]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(args.server_log, "w"))
 
 
@@ -139,9 +147,61 @@ def abuser(url: str, port: int, body: dict, stop_at: float, offset: int, rows: l
             i += 1
 
 
-def sample_rss(pid: int, stop: threading.Event, samples: list) -> None:
-    while not stop.wait(5):
-        samples.append(rss_mb(pid))
+def soaker(url: str, body: dict, stop_at: float, offset: int, rows: list, lock: threading.Lock) -> None:
+    """Chat requests and /v1/score batches in turn, every prompt new (the caches see fresh entries throughout)."""
+    with httpx.Client(timeout=600) as http:
+        i = offset
+        while time.time() < stop_at:
+            base = PROMPTS[i % len(PROMPTS)]
+            kind = "chat" if i % 2 == 0 else "score"
+            t = time.perf_counter()
+            try:
+                if kind == "chat":
+                    r = http.post(f"{url}/v1/chat/completions",
+                                  json={**body, "messages": [{"role": "user", "content": f"{base} (client {offset}, request {i})"}]})
+                else:
+                    items = [{"messages": [{"role": "user", "content": f"{p} (client {offset}, request {i})"}],
+                              "reply": f"Here is an answer, number {i}."} for p in PROMPTS]
+                    r = http.post(f"{url}/v1/score", json={"items": items})
+                status = r.status_code
+            except (httpx.TransportError, OSError):
+                status = 0
+            with lock:
+                rows.append({"kind": kind, "status": status, "latency_s": time.perf_counter() - t, "done_at": time.time()})
+            i += 1
+
+
+def sample_rss(pid: int, stop: threading.Event, samples: list, url: str | None = None, period: float = 5) -> None:
+    """Resident memory every `period` s; with `url`, timed samples with the server's cache sizes (/health)."""
+    while not stop.wait(period):
+        if url is None:
+            samples.append(rss_mb(pid))
+            continue
+        try:
+            cached = httpx.get(f"{url}/health", timeout=30).json().get("cached")
+        except (httpx.TransportError, ValueError):
+            cached = None
+        samples.append({"at": time.time(), "rss_mb": rss_mb(pid), "cached": cached})
+
+
+def percentile(sorted_values: list, q: float):
+    return sorted_values[min(len(sorted_values) - 1, round(q * (len(sorted_values) - 1)))] if sorted_values else None
+
+
+def soak_windows(rows: list, samples: list, start: float, window_s: float) -> list[dict]:
+    """Per window of `window_s` seconds from `start`: requests that finished in it, their statuses, p50/p95 latency
+    of the answered ones, and the server's last memory sample and cache sizes in it."""
+    out, end = [], max([r["done_at"] for r in rows] + [s["at"] for s in samples] + [start])
+    for w in range(int((end - start) // window_s) + 1):
+        lo, hi = start + w * window_s, start + (w + 1) * window_s
+        these = [r for r in rows if lo <= r["done_at"] < hi]
+        ok = sorted(r["latency_s"] for r in these if r["status"] == 200)
+        mem = [s for s in samples if lo <= s["at"] < hi]
+        out.append({"minutes": round((min(hi, end) - start) / 60, 1), "requests": len(these),
+                    "statuses": dict(Counter(r["status"] for r in these)),
+                    "latency_p50_s": statistics.median(ok) if ok else None, "latency_p95_s": percentile(ok, 0.95),
+                    "rss_mb": mem[-1]["rss_mb"] if mem else None, "cached": mem[-1]["cached"] if mem else None})
+    return out
 
 
 def main() -> None:
@@ -158,7 +218,12 @@ def main() -> None:
     ap.add_argument("--tag", default="")
     ap.add_argument("--backend", default="hf", help="hf | vllm (serve --backend; vllm needs a GPU)")
     ap.add_argument("--abuse", action="store_true", help="the mix of valid, oversized, malformed and slow requests")
+    ap.add_argument("--soak", action="store_true", help="new prompts throughout, memory and caches per 5 minutes")
+    ap.add_argument("--minutes", type=float, default=None, help="run this long (sets --seconds; the soak's length)")
+    ap.add_argument("--cache_size", type=int, default=None, help="serve --cache_size (default: the server's)")
     args = ap.parse_args()
+    if args.minutes is not None:
+        args.seconds = 60 * args.minutes
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -173,7 +238,12 @@ def main() -> None:
         start = time.time()
         sampler = threading.Thread(target=sample_rss, args=(server.pid, stop, rss), daemon=True)
         sampler.start()
-        if args.abuse:
+        timed_rss: list[dict] = [{"at": start, "rss_mb": rss_before, "cached": httpx.get(f"{url}/health").json().get("cached")}]
+        if args.soak:
+            threading.Thread(target=sample_rss, args=(server.pid, stop, timed_rss, url, 30), daemon=True).start()
+            threads = [threading.Thread(target=soaker, args=(url, body, start + args.seconds, i, rows, lock))
+                       for i in range(args.clients)]
+        elif args.abuse:
             threads = [threading.Thread(target=abuser, args=(url, port, body, start + args.seconds, i, rows, lock))
                        for i in range(args.clients)]
         else:
@@ -185,7 +255,9 @@ def main() -> None:
             t.join()
         stop.set()
         elapsed = time.time() - start  # the last requests end after the deadline: count them in the time
-        rss_after, batches_after = rss_mb(server.pid), httpx.get(f"{url}/health").json()["batches"]
+        health = httpx.get(f"{url}/health").json()
+        rss_after, batches_after = rss_mb(server.pid), health["batches"]
+        timed_rss.append({"at": time.time(), "rss_mb": rss_after, "cached": health.get("cached")})
         alive = server.poll() is None
     finally:
         server.send_signal(signal.SIGINT)
@@ -197,13 +269,15 @@ def main() -> None:
         "errors_by_status": dict(Counter(r["status"] for r in rows if r["status"] != 200)),
         "requests_per_s": len(ok) / elapsed, "words_per_s": sum(r.get("words", 0) for r in rows) / elapsed,
         "latency_p50_s": statistics.median(ok) if ok else None,
-        "latency_p95_s": ok[min(len(ok) - 1, round(0.95 * (len(ok) - 1)))] if ok else None,
+        "latency_p95_s": percentile(ok, 0.95),
         "generation_calls": batches_after - batches_before,
         "server_rss_mb_before": rss_before, "server_rss_mb_after": rss_after,
         "server_rss_mb_min_max": [min(rss), max(rss)], "server_alive_at_end": alive,
         **({"by_kind": {k: dict(Counter(r["status"] for r in rows if r["kind"] == k)) for k in dict.fromkeys(r["kind"] for r in rows)},
             "violations": len([r for r in rows if not r["ok"]]),
             "first_violations": [r for r in rows if not r["ok"]][:5]} if args.abuse else {}),
+        **({"cache_size": args.cache_size or "server default", "rss_mb_start": rss_before,
+            "windows": soak_windows(rows, timed_rss, start, 300), "rss_samples": timed_rss} if args.soak else {}),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "load_average_1m_at_end": os.getloadavg()[0],  # other work on the machine slows every figure above
     }, args.tag)

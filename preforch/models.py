@@ -11,6 +11,7 @@ from pathlib import Path
 
 from preforch.errors import ConfigError
 from preforch.io import atomic_directory, check_safetensors
+from preforch.offline import hub_offline
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ALIASES = ("smollm2", "minilm")
@@ -193,6 +194,9 @@ def load_pretrained(loader, name_or_path: str, what: str, **kwargs):
 
     if looks_local(name_or_path) and not Path(name_or_path).exists():  # else transformers retries the Hub for ~50 s
         raise ConfigError(f"{what} {name_or_path!r}: no such folder (a Hub id has the form 'owner/name')")
+    hub_id = not Path(name_or_path).exists()
+    if hub_id:
+        hub_offline()  # the Hub asked once: unreachable, this process goes offline and a missing id fails at once
     try:
         return loader.from_pretrained(name_or_path, **kwargs)
     except SafetensorError:  # transformers does not say which file: find it
@@ -201,4 +205,5 @@ def load_pretrained(loader, name_or_path: str, what: str, **kwargs):
         raise ConfigError(f"{what} {name_or_path!r} could not be loaded: a weights file is corrupt") from None
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"{what} {name_or_path!r} could not be loaded: {first}") from None
+        offline = " (offline: only models in the local Hugging Face cache load)" if hub_id and hub_offline() else ""
+        raise ConfigError(f"{what} {name_or_path!r} could not be loaded{offline}: {first}") from None

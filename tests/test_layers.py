@@ -1,7 +1,7 @@
 """Library layers import downwards only (DESIGN.md section 6). Every package and top-level module of preforch/ has a
 tier; a module may import its own unit and the units of lower tiers, never a unit of its own tier or a higher one:
 
-    errors, modeling_preforch, tables, __init__    (import nothing of preforch)
+    errors, modeling_preforch, tables, lru, offline, __init__    (import nothing of preforch)
     io
     data, models, hub
     modeling, config                       (config: the shared base config, helpers and validators)
@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).parents[1] / "preforch"
-TIERS = (("errors", "modeling_preforch", "tables", "__init__"),
+TIERS = (("errors", "modeling_preforch", "tables", "lru", "offline", "__init__"),
          ("io",),
          ("data", "models", "hub"),
          ("modeling", "config"),

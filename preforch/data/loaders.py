@@ -21,6 +21,7 @@ from preforch.data.schema import PreferenceDataset, PreferencePair, as_messages
 from preforch.data.splits import first_turn_key, shared_first_turns, split_by_first_turn
 from preforch.errors import ConfigError, DataError
 from preforch.io import read_json, read_jsonl, read_text
+from preforch.offline import hub_offline
 
 T = TypeVar("T")
 # name -> (file stem, source label). Splits: "train" / "test" (see bundled/README.md).
@@ -235,6 +236,7 @@ def load_with_datasets(spec: str, limit: int | None = None) -> PreferenceDataset
         elif path.is_dir():
             data = datasets.load_dataset(str(path))
         else:
+            hub_offline()  # the Hub asked once: unreachable, this process goes offline and a missing id fails at once
             name, _, config = target.partition("@")
             data, split = datasets.load_dataset(name, config or None, split=split or None), ""  # only that split
     except Exception as e:  # datasets raises many kinds (not found, offline, format); the user needs one line

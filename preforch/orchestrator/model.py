@@ -16,6 +16,7 @@ from torch import nn
 
 from preforch.data.schema import Message, content_key
 from preforch.errors import ConfigError
+from preforch.lru import LRUCache
 from preforch.modeling import PooledHeadModel
 from preforch.models import autocast, fast_bf16
 from preforch.orchestrator.calibration import tempered_weights
@@ -33,8 +34,8 @@ class PreferenceOrchestrator(PooledHeadModel):
         self.objectives, self.tau, self.max_length = tuple(objectives), float(tau), max_length
         self.temperature = float(temperature)
         self.metadata: dict = {}  # saved with the config, e.g. the mean training target
-        self._cache: dict[str, torch.Tensor] = {}  # prompt key -> weights [K]
-        self._features: dict[str, torch.Tensor] = {}  # prompt key -> pooled features [H] of the current encoder
+        self._cache = LRUCache()  # prompt key -> weights [K] (unbounded unless `bound_cache`)
+        self._features = LRUCache()  # prompt key -> pooled features [H] of the current encoder
 
     @classmethod
     def from_encoder(cls, name_or_path: str, objectives: Sequence[str], tau: float = 1.0, pooling: str = "mean",
@@ -74,7 +75,8 @@ class PreferenceOrchestrator(PooledHeadModel):
         from tqdm.auto import tqdm
 
         keys = [content_key(p) for p in prompts]
-        todo = list({k: p for k, p in zip(keys, prompts) if k not in self._features}.items())
+        found = {k: self._features[k] for k in dict.fromkeys(keys) if k in self._features}
+        todo = list({k: p for k, p in zip(keys, prompts) if k not in found}.items())
         todo.sort(key=lambda kp: sum(len(m["content"]) for m in kp[1]))
         was_training = self.training
         self.eval()
@@ -82,11 +84,12 @@ class PreferenceOrchestrator(PooledHeadModel):
             chunk = todo[s:s + batch_size]
             with autocast(self.device, fast_bf16(self.device)):
                 feats = self.encode([p for _, p in chunk]).float().cpu()
-            self._features.update(zip((k for k, _ in chunk), feats))
+            for (k, _), f in zip(chunk, feats):
+                found[k] = self._features[k] = f.clone()  # its own storage: evicting it frees it
         self.train(was_training)
         if not keys:
             return torch.empty(0, self.encoder.config.hidden_size)
-        return torch.stack([self._features[k] for k in keys])
+        return torch.stack([found[k] for k in keys])  # a bounded cache may have dropped some of this call's already
 
     @torch.no_grad()
     def logits(self, prompts: Sequence[Sequence[Message]], batch_size: int = 64) -> torch.Tensor:
@@ -105,18 +108,26 @@ class PreferenceOrchestrator(PooledHeadModel):
         """Preference weights [B, K] on the simplex, at the calibrated temperature; each distinct prompt is
         encoded once and cached."""
         keys = [content_key(p) for p in prompts]
-        todo = {k: p for k, p in zip(keys, prompts) if k not in self._cache}
+        found = {k: self._cache[k] for k in dict.fromkeys(keys) if k in self._cache}
+        todo = {k: p for k, p in zip(keys, prompts) if k not in found}
         if todo:
             weights = tempered_weights(self.logits(list(todo.values()), batch_size), self.temperature)
-            self._cache.update(zip(todo, weights))
+            for k, w in zip(todo, weights):
+                found[k] = self._cache[k] = w.clone()
         if not keys:
             return torch.empty(0, self.num_objectives)
-        return torch.stack([self._cache[k] for k in keys])
+        return torch.stack([found[k] for k in keys])
 
     @property
     def cached_prompts(self) -> int:
         """Distinct prompts whose weights or features are cached (a server bounds this; training keeps them all)."""
         return max(len(self._cache), len(self._features))
+
+    def bound_cache(self, max_prompts: int | None) -> None:
+        """Keep the weights and features of at most `max_prompts` prompts, the least recently used dropped first
+        (None: all, the default): a long-lived server sees new prompts forever."""
+        self._cache.resize(max_prompts)
+        self._features.resize(max_prompts)
 
     def clear_cache(self, features: bool = False) -> None:
         """Drop cached predictions (call after changing the head), and the cached features too when

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from preforch.data.schema import Message, PreferenceDataset, content_key
 from preforch.errors import ConfigError, ObjectiveMismatchError, PreforchError
 from preforch.io import atomic_write_json, read_json
+from preforch.lru import LRUCache
 from preforch.rewards.config import EnsembleConfig
 from preforch.rewards.normalization import ZScore, apply_zscore, fit_zscore, replace_objectives
 from preforch.rewards.scores import Scores
@@ -49,7 +50,7 @@ class RewardEnsemble:
             raise ObjectiveMismatchError(f"normalisation has {normalizer.mean.numel()} objectives, ensemble has {len(self.objectives)}")
         self.normalizer = normalizer
         self.batch_size = batch_size
-        self._cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # pair -> (raw [K], applies [K])
+        self._cache = LRUCache()  # pair -> (raw [K], applies [K]); unbounded unless `bound_cache`
 
     @property
     def num_objectives(self) -> int:
@@ -61,8 +62,13 @@ class RewardEnsemble:
         return len(self._cache)
 
     def clear_cache(self) -> None:
-        """Forget the scores held so far (a long-lived server would otherwise keep every reply's)."""
+        """Forget the scores held so far."""
         self._cache.clear()
+
+    def bound_cache(self, max_pairs: int | None) -> None:
+        """Keep the scores of at most `max_pairs` (prompt, reply) pairs, the least recently used dropped first
+        (None: all, the default): a long-lived server sees new replies forever."""
+        self._cache.resize(max_pairs)
 
     def _score_sources(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str], columns: dict) -> Scores:
         """Raw `Scores` [b, K] from every source. A source may say an objective does not apply (None from a rule,
@@ -87,19 +93,20 @@ class RewardEnsemble:
         # a dataset column (e.g. the right answer) is part of what was scored, so part of the cache key
         extra = [repr([values[i] for values in columns.values()]) if columns else "" for i in range(len(responses))]
         keys = [content_key(p, r) + e for p, r, e in zip(prompts, responses, extra)]
-        todo = sorted({k: i for i, k in enumerate(keys) if k not in self._cache}.values())
+        found = {k: self._cache[k] for k in dict.fromkeys(keys) if k in self._cache}
+        todo = sorted({k: i for i, k in enumerate(keys) if k not in found}.values())
         bar = tqdm(total=len(todo), desc="scoring", unit="resp", disable=not progress or not todo)
         for s in range(0, len(todo), self.batch_size):
             idx = todo[s:s + self.batch_size]
             cols = {name: [values[i] for i in idx] for name, values in (columns or {}).items()}
             scores = self._score_sources([prompts[i] for i in idx], [responses[i] for i in idx], cols)
-            for j, i in enumerate(idx):
-                self._cache[keys[i]] = (scores.values[j], scores.applies[j])
+            for j, i in enumerate(idx):  # each row its own storage: evicting it frees it
+                found[keys[i]] = self._cache[keys[i]] = (scores.values[j].clone(), scores.applies[j].clone())
             bar.update(len(idx))
         bar.close()
         if not keys:
             return Scores.dense(torch.empty(0, self.num_objectives))
-        rows = [self._cache[k] for k in keys]
+        rows = [found[k] for k in keys]  # a bounded cache may have dropped some of this call's already
         return Scores(torch.stack([v for v, _ in rows]), torch.stack([a for _, a in rows]))
 
     def normalize(self, raw: Scores) -> Scores:

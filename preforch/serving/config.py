@@ -15,6 +15,9 @@ METHOD_HELP = ("how the policy serves a preference, any kind in preforch/serving
                "train-experts folder: experts merged in weight space by w) | mod (a train-experts folder: experts' "
                "next-token log-probs mixed by w); default: the folder's own (its preference_policy.json; wic for a "
                "train-wic folder, soups for a train-experts folder), else best-of-n")
+# Entries each of the server's caches keeps (the orchestrator's per prompt, the ensemble's per (prompt, reply)):
+# a few hours of traffic at the 1-5 requests/s measured on 2 CPU cores (docs/benchmarks.md), some 100-200 MiB.
+DEFAULT_CACHE_SIZE = 50_000
 POLICY_HELP = "policy folder (see --method), causal LM hub id or local path, or bundled alias 'smollm2'"
 
 
@@ -72,6 +75,8 @@ class ServeConfig:
     max_tokens: int = option(512, "most new tokens a request may ask (also the default); beyond, 400")
     max_n: int = option(8, "most replies (n) a request may ask; beyond, 400")
     max_score_items: int = option(256, "most (messages, reply) items one /v1/score request may send; beyond, 400")
+    cache_size: int = option(DEFAULT_CACHE_SIZE, "entries each cache keeps, the least recently used dropped first: the "
+                             "orchestrator's weights per prompt, the ensemble's scores per (prompt, reply)")
     weights: Optional[str] = option(None, "default preference for requests that give none, e.g. helpful=0.7,harmless=0.3 "
                                     "or harmless=0.6,auto (the orchestrator fills the rest); default: the orchestrator's")
     api_key: Optional[str] = option(None, "require 'Authorization: Bearer KEY' on every /v1 route (401 otherwise); also "
@@ -89,7 +94,7 @@ class ServeConfig:
         if self.reward_only and not self.ensemble:
             raise ConfigError("reward_only: a reward-only server needs --ensemble DIR")
         check_positive(self, "port", "num_candidates", "max_batch", "queue_size", "max_prompt_chars", "max_tokens", "max_n",
-                       "max_score_items")
+                       "max_score_items", "cache_size")
         check_one_of(self, "backend", ("hf", "vllm"))
         check_kind_field("method", self.method)
         if self.port > 65535:

@@ -42,18 +42,25 @@ class LoadOptions:
     opened: folders whose preference_policy.json is being read, so a kind whose base policy is its own folder
     loads the model there instead of the file again.
     backend: what samples candidates for the kinds that sample a causal LM (plain, best-of-n over it, wic, moslim).
+    cache_size: the bound on the score cache of every ensemble a kind loads itself (`serve --cache_size`: a
+    long-lived server's memory stays bounded); None keeps every score (evaluate, generate).
     """
 
     trust_remote_code: bool = False
     ensembles: Mapping[str, "RewardEnsemble"] = field(default_factory=dict)
     opened: tuple[str, ...] = ()
     backend: str = "hf"  # how candidates are sampled: hf (transformers generate) | vllm (serving/backends/vllm_lm.py)
+    cache_size: int | None = None
 
     def ensemble(self, path: str) -> "RewardEnsemble":
         from preforch.rewards.ensemble import RewardEnsemble
 
         held = [e for p, e in self.ensembles.items() if same_path(p, path)]
-        return held[0] if held else RewardEnsemble.load(path)
+        if held:
+            return held[0]
+        ensemble = RewardEnsemble.load(path)
+        ensemble.bound_cache(self.cache_size)
+        return ensemble
 
 
 class PreferencePolicy(ABC):

@@ -144,7 +144,8 @@ def create_app(served: Served, limits: Limits = Limits(), queue_size: int = 64, 
     async def health():
         return {"status": "ok", "kind": served.kind, "objectives": list(served.objectives),
                 "orchestrator": served.orchestrator is not None, "ensemble": served.ensemble is not None,
-                "default_preference": served.default_preference, "waiting": batcher.waiting, "batches": batcher.batches}
+                "default_preference": served.default_preference, "waiting": batcher.waiting, "batches": batcher.batches,
+                "cached": served.cached()}
 
     @app.get("/v1/models")
     async def models():

@@ -41,13 +41,14 @@ def load_served(cfg: ServeConfig) -> Served:
     policy = None if cfg.reward_only else load_preference_policy(
         cfg.policy, cfg.method, default_kind=DEFAULT_KIND if ensemble else "plain", objectives=objectives,
         ensemble=cfg.ensemble or None, num_candidates=cfg.num_candidates,
-        options=LoadOptions(cfg.trust_remote_code, {cfg.ensemble: ensemble} if ensemble else {}, backend=cfg.backend))
+        options=LoadOptions(cfg.trust_remote_code, {cfg.ensemble: ensemble} if ensemble else {}, backend=cfg.backend,
+                            cache_size=cfg.cache_size))
     if cfg.weights:  # a bad default fails at start, not at the first request
         partial = parse_preference(cfg.weights, objectives or policy.objectives, "--weights")
         if partial.auto and orchestrator is None:
             raise ConfigError(f"--weights {cfg.weights}: 'auto' fills from the orchestrator; add --orchestrator DIR")
     served = Served(policy, ensemble, orchestrator, cfg.model_name, cfg.max_batch, cfg.weights or None,
-                    cfg.api_key or os.environ.get("PREFORCH_API_KEY") or None, template_reader(cfg, policy))
+                    cfg.api_key or os.environ.get("PREFORCH_API_KEY") or None, template_reader(cfg, policy), cfg.cache_size)
     if policy is not None:
         k = len(served.objectives)
         policy.respond([({"role": "user", "content": "Hello"},)], torch.full((1, k), 1 / k), SamplingConfig(1, 1, 1.0, 1.0))

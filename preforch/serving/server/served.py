@@ -14,6 +14,7 @@ from preforch.errors import ConfigError
 from preforch.generation.combined_reward import combined_reward
 from preforch.generation.sampling import SamplingConfig
 from preforch.orchestrator.preference import preference_weights
+from preforch.serving.config import DEFAULT_CACHE_SIZE
 from preforch.serving.policies.policy import PreferencePolicy
 from preforch.serving.server.api_schema import by_objective, cut_at_stop, usage
 from preforch.serving.server.batcher import Job
@@ -25,15 +26,14 @@ if TYPE_CHECKING:
     from preforch.rewards.scores import Scores
 
 
-MAX_CACHED_PROMPTS = 4096  # distinct prompts whose weights a server keeps before it starts afresh
-
-
 @dataclass
 class Served:
     """What the server answers with: a policy (None: a reward-only server), and optionally the orchestrator that
     supplies weights and the ensemble that scores replies. `name` is the model id /v1/models lists;
     `default_preference` a `--weights` spec for requests that give none; `api_key` the bearer token /v1 routes want
-    (None: open); `reader` reads formatted prompt texts (/get_reward, vLLM-style scoring) back into chat messages."""
+    (None: open); `reader` reads formatted prompt texts (/get_reward, vLLM-style scoring) back into chat messages;
+    `cache_size` bounds the orchestrator's and the ensemble's caches (least recently used dropped first), so memory
+    stays bounded however many distinct prompts and replies a server sees."""
 
     policy: Optional[PreferencePolicy]
     ensemble: Optional["RewardEnsemble"] = None
@@ -43,6 +43,7 @@ class Served:
     default_preference: Optional[str] = None
     api_key: Optional[str] = None
     reader: TemplateReader = field(default_factory=TemplateReader)
+    cache_size: int = DEFAULT_CACHE_SIZE
     # generation, /v1/score and /v1/explain run in different worker threads; the models (and the ensemble's cache)
     # serve one of them at a time
     _models: threading.RLock = field(default_factory=threading.RLock, repr=False)
@@ -50,6 +51,9 @@ class Served:
     def __post_init__(self):
         if self.policy is None and self.ensemble is None:
             raise ConfigError("a reward-only server needs a reward ensemble (serve --ensemble DIR)")
+        for part in (self.orchestrator, self.ensemble):
+            if part is not None:
+                part.bound_cache(self.cache_size)
 
     @property
     def objectives(self) -> tuple[str, ...]:
@@ -65,16 +69,18 @@ class Served:
         for spec in dict.fromkeys(specs):
             rows = [i for i, s in enumerate(specs) if s == spec]
             weights[rows] = preference_weights(spec, [prompts[i] for i in rows], self.objectives, self.orchestrator)
-        if self.orchestrator is not None and self.orchestrator.cached_prompts > MAX_CACHED_PROMPTS:
-            self.orchestrator.clear_cache(features=True)  # a server sees new prompts forever: its memory stays bounded
         return weights
 
+    def cached(self) -> dict:
+        """What the caches hold now, and their bound (/health)."""
+        return {"prompts": self.orchestrator.cached_prompts if self.orchestrator is not None else 0,
+                "pairs": self.ensemble.pairs_scored if self.ensemble is not None else 0, "limit": self.cache_size}
+
     def scores(self, prompts: Sequence, replies: Sequence[str]) -> tuple["Scores", "Scores"]:
-        """(raw [B, K], normalised [B, K]) ensemble scores and where they apply, the cache emptied after: a server
-        sees new replies forever, so its memory stays bounded."""
+        """(raw [B, K], normalised [B, K]) ensemble scores and where they apply (the ensemble's bounded cache
+        answers pairs seen lately, e.g. the candidates best-of-N just reranked)."""
         with self._models:
             raw = self.ensemble.score_raw(list(prompts), list(replies))
-            self.ensemble.clear_cache()
         return raw, self.ensemble.normalize(raw)
 
     def token_count(self, text_or_prompt) -> Optional[int]:

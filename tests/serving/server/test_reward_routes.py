@@ -6,7 +6,9 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
+from preforch.data.schema import content_key
 from preforch.errors import ConfigError
 from preforch.serving.config import ServeConfig
 from preforch.serving.server.prompt_text import TemplateReader
@@ -117,15 +119,48 @@ def test_serve_reward_only_loads_no_policy_and_reads_the_named_template(tiny_pol
     assert sum(weights[f"weight/{o}"][0] for o in served.objectives) == pytest.approx(1, abs=1e-5)  # the orchestrator's
 
 
-def test_the_servers_orchestrator_cache_stays_bounded(tiny_ensemble_dir, tiny_orchestrator_dir, monkeypatch):
-    import preforch.serving.server.served as served_module
+def test_the_servers_caches_keep_the_most_recent_prompts_and_pairs_up_to_the_size(tiny_ensemble_dir,
+                                                                                    tiny_orchestrator_dir):
+    """Both caches are LRUs of `cache_size`: the oldest prompt (pair) goes first, one used again stays, and an
+    answer never depends on what was evicted."""
     from preforch.orchestrator.model import PreferenceOrchestrator
     from preforch.rewards.ensemble import RewardEnsemble
 
-    monkeypatch.setattr(served_module, "MAX_CACHED_PROMPTS", 3)
-    served = Served(None, RewardEnsemble.load(tiny_ensemble_dir), PreferenceOrchestrator.from_pretrained(tiny_orchestrator_dir))
+    served = Served(None, RewardEnsemble.load(tiny_ensemble_dir), PreferenceOrchestrator.from_pretrained(tiny_orchestrator_dir),
+                    cache_size=3)
+    prompt = lambda i: ({"role": "user", "content": f"prompt {i}"},)
+    first = served.weights([prompt(0)], [None])
     seen = []
-    for i in range(10):
-        served.weights([({"role": "user", "content": f"prompt {i}"},)] * 2, [None, None])
+    for i in range(1, 10):
+        served.weights([prompt(i)] * 2, [None, None])
+        served.weights([prompt(0)], [None])  # prompt 0 stays the most recent: never evicted
         seen.append(served.orchestrator.cached_prompts)
-    assert max(seen) <= 3 and seen[:3] == [1, 2, 3]
+    assert seen == [2, 3, 3, 3, 3, 3, 3, 3, 3]
+    assert list(served.orchestrator._cache)[-1] == content_key(prompt(0)) and content_key(prompt(1)) not in served.orchestrator._cache
+    assert served.orchestrator._cache.evicted == 7
+    assert torch.equal(served.weights([prompt(1)], [None]), served.orchestrator.predict([prompt(1)]))  # computed again
+    assert torch.equal(served.weights([prompt(0)], [None]), first)
+
+    replies = [f"reply {i}" for i in range(5)]
+    raw, _ = served.scores([prompt(0)] * 5, replies)  # five pairs in one call: more than the cache holds
+    assert served.cached() == {"prompts": 3, "pairs": 3, "limit": 3}
+    assert torch.equal(served.scores([prompt(0)] * 5, replies)[0].values, raw.values)
+
+
+def test_serve_cache_size_bounds_both_caches_and_health_reports_them(tiny_ensemble_dir, tiny_orchestrator_dir):
+    served = load_served(ServeConfig(reward_only=True, ensemble=tiny_ensemble_dir, orchestrator=tiny_orchestrator_dir,
+                                     cache_size=2))
+    assert served.orchestrator._cache.max_entries == served.orchestrator._features.max_entries == 2
+    assert served.ensemble._cache.max_entries == 2
+    with client_for(served) as c:
+        items = [{"messages": [{"role": "user", "content": f"q{i}"}], "reply": "fine"} for i in range(4)]
+        assert c.post("/v1/score", json={"items": items}).status_code == 200
+        assert c.get("/health").json()["cached"] == {"prompts": 2, "pairs": 2, "limit": 2}
+    assert ServeConfig().cache_size == 50_000 and Served(None, served.ensemble).cache_size == 50_000
+    # an ensemble a kind loads itself (best-of-n over another folder, a MAHALO guide) is bounded alike under serve
+    from preforch.serving.policies.policy import LoadOptions
+
+    assert LoadOptions(cache_size=2).ensemble(tiny_ensemble_dir)._cache.max_entries == 2
+    assert LoadOptions().ensemble(tiny_ensemble_dir)._cache.max_entries is None  # evaluate keeps every score
+    with pytest.raises(ConfigError, match="cache_size: must be > 0"):
+        ServeConfig(cache_size=0)
