@@ -10,7 +10,7 @@ from preforch.cli.parsing import parse_config
 from preforch.evaluation.config import EvaluateConfig
 from preforch.orchestrator.config import OrchestratorConfig
 from preforch.pipelines.config import (BenchmarkConfig, HeadlineConfig, QuickstartConfig, RLComparisonConfig,
-                                       WicComparisonConfig)
+                                       RobustnessConfig, WicComparisonConfig)
 from preforch.rewards.config import EnsembleConfig, RewardModelConfig
 
 RECIPES = Path(preforch.__file__).parent / "recipes"
@@ -18,7 +18,7 @@ KIND = {"reward_models_": RewardModelConfig, "ensemble_": EnsembleConfig, "orche
         "quickstart": QuickstartConfig, "evaluate_": EvaluateConfig, "policy_": PolicyConfig,
         "rl_compare": RLComparisonConfig, "wic_": WicConfig, "wic_compare": WicComparisonConfig,
         "mahalo_": MahaloConfig, "mixed_intent": BenchmarkConfig, "rl_compare_mixed": RLComparisonConfig,
-        "headline_": HeadlineConfig}
+        "headline_": HeadlineConfig, "robustness_": RobustnessConfig}
 
 
 def _kind(path: Path):

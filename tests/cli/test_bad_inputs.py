@@ -184,7 +184,7 @@ def test_training_commands_name_bad_prompt_data(command, tiny_policy_dir, tiny_e
 
 def test_an_unknown_training_signal_is_one_line_naming_the_option(capsys):
     assert run(["train-policy", "--algorithm", "ppo"], capsys).endswith(
-        "algorithm: expected one of grpo, rloo, ranked-dpo, online-dpo, got 'ppo'")
+        "algorithm: expected one of grpo, rloo, ranked-dpo, online-dpo, modpo, got 'ppo'")
     assert run(["train-policy", "--aggregation", "mean"], capsys).endswith(
         "aggregation: expected one of sum-then-normalize, normalize-then-sum, got 'mean'")
     assert "aggregation: normalize-then-sum is not available with --algorithm ranked-dpo" in run(

@@ -31,8 +31,9 @@ def test_a_lower_weight_temperature_sharpens_pro_morlhf(mixed_stack):  # noqa: F
     from preforch.rewards.ensemble import RewardEnsemble
 
     train, _, rewards, orchestrator = mixed_stack
+    # 0.02 is below every temperature calibration can fit (TEMPERATURE_GRID), so sharper than any calibrated one
     cfg = HeadlineConfig(judge=rewards, ensemble=rewards, orchestrator=orchestrator,
-                         methods=[*ARMS, "pro-morlhf:temperature=0.2@ranked-dpo"])
+                         methods=[*ARMS, "pro-morlhf:temperature=0.02@ranked-dpo"])
     prompts = [[{"role": "user", "content": f"explain topic {i}"}] for i in range(4)]
     ensemble = RewardEnsemble.load(rewards)
     calibrated, sharp = (method_weights(policy_config(cfg, arm), ensemble, prompts) for arm in (ARMS[0], cfg.methods[2]))
