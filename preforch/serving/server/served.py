@@ -3,8 +3,10 @@ the orchestrator that supplies weights and the reward ensemble that scores repli
 
 from __future__ import annotations
 
+import ctypes
 import random
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional, Sequence
 
@@ -24,6 +26,25 @@ if TYPE_CHECKING:
     from preforch.orchestrator.model import PreferenceOrchestrator
     from preforch.rewards.ensemble import RewardEnsemble
     from preforch.rewards.scores import Scores
+
+
+def release_freed_memory() -> None:
+    """Hand the pages the C allocator holds free back to the system (glibc's `malloc_trim`; nothing elsewhere).
+    Every generation call allocates and frees tensors of new shapes; glibc keeps what was freed in its heaps, so
+    without this a server's resident memory kept climbing under new prompts though nothing live grew (the soak
+    run in docs/benchmarks.md). Takes a few milliseconds."""
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
+def _find_malloc_trim():
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim this way
+        return None
+
+
+_malloc_trim = _find_malloc_trim()
 
 
 @dataclass
@@ -54,6 +75,14 @@ class Served:
         for part in (self.orchestrator, self.ensemble):
             if part is not None:
                 part.bound_cache(self.cache_size)
+
+    @contextmanager
+    def _working(self):
+        """The models for one route's work, one caller at a time; after it, the memory it freed goes back to the
+        system (`release_freed_memory`), so what a server holds follows what it keeps, not what it once used."""
+        with self._models:
+            yield
+        release_freed_memory()
 
     @property
     def objectives(self) -> tuple[str, ...]:
@@ -101,7 +130,7 @@ class Served:
         sampling = SamplingConfig(n, max_new_tokens, temperature, top_p, self.batch_size,
                                   random.randrange(2**31) if seed is None else seed)
         prompts = [j.prompt for j in jobs]
-        with self._models:
+        with self._working():
             weights = self.weights(prompts, [j.preference for j in jobs])
             replies = [[cut_at_stop(r, stops) for r in row] for row in self.policy.respond(prompts, weights, sampling)]
         scores = None
@@ -121,7 +150,7 @@ class Served:
         candidates with each objective's normalised score (None where it does not apply) and the combined reward
         under those weights (over the objectives that apply), and which candidate the policy chose. Blocking; run in
         a worker thread."""
-        with self._models:
+        with self._working():
             weights = self.weights([prompt], [spec])  # [1, K]
             own = self.weights([prompt], [None])[0].tolist() if self.orchestrator is not None else None
             candidates = self.policy.candidates([prompt], [weights], sampling)[0]  # [n]: one weighting, one prompt
@@ -141,7 +170,7 @@ class Served:
         """/v1/score: per (prompt, reply) its raw and normalised scores (None where an objective does not apply),
         the weights of its spec and the combined reward w . r~ (paper Eq. 9) over the objectives that apply.
         Blocking; run in a worker thread."""
-        with self._models:
+        with self._working():
             raw, normalized = self.scores(prompts, replies)
             weights = self.weights(prompts, specs)
         reward = combined_reward(normalized, weights).tolist()

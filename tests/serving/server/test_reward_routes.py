@@ -164,3 +164,18 @@ def test_serve_cache_size_bounds_both_caches_and_health_reports_them(tiny_ensemb
     assert LoadOptions().ensemble(tiny_ensemble_dir)._cache.max_entries is None  # evaluate keeps every score
     with pytest.raises(ConfigError, match="cache_size: must be > 0"):
         ServeConfig(cache_size=0)
+
+
+def test_each_route_hands_freed_memory_back_after_its_work(tiny_ensemble_dir, tiny_orchestrator_dir, monkeypatch):
+    """glibc keeps freed memory in its heaps; the server trims them after every route's work (the soak run's leak)."""
+    import preforch.serving.server.served as served_module
+    from preforch.orchestrator.model import PreferenceOrchestrator
+    from preforch.rewards.ensemble import RewardEnsemble
+
+    trims = []
+    monkeypatch.setattr(served_module, "_malloc_trim", lambda pad: trims.append(pad))
+    served = Served(None, RewardEnsemble.load(tiny_ensemble_dir), PreferenceOrchestrator.from_pretrained(tiny_orchestrator_dir))
+    served.score([({"role": "user", "content": "hi"},)], ["hello"], [None])
+    assert trims == [0]
+    served.weights([({"role": "user", "content": "hi"},)], [None])  # a part of a route, not a route: no trim
+    assert trims == [0]
