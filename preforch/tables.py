@@ -4,6 +4,9 @@ a row runs as "module:Attr", imported only when the row is used, so listing a ta
 from __future__ import annotations
 
 import importlib
+from typing import Mapping
+
+from preforch.errors import ConfigError
 
 
 def load_attr(ref: str):
@@ -11,3 +14,15 @@ def load_attr(ref: str):
     AttributeError when it is not there)."""
     module, _, attr = ref.partition(":")
     return getattr(importlib.import_module(module), attr)
+
+
+def check_row(table: Mapping[str, str], name: str, where: str) -> str:
+    """`name` if it is a row of `table`, else a `ConfigError` starting with `where` that lists the rows."""
+    if name not in table:
+        raise ConfigError(f"{where}: expected one of {', '.join(table)}, got {name!r}")
+    return name
+
+
+def load_row(table: Mapping[str, str], name: str, where: str):
+    """What row `name` of `table` names, imported now (see `check_row` for the error)."""
+    return load_attr(table[check_row(table, name, where)])

@@ -1,8 +1,8 @@
 """Library layers import downwards only (DESIGN.md section 6). Every package and top-level module of preforch/ has a
 tier; a module may import its own unit and the units of lower tiers, never a unit of its own tier or a higher one:
 
-    errors, modeling_preforch, tables, lru, offline, __init__    (import nothing of preforch)
-    io
+    errors, modeling_preforch, lru, offline, __init__    (import nothing of preforch)
+    io, tables                             (tables: load_attr and the rows' check, whose error is a ConfigError)
     data, models, hub
     modeling, config                       (config: the shared base config, helpers and validators)
     rewards
@@ -32,8 +32,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).parents[1] / "preforch"
-TIERS = (("errors", "modeling_preforch", "tables", "lru", "offline", "__init__"),
-         ("io",),
+TIERS = (("errors", "modeling_preforch", "lru", "offline", "__init__"),
+         ("io", "tables"),
          ("data", "models", "hub"),
          ("modeling", "config"),
          ("rewards",),

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from preforch.errors import ConfigError
-from preforch.tables import load_attr
+from preforch.tables import load_attr, load_row
 
 ALGORITHMS: dict[str, str] = {
     "grpo": "preforch.alignment.algorithms:Grpo",
@@ -35,9 +35,7 @@ AGGREGATIONS = (SUM_THEN_NORMALIZE, NORMALIZE_THEN_SUM)
 
 def algorithm_class(name: str, where: str = "algorithm") -> type["TrainingAlgorithm"]:
     """The class of algorithm `name`; a `ConfigError` starting with `where` that lists them for any other name."""
-    if name not in ALGORITHMS:
-        raise ConfigError(f"{where}: expected one of {', '.join(ALGORITHMS)}, got {name!r}")
-    return load_attr(ALGORITHMS[name])
+    return load_row(ALGORITHMS, name, where)
 
 
 class TrainingAlgorithm:

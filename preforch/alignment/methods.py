@@ -7,8 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Optional
 
-from preforch.errors import ConfigError
-from preforch.tables import load_attr
+from preforch.tables import check_row, load_row
 
 METHODS: dict[str, str] = {
     "pro-morlhf": "preforch.alignment.morlhf:ProMorlhf",
@@ -20,14 +19,12 @@ METHODS: dict[str, str] = {
 
 def check_method(name: str, where: str) -> str:
     """`name` if it is a registered method, else a `ConfigError` starting with `where` that lists them."""
-    if name not in METHODS:
-        raise ConfigError(f"{where}: expected one of {', '.join(METHODS)}, got {name!r}")
-    return name
+    return check_row(METHODS, name, where)
 
 
 def method_class(name: str, where: str = "method") -> type["TrainingMethod"]:
     """The class implementing method `name` (see `check_method` for the error)."""
-    return load_attr(METHODS[check_method(name, where)])
+    return load_row(METHODS, name, where)
 
 
 @dataclass

@@ -13,10 +13,9 @@ from typing import ClassVar
 import torch
 
 from preforch.data.conditioning import ric_targets
-from preforch.errors import ConfigError
 from preforch.orchestrator.targets import implicit_preference_weights
 from preforch.rewards.scores import Scores, as_scores
-from preforch.tables import load_attr
+from preforch.tables import check_row, load_row
 
 WIC_METHODS: dict[str, str] = {
     "pro-wic": "preforch.generation.wic_methods:ProWic",
@@ -26,14 +25,12 @@ WIC_METHODS: dict[str, str] = {
 
 def check_wic_method(name: str, where: str) -> str:
     """`name` if it is a registered WiC method, else a `ConfigError` starting with `where` that lists them."""
-    if name not in WIC_METHODS:
-        raise ConfigError(f"{where}: expected one of {list(WIC_METHODS)}, got {name!r}")
-    return name
+    return check_row(WIC_METHODS, name, where)
 
 
 def wic_method(name: str, where: str = "method") -> type["WicMethod"]:
     """The class implementing WiC method `name` (see `check_wic_method` for the error)."""
-    return load_attr(WIC_METHODS[check_wic_method(name, where)])
+    return load_row(WIC_METHODS, name, where)
 
 
 class WicMethod:
