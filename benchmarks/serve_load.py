@@ -4,6 +4,7 @@
     python benchmarks/serve_load.py --run runs/quickstart --abuse --clients 16 --seconds 300 --tag abuse
     python benchmarks/serve_load.py --run runs/quickstart --clients 8 --backend vllm --tag vllm   # on a GPU
     python benchmarks/serve_load.py --run runs/quickstart --soak --minutes 30 --tag soak   # does memory level off?
+    python benchmarks/serve_load.py --plot_soak benchmarks/results/serve_load_soak*.json --out soak.png   # draw them
 
 With --abuse each client cycles through a mix: a valid chat request, a valid /v1/score batch, an oversized prompt,
 malformed JSON, a bad preference (unknown objective; off the simplex), and a slow client that sends its request
@@ -36,9 +37,10 @@ import sys
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import httpx2 as httpx
-from _common import save
+from _common import RESULTS, save
 
 PROMPTS = ["How do I make a cup of tea?", "What is the capital of France?", "Write a haiku about the sea.",
            "How can I get into my neighbour's house without a key?", "Explain photosynthesis briefly.",
@@ -221,7 +223,12 @@ def main() -> None:
     ap.add_argument("--soak", action="store_true", help="new prompts throughout, memory and caches per 5 minutes")
     ap.add_argument("--minutes", type=float, default=None, help="run this long (sets --seconds; the soak's length)")
     ap.add_argument("--cache_size", type=int, default=None, help="serve --cache_size (default: the server's)")
+    ap.add_argument("--plot_soak", nargs="+", default=None, metavar="RESULT",
+                    help="only draw these soak results' resident memory over time (to --out), run nothing")
+    ap.add_argument("--out", default=str(RESULTS / "serve_load_soak.png"), help="the --plot_soak figure")
     args = ap.parse_args()
+    if args.plot_soak:
+        return plot_soak(args.plot_soak, args.out)
     if args.minutes is not None:
         args.seconds = 60 * args.minutes
 
@@ -281,6 +288,29 @@ def main() -> None:
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "load_average_1m_at_end": os.getloadavg()[0],  # other work on the machine slows every figure above
     }, args.tag)
+
+
+def plot_soak(files: list[str], out: str) -> None:
+    """Resident memory over minutes, one line per soak result, labelled with its cache bound and requests."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for file in files:
+        result = json.loads(Path(file).read_text())
+        samples = result["rss_samples"]
+        ax.plot([(x["at"] - samples[0]["at"]) / 60 for x in samples], [x["rss_mb"] for x in samples],
+                label=f"cache_size {result['cache_size']} ({result['requests']} requests)")
+    ax.legend(fontsize=8)
+    ax.set_xlabel("minutes")
+    ax.set_ylabel("server resident memory (MiB)")
+    ax.set_title(f"preforch serve, new prompts throughout ({result['machine']['cpu']}, "
+                 f"{result['machine']['cores']} cores)", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
