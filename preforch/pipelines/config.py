@@ -236,6 +236,9 @@ class WicComparisonConfig(WicConfig):
     output_dir: str = option("runs/wic_compare", "one folder per arm, evaluations, compare/, report.md, wic_comparison.json")
     eval_data: list[str] = list_option(HH_TEST, "held-out preference data whose prompts judge the policies")
     eval_prompts_per_source: int = option(24, "held-out prompts drawn from each eval_data spec")
+    eval_seed: Optional[int] = option(None, "seed of the held-out prompt draw and the answers' sampling (default: --seed); "
+                                      "runs with other --seed but one --eval_seed judge the same prompts, so their arms "
+                                      "pair prompt by prompt across training seeds")
     grid_divisions: int = option(10, "simplex lattice resolution (K=2, d=10: 11 preferences)")
     reference_point: Optional[list[float]] = option(None, "hypervolume reference point (default -2 per objective)")
     resume: bool = option(True, "continue an unfinished online stage after its last finished iteration (false: restart it); "

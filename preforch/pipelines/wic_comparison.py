@@ -192,7 +192,8 @@ def run_wic_comparison(cfg: WicComparisonConfig) -> dict:
                 policy=policy, method=method, ensemble=cfg.ensemble, judge=cfg.judge, orchestrator=cfg.orchestrator,
                 eval_data=cfg.eval_data, prompts_per_source=cfg.eval_prompts_per_source, grid_divisions=cfg.grid_divisions,
                 reference_point=reference, max_new_tokens=cfg.max_new_tokens, temperature=cfg.eval_temperature,
-                top_p=cfg.top_p, batch_size=cfg.eval_batch_size, seed=cfg.seed, output_dir=str(folder),
+                top_p=cfg.top_p, batch_size=cfg.eval_batch_size,
+                seed=cfg.seed if cfg.eval_seed is None else cfg.eval_seed, output_dir=str(folder),
                 trust_remote_code=cfg.trust_remote_code))
         evaluations[arm] = json.loads((folder / "evaluation.json").read_text())
     compare_runs([str(out / "eval" / arm) for arm in served], out / "compare")

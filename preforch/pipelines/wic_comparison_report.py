@@ -19,7 +19,9 @@ def _setup(r: dict) -> str:
                  f"{', '.join(f'{o}: {d}' for o, d in zip(r['objectives'], c['expert_data']))} "
                  f"({c.get('expert_pairs') or c['max_pairs'] or 'all'} pairs per spec), "
                  f"steps {steps}, learning rate {c['expert_learning_rate']}; the two arms serve the one expert set.")
-    return text + (f" Held-out: {c['eval_prompts_per_source']} prompts per source of {', '.join(c['eval_data'])}, one "
+    eval_seed = c["seed"] if c.get("eval_seed") is None else c["eval_seed"]  # records before eval_seed have none
+    return text + (f" Held-out: {c['eval_prompts_per_source']} prompts per source of {', '.join(c['eval_data'])} "
+                   f"(drawn with seed {eval_seed}), one "
                    f"answer per preference at temperature {c['eval_temperature']} (0: greedy), judged by `{r['judge']}`; "
                    f"reference point {r['reference_point']}.")
 

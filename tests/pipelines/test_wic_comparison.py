@@ -97,10 +97,13 @@ def data(tmp_path):
 def test_wic_compare_trains_three_arms_and_reports_fronts_steering_and_compute(
         tiny_policy_dir, tiny_ensemble_dir, tiny_orchestrator_dir, data, tmp_path, capsys):
     out = tmp_path / "wic"
-    args = _small_run(data, out, tiny_policy_dir, tiny_ensemble_dir, tiny_orchestrator_dir)
+    args = _small_run(data, out, tiny_policy_dir, tiny_ensemble_dir, tiny_orchestrator_dir) + ["--eval_seed", "5"]
     assert main(args) == 0
     r = json.loads((out / "wic_comparison.json").read_text())
     assert list(r["arms"]) == ["pro-wic", "ric-online", "pro-wic-offline", "ric-offline"]
+    # trained with seed 0, judged on the prompts --eval_seed draws (the same for any training seed)
+    assert r["config"]["seed"] == 0
+    assert json.loads((out / "eval" / "ric-offline" / "evaluation.json").read_text())["config"]["seed"] == 5
     steps = {arm: d["compute"]["sft_steps"] for arm, d in r["arms"].items()}
     assert steps == {"pro-wic": 3, "ric-online": 3, "pro-wic-offline": 3, "ric-offline": 3}, steps
     assert r["arms"]["pro-wic"]["compute"]["generated"] == 4 and r["arms"]["ric-offline"]["compute"]["generated"] == 0
@@ -111,6 +114,7 @@ def test_wic_compare_trains_three_arms_and_reports_fronts_steering_and_compute(
     assert json.loads((out / "eval" / "pro-wic" / "evaluation.json").read_text())["config"]["temperature"] == 0.0
     assert (out / "compare" / "front.png").is_file() and "paired on prompts" in (out / "report.md").read_text()
     assert "read its tag" in (out / "report.md").read_text() and r["arms"]["pro-wic"]["tag_reading"]["replies"] == 8
+    assert "(drawn with seed 5)" in (out / "report.md").read_text()
     assert "ric-offline: hypervolume" in capsys.readouterr().out
 
     stamp = (out / "eval" / "pro-wic" / "evaluation.json").stat().st_mtime_ns
