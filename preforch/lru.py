@@ -28,6 +28,11 @@ class LRUCache(OrderedDict):
         self.move_to_end(key)
         self._trim()
 
+    def found(self, keys) -> dict:
+        """The entries cached for `keys` (each key once, in first-seen order), each made the newest: the caller's
+        own view, which entries it stores next cannot evict from under it."""
+        return {k: self[k] for k in dict.fromkeys(keys) if k in self}
+
     def resize(self, max_entries: int | None) -> None:
         """Hold at most `max_entries` from now on (None: no bound), dropping the oldest beyond it now."""
         if max_entries is not None and (isinstance(max_entries, bool) or not isinstance(max_entries, int)

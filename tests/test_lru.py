@@ -40,3 +40,12 @@ def test_a_pickled_cache_keeps_its_bound():
     again = pickle.loads(pickle.dumps(cache))
     again["c"] = 3
     assert list(again) == ["b", "c"] and again.max_entries == 2
+
+
+def test_found_returns_the_cached_keys_once_each_and_makes_them_the_newest():
+    cache = LRUCache(3)
+    cache.update({"a": 1, "b": 2, "c": 3})
+    view = cache.found(["b", "x", "a", "b"])
+    assert view == {"b": 2, "a": 1} and list(view) == ["b", "a"]
+    cache["d"] = 4  # "c" is now the least recently used, not "a" or "b"
+    assert list(cache) == ["b", "a", "d"] and view == {"b": 2, "a": 1}

@@ -75,7 +75,7 @@ class PreferenceOrchestrator(PooledHeadModel):
         from tqdm.auto import tqdm
 
         keys = [content_key(p) for p in prompts]
-        found = {k: self._features[k] for k in dict.fromkeys(keys) if k in self._features}
+        found = self._features.found(keys)
         todo = list({k: p for k, p in zip(keys, prompts) if k not in found}.items())
         todo.sort(key=lambda kp: sum(len(m["content"]) for m in kp[1]))
         was_training = self.training
@@ -108,7 +108,7 @@ class PreferenceOrchestrator(PooledHeadModel):
         """Preference weights [B, K] on the simplex, at the calibrated temperature; each distinct prompt is
         encoded once and cached."""
         keys = [content_key(p) for p in prompts]
-        found = {k: self._cache[k] for k in dict.fromkeys(keys) if k in self._cache}
+        found = self._cache.found(keys)
         todo = {k: p for k, p in zip(keys, prompts) if k not in found}
         if todo:
             weights = tempered_weights(self.logits(list(todo.values()), batch_size), self.temperature)

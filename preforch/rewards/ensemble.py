@@ -93,7 +93,7 @@ class RewardEnsemble:
         # a dataset column (e.g. the right answer) is part of what was scored, so part of the cache key
         extra = [repr([values[i] for values in columns.values()]) if columns else "" for i in range(len(responses))]
         keys = [content_key(p, r) + e for p, r, e in zip(prompts, responses, extra)]
-        found = {k: self._cache[k] for k in dict.fromkeys(keys) if k in self._cache}
+        found = self._cache.found(keys)
         todo = sorted({k: i for i, k in enumerate(keys) if k not in found}.values())
         bar = tqdm(total=len(todo), desc="scoring", unit="resp", disable=not progress or not todo)
         for s in range(0, len(todo), self.batch_size):
